@@ -1,0 +1,126 @@
+//! The HTTP API of hermet: an axum router over the application services.
+//!
+//! Conventions (docs/API.md): JSON in camelCase, ids as strings, errors as
+//! `{"error": {"code", "message", "field"?}}`, lists paged by opaque cursor, a request
+//! id on every response and log line.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use hermet_app::App;
+use hermet_domain::Error;
+use hermet_store::Database;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted (413 beyond).
+    pub body_limit_bytes: usize,
+    /// Largest body of admin bulk requests.
+    pub admin_body_limit_bytes: usize,
+    /// A request still running after this long gets a 503.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 2 * 1024 * 1024,
+            admin_body_limit_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// State shared by all handlers.
+pub struct AppState<D: Database> {
+    pub app: App<D>,
+    pub metrics: PrometheusHandle,
+}
+
+impl<D: Database> Clone for AppState<D> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP surface of one node.
+pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
+    use routes::{admin, auth, ops, users};
+
+    let admin_routes = Router::new()
+        .route("/api/v1/admin/users", post(admin::bulk_create::<D>))
+        .route(
+            "/api/v1/admin/users/{id}",
+            axum::routing::delete(admin::delete::<D>),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/disable",
+            post(admin::disable::<D>),
+        )
+        .route("/api/v1/admin/users/{id}/enable", post(admin::enable::<D>))
+        .layer(DefaultBodyLimit::max(http.admin_body_limit_bytes));
+
+    let api = Router::new()
+        .route("/api/v1/auth/sign-up", post(auth::sign_up::<D>))
+        .route("/api/v1/auth/sign-in", post(auth::sign_in::<D>))
+        .route("/api/v1/auth/refresh-token", post(auth::refresh_token::<D>))
+        .route("/api/v1/auth/sign-out", post(auth::sign_out::<D>))
+        .route(
+            "/api/v1/users/me",
+            get(users::me::<D>).patch(users::update_me::<D>),
+        )
+        .route("/api/v1/users/search", get(users::search::<D>))
+        .route("/api/v1/users/{id}", get(users::get_user::<D>))
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+        .merge(admin_routes);
+
+    Router::new()
+        .merge(api)
+        .route("/api/v1/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz::<D>))
+        .route("/metrics", get(ops::metrics::<D>))
+        .fallback(|| async { ApiError(Error::NotFound("route")) })
+        .method_not_allowed_fallback(|| async {
+            let mut r = ApiError(Error::Malformed("method not allowed on this route".into())).into_response();
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r
+        })
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(http.request_timeout_secs)))
+        .layer(CatchPanicLayer::custom(|_| ApiError(Error::internal(anyhow::anyhow!("handler panicked"))).into_response()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), uri = %req.uri().path(), user_id = tracing::field::Empty)
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

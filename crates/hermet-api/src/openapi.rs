@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{admin, auth, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hermet", description = "Instant-messaging backend. JSON is camelCase; ids are strings; errors are {\"error\": {code, message, field?}}."),
+    paths(
+        auth::sign_up, auth::sign_in, auth::refresh_token, auth::sign_out,
+        users::me, users::update_me, users::search, users::get_user,
+        admin::bulk_create, admin::disable, admin::enable, admin::delete,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "auth"), (name = "users"), (name = "admin")),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! `/api/v1/auth/*`: sign-up, sign-in, refresh-token rotation, sign-out.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use hermet_app::auth::{IssuedTokens, SignUp};
+use hermet_domain::id::UserId;
+use hermet_domain::user::AccountType;
+use hermet_store::Database;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Auth, Json, UserAgent};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignUpRequest {
+    /// An e-mail address or an E.164 mobile number, per `accountType`.
+    pub account: String,
+    pub account_type: AccountType,
+    /// The password, 8 to 128 characters.
+    pub credential: String,
+    /// 1 to 64 characters.
+    pub nickname: String,
+    /// Avatar URL, at most 256 characters.
+    #[serde(default)]
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignInRequest {
+    pub account: String,
+    pub account_type: AccountType,
+    pub credential: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    pub user_id: UserId,
+    /// JWT for `Authorization: Bearer …` (or the `x-access-token` header).
+    pub access_token: String,
+    /// Single-use: each refresh returns a new one and retires this one.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub token_type: &'static str,
+}
+
+impl From<IssuedTokens> for TokenResponse {
+    fn from(t: IssuedTokens) -> Self {
+        Self {
+            user_id: t.user_id,
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expires_in: t.expires_in,
+            token_type: "Bearer",
+        }
+    }
+}
+
+/// POST /api/v1/auth/sign-up — create an account and a first session.
+#[utoipa::path(post, path = "/api/v1/auth/sign-up", tag = "auth", request_body = SignUpRequest,
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 409, description = "account taken", body = ErrorBody)))]
+pub async fn sign_up<D: Database>(
+    State(st): State<AppState<D>>,
+    UserAgent(ua): UserAgent,
+    Json(req): Json<SignUpRequest>,
+) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
+    let tokens = st
+        .app
+        .sign_up(SignUp {
+            account_type: req.account_type,
+            account: req.account,
+            credential: req.credential,
+            nickname: req.nickname,
+            avatar: req.avatar,
+            user_agent: ua,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(tokens.into())))
+}
+
+/// POST /api/v1/auth/sign-in — wrong account or wrong password: the same 401.
+#[utoipa::path(post, path = "/api/v1/auth/sign-in", tag = "auth", request_body = SignInRequest,
+    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody)))]
+pub async fn sign_in<D: Database>(
+    State(st): State<AppState<D>>,
+    UserAgent(ua): UserAgent,
+    Json(req): Json<SignInRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let tokens = st
+        .app
+        .sign_in(req.account_type, &req.account, req.credential, ua)
+        .await?;
+    Ok(Json(tokens.into()))
+}
+
+/// POST /api/v1/auth/refresh-token — rotate the refresh token; reuse of a rotated-out
+/// token revokes the session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh-token", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+pub async fn refresh_token<D: Database>(
+    State(st): State<AppState<D>>,
+    Json(req): Json<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    Ok(Json(st.app.refresh(&req.refresh_token).await?.into()))
+}
+
+/// POST /api/v1/auth/sign-out — revoke the caller's session at once.
+#[utoipa::path(post, path = "/api/v1/auth/sign-out", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn sign_out<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+) -> ApiResult<StatusCode> {
+    st.app.sign_out(who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

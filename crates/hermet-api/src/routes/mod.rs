@@ -1,0 +1,6 @@
+//! Handlers, one module per resource. Each handler's doc line gives its method and path.
+
+pub mod admin;
+pub mod auth;
+pub mod ops;
+pub mod users;

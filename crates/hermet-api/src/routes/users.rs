@@ -1,0 +1,178 @@
+//! `/api/v1/users/*`: my profile, public profiles, user search.
+
+use axum::extract::State;
+use hermet_app::users::ProfileChanges;
+use hermet_domain::id::UserId;
+use hermet_domain::user::{Gender, User, UserStatus};
+use hermet_store::Database;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Auth, IdPath, Json, Query};
+
+/// My own profile, with my accounts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MeResponse {
+    pub id: UserId,
+    pub email: Option<String>,
+    pub mobile: Option<String>,
+    pub nickname: String,
+    pub avatar: String,
+    pub gender: Gender,
+    pub region: String,
+    /// `YYYY-MM-DD`.
+    pub birthday: Option<String>,
+    pub tagline: String,
+    /// Bumped on every profile change.
+    pub profile_ver: i64,
+    pub status: UserStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<User> for MeResponse {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            mobile: u.mobile,
+            nickname: u.nickname,
+            avatar: u.avatar,
+            gender: u.gender,
+            region: u.region,
+            birthday: u.birthday,
+            tagline: u.tagline,
+            profile_ver: u.profile_ver,
+            status: u.status,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// What anyone signed in may see of a user.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicUser {
+    pub id: UserId,
+    pub nickname: String,
+    pub avatar: String,
+    pub gender: Gender,
+    pub region: String,
+    pub tagline: String,
+    pub profile_ver: i64,
+}
+
+impl From<User> for PublicUser {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            nickname: u.nickname,
+            avatar: u.avatar,
+            gender: u.gender,
+            region: u.region,
+            tagline: u.tagline,
+            profile_ver: u.profile_ver,
+        }
+    }
+}
+
+/// Absent fields stay as they are; `birthday: null` clears the birthday.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    pub nickname: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<Gender>,
+    pub region: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub birthday: Option<Option<String>>,
+    pub tagline: Option<String>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// An exact e-mail or mobile number, or the beginning of a nickname.
+    pub q: String,
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPage {
+    pub items: Vec<PublicUser>,
+    /// Opaque; pass as `cursor` for the next page. Absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// GET /api/v1/users/me — my profile.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+pub async fn me<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+) -> ApiResult<Json<MeResponse>> {
+    Ok(Json(st.app.me(who).await?.into()))
+}
+
+/// PATCH /api/v1/users/me — change my profile (bumps profileVer).
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfileRequest,
+    responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn update_me<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Json(req): Json<UpdateProfileRequest>,
+) -> ApiResult<Json<MeResponse>> {
+    let changes = ProfileChanges {
+        nickname: req.nickname,
+        avatar: req.avatar,
+        gender: req.gender,
+        region: req.region,
+        birthday: req.birthday,
+        tagline: req.tagline,
+    };
+    Ok(Json(st.app.update_me(who, changes).await?.into()))
+}
+
+/// GET /api/v1/users/search — find users by exact e-mail/mobile or nickname prefix.
+#[utoipa::path(get, path = "/api/v1/users/search", tag = "users", security(("bearer" = [])), params(SearchParams),
+    responses((status = 200, body = UserPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn search<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Query(p): Query<SearchParams>,
+) -> ApiResult<Json<UserPage>> {
+    let page = st
+        .app
+        .search_users(who, &p.q, p.cursor.as_deref(), p.limit)
+        .await?;
+    Ok(Json(UserPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// GET /api/v1/users/{id} — a user's public profile.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = PublicUser), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_user<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<UserId>,
+) -> ApiResult<Json<PublicUser>> {
+    Ok(Json(st.app.user_profile(who, id).await?.into()))
+}

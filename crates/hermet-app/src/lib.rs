@@ -1,0 +1,135 @@
+//! Application services: the command and query handlers of hermet, generic over the
+//! storage port [`Database`] so each runs unchanged on SQLite and PostgreSQL.
+//!
+//! A command validates its input before opening a transaction, does every write of the
+//! change (write side, read models, outbox) through one transaction, and commits once.
+
+pub mod admin;
+pub mod auth;
+pub mod page;
+mod password;
+mod tokens;
+pub mod users;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hermet_domain::id::IdGenerator;
+use hermet_domain::{Error, Result};
+use hermet_store::Database;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use auth::Principal;
+pub use password::PasswordParams;
+
+/// Settings of the auth services.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// HS256 signing key; when absent, one is generated on first start and kept in the
+    /// database so every node (and every restart) shares it.
+    pub jwt_secret: Option<SecretString>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub password: PasswordParams,
+    /// Accounts (e-mail or mobile, normalized) that are administrators.
+    pub admin_accounts: Vec<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            password: PasswordParams::default(),
+            admin_accounts: Vec::new(),
+        }
+    }
+}
+
+/// Limits on request sizes that the services enforce.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most users one admin bulk-create request may carry.
+    pub max_bulk_users: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bulk_users: 10_000,
+        }
+    }
+}
+
+/// The application: a database handle, the id generator and the auth keys. Cheap to
+/// clone; one per process, passed by value (no globals).
+pub struct App<D: Database> {
+    pub db: D,
+    pub ids: Arc<IdGenerator>,
+    auth: Arc<tokens::AuthKeys>,
+    settings: Arc<Settings>,
+}
+
+struct Settings {
+    auth: AuthSettings,
+    limits: Limits,
+    admins: HashSet<String>,
+}
+
+impl<D: Database> Clone for App<D> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            ids: self.ids.clone(),
+            auth: self.auth.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+const JWT_SECRET_NAME: &str = "jwt_hs256_key";
+
+impl<D: Database> App<D> {
+    /// Builds the application; loads or creates the signing key.
+    pub async fn new(
+        db: D,
+        ids: Arc<IdGenerator>,
+        auth: AuthSettings,
+        limits: Limits,
+    ) -> Result<Self> {
+        let secret = match &auth.jwt_secret {
+            Some(s) => s.expose_secret().to_owned(),
+            None => {
+                db.server_secret(JWT_SECRET_NAME, tokens::random_token(48))
+                    .await?
+            }
+        };
+        if secret.len() < 32 {
+            return Err(Error::internal(anyhow::anyhow!(
+                "the JWT secret must be at least 32 bytes"
+            )));
+        }
+        let keys = tokens::AuthKeys::new(secret.as_bytes(), auth.access_token_ttl_secs);
+        let admins = auth
+            .admin_accounts
+            .iter()
+            .map(|a| a.trim().to_lowercase())
+            .filter(|a| !a.is_empty())
+            .collect();
+        Ok(Self {
+            db,
+            ids,
+            auth: Arc::new(keys),
+            settings: Arc::new(Settings {
+                auth,
+                limits,
+                admins,
+            }),
+        })
+    }
+
+    fn next_id<T: From<i64>>(&self) -> Result<T> {
+        self.ids.next().map_err(Error::internal)
+    }
+}

@@ -1,0 +1,155 @@
+//! Profiles: read my profile, change it, read others' public profiles, search users.
+
+use hermet_domain::event::{DomainEvent, OutboxEvent, UserProfileUpdated};
+use hermet_domain::id::UserId;
+use hermet_domain::time::now_ms;
+use hermet_domain::user::{ProfilePatch, User, UserStatus, search_key};
+use hermet_domain::{Error, Result, validate};
+use hermet_store::{Database, OutboxWrites, Transaction, UserSearch, UserWrites};
+
+use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::{App, Principal};
+
+/// A patch as received; validated into a [`ProfilePatch`].
+#[derive(Debug, Default)]
+pub struct ProfileChanges {
+    pub nickname: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<hermet_domain::user::Gender>,
+    pub region: Option<String>,
+    pub birthday: Option<Option<String>>,
+    pub tagline: Option<String>,
+}
+
+impl ProfileChanges {
+    pub fn validate(self) -> Result<ProfilePatch> {
+        Ok(ProfilePatch {
+            nickname: self
+                .nickname
+                .map(|v| validate::nickname("nickname", &v))
+                .transpose()?,
+            avatar: self
+                .avatar
+                .map(|v| validate::avatar("avatar", &v))
+                .transpose()?,
+            gender: self.gender,
+            region: self
+                .region
+                .map(|v| validate::text("region", &v, validate::REGION_MAX, true))
+                .transpose()?,
+            birthday: self
+                .birthday
+                .map(|b| b.map(|v| validate::birthday("birthday", &v)).transpose())
+                .transpose()?,
+            tagline: self
+                .tagline
+                .map(|v| validate::text("tagline", &v, validate::TAGLINE_MAX, true))
+                .transpose()?,
+        })
+    }
+}
+
+fn changed_fields(old: &User, new: &User) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, differs: bool| {
+        if differs {
+            out.push(name.to_owned());
+        }
+    };
+    check("nickname", old.nickname != new.nickname);
+    check("avatar", old.avatar != new.avatar);
+    check("gender", old.gender != new.gender);
+    check("region", old.region != new.region);
+    check("birthday", old.birthday != new.birthday);
+    check("tagline", old.tagline != new.tagline);
+    out
+}
+
+impl<D: Database> App<D> {
+    /// `GET /users/me`.
+    pub async fn me(&self, who: Principal) -> Result<User> {
+        self.db
+            .user_by_id(who.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// `PATCH /users/me`: changes the profile, bumps `profile_ver` and records
+    /// `user.profile_updated` in the same transaction. A patch that changes nothing
+    /// writes nothing.
+    pub async fn update_me(&self, who: Principal, changes: ProfileChanges) -> Result<User> {
+        let patch = changes.validate()?;
+        let mut tx = self.db.begin().await?;
+        let current = tx
+            .lock_user(who.user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let mut updated = patch.apply(&current);
+        let changed = changed_fields(&current, &updated);
+        if changed.is_empty() {
+            return Ok(current);
+        }
+        let now = now_ms();
+        updated.profile_ver += 1;
+        updated.updated_at = now;
+        tx.update_profile(&updated).await?;
+        let event = DomainEvent::UserProfileUpdated(UserProfileUpdated {
+            user_id: updated.id,
+            profile_ver: updated.profile_ver,
+            nickname: updated.nickname.clone(),
+            avatar: updated.avatar.clone(),
+            gender: updated.gender.as_str().to_owned(),
+            region: updated.region.clone(),
+            birthday: updated.birthday.clone(),
+            tagline: updated.tagline.clone(),
+            changed,
+            updated_at: now,
+        });
+        tx.append_events(&[OutboxEvent::new(self.next_id()?, now, &event)])
+            .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// `GET /users/{id}`: the public profile of a user who is not deleted.
+    pub async fn user_profile(&self, _who: Principal, id: UserId) -> Result<User> {
+        match self.db.user_by_id(id).await? {
+            Some(u) if u.status != UserStatus::Deleted => Ok(u),
+            _ => Err(Error::NotFound("user")),
+        }
+    }
+
+    /// `GET /users/search?q=`: exact e-mail or mobile, or a nickname prefix (case
+    /// folded); active users only; ordered by nickname.
+    pub async fn search_users(
+        &self,
+        _who: Principal,
+        q: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<User>> {
+        let q = validate::text("q", q, 254, false)?;
+        let limit = validate::limit(limit)?;
+        let after: Option<(String, i64)> = cursor.map(decode_cursor).transpose()?;
+        let search = UserSearch {
+            email: validate::email("q", &q).ok(),
+            mobile: validate::mobile("q", &q).ok(),
+            prefix: search_key(&q),
+            after,
+            limit: limit + 1,
+        };
+        let mut rows = self.db.search_users(&search).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = if more {
+            rows.last()
+                .map(|(name, u)| encode_cursor(&(name, u.id.get())))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.into_iter().map(|(_, u)| u).collect(),
+            next_cursor,
+        })
+    }
+}

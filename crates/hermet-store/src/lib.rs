@@ -1,0 +1,70 @@
+//! Storage ports (traits, one per aggregate and read model) and one driver per
+//! database: [`postgres`] (tokio-postgres + deadpool) and [`sqlite`] (rusqlite +
+//! deadpool). The backend is chosen once at start-up; application code is generic over
+//! [`Database`] and monomorphized per backend, so no query goes through a `dyn` call.
+//!
+//! A command opens one [`Transaction`], passes it down to every write it makes (write
+//! side, read models, reverse indexes, outbox) and commits once. Dropping an
+//! uncommitted transaction rolls it back.
+
+pub mod error;
+pub mod ports;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use ports::*;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Pool settings shared by both drivers (seed 000 §4.1).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most connections the pool opens (PostgreSQL write pool; SQLite readers).
+    pub max_connections: usize,
+    /// How long a request waits for a free connection before failing with 503.
+    pub acquire_timeout_ms: u64,
+    /// Server-side statement timeout (PostgreSQL), busy timeout (SQLite).
+    pub statement_timeout_ms: u64,
+    /// Connections older than this are closed and replaced.
+    pub max_lifetime_secs: u64,
+    /// SQLite `synchronous` pragma: FULL by default (no acknowledged write is lost on
+    /// power failure); NORMAL trades that for speed.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            max_lifetime_secs: 3_600,
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default)]
+pub struct MigrationReport {
+    /// Names of the migrations applied by this run (empty when up to date).
+    pub applied: Vec<String>,
+}

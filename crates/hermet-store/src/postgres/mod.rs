@@ -1,0 +1,295 @@
+//! The PostgreSQL driver: tokio-postgres on deadpool pools. Chosen over sqlx because
+//! tokio-postgres pipelines statements on one connection (75–98k small inserts/s here
+//! against 14k/s for sqlx) and speaks binary COPY for bulk loads.
+//!
+//! Two pools: `write` for transactions and `read` for queries of the read models, which
+//! is a separate pool on a replica when `read_database_url` is set.
+
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use hermet_domain::event::OutboxEvent;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::ports::*;
+use crate::{MigrationReport, PoolSettings, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Serializes migrations of several nodes starting at once.
+const MIGRATION_LOCK: i64 = 0x6865_726d_6574; // "hermet"
+
+#[derive(Clone)]
+pub struct PgDatabase {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    write: Pool,
+    read: Option<Pool>,
+}
+
+impl PgDatabase {
+    /// Creates the pools. Connections are opened lazily, so this fails only on a bad
+    /// URL; use [`Database::ping`] to check the server is reachable.
+    pub fn connect(
+        url: &str,
+        read_url: Option<&str>,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
+        let write = build_pool(url, settings)?;
+        let read = read_url.map(|u| build_pool(u, settings)).transpose()?;
+        Ok(Self {
+            inner: Arc::new(Inner { write, read }),
+        })
+    }
+
+    pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
+        self.inner.write.get().await.map_err(pool_err)
+    }
+
+    pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {
+        self.inner
+            .read
+            .as_ref()
+            .unwrap_or(&self.inner.write)
+            .get()
+            .await
+            .map_err(pool_err)
+    }
+}
+
+fn build_pool(url: &str, s: &PoolSettings) -> Result<Pool, StoreError> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
+    cfg.options(format!("-c statement_timeout={}", s.statement_timeout_ms));
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("hermet");
+    }
+    cfg.connect_timeout(Duration::from_millis(s.acquire_timeout_ms.max(1_000)));
+    let manager = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let lifetime = Duration::from_secs(s.max_lifetime_secs);
+    let wait = Duration::from_millis(s.acquire_timeout_ms);
+    Pool::builder(manager)
+        .max_size(s.max_connections)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() > lifetime {
+                Err(HookError::message(
+                    "connection reached its maximum lifetime",
+                ))
+            } else {
+                Ok(())
+            }
+        }))
+        .build()
+        .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build PostgreSQL pool: {e}")))
+}
+
+pub(crate) fn pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => pg_err(e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if *db.code() == SqlState::UNIQUE_VIOLATION {
+            return StoreError::UniqueViolation {
+                constraint: db.constraint().unwrap_or_default().to_owned(),
+            };
+        }
+        if *db.code() == SqlState::QUERY_CANCELED || *db.code() == SqlState::TOO_MANY_CONNECTIONS {
+            return StoreError::Unavailable(db.message().to_owned());
+        }
+    }
+    if e.is_closed() {
+        return StoreError::Unavailable(e.to_string());
+    }
+    StoreError::Other(anyhow::Error::new(e))
+}
+
+impl Database for PgDatabase {
+    type Tx = PgTx;
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin(&self) -> Result<PgTx, StoreError> {
+        let conn = self.write_conn().await?;
+        conn.batch_execute("BEGIN").await.map_err(pg_err)?;
+        Ok(PgTx { conn: Some(conn) })
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let mut conn = self.write_conn().await?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let client: &mut tokio_postgres::Client = &mut conn;
+        let result = embedded::migrations::runner()
+            .set_grouped(true)
+            .run_async(client)
+            .await;
+        conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let report =
+            result.map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
+        Ok(MigrationReport {
+            applied: report
+                .applied_migrations()
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let conn = self.write_conn().await?;
+        conn.simple_query("SELECT 1").await.map_err(pg_err)?;
+        if self.inner.read.is_some() {
+            self.read_conn()
+                .await?
+                .simple_query("SELECT 1")
+                .await
+                .map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    fn pool_status(&self) -> Vec<PoolStatus> {
+        let mut out = vec![status("write", &self.inner.write)];
+        if let Some(r) = &self.inner.read {
+            out.push(status("read", r));
+        }
+        out
+    }
+
+    fn close(&self) {
+        self.inner.write.close();
+        if let Some(r) = &self.inner.read {
+            r.close();
+        }
+    }
+
+    async fn server_secret(&self, name: &str, candidate: String) -> Result<String, StoreError> {
+        let conn = self.write_conn().await?;
+        let now = hermet_domain::time::now_ms();
+        conn.execute(
+            "INSERT INTO server_secret (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[&name, &candidate, &now],
+        )
+        .await
+        .map_err(pg_err)?;
+        let row = conn
+            .query_one("SELECT value FROM server_secret WHERE name = $1", &[&name])
+            .await
+            .map_err(pg_err)?;
+        Ok(row.get(0))
+    }
+}
+
+fn status(pool: &'static str, p: &Pool) -> PoolStatus {
+    let s = p.status();
+    PoolStatus {
+        pool,
+        size: s.size,
+        available: s.available,
+        max_size: s.max_size,
+        waiting: s.waiting,
+    }
+}
+
+/// A PostgreSQL transaction on one pooled connection (`BEGIN` … `COMMIT`).
+pub struct PgTx {
+    conn: Option<Object>,
+}
+
+impl PgTx {
+    pub(crate) fn conn(&self) -> Result<&Object, StoreError> {
+        self.conn
+            .as_ref()
+            .ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        // Roll back before the connection goes back to the pool; if that is not
+        // possible, detach the connection so it is closed instead of reused.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if conn.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(conn));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(conn)),
+        }
+    }
+}
+
+impl Transaction for PgTx {
+    async fn commit(mut self) -> Result<(), StoreError> {
+        let conn = self
+            .conn
+            .take()
+            .ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
+        conn.batch_execute("COMMIT").await.map_err(pg_err)
+    }
+}
+
+impl OutboxWrites for PgTx {
+    async fn append_events(&mut self, events: &[OutboxEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = events.iter().map(|e| e.id.get()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
+        let versions: Vec<i32> = events.iter().map(|e| e.schema_version).collect();
+        let agg_types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
+        let agg_keys: Vec<&str> = events.iter().map(|e| e.aggregate_key.as_str()).collect();
+        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.occurred_at).collect();
+        let conn = self.conn()?;
+        let stmt = conn
+            .prepare_cached(
+                "INSERT INTO outbox (event_id, event_type, schema_version, aggregate_type, aggregate_key, payload, created_at)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])",
+            )
+            .await
+            .map_err(pg_err)?;
+        conn.execute(
+            &stmt,
+            &[
+                &ids, &types, &versions, &agg_types, &agg_keys, &payloads, &times,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! Configuration: built-in defaults, then a TOML file (`--config`, else `hermet.toml`
+//! if present), then `HERMET_*` environment variables (`__` separates sections:
+//! `HERMET_DATABASE__MAX_CONNECTIONS`), then [`Config::validate`]. Secrets are
+//! redacted in `Debug` output and logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use hermet_app::{AuthSettings, Limits, PasswordParams};
+use hermet_store::{Backend, PoolSettings};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port the HTTP server listens on (`HERMET_LISTEN`).
+    pub listen: String,
+    /// `sqlite://PATH` (embedded default) or `postgres://…` (`HERMET_DATABASE_URL`).
+    pub database_url: String,
+    /// Optional PostgreSQL read replica for read-model queries (`HERMET_READ_DATABASE_URL`).
+    pub read_database_url: Option<String>,
+    /// Accounts (e-mail or mobile) that are administrators, comma-separated in the
+    /// environment (`HERMET_ADMIN_ACCOUNTS`).
+    #[serde(deserialize_with = "comma_list")]
+    pub admin_accounts: Vec<String>,
+    /// 0..=1023, unique per node: part of every id this node makes (`HERMET_NODE_ID`).
+    pub node_id: u16,
+    /// `pretty` or `json` (`HERMET_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `hermet=debug,info`; `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Most connections per pool (seed 000 §4.1 `max_open_conns`).
+    pub max_connections: usize,
+    /// Wait at most this long for a free connection, then answer 503.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout`; SQLite busy timeout.
+    pub statement_timeout_ms: u64,
+    /// Replace connections older than this (seed 000 §4.1 `conn_max_lifetime`).
+    pub max_lifetime_secs: u64,
+    /// SQLite `synchronous`: FULL (default, durable), NORMAL or EXTRA.
+    pub sqlite_synchronous: String,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key, at least 32 bytes. When unset, one is generated on first start and
+    /// stored in the database, shared by all nodes.
+    #[serde(serialize_with = "redacted")]
+    pub jwt_secret: Option<SecretString>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_limit_bytes: usize,
+    pub admin_body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, wait this long for in-flight requests before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_bulk_users: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://./data/hermet.db".into(),
+            read_database_url: None,
+            admin_accounts: Vec::new(),
+            node_id: 0,
+            log_format: LogFormat::Pretty,
+            log_level: "info".into(),
+            migrate_on_start: true,
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        let p = PoolSettings::default();
+        Self {
+            max_connections: p.max_connections,
+            acquire_timeout_ms: p.acquire_timeout_ms,
+            statement_timeout_ms: p.statement_timeout_ms,
+            max_lifetime_secs: p.max_lifetime_secs,
+            sqlite_synchronous: p.sqlite_synchronous,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let a = AuthSettings::default();
+        Self {
+            jwt_secret: None,
+            access_token_ttl_secs: a.access_token_ttl_secs,
+            refresh_token_ttl_secs: a.refresh_token_ttl_secs,
+            argon2_memory_kib: a.password.memory_kib,
+            argon2_iterations: a.password.iterations,
+            argon2_parallelism: a.password.parallelism,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let h = hermet_api::HttpSettings::default();
+        Self {
+            body_limit_bytes: h.body_limit_bytes,
+            admin_body_limit_bytes: h.admin_body_limit_bytes,
+            request_timeout_secs: h.request_timeout_secs,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_bulk_users: Limits::default().max_bulk_users,
+        }
+    }
+}
+
+fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect(),
+        OneOrMany::Many(v) => v
+            .into_iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect(),
+    })
+}
+
+fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Hides the password of a database URL (`postgres://user:***@host/db`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "read_database_url",
+                &self.read_database_url.as_deref().map(redact_url),
+            )
+            .field("admin_accounts", &self.admin_accounts)
+            .field("node_id", &self.node_id)
+            .field("log_format", &self.log_format)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("database", &self.database)
+            .field(
+                "auth.jwt_secret",
+                &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("http", &self.http)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            Some(path) => fig = fig.merge(Toml::file(path)),
+            None if Path::new("hermet.toml").exists() => fig = fig.merge(Toml::file("hermet.toml")),
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("HERMET_").split("__"));
+        let config: Config = fig.extract().map_err(|e| {
+            e.into_iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        config.validate().map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        Ok(config)
+    }
+
+    /// Every problem at once, each naming its setting.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            errors.push(format!(
+                "listen (HERMET_LISTEN): '{}' is not an address:port such as 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        let backend = Backend::from_url(&self.database_url);
+        if backend.is_none() {
+            errors.push(format!(
+                "database_url (HERMET_DATABASE_URL): '{}' must start with sqlite:// or postgres://",
+                redact_url(&self.database_url)
+            ));
+        }
+        if let Some(read) = &self.read_database_url {
+            if Backend::from_url(read) != Some(Backend::Postgres) {
+                errors.push(
+                    "read_database_url (HERMET_READ_DATABASE_URL): must be a postgres:// URL"
+                        .into(),
+                );
+            } else if backend != Some(Backend::Postgres) {
+                errors.push("read_database_url (HERMET_READ_DATABASE_URL): a read replica needs database_url to be PostgreSQL too".into());
+            }
+        }
+        if self.node_id > hermet_domain::id::MAX_NODE_ID {
+            errors.push(format!(
+                "node_id (HERMET_NODE_ID): {} is out of range 0..=1023",
+                self.node_id
+            ));
+        }
+        if self.database.max_connections == 0 {
+            errors.push("database.max_connections: must be at least 1".into());
+        }
+        if !["FULL", "NORMAL", "EXTRA"].contains(
+            &self
+                .database
+                .sqlite_synchronous
+                .to_ascii_uppercase()
+                .as_str(),
+        ) {
+            errors.push("database.sqlite_synchronous: must be FULL, NORMAL or EXTRA".into());
+        }
+        if let Some(s) = &self.auth.jwt_secret {
+            if s.expose_secret().len() < 32 {
+                errors.push(
+                    "auth.jwt_secret (HERMET_AUTH__JWT_SECRET): must be at least 32 bytes".into(),
+                );
+            }
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            errors.push(
+                "auth.access_token_ttl_secs and auth.refresh_token_ttl_secs: must be positive"
+                    .into(),
+            );
+        }
+        if argon2::Params::new(
+            self.auth.argon2_memory_kib,
+            self.auth.argon2_iterations,
+            self.auth.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            errors.push("auth.argon2_*: invalid argon2 parameters (memory must be at least 8 KiB per lane; iterations and parallelism at least 1)".into());
+        }
+        if self.http.body_limit_bytes < 1024 {
+            errors.push("http.body_limit_bytes: must be at least 1024".into());
+        }
+        if self.limits.max_bulk_users == 0 {
+            errors.push("limits.max_bulk_users: must be at least 1".into());
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.database.max_connections,
+            acquire_timeout_ms: self.database.acquire_timeout_ms,
+            statement_timeout_ms: self.database.statement_timeout_ms,
+            max_lifetime_secs: self.database.max_lifetime_secs,
+            sqlite_synchronous: self.database.sqlite_synchronous.clone(),
+        }
+    }
+
+    pub fn auth_settings(&self) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: self.auth.jwt_secret.clone(),
+            access_token_ttl_secs: self.auth.access_token_ttl_secs,
+            refresh_token_ttl_secs: self.auth.refresh_token_ttl_secs,
+            password: PasswordParams {
+                memory_kib: self.auth.argon2_memory_kib,
+                iterations: self.auth.argon2_iterations,
+                parallelism: self.auth.argon2_parallelism,
+            },
+            admin_accounts: self.admin_accounts.clone(),
+        }
+    }
+
+    pub fn http_settings(&self) -> hermet_api::HttpSettings {
+        hermet_api::HttpSettings {
+            body_limit_bytes: self.http.body_limit_bytes,
+            admin_body_limit_bytes: self.http.admin_body_limit_bytes,
+            request_timeout_secs: self.http.request_timeout_secs,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk_users: self.limits.max_bulk_users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/hermet"),
+            "postgres://app:***@db:5432/hermet"
+        );
+        assert_eq!(
+            redact_url("postgres://db/hermet?user=a&password=x"),
+            "postgres://db/hermet?user=a&password=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/hermet.db"),
+            "sqlite://./data/hermet.db"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_debug_hides_secrets() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.database_url = "postgres://u:pw@h/db".into();
+        c.auth.jwt_secret = Some(SecretString::from("x".repeat(40)));
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("pw@") && !dbg.contains(&"x".repeat(40)),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn validation_names_each_bad_setting() {
+        let mut c = Config::default();
+        c.listen = "nowhere".into();
+        c.database_url = "mysql://x".into();
+        c.node_id = 2000;
+        let errors = c.validate().unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("listen"));
+        assert!(errors[1].starts_with("database_url"));
+        assert!(errors[2].starts_with("node_id"));
+    }
+}
