@@ -70,7 +70,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let details = match &e {
-            Error::Unprocessable { details, .. } => details.clone(),
+            Error::Unprocessable { details, .. } => details.as_deref().cloned(),
             _ => None,
         };
         let body = ErrorBody {

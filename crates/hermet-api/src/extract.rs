@@ -18,15 +18,18 @@ use crate::error::ApiError;
 /// Turns a serde error at `path` into a 400 naming the field.
 fn field_error(path: &serde_path_to_error::Path, inner: &str) -> Error {
     let mut field = path.to_string();
-    // serde reports a missing or unknown field at its parent; the name is in the message.
-    for marker in ["missing field `", "unknown field `"] {
-        if let Some(rest) = inner.split(marker).nth(1).and_then(|r| r.split('`').next()) {
-            field = if field == "." || field.is_empty() {
-                rest.to_owned()
-            } else {
-                format!("{field}.{rest}")
-            };
-        }
+    // serde reports a missing field at its parent; the name is in the message. (An
+    // unknown field is already the last segment of the path.)
+    if let Some(name) = inner
+        .split("missing field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    {
+        field = if field == "." || field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
     }
     if field == "." || field.is_empty() {
         return Error::Malformed(format!("invalid request: {inner}"));

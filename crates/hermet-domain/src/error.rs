@@ -38,7 +38,7 @@ pub enum Error {
         code: &'static str,
         message: String,
         field: Option<&'static str>,
-        details: Option<serde_json::Value>,
+        details: Option<Box<serde_json::Value>>,
     },
     /// 413: the body is larger than the configured limit.
     #[error("{0}")]

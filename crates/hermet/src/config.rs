@@ -316,12 +316,8 @@ impl Config {
         ) {
             errors.push("database.sqlite_synchronous: must be FULL, NORMAL or EXTRA".into());
         }
-        if let Some(s) = &self.auth.jwt_secret {
-            if s.expose_secret().len() < 32 {
-                errors.push(
-                    "auth.jwt_secret (HERMET_AUTH__JWT_SECRET): must be at least 32 bytes".into(),
-                );
-            }
+        if self.auth.jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
+            errors.push("auth.jwt_secret (HERMET_AUTH__JWT_SECRET): must be at least 32 bytes".into());
         }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             errors.push(
@@ -398,6 +394,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 

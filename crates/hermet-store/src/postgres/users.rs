@@ -239,7 +239,7 @@ impl UserWrites for PgTx {
         let stmt = conn
             .prepare_cached(
                 "UPDATE users SET status = $2, updated_at = $3,
-                        deleted_at = CASE WHEN $2 = 'deleted' THEN $3 ELSE NULL END
+                        deleted_at = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
                  WHERE id = $1",
             )
             .await

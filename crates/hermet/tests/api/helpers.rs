@@ -1,0 +1,293 @@
+//! Test harness: `spawn_app(Db::…)` starts a real server on port 0 with its own fresh
+//! database (a temporary SQLite file, or a new PostgreSQL database), so tests never
+//! share state.
+
+use std::path::PathBuf;
+
+use hermet::config::Config;
+use hermet::startup::Application;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub const ADMIN: &str = "admin@hermet.test";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The PostgreSQL server tests create their databases on (`PG_TEST_URL`).
+pub fn pg_admin_url() -> String {
+    std::env::var("PG_TEST_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > base.find("://").map(|j| j + 2).unwrap_or(0) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A fresh database URL for `db`, plus what keeps it alive.
+pub async fn fresh_database(db: Db) -> (String, Option<tempfile::TempDir>) {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}", dir.path().join("hermet.db").display());
+            (url, Some(dir))
+        }
+        Db::Postgres => {
+            let name = format!("hermet_t_{}", random_suffix());
+            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+                .await
+                .expect("PostgreSQL must be running for the postgres tests (see scripts/test.sh)");
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            (with_database(&pg_admin_url(), &name), None)
+        }
+    }
+}
+
+fn random_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+pub fn test_config(database_url: String) -> Config {
+    let mut c = Config::default();
+    c.listen = "127.0.0.1:0".into();
+    c.database_url = database_url;
+    c.admin_accounts = vec![ADMIN.into()];
+    // cheap hashing keeps the suite fast; production defaults are tested by config tests
+    c.auth.argon2_memory_kib = 256;
+    c.auth.argon2_iterations = 1;
+    c.database.max_connections = 4;
+    c.http.shutdown_grace_secs = 2;
+    c
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let (url, dir) = fresh_database(db).await;
+    let mut config = test_config(url.clone());
+    tweak(&mut config);
+    let app = Application::build(config).await.expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        database_url: url,
+        shutdown,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+/// A signed-in user of a test.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    pub fn field(&self) -> &str {
+        self.body["error"]["field"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn sign_up(&self, account: &str, nickname: &str) -> TestUser {
+        let r = self
+            .post(
+                "/api/v1/auth/sign-up",
+                None,
+                json!({"account": account, "accountType": "email", "credential": PASSWORD, "nickname": nickname}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "sign-up of {account}: {}",
+            r.body
+        );
+        TestUser {
+            id: r.body["userId"].as_str().expect("userId").to_owned(),
+            access: r.body["accessToken"]
+                .as_str()
+                .expect("accessToken")
+                .to_owned(),
+            refresh: r.body["refreshToken"]
+                .as_str()
+                .expect("refreshToken")
+                .to_owned(),
+        }
+    }
+
+    pub async fn sign_in(&self, account: &str, password: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/sign-in",
+            None,
+            json!({"account": account, "accountType": "email", "credential": password}),
+        )
+        .await
+    }
+
+    pub async fn admin(&self) -> TestUser {
+        self.sign_up(ADMIN, "Admin").await
+    }
+
+    /// Runs a COUNT(*)-style query returning one integer against the test database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self.db {
+            Db::Sqlite => {
+                let path = PathBuf::from(self.database_url.trim_start_matches("sqlite://"));
+                let sql = sql.to_owned();
+                tokio::task::spawn_blocking(move || {
+                    let c = rusqlite::Connection::open(path).expect("open sqlite");
+                    c.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                        .expect("scalar query")
+                })
+                .await
+                .expect("join")
+            }
+            Db::Postgres => {
+                let (client, conn) =
+                    tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                tokio::spawn(conn);
+                client
+                    .query_one(sql, &[])
+                    .await
+                    .expect("scalar query")
+                    .get::<_, i64>(0)
+            }
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.server.take() {
+            h.await
+                .expect("join")
+                .expect("server stopped with an error");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Declares each listed `async fn name(db: Db)` test once per backend:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::helpers::Db::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::helpers::Db::Postgres).await }
+            )*
+        }
+    };
+}

@@ -1,0 +1,11 @@
+//! All integration tests in one binary (one link, shared harness). Each test runs once
+//! on SQLite and once on PostgreSQL, on its own fresh database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+
+mod admin;
+mod auth;
+mod binary;
+mod helpers;
+mod ops;
+mod users;

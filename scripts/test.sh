@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs every hermet test. Installs (apt) and starts what the tests need when it is
+# missing, so it works on a bare Debian/Ubuntu machine with Rust as well as on ours:
+#   - PostgreSQL (the postgres half of the integration tests), on 127.0.0.1:5432
+# Environment: PG_TEST_URL overrides the PostgreSQL server the tests create their
+# databases on (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ── toolchain pieces the build needs (bundled SQLite is C) ──
+command -v cc >/dev/null || { log "installing a C compiler"; apt_install build-essential; }
+
+# ── PostgreSQL ──
+if ! command -v pg_ctlcluster >/dev/null && ! command -v pg_isready >/dev/null; then
+    log "installing PostgreSQL"
+    apt_install postgresql postgresql-client
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    log "starting PostgreSQL"
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$version" ] && command -v pg_ctlcluster >/dev/null; then
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || as_root service postgresql start
+    else
+        as_root service postgresql start
+    fi
+    for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
+    pg_isready -h 127.0.0.1 -p 5432 -q || { echo "PostgreSQL did not start" >&2; exit 1; }
+fi
+if [ -z "${PG_TEST_URL:-}" ]; then
+    PG_TEST_URL=postgres://postgres@127.0.0.1:5432/postgres
+    if ! psql "$PG_TEST_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+        # A stock install asks for a password over TCP: give the postgres role one.
+        as_root su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+        PG_TEST_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres
+    fi
+fi
+export PG_TEST_URL
+psql "$PG_TEST_URL" -Atqc 'SELECT 1' >/dev/null
+
+drop_test_databases() {
+    psql "$PG_TEST_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'hermet\_t\_%'" 2>/dev/null |
+        while read -r db; do psql "$PG_TEST_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+}
+drop_test_databases
+trap drop_test_databases EXIT
+
+# ── checks and tests ──
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast
+else
+    cargo test --workspace --no-fail-fast
+fi
