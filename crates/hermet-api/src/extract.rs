@@ -20,16 +20,8 @@ fn field_error(path: &serde_path_to_error::Path, inner: &str) -> Error {
     let mut field = path.to_string();
     // serde reports a missing field at its parent; the name is in the message. (An
     // unknown field is already the last segment of the path.)
-    if let Some(name) = inner
-        .split("missing field `")
-        .nth(1)
-        .and_then(|r| r.split('`').next())
-    {
-        field = if field == "." || field.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{field}.{name}")
-        };
+    if let Some(name) = inner.split("missing field `").nth(1).and_then(|r| r.split('`').next()) {
+        field = if field == "." || field.is_empty() { name.to_owned() } else { format!("{field}.{name}") };
     }
     if field == "." || field.is_empty() {
         return Error::Malformed(format!("invalid request: {inner}"));
@@ -49,19 +41,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            })
+            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
             .unwrap_or(false);
         if !is_json {
-            return Err(Error::Malformed(
-                "expected a JSON body with Content-Type: application/json".into(),
-            )
-            .into());
+            return Err(Error::Malformed("expected a JSON body with Content-Type: application/json".into()).into());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -76,9 +59,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Err(e) => {
                 let inner = e.inner();
                 if inner.is_syntax() || inner.is_eof() {
-                    return Err(
-                        Error::Malformed(format!("the body is not valid JSON: {inner}")).into(),
-                    );
+                    return Err(Error::Malformed(format!("the body is not valid JSON: {inner}")).into());
                 }
                 Err(field_error(e.path(), &inner.to_string()).into())
             }
@@ -129,30 +110,18 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for IdPath<
 pub struct Auth(pub Principal);
 
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, token) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim());
+        return scheme.eq_ignore_ascii_case("bearer").then_some(token.trim());
     }
-    parts
-        .headers
-        .get("x-access-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    parts.headers.get("x-access-token").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 impl<D: Database> FromRequestParts<AppState<D>> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<D>) -> Result<Self, ApiError> {
-        let token = bearer(parts)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(Error::invalid_token)?;
+        let token = bearer(parts).filter(|t| !t.is_empty()).ok_or_else(Error::invalid_token)?;
         let principal = state.app.authenticate(token).await?;
         tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
         Ok(Auth(principal))
@@ -167,12 +136,7 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(UserAgent(
-            parts
-                .headers
-                .get(axum::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
+            parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
         ))
     }
 }

@@ -41,11 +41,7 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self {
-            body_limit_bytes: 2 * 1024 * 1024,
-            admin_body_limit_bytes: 16 * 1024 * 1024,
-            request_timeout_secs: 30,
-        }
+        Self { body_limit_bytes: 2 * 1024 * 1024, admin_body_limit_bytes: 16 * 1024 * 1024, request_timeout_secs: 30 }
     }
 }
 
@@ -57,10 +53,7 @@ pub struct AppState<D: Database> {
 
 impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
-        Self {
-            app: self.app.clone(),
-            metrics: self.metrics.clone(),
-        }
+        Self { app: self.app.clone(), metrics: self.metrics.clone() }
     }
 }
 
@@ -72,14 +65,8 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
 
     let admin_routes = Router::new()
         .route("/api/v1/admin/users", post(admin::bulk_create::<D>))
-        .route(
-            "/api/v1/admin/users/{id}",
-            axum::routing::delete(admin::delete::<D>),
-        )
-        .route(
-            "/api/v1/admin/users/{id}/disable",
-            post(admin::disable::<D>),
-        )
+        .route("/api/v1/admin/users/{id}", axum::routing::delete(admin::delete::<D>))
+        .route("/api/v1/admin/users/{id}/disable", post(admin::disable::<D>))
         .route("/api/v1/admin/users/{id}/enable", post(admin::enable::<D>))
         .layer(DefaultBodyLimit::max(http.admin_body_limit_bytes));
 
@@ -88,10 +75,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/auth/sign-in", post(auth::sign_in::<D>))
         .route("/api/v1/auth/refresh-token", post(auth::refresh_token::<D>))
         .route("/api/v1/auth/sign-out", post(auth::sign_out::<D>))
-        .route(
-            "/api/v1/users/me",
-            get(users::me::<D>).patch(users::update_me::<D>),
-        )
+        .route("/api/v1/users/me", get(users::me::<D>).patch(users::update_me::<D>))
         .route("/api/v1/users/search", get(users::search::<D>))
         .route("/api/v1/users/{id}", get(users::get_user::<D>))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))

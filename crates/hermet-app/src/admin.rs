@@ -28,11 +28,7 @@ pub struct CreatedUser {
 }
 
 fn require_admin(who: Principal) -> Result<()> {
-    if who.is_admin {
-        Ok(())
-    } else {
-        Err(Error::forbidden("administrator rights are required"))
-    }
+    if who.is_admin { Ok(()) } else { Err(Error::forbidden("administrator rights are required")) }
 }
 
 impl<D: Database> App<D> {
@@ -47,10 +43,7 @@ impl<D: Database> App<D> {
         require_admin(who)?;
         let max = self.settings.limits.max_bulk_users;
         if users.is_empty() || users.len() > max {
-            return Err(Error::invalid(
-                "users",
-                format!("users must hold 1 to {max} entries"),
-            ));
+            return Err(Error::invalid("users", format!("users must hold 1 to {max} entries")));
         }
         let mut seen = HashSet::with_capacity(users.len());
         let mut accounts = Vec::with_capacity(users.len());
@@ -61,21 +54,13 @@ impl<D: Database> App<D> {
             let account = Account::parse(u.account_type, &u.account).map_err(|_| {
                 Error::invalid(
                     field("account"),
-                    format!(
-                        "{} is not a valid {:?} account",
-                        field("account"),
-                        u.account_type
-                    )
-                    .to_lowercase(),
+                    format!("{} is not a valid {:?} account", field("account"), u.account_type).to_lowercase(),
                 )
             })?;
             if !seen.insert(account.clone()) {
                 return Err(Error::invalid(
                     field("account"),
-                    format!(
-                        "{} repeats an account given earlier in the list",
-                        field("account")
-                    ),
+                    format!("{} repeats an account given earlier in the list", field("account")),
                 ));
             }
             if let Some(c) = &u.credential {
@@ -89,25 +74,20 @@ impl<D: Database> App<D> {
         }
         let hashes = password::hash_many(self.settings.auth.password, credentials).await?;
         let now = now_ms();
-        let ids = self
-            .ids
-            .next_many(accounts.len())
-            .map_err(Error::internal)?;
+        let ids = self.ids.next_many(accounts.len()).map_err(Error::internal)?;
         let new_users: Vec<NewUser> = accounts
             .into_iter()
             .zip(hashes)
             .zip(profiles)
             .zip(ids)
-            .map(
-                |(((account, password_hash), (nickname, avatar)), id)| NewUser {
-                    id: UserId(id),
-                    account,
-                    password_hash,
-                    nickname,
-                    avatar,
-                    created_at: now,
-                },
-            )
+            .map(|(((account, password_hash), (nickname, avatar)), id)| NewUser {
+                id: UserId(id),
+                account,
+                password_hash,
+                nickname,
+                avatar,
+                created_at: now,
+            })
             .collect();
         let mut sessions = Vec::new();
         let mut created = Vec::with_capacity(new_users.len());
@@ -119,11 +99,7 @@ impl<D: Database> App<D> {
             } else {
                 None
             };
-            created.push(CreatedUser {
-                user_id: u.id,
-                account: u.account.as_str().to_owned(),
-                tokens,
-            });
+            created.push(CreatedUser { user_id: u.id, account: u.account.as_str().to_owned(), tokens });
         }
         let mut tx = self.db.begin().await?;
         tx.insert_users(&new_users).await.map_err(account_taken)?;
@@ -135,12 +111,7 @@ impl<D: Database> App<D> {
 
     /// Disables, re-enables or deletes a user. Disabling and deleting revoke every
     /// session of the user at once; a deleted user's account can be registered again.
-    pub async fn set_user_status(
-        &self,
-        who: Principal,
-        id: UserId,
-        status: UserStatus,
-    ) -> Result<()> {
+    pub async fn set_user_status(&self, who: Principal, id: UserId, status: UserStatus) -> Result<()> {
         require_admin(who)?;
         if id == who.user_id && status != UserStatus::Active {
             return Err(Error::Unprocessable {

@@ -53,10 +53,7 @@ pub(crate) fn account_taken(e: StoreError) -> Error {
 }
 
 fn invalid_credentials() -> Error {
-    Error::Unauthorized {
-        code: "invalid_credentials",
-        message: "wrong account or password",
-    }
+    Error::Unauthorized { code: "invalid_credentials", message: "wrong account or password" }
 }
 
 impl<D: Database> App<D> {
@@ -68,18 +65,10 @@ impl<D: Database> App<D> {
         let avatar = validate::avatar("avatar", req.avatar.as_deref().unwrap_or(""))?;
         let hash = password::hash(self.settings.auth.password, req.credential).await?;
         let now = now_ms();
-        let user = NewUser {
-            id: self.next_id()?,
-            account,
-            password_hash: Some(hash),
-            nickname,
-            avatar,
-            created_at: now,
-        };
+        let user =
+            NewUser { id: self.next_id()?, account, password_hash: Some(hash), nickname, avatar, created_at: now };
         let mut tx = self.db.begin().await?;
-        tx.insert_users(std::slice::from_ref(&user))
-            .await
-            .map_err(account_taken)?;
+        tx.insert_users(std::slice::from_ref(&user)).await.map_err(account_taken)?;
         let (session, tokens) = self.new_session(user.id, now, req.user_agent)?;
         tx.insert_sessions(&[session]).await?;
         tx.commit().await?;
@@ -132,17 +121,13 @@ impl<D: Database> App<D> {
         let Some(rec) = tx.lock_refresh_token(&old_hash).await? else {
             return Err(invalid());
         };
-        if rec.session_revoked
-            || rec.session_expires_at <= now
-            || rec.user_status != UserStatus::Active
-        {
+        if rec.session_revoked || rec.session_expires_at <= now || rec.user_status != UserStatus::Active {
             return Err(invalid());
         }
         if rec.rotated_at.is_some() {
             // A rotated-out token came back: someone holds a copy. End the session for
             // everyone holding any token of this family.
-            tx.revoke_session(rec.session_id, "refresh_token_reuse", now)
-                .await?;
+            tx.revoke_session(rec.session_id, "refresh_token_reuse", now).await?;
             tx.commit().await?;
             tracing::warn!(session_id = %rec.session_id, user_id = %rec.user_id, "rotated refresh token reused; session revoked");
             return Err(Error::Unauthorized {
@@ -152,8 +137,7 @@ impl<D: Database> App<D> {
         }
         let (new_token, new_hash) = tokens::new_refresh_token()?;
         let expires_at = now + self.settings.auth.refresh_token_ttl_secs as i64 * 1000;
-        tx.rotate_refresh_token(rec.session_id, &old_hash, &new_hash, now, expires_at)
-            .await?;
+        tx.rotate_refresh_token(rec.session_id, &old_hash, &new_hash, now, expires_at).await?;
         tx.commit().await?;
         Ok(IssuedTokens {
             user_id: rec.user_id,
@@ -166,8 +150,7 @@ impl<D: Database> App<D> {
     /// `POST /auth/sign-out`: revokes the caller's session; its tokens stop working now.
     pub async fn sign_out(&self, who: Principal) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        tx.revoke_session(who.session_id, "sign_out", now_ms())
-            .await?;
+        tx.revoke_session(who.session_id, "sign_out", now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -176,29 +159,18 @@ impl<D: Database> App<D> {
     /// active user.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let (user_id, session_id) = self.auth.verify(access_token)?;
-        let ctx = self
-            .db
-            .auth_context(session_id)
-            .await?
-            .ok_or_else(Error::invalid_token)?;
+        let ctx = self.db.auth_context(session_id).await?.ok_or_else(Error::invalid_token)?;
         if ctx.user_id != user_id || ctx.session_revoked || ctx.session_expires_at <= now_ms() {
             return Err(Error::invalid_token());
         }
         if ctx.user_status != UserStatus::Active {
-            return Err(Error::Unauthorized {
-                code: "account_disabled",
-                message: "this account is disabled",
-            });
+            return Err(Error::Unauthorized { code: "account_disabled", message: "this account is disabled" });
         }
         let is_admin = [ctx.email.as_deref(), ctx.mobile.as_deref()]
             .into_iter()
             .flatten()
             .any(|a| self.settings.admins.contains(a));
-        Ok(Principal {
-            user_id,
-            session_id,
-            is_admin,
-        })
+        Ok(Principal { user_id, session_id, is_admin })
     }
 
     pub(crate) fn new_session(

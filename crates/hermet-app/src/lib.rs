@@ -56,9 +56,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_bulk_users: 10_000,
-        }
+        Self { max_bulk_users: 10_000 }
     }
 }
 
@@ -79,12 +77,7 @@ struct Settings {
 
 impl<D: Database> Clone for App<D> {
     fn clone(&self) -> Self {
-        Self {
-            db: self.db.clone(),
-            ids: self.ids.clone(),
-            auth: self.auth.clone(),
-            settings: self.settings.clone(),
-        }
+        Self { db: self.db.clone(), ids: self.ids.clone(), auth: self.auth.clone(), settings: self.settings.clone() }
     }
 }
 
@@ -92,41 +85,17 @@ const JWT_SECRET_NAME: &str = "jwt_hs256_key";
 
 impl<D: Database> App<D> {
     /// Builds the application; loads or creates the signing key.
-    pub async fn new(
-        db: D,
-        ids: Arc<IdGenerator>,
-        auth: AuthSettings,
-        limits: Limits,
-    ) -> Result<Self> {
+    pub async fn new(db: D, ids: Arc<IdGenerator>, auth: AuthSettings, limits: Limits) -> Result<Self> {
         let secret = match &auth.jwt_secret {
             Some(s) => s.expose_secret().to_owned(),
-            None => {
-                db.server_secret(JWT_SECRET_NAME, tokens::random_token(48))
-                    .await?
-            }
+            None => db.server_secret(JWT_SECRET_NAME, tokens::random_token(48)).await?,
         };
         if secret.len() < 32 {
-            return Err(Error::internal(anyhow::anyhow!(
-                "the JWT secret must be at least 32 bytes"
-            )));
+            return Err(Error::internal(anyhow::anyhow!("the JWT secret must be at least 32 bytes")));
         }
         let keys = tokens::AuthKeys::new(secret.as_bytes(), auth.access_token_ttl_secs);
-        let admins = auth
-            .admin_accounts
-            .iter()
-            .map(|a| a.trim().to_lowercase())
-            .filter(|a| !a.is_empty())
-            .collect();
-        Ok(Self {
-            db,
-            ids,
-            auth: Arc::new(keys),
-            settings: Arc::new(Settings {
-                auth,
-                limits,
-                admins,
-            }),
-        })
+        let admins = auth.admin_accounts.iter().map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).collect();
+        Ok(Self { db, ids, auth: Arc::new(keys), settings: Arc::new(Settings { auth, limits, admins }) })
     }
 
     fn next_id<T: From<i64>>(&self) -> Result<T> {

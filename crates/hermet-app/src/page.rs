@@ -21,8 +21,6 @@ pub fn encode_cursor<K: Serialize>(key: &K) -> String {
 
 pub fn decode_cursor<K: DeserializeOwned>(cursor: &str) -> Result<K> {
     let bad = || Error::invalid("cursor", "cursor is not a cursor returned by this list");
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.as_bytes())
-        .map_err(|_| bad())?;
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).map_err(|_| bad())?;
     serde_json::from_slice(&bytes).map_err(|_| bad())
 }

@@ -17,11 +17,7 @@ pub struct PasswordParams {
 
 impl Default for PasswordParams {
     fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
     }
 }
 
@@ -33,10 +29,8 @@ fn hasher(p: PasswordParams) -> Result<Argon2<'static>> {
 
 pub(crate) fn hash_blocking(p: PasswordParams, password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt)
-        .map_err(|e| Error::internal(anyhow::anyhow!("no randomness: {e}")))?;
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|e| Error::internal(anyhow::anyhow!("{e}")))?;
+    getrandom::fill(&mut salt).map_err(|e| Error::internal(anyhow::anyhow!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::internal(anyhow::anyhow!("{e}")))?;
     hasher(p)?
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -44,20 +38,12 @@ pub(crate) fn hash_blocking(p: PasswordParams, password: &str) -> Result<String>
 }
 
 pub(crate) async fn hash(p: PasswordParams, password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(p, &password))
-        .await
-        .map_err(Error::internal)?
+    tokio::task::spawn_blocking(move || hash_blocking(p, &password)).await.map_err(Error::internal)?
 }
 
 /// Hashes many passwords using every core (admin bulk creation).
-pub(crate) async fn hash_many(
-    p: PasswordParams,
-    passwords: Vec<Option<String>>,
-) -> Result<Vec<Option<String>>> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .max(1);
+pub(crate) async fn hash_many(p: PasswordParams, passwords: Vec<Option<String>>) -> Result<Vec<Option<String>>> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
     let chunk = passwords.len().div_ceil(workers).max(1);
     let mut tasks = Vec::new();
     let mut rest = passwords;
@@ -65,9 +51,7 @@ pub(crate) async fn hash_many(
         let tail = rest.split_off(chunk.min(rest.len()));
         let part = std::mem::replace(&mut rest, tail);
         tasks.push(tokio::task::spawn_blocking(move || {
-            part.into_iter()
-                .map(|pw| pw.map(|pw| hash_blocking(p, &pw)).transpose())
-                .collect::<Result<Vec<_>>>()
+            part.into_iter().map(|pw| pw.map(|pw| hash_blocking(p, &pw)).transpose()).collect::<Result<Vec<_>>>()
         }));
     }
     let mut out = Vec::new();
@@ -79,21 +63,15 @@ pub(crate) async fn hash_many(
 
 /// Verifies a password; `hash = None` (no password, or no such account) burns the same
 /// time against a dummy hash and fails, so timing does not reveal which accounts exist.
-pub(crate) async fn verify(
-    p: PasswordParams,
-    password: String,
-    hash: Option<String>,
-) -> Result<bool> {
+pub(crate) async fn verify(p: PasswordParams, password: String, hash: Option<String>) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         let (stored, real) = match hash {
             Some(h) => (h, true),
             None => (hash_blocking(p, "dummy-password-for-timing")?, false),
         };
-        let parsed = PasswordHash::new(&stored)
-            .map_err(|e| Error::internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
-        let ok = hasher(p)?
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let parsed =
+            PasswordHash::new(&stored).map_err(|e| Error::internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;
+        let ok = hasher(p)?.verify_password(password.as_bytes(), &parsed).is_ok();
         Ok(ok && real)
     })
     .await

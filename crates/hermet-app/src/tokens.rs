@@ -41,12 +41,7 @@ impl AuthKeys {
         }
     }
 
-    pub(crate) fn access_token(
-        &self,
-        user: UserId,
-        session: SessionId,
-        now_ms: i64,
-    ) -> Result<String> {
+    pub(crate) fn access_token(&self, user: UserId, session: SessionId, now_ms: i64) -> Result<String> {
         let iat = (now_ms / 1000) as u64;
         let claims = Claims {
             sub: user.to_string(),
@@ -63,16 +58,8 @@ impl AuthKeys {
     pub(crate) fn verify(&self, token: &str) -> Result<(UserId, SessionId)> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| Error::invalid_token())?;
-        let user = data
-            .claims
-            .sub
-            .parse()
-            .map_err(|_| Error::invalid_token())?;
-        let session = data
-            .claims
-            .sid
-            .parse()
-            .map_err(|_| Error::invalid_token())?;
+        let user = data.claims.sub.parse().map_err(|_| Error::invalid_token())?;
+        let session = data.claims.sid.parse().map_err(|_| Error::invalid_token())?;
         Ok((user, session))
     }
 }

@@ -24,27 +24,12 @@ pub struct ProfileChanges {
 impl ProfileChanges {
     pub fn validate(self) -> Result<ProfilePatch> {
         Ok(ProfilePatch {
-            nickname: self
-                .nickname
-                .map(|v| validate::nickname("nickname", &v))
-                .transpose()?,
-            avatar: self
-                .avatar
-                .map(|v| validate::avatar("avatar", &v))
-                .transpose()?,
+            nickname: self.nickname.map(|v| validate::nickname("nickname", &v)).transpose()?,
+            avatar: self.avatar.map(|v| validate::avatar("avatar", &v)).transpose()?,
             gender: self.gender,
-            region: self
-                .region
-                .map(|v| validate::text("region", &v, validate::REGION_MAX, true))
-                .transpose()?,
-            birthday: self
-                .birthday
-                .map(|b| b.map(|v| validate::birthday("birthday", &v)).transpose())
-                .transpose()?,
-            tagline: self
-                .tagline
-                .map(|v| validate::text("tagline", &v, validate::TAGLINE_MAX, true))
-                .transpose()?,
+            region: self.region.map(|v| validate::text("region", &v, validate::REGION_MAX, true)).transpose()?,
+            birthday: self.birthday.map(|b| b.map(|v| validate::birthday("birthday", &v)).transpose()).transpose()?,
+            tagline: self.tagline.map(|v| validate::text("tagline", &v, validate::TAGLINE_MAX, true)).transpose()?,
         })
     }
 }
@@ -68,10 +53,7 @@ fn changed_fields(old: &User, new: &User) -> Vec<String> {
 impl<D: Database> App<D> {
     /// `GET /users/me`.
     pub async fn me(&self, who: Principal) -> Result<User> {
-        self.db
-            .user_by_id(who.user_id)
-            .await?
-            .ok_or(Error::NotFound("user"))
+        self.db.user_by_id(who.user_id).await?.ok_or(Error::NotFound("user"))
     }
 
     /// `PATCH /users/me`: changes the profile, bumps `profile_ver` and records
@@ -80,10 +62,7 @@ impl<D: Database> App<D> {
     pub async fn update_me(&self, who: Principal, changes: ProfileChanges) -> Result<User> {
         let patch = changes.validate()?;
         let mut tx = self.db.begin().await?;
-        let current = tx
-            .lock_user(who.user_id)
-            .await?
-            .ok_or(Error::NotFound("user"))?;
+        let current = tx.lock_user(who.user_id).await?.ok_or(Error::NotFound("user"))?;
         let mut updated = patch.apply(&current);
         let changed = changed_fields(&current, &updated);
         if changed.is_empty() {
@@ -105,8 +84,7 @@ impl<D: Database> App<D> {
             changed,
             updated_at: now,
         });
-        tx.append_events(&[OutboxEvent::new(self.next_id()?, now, &event)])
-            .await?;
+        tx.append_events(&[OutboxEvent::new(self.next_id()?, now, &event)]).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -141,15 +119,7 @@ impl<D: Database> App<D> {
         let mut rows = self.db.search_users(&search).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last()
-                .map(|(name, u)| encode_cursor(&(name, u.id.get())))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows.into_iter().map(|(_, u)| u).collect(),
-            next_cursor,
-        })
+        let next_cursor = if more { rows.last().map(|(name, u)| encode_cursor(&(name, u.id.get()))) } else { None };
+        Ok(Page { items: rows.into_iter().map(|(_, u)| u).collect(), next_cursor })
     }
 }

@@ -15,10 +15,7 @@ pub enum Error {
     Malformed(String),
     /// 401: not authenticated; `code` says why (invalid_credentials, invalid_token, …).
     #[error("{message}")]
-    Unauthorized {
-        code: &'static str,
-        message: &'static str,
-    },
+    Unauthorized { code: &'static str, message: &'static str },
     /// 403: authenticated but not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -27,11 +24,7 @@ pub enum Error {
     NotFound(&'static str),
     /// 409: conflicts with the current state (duplicate account, …).
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-        field: Option<&'static str>,
-    },
+    Conflict { code: &'static str, message: String, field: Option<&'static str> },
     /// 422: understood but semantically impossible (unknown member ids, …).
     #[error("{message}")]
     Unprocessable {
@@ -65,10 +58,7 @@ impl fmt::Debug for Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Validation {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Validation { field: field.into(), message: message.into() }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {

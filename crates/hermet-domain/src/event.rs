@@ -52,9 +52,7 @@ impl DomainEvent {
 
     pub fn payload(&self) -> serde_json::Value {
         match self {
-            DomainEvent::UserProfileUpdated(e) => {
-                serde_json::to_value(e).unwrap_or(serde_json::Value::Null)
-            }
+            DomainEvent::UserProfileUpdated(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
         }
     }
 }

@@ -46,9 +46,7 @@ pub struct IdGenerator {
 
 impl fmt::Debug for IdGenerator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdGenerator")
-            .field("node", &self.node)
-            .finish()
+        f.debug_struct("IdGenerator").field("node", &self.node).finish()
     }
 }
 
@@ -58,20 +56,11 @@ impl IdGenerator {
     }
 
     /// A generator reading time from `clock` (tests use a fake clock).
-    pub fn with_clock(
-        node_id: u16,
-        max_backward_ms: i64,
-        clock: fn() -> i64,
-    ) -> Result<Self, IdError> {
+    pub fn with_clock(node_id: u16, max_backward_ms: i64, clock: fn() -> i64) -> Result<Self, IdError> {
         if node_id > MAX_NODE_ID {
             return Err(IdError::NodeOutOfRange(node_id));
         }
-        Ok(Self {
-            node: node_id as i64,
-            max_backward_ms,
-            state: Mutex::new(GenState { last_ms: 0, seq: 0 }),
-            clock,
-        })
+        Ok(Self { node: node_id as i64, max_backward_ms, state: Mutex::new(GenState { last_ms: 0, seq: 0 }), clock })
     }
 
     pub fn node_id(&self) -> u16 {
@@ -187,9 +176,7 @@ fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
         .pattern(Some("^[0-9]{1,19}$"))
-        .description(Some(
-            "64-bit id as a decimal string; requests also accept a JSON number",
-        ))
+        .description(Some("64-bit id as a decimal string; requests also accept a JSON number"))
         .examples([serde_json::json!("7203944071286784")])
         .into()
 }
@@ -216,11 +203,7 @@ impl serde::de::Visitor<'_> for IdVisitor {
         parse_id(v).map_err(|_| E::custom("not a valid id: expected a positive 64-bit integer"))
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
-        if v > 0 {
-            Ok(v)
-        } else {
-            Err(E::custom("not a valid id: must be positive"))
-        }
+        if v > 0 { Ok(v) } else { Err(E::custom("not a valid id: must be positive")) }
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
         i64::try_from(v).map_err(|_| E::custom("not a valid id: out of range"))
@@ -239,20 +222,14 @@ mod tests {
         let ids = g.next_many(20_000).unwrap();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
-        assert!(
-            ids.iter()
-                .all(|id| (id >> SEQ_BITS) & MAX_NODE_ID as i64 == 7)
-        );
+        assert!(ids.iter().all(|id| (id >> SEQ_BITS) & MAX_NODE_ID as i64 == 7));
         let ts = id_timestamp_ms(ids[0]);
         assert!((ts - crate::time::now_ms()).abs() < 5_000);
     }
 
     #[test]
     fn node_id_out_of_range_is_refused() {
-        assert_eq!(
-            IdGenerator::new(1024).unwrap_err(),
-            IdError::NodeOutOfRange(1024)
-        );
+        assert_eq!(IdGenerator::new(1024).unwrap_err(), IdError::NodeOutOfRange(1024));
     }
 
     static FAKE_NOW: AtomicI64 = AtomicI64::new(0);
@@ -271,10 +248,7 @@ mod tests {
         assert!(b > a);
         // Large step back: refused.
         FAKE_NOW.store(EPOCH_MS + 9_000, Ordering::SeqCst);
-        assert_eq!(
-            g.next_raw().unwrap_err(),
-            IdError::ClockMovedBackwards(1_000)
-        );
+        assert_eq!(g.next_raw().unwrap_err(), IdError::ClockMovedBackwards(1_000));
     }
 
     #[test]

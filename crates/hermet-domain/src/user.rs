@@ -58,9 +58,7 @@ impl UserStatus {
             "active" => Ok(UserStatus::Active),
             "disabled" => Ok(UserStatus::Disabled),
             "deleted" => Ok(UserStatus::Deleted),
-            other => Err(Error::internal(anyhow::anyhow!(
-                "unknown user status in database: {other}"
-            ))),
+            other => Err(Error::internal(anyhow::anyhow!("unknown user status in database: {other}"))),
         }
     }
 }
@@ -88,9 +86,7 @@ impl Gender {
             "unknown" => Ok(Gender::Unknown),
             "male" => Ok(Gender::Male),
             "female" => Ok(Gender::Female),
-            other => Err(Error::internal(anyhow::anyhow!(
-                "unknown gender in database: {other}"
-            ))),
+            other => Err(Error::internal(anyhow::anyhow!("unknown gender in database: {other}"))),
         }
     }
 }

@@ -11,16 +11,10 @@ pub fn text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<S
     }
     let n = v.chars().count();
     if n > max {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be at most {max} characters (got {n})"),
-        ));
+        return Err(Error::invalid(field, format!("{field} must be at most {max} characters (got {n})")));
     }
     if v.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must not contain control characters"),
-        ));
+        return Err(Error::invalid(field, format!("{field} must not contain control characters")));
     }
     Ok(v.to_owned())
 }
@@ -39,10 +33,7 @@ pub fn nickname(field: &str, v: &str) -> Result<String> {
 pub fn avatar(field: &str, v: &str) -> Result<String> {
     let v = text(field, v, AVATAR_MAX, true)?;
     if v.chars().any(char::is_whitespace) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be a URL without spaces"),
-        ));
+        return Err(Error::invalid(field, format!("{field} must be a URL without spaces")));
     }
     Ok(v)
 }
@@ -51,12 +42,7 @@ pub fn avatar(field: &str, v: &str) -> Result<String> {
 /// the domain). Deliverability is not our business; uniqueness is.
 pub fn email(field: &str, v: &str) -> Result<String> {
     let v = v.trim().to_lowercase();
-    let bad = || {
-        Error::invalid(
-            field,
-            format!("{field} must be an e-mail address such as name@example.com"),
-        )
-    };
+    let bad = || Error::invalid(field, format!("{field} must be an e-mail address such as name@example.com"));
     if v.len() > 254 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
@@ -75,15 +61,9 @@ pub fn email(field: &str, v: &str) -> Result<String> {
 
 /// A mobile number in E.164 form (`+` then 6 to 15 digits); spaces and dashes are dropped.
 pub fn mobile(field: &str, v: &str) -> Result<String> {
-    let v: String = v
-        .trim()
-        .chars()
-        .filter(|c| *c != ' ' && *c != '-')
-        .collect();
+    let v: String = v.trim().chars().filter(|c| *c != ' ' && *c != '-').collect();
     let digits = v.strip_prefix('+').unwrap_or("");
-    let ok = (6..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0');
+    let ok = (6..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0');
     if !ok {
         return Err(Error::invalid(
             field,
@@ -96,22 +76,14 @@ pub fn mobile(field: &str, v: &str) -> Result<String> {
 pub fn password(field: &str, v: &str) -> Result<()> {
     let n = v.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
-        return Err(Error::invalid(
-            field,
-            format!("{field} must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
-        ));
+        return Err(Error::invalid(field, format!("{field} must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")));
     }
     Ok(())
 }
 
 /// A birthday as `YYYY-MM-DD`, a real date between 1900-01-01 and today.
 pub fn birthday(field: &str, v: &str) -> Result<String> {
-    let bad = || {
-        Error::invalid(
-            field,
-            format!("{field} must be a date YYYY-MM-DD between 1900-01-01 and today"),
-        )
-    };
+    let bad = || Error::invalid(field, format!("{field} must be a date YYYY-MM-DD between 1900-01-01 and today"));
     let d = chrono::NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").map_err(|_| bad())?;
     let today = chrono::Utc::now().date_naive();
     let min = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).ok_or_else(bad)?;
@@ -146,24 +118,12 @@ mod tests {
 
     #[test]
     fn accounts() {
-        assert_eq!(
-            email("account", " Ann@Example.COM ").unwrap(),
-            "ann@example.com"
-        );
+        assert_eq!(email("account", " Ann@Example.COM ").unwrap(), "ann@example.com");
         for bad in ["ann", "ann@", "@x.com", "a@b", "a b@c.com", "a@@b.com"] {
             assert!(email("account", bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            mobile("account", "+86 138-0013-8000").unwrap(),
-            "+8613800138000"
-        );
-        for bad in [
-            "13800138000",
-            "+0123456",
-            "+12",
-            "+1234567890123456",
-            "+12a4567",
-        ] {
+        assert_eq!(mobile("account", "+86 138-0013-8000").unwrap(), "+8613800138000");
+        for bad in ["13800138000", "+0123456", "+12", "+1234567890123456", "+12a4567"] {
             assert!(mobile("account", bad).is_err(), "{bad}");
         }
     }
@@ -171,13 +131,7 @@ mod tests {
     #[test]
     fn birthdays() {
         assert_eq!(birthday("birthday", "1990-02-28").unwrap(), "1990-02-28");
-        for bad in [
-            "1990-02-30",
-            "1899-12-31",
-            "2999-01-01",
-            "1990-2-3",
-            "yesterday",
-        ] {
+        for bad in ["1990-02-30", "1899-12-31", "2999-01-01", "1990-2-3", "yesterday"] {
             assert!(birthday("birthday", bad).is_err(), "{bad}");
         }
     }

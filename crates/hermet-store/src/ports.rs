@@ -27,11 +27,7 @@ pub trait Database: UserReads + SessionReads + Clone + Send + Sync + 'static {
     fn close(&self);
     /// Returns the secret stored under `name`, storing `candidate` first if there is
     /// none (the first node to start wins; all nodes then agree).
-    fn server_secret(
-        &self,
-        name: &str,
-        candidate: String,
-    ) -> impl Future<Output = StoreResult<String>> + Send;
+    fn server_secret(&self, name: &str, candidate: String) -> impl Future<Output = StoreResult<String>> + Send;
 }
 
 /// A database transaction. Commit makes every write visible at once; dropping it
@@ -71,10 +67,7 @@ pub trait UserReads {
         &self,
         account: &Account,
     ) -> impl Future<Output = StoreResult<Option<(User, Option<String>)>>> + Send;
-    fn search_users(
-        &self,
-        q: &UserSearch,
-    ) -> impl Future<Output = StoreResult<Vec<(String, User)>>> + Send;
+    fn search_users(&self, q: &UserSearch) -> impl Future<Output = StoreResult<Vec<(String, User)>>> + Send;
 }
 
 pub trait UserWrites {
@@ -128,17 +121,11 @@ pub struct RefreshTokenRecord {
 }
 
 pub trait SessionReads {
-    fn auth_context(
-        &self,
-        session: SessionId,
-    ) -> impl Future<Output = StoreResult<Option<AuthContext>>> + Send;
+    fn auth_context(&self, session: SessionId) -> impl Future<Output = StoreResult<Option<AuthContext>>> + Send;
 }
 
 pub trait SessionWrites {
-    fn insert_sessions(
-        &mut self,
-        sessions: &[NewSession],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_sessions(&mut self, sessions: &[NewSession]) -> impl Future<Output = StoreResult<()>> + Send;
     /// Finds a refresh token by hash and locks its session row until commit.
     fn lock_refresh_token(
         &mut self,
@@ -173,8 +160,5 @@ pub trait SessionWrites {
 
 pub trait OutboxWrites {
     /// Appends events to the outbox in the current transaction.
-    fn append_events(
-        &mut self,
-        events: &[OutboxEvent],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn append_events(&mut self, events: &[OutboxEvent]) -> impl Future<Output = StoreResult<()>> + Send;
 }

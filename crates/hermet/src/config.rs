@@ -153,9 +153,7 @@ impl Default for HttpConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self {
-            max_bulk_users: Limits::default().max_bulk_users,
-        }
+        Self { max_bulk_users: Limits::default().max_bulk_users }
     }
 }
 
@@ -167,16 +165,8 @@ fn comma_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
         Many(Vec<String>),
     }
     Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => s
-            .split(',')
-            .map(|a| a.trim().to_owned())
-            .filter(|a| !a.is_empty())
-            .collect(),
-        OneOrMany::Many(v) => v
-            .into_iter()
-            .map(|a| a.trim().to_owned())
-            .filter(|a| !a.is_empty())
-            .collect(),
+        OneOrMany::One(s) => s.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+        OneOrMany::Many(v) => v.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
     })
 }
 
@@ -224,19 +214,13 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &redact_url(&self.database_url))
-            .field(
-                "read_database_url",
-                &self.read_database_url.as_deref().map(redact_url),
-            )
+            .field("read_database_url", &self.read_database_url.as_deref().map(redact_url))
             .field("admin_accounts", &self.admin_accounts)
             .field("node_id", &self.node_id)
             .field("log_format", &self.log_format)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("database", &self.database)
-            .field(
-                "auth.jwt_secret",
-                &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"),
-            )
+            .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("http", &self.http)
             .field("limits", &self.limits)
             .finish()
@@ -256,19 +240,11 @@ impl Config {
             None => {}
         }
         fig = fig.merge(Env::prefixed("HERMET_").split("__"));
-        let config: Config = fig.extract().map_err(|e| {
-            e.into_iter()
-                .map(|e| format!("  - {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        config.validate().map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| format!("  - {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
+        let config: Config =
+            fig.extract().map_err(|e| e.into_iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))?;
+        config
+            .validate()
+            .map_err(|errors| errors.into_iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))?;
         Ok(config)
     }
 
@@ -290,40 +266,25 @@ impl Config {
         }
         if let Some(read) = &self.read_database_url {
             if Backend::from_url(read) != Some(Backend::Postgres) {
-                errors.push(
-                    "read_database_url (HERMET_READ_DATABASE_URL): must be a postgres:// URL"
-                        .into(),
-                );
+                errors.push("read_database_url (HERMET_READ_DATABASE_URL): must be a postgres:// URL".into());
             } else if backend != Some(Backend::Postgres) {
                 errors.push("read_database_url (HERMET_READ_DATABASE_URL): a read replica needs database_url to be PostgreSQL too".into());
             }
         }
         if self.node_id > hermet_domain::id::MAX_NODE_ID {
-            errors.push(format!(
-                "node_id (HERMET_NODE_ID): {} is out of range 0..=1023",
-                self.node_id
-            ));
+            errors.push(format!("node_id (HERMET_NODE_ID): {} is out of range 0..=1023", self.node_id));
         }
         if self.database.max_connections == 0 {
             errors.push("database.max_connections: must be at least 1".into());
         }
-        if !["FULL", "NORMAL", "EXTRA"].contains(
-            &self
-                .database
-                .sqlite_synchronous
-                .to_ascii_uppercase()
-                .as_str(),
-        ) {
+        if !["FULL", "NORMAL", "EXTRA"].contains(&self.database.sqlite_synchronous.to_ascii_uppercase().as_str()) {
             errors.push("database.sqlite_synchronous: must be FULL, NORMAL or EXTRA".into());
         }
         if self.auth.jwt_secret.as_ref().is_some_and(|s| s.expose_secret().len() < 32) {
             errors.push("auth.jwt_secret (HERMET_AUTH__JWT_SECRET): must be at least 32 bytes".into());
         }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
-            errors.push(
-                "auth.access_token_ttl_secs and auth.refresh_token_ttl_secs: must be positive"
-                    .into(),
-            );
+            errors.push("auth.access_token_ttl_secs and auth.refresh_token_ttl_secs: must be positive".into());
         }
         if argon2::Params::new(
             self.auth.argon2_memory_kib,
@@ -341,17 +302,11 @@ impl Config {
         if self.limits.max_bulk_users == 0 {
             errors.push("limits.max_bulk_users: must be at least 1".into());
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 
     pub fn pool_settings(&self) -> PoolSettings {
@@ -387,9 +342,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_bulk_users: self.limits.max_bulk_users,
-        }
+        Limits { max_bulk_users: self.limits.max_bulk_users }
     }
 }
 
@@ -400,18 +353,9 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/hermet"),
-            "postgres://app:***@db:5432/hermet"
-        );
-        assert_eq!(
-            redact_url("postgres://db/hermet?user=a&password=x"),
-            "postgres://db/hermet?user=a&password=***"
-        );
-        assert_eq!(
-            redact_url("sqlite://./data/hermet.db"),
-            "sqlite://./data/hermet.db"
-        );
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/hermet"), "postgres://app:***@db:5432/hermet");
+        assert_eq!(redact_url("postgres://db/hermet?user=a&password=x"), "postgres://db/hermet?user=a&password=***");
+        assert_eq!(redact_url("sqlite://./data/hermet.db"), "sqlite://./data/hermet.db");
     }
 
     #[test]
@@ -421,10 +365,7 @@ mod tests {
         c.database_url = "postgres://u:pw@h/db".into();
         c.auth.jwt_secret = Some(SecretString::from("x".repeat(40)));
         let dbg = format!("{c:?}");
-        assert!(
-            !dbg.contains("pw@") && !dbg.contains(&"x".repeat(40)),
-            "{dbg}"
-        );
+        assert!(!dbg.contains("pw@") && !dbg.contains(&"x".repeat(40)), "{dbg}");
     }
 
     #[test]

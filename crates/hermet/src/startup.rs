@@ -45,15 +45,10 @@ macro_rules! with_database {
                     config.read_database_url.as_deref(),
                     &config.pool_settings(),
                 )
-                .with_context(|| {
-                    format!("cannot connect to {}", redact_url(&config.database_url))
-                })?;
+                .with_context(|| format!("cannot connect to {}", redact_url(&config.database_url)))?;
                 $body
             }
-            None => anyhow::bail!(
-                "unsupported database URL {}",
-                redact_url(&config.database_url)
-            ),
+            None => anyhow::bail!("unsupported database URL {}", redact_url(&config.database_url)),
         }
     }};
 }
@@ -83,10 +78,7 @@ impl Application {
         let app = App::new(db.clone(), ids, config.auth_settings(), config.limits())
             .await
             .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))?;
-        let state = AppState {
-            app,
-            metrics: hermet_api::metrics::recorder(),
-        };
+        let state = AppState { app, metrics: hermet_api::metrics::recorder() };
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
             .await
@@ -115,8 +107,8 @@ impl Application {
         let addr = self.listener.local_addr()?;
         tracing::info!(%addr, backend = self.backend, "hermet listening");
         let signal = shutdown.clone();
-        let server = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { signal.cancelled().await });
+        let server =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { signal.cancelled().await });
         let grace = self.grace;
         tokio::select! {
             res = server => res.context("server error")?,

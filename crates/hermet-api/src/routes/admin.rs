@@ -71,10 +71,7 @@ pub async fn bulk_create<D: Database>(
             avatar: u.avatar,
         })
         .collect();
-    let created = st
-        .app
-        .bulk_create_users(who, users, req.issue_tokens)
-        .await?;
+    let created = st.app.bulk_create_users(who, users, req.issue_tokens).await?;
     let users = created
         .into_iter()
         .map(|c| {
@@ -82,12 +79,7 @@ pub async fn bulk_create<D: Database>(
                 Some(t) => (Some(t.access_token), Some(t.refresh_token)),
                 None => (None, None),
             };
-            CreatedUserItem {
-                user_id: c.user_id,
-                account: c.account,
-                access_token,
-                refresh_token,
-            }
+            CreatedUserItem { user_id: c.user_id, account: c.account, access_token, refresh_token }
         })
         .collect();
     Ok((StatusCode::CREATED, Json(BulkCreateResponse { users })))

@@ -97,10 +97,7 @@ pub async fn sign_in<D: Database>(
     UserAgent(ua): UserAgent,
     Json(req): Json<SignInRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let tokens = st
-        .app
-        .sign_in(req.account_type, &req.account, req.credential, ua)
-        .await?;
+    let tokens = st.app.sign_in(req.account_type, &req.account, req.credential, ua).await?;
     Ok(Json(tokens.into()))
 }
 
@@ -118,10 +115,7 @@ pub async fn refresh_token<D: Database>(
 /// POST /api/v1/auth/sign-out — revoke the caller's session at once.
 #[utoipa::path(post, path = "/api/v1/auth/sign-out", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn sign_out<D: Database>(
-    State(st): State<AppState<D>>,
-    Auth(who): Auth,
-) -> ApiResult<StatusCode> {
+pub async fn sign_out<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<StatusCode> {
     st.app.sign_out(who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

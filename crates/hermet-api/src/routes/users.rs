@@ -95,9 +95,7 @@ pub struct UpdateProfileRequest {
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -122,10 +120,7 @@ pub struct UserPage {
 /// GET /api/v1/users/me — my profile.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
-pub async fn me<D: Database>(
-    State(st): State<AppState<D>>,
-    Auth(who): Auth,
-) -> ApiResult<Json<MeResponse>> {
+pub async fn me<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<Json<MeResponse>> {
     Ok(Json(st.app.me(who).await?.into()))
 }
 
@@ -156,14 +151,8 @@ pub async fn search<D: Database>(
     Auth(who): Auth,
     Query(p): Query<SearchParams>,
 ) -> ApiResult<Json<UserPage>> {
-    let page = st
-        .app
-        .search_users(who, &p.q, p.cursor.as_deref(), p.limit)
-        .await?;
-    Ok(Json(UserPage {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let page = st.app.search_users(who, &p.q, p.cursor.as_deref(), p.limit).await?;
+    Ok(Json(UserPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
 /// GET /api/v1/users/{id} — a user's public profile.

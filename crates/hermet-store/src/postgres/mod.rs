@@ -10,9 +10,7 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use hermet_domain::event::OutboxEvent;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -40,16 +38,10 @@ struct Inner {
 impl PgDatabase {
     /// Creates the pools. Connections are opened lazily, so this fails only on a bad
     /// URL; use [`Database::ping`] to check the server is reachable.
-    pub fn connect(
-        url: &str,
-        read_url: Option<&str>,
-        settings: &PoolSettings,
-    ) -> Result<Self, StoreError> {
+    pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
         let write = build_pool(url, settings)?;
         let read = read_url.map(|u| build_pool(u, settings)).transpose()?;
-        Ok(Self {
-            inner: Arc::new(Inner { write, read }),
-        })
+        Ok(Self { inner: Arc::new(Inner { write, read }) })
     }
 
     pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
@@ -57,32 +49,19 @@ impl PgDatabase {
     }
 
     pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {
-        self.inner
-            .read
-            .as_ref()
-            .unwrap_or(&self.inner.write)
-            .get()
-            .await
-            .map_err(pool_err)
+        self.inner.read.as_ref().unwrap_or(&self.inner.write).get().await.map_err(pool_err)
     }
 }
 
 fn build_pool(url: &str, s: &PoolSettings) -> Result<Pool, StoreError> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
+    let mut cfg: tokio_postgres::Config =
+        url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
     cfg.options(format!("-c statement_timeout={}", s.statement_timeout_ms));
     if cfg.get_application_name().is_none() {
         cfg.application_name("hermet");
     }
     cfg.connect_timeout(Duration::from_millis(s.acquire_timeout_ms.max(1_000)));
-    let manager = Manager::from_config(
-        cfg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let lifetime = Duration::from_secs(s.max_lifetime_secs);
     let wait = Duration::from_millis(s.acquire_timeout_ms);
     Pool::builder(manager)
@@ -93,9 +72,7 @@ fn build_pool(url: &str, s: &PoolSettings) -> Result<Pool, StoreError> {
         .recycle_timeout(Some(wait))
         .pre_recycle(Hook::sync_fn(move |_, metrics| {
             if metrics.age() > lifetime {
-                Err(HookError::message(
-                    "connection reached its maximum lifetime",
-                ))
+                Err(HookError::message("connection reached its maximum lifetime"))
             } else {
                 Ok(())
             }
@@ -114,9 +91,7 @@ pub(crate) fn pool_err(e: PoolError) -> StoreError {
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         if *db.code() == SqlState::UNIQUE_VIOLATION {
-            return StoreError::UniqueViolation {
-                constraint: db.constraint().unwrap_or_default().to_owned(),
-            };
+            return StoreError::UniqueViolation { constraint: db.constraint().unwrap_or_default().to_owned() };
         }
         if *db.code() == SqlState::QUERY_CANCELED || *db.code() == SqlState::TOO_MANY_CONNECTIONS {
             return StoreError::Unavailable(db.message().to_owned());
@@ -143,37 +118,19 @@ impl Database for PgDatabase {
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut conn = self.write_conn().await?;
-        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(pg_err)?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
         let client: &mut tokio_postgres::Client = &mut conn;
-        let result = embedded::migrations::runner()
-            .set_grouped(true)
-            .run_async(client)
-            .await;
-        conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(pg_err)?;
-        let report =
-            result.map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
-        Ok(MigrationReport {
-            applied: report
-                .applied_migrations()
-                .iter()
-                .map(|m| m.to_string())
-                .collect(),
-        })
+        let result = embedded::migrations::runner().set_grouped(true).run_async(client).await;
+        conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
+        let report = result.map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
+        Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let conn = self.write_conn().await?;
         conn.simple_query("SELECT 1").await.map_err(pg_err)?;
         if self.inner.read.is_some() {
-            self.read_conn()
-                .await?
-                .simple_query("SELECT 1")
-                .await
-                .map_err(pg_err)?;
+            self.read_conn().await?.simple_query("SELECT 1").await.map_err(pg_err)?;
         }
         Ok(())
     }
@@ -202,23 +159,14 @@ impl Database for PgDatabase {
         )
         .await
         .map_err(pg_err)?;
-        let row = conn
-            .query_one("SELECT value FROM server_secret WHERE name = $1", &[&name])
-            .await
-            .map_err(pg_err)?;
+        let row = conn.query_one("SELECT value FROM server_secret WHERE name = $1", &[&name]).await.map_err(pg_err)?;
         Ok(row.get(0))
     }
 }
 
 fn status(pool: &'static str, p: &Pool) -> PoolStatus {
     let s = p.status();
-    PoolStatus {
-        pool,
-        size: s.size,
-        available: s.available,
-        max_size: s.max_size,
-        waiting: s.waiting,
-    }
+    PoolStatus { pool, size: s.size, available: s.available, max_size: s.max_size, waiting: s.waiting }
 }
 
 /// A PostgreSQL transaction on one pooled connection (`BEGIN` … `COMMIT`).
@@ -228,9 +176,7 @@ pub struct PgTx {
 
 impl PgTx {
     pub(crate) fn conn(&self) -> Result<&Object, StoreError> {
-        self.conn
-            .as_ref()
-            .ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))
+        self.conn.as_ref().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))
     }
 }
 
@@ -254,10 +200,8 @@ impl Drop for PgTx {
 
 impl Transaction for PgTx {
     async fn commit(mut self) -> Result<(), StoreError> {
-        let conn = self
-            .conn
-            .take()
-            .ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
+        let conn =
+            self.conn.take().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
         conn.batch_execute("COMMIT").await.map_err(pg_err)
     }
 }
@@ -282,14 +226,9 @@ impl OutboxWrites for PgTx {
             )
             .await
             .map_err(pg_err)?;
-        conn.execute(
-            &stmt,
-            &[
-                &ids, &types, &versions, &agg_types, &agg_keys, &payloads, &times,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
+        conn.execute(&stmt, &[&ids, &types, &versions, &agg_types, &agg_keys, &payloads, &times])
+            .await
+            .map_err(pg_err)?;
         Ok(())
     }
 }

@@ -38,39 +38,22 @@ fn status_of(s: &str) -> Result<UserStatus, StoreError> {
 impl UserReads for PgDatabase {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.read_conn().await?;
-        let stmt = conn
-            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-            .await
-            .map_err(pg_err)?;
-        conn.query_opt(&stmt, &[&id.get()])
-            .await
-            .map_err(pg_err)?
-            .map(|r| user_from_row(&r, 0))
-            .transpose()
+        let stmt =
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).await.map_err(pg_err)?;
+        conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
-    async fn user_by_account(
-        &self,
-        account: &Account,
-    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+    async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {
             Account::Email(_) => "email",
             Account::Mobile(_) => "mobile",
         };
         let conn = self.write_conn().await?;
-        let sql = format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = $1 AND status <> 'deleted'"
-        );
+        let sql =
+            format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = $1 AND status <> 'deleted'");
         let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
-        match conn
-            .query_opt(&stmt, &[&account.as_str()])
-            .await
-            .map_err(pg_err)?
-        {
-            Some(r) => Ok(Some((
-                user_from_row(&r, 0)?,
-                r.try_get(14).map_err(pg_err)?,
-            ))),
+        match conn.query_opt(&stmt, &[&account.as_str()]).await.map_err(pg_err)? {
+            Some(r) => Ok(Some((user_from_row(&r, 0)?, r.try_get(14).map_err(pg_err)?))),
             None => Ok(None),
         }
     }
@@ -90,22 +73,10 @@ impl UserReads for PgDatabase {
             None => (None, 0),
         };
         let rows = conn
-            .query(
-                &stmt,
-                &[
-                    &q.email,
-                    &q.mobile,
-                    &q.prefix,
-                    &after_name,
-                    &after_id,
-                    &(q.limit as i64),
-                ],
-            )
+            .query(&stmt, &[&q.email, &q.mobile, &q.prefix, &after_name, &after_id, &(q.limit as i64)])
             .await
             .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0).map_err(pg_err)?, user_from_row(r, 1)?)))
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get(0).map_err(pg_err)?, user_from_row(r, 1)?))).collect()
     }
 }
 
@@ -120,11 +91,7 @@ impl SessionReads for PgDatabase {
             )
             .await
             .map_err(pg_err)?;
-        let Some(r) = conn
-            .query_opt(&stmt, &[&session.get()])
-            .await
-            .map_err(pg_err)?
-        else {
+        let Some(r) = conn.query_opt(&stmt, &[&session.get()]).await.map_err(pg_err)? else {
             return Ok(None);
         };
         Ok(Some(AuthContext {
@@ -173,30 +140,19 @@ impl UserWrites for PgTx {
             )
             .await
             .map_err(pg_err)?;
-        conn.execute(
-            &stmt,
-            &[
-                &ids, &emails, &mobiles, &hashes, &nicknames, &search, &avatars, &times,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
+        conn.execute(&stmt, &[&ids, &emails, &mobiles, &hashes, &nicknames, &search, &avatars, &times])
+            .await
+            .map_err(pg_err)?;
         Ok(())
     }
 
     async fn lock_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
-            ))
+            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"))
             .await
             .map_err(pg_err)?;
-        conn.query_opt(&stmt, &[&id.get()])
-            .await
-            .map_err(pg_err)?
-            .map(|r| user_from_row(&r, 0))
-            .transpose()
+        conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
     async fn update_profile(&mut self, u: &User) -> Result<(), StoreError> {
@@ -229,12 +185,7 @@ impl UserWrites for PgTx {
         Ok(())
     }
 
-    async fn set_user_status(
-        &mut self,
-        id: UserId,
-        status: UserStatus,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn set_user_status(&mut self, id: UserId, status: UserStatus, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
             .prepare_cached(
@@ -244,9 +195,7 @@ impl UserWrites for PgTx {
             )
             .await
             .map_err(pg_err)?;
-        conn.execute(&stmt, &[&id.get(), &status.as_str(), &now])
-            .await
-            .map_err(pg_err)?;
+        conn.execute(&stmt, &[&id.get(), &status.as_str(), &now]).await.map_err(pg_err)?;
         Ok(())
     }
 }
@@ -276,22 +225,16 @@ impl SessionWrites for PgTx {
             .map_err(pg_err)?;
         // Pipelined: both statements go out before either answer is read; they run in
         // the order sent, so refresh_token's reference to session holds.
-        let (a, b) = tokio::join!(
-            async {
-                conn.execute(&s1, &[&ids, &users, &created, &expires, &agents])
-                    .await
-            },
-            async { conn.execute(&s2, &[&hashes, &ids, &created]).await }
-        );
+        let (a, b) =
+            tokio::join!(async { conn.execute(&s1, &[&ids, &users, &created, &expires, &agents]).await }, async {
+                conn.execute(&s2, &[&hashes, &ids, &created]).await
+            });
         a.map_err(pg_err)?;
         b.map_err(pg_err)?;
         Ok(())
     }
 
-    async fn lock_refresh_token(
-        &mut self,
-        hash: &str,
-    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+    async fn lock_refresh_token(&mut self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
             .prepare_cached(
@@ -328,9 +271,7 @@ impl SessionWrites for PgTx {
             .await
             .map_err(pg_err)?;
         let s2 = conn
-            .prepare_cached(
-                "INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
-            )
+            .prepare_cached("INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES ($1, $2, $3)")
             .await
             .map_err(pg_err)?;
         let s3 = conn
@@ -349,36 +290,26 @@ impl SessionWrites for PgTx {
         Ok(())
     }
 
-    async fn revoke_session(
-        &mut self,
-        session: SessionId,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn revoke_session(&mut self, session: SessionId, reason: &str, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached("UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
+            .prepare_cached(
+                "UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+            )
             .await
             .map_err(pg_err)?;
-        conn.execute(&stmt, &[&session.get(), &now, &reason])
-            .await
-            .map_err(pg_err)?;
+        conn.execute(&stmt, &[&session.get(), &now, &reason]).await.map_err(pg_err)?;
         Ok(())
     }
 
-    async fn revoke_user_sessions(
-        &mut self,
-        user: UserId,
-        reason: &str,
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    async fn revoke_user_sessions(&mut self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached("UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
+            .prepare_cached(
+                "UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
             .await
             .map_err(pg_err)?;
-        conn.execute(&stmt, &[&user.get(), &now, &reason])
-            .await
-            .map_err(pg_err)
+        conn.execute(&stmt, &[&user.get(), &now, &reason]).await.map_err(pg_err)
     }
 }

@@ -37,9 +37,7 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteDatabase")
-            .field("path", &self.inner.path)
-            .finish()
+        f.debug_struct("SqliteDatabase").field("path", &self.inner.path).finish()
     }
 }
 
@@ -51,9 +49,7 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, StoreError> {
         .ok_or_else(|| StoreError::other(anyhow::anyhow!("not a sqlite URL: {url}")))?;
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() {
-        return Err(StoreError::other(anyhow::anyhow!(
-            "the sqlite URL names no file: {url}"
-        )));
+        return Err(StoreError::other(anyhow::anyhow!("the sqlite URL names no file: {url}")));
     }
     Ok(PathBuf::from(path))
 }
@@ -63,19 +59,13 @@ impl SqliteDatabase {
     pub async fn open(url: &str, settings: &PoolSettings) -> Result<Self, StoreError> {
         let path = path_from_url(url)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::other(anyhow::anyhow!(
-                    "cannot create directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::other(anyhow::anyhow!("cannot create directory {}: {e}", dir.display())))?;
         }
         let sync = match settings.sqlite_synchronous.to_ascii_uppercase().as_str() {
             s @ ("FULL" | "NORMAL" | "EXTRA") => s.to_owned(),
             other => {
-                return Err(StoreError::other(anyhow::anyhow!(
-                    "invalid sqlite synchronous mode {other}"
-                )));
+                return Err(StoreError::other(anyhow::anyhow!("invalid sqlite synchronous mode {other}")));
             }
         };
         let busy = settings.statement_timeout_ms;
@@ -93,13 +83,9 @@ impl SqliteDatabase {
             &path,
             settings.max_connections.clamp(1, 64),
             settings,
-            format!(
-                "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy}; PRAGMA query_only = ON;"
-            ),
+            format!("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy}; PRAGMA query_only = ON;"),
         )?;
-        Ok(Self {
-            inner: Arc::new(Inner { write, read, path }),
-        })
+        Ok(Self { inner: Arc::new(Inner { write, read, path }) })
     }
 
     pub fn path(&self) -> &Path {
@@ -112,10 +98,7 @@ impl SqliteDatabase {
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let conn = self.inner.read.get().await.map_err(pool_err)?;
-        conn.interact(f)
-            .await
-            .map_err(interact_err)?
-            .map_err(sqlite_err)
+        conn.interact(f).await.map_err(interact_err)?.map_err(sqlite_err)
     }
 
     async fn write_once<R, F>(&self, f: F) -> Result<R, StoreError>
@@ -124,19 +107,11 @@ impl SqliteDatabase {
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let conn = self.inner.write.get().await.map_err(pool_err)?;
-        conn.interact(f)
-            .await
-            .map_err(interact_err)?
-            .map_err(sqlite_err)
+        conn.interact(f).await.map_err(interact_err)?.map_err(sqlite_err)
     }
 }
 
-fn build_pool(
-    path: &Path,
-    size: usize,
-    s: &PoolSettings,
-    pragmas: String,
-) -> Result<Pool, StoreError> {
+fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Result<Pool, StoreError> {
     let wait = Duration::from_millis(s.acquire_timeout_ms);
     let lifetime = Duration::from_secs(s.max_lifetime_secs);
     let pragmas = Arc::new(pragmas);
@@ -158,9 +133,7 @@ fn build_pool(
         }))
         .pre_recycle(Hook::sync_fn(move |_, metrics| {
             if metrics.age() > lifetime {
-                Err(HookError::message(
-                    "connection reached its maximum lifetime",
-                ))
+                Err(HookError::message("connection reached its maximum lifetime"))
             } else {
                 Ok(())
             }
@@ -190,12 +163,8 @@ fn constraint_name(columns: &str) -> String {
         "channel_member.channel_id, channel_member.user_id" => "channel_member_channel_user".into(),
         "message.channel_id, message.seq" => "message_channel_seq".into(),
         "message.sender_id, message.client_msg_id" => "message_sender_client_msg".into(),
-        "contact_application.applicant_id, contact_application.target_id" => {
-            "contact_application_pending".into()
-        }
-        "channel_application.channel_id, channel_application.applicant_id" => {
-            "channel_application_pending".into()
-        }
+        "contact_application.applicant_id, contact_application.target_id" => "contact_application_pending".into(),
+        "channel_application.channel_id, channel_application.applicant_id" => "channel_application_pending".into(),
         "outbox.event_id" => "outbox_event_id_key".into(),
         other => match other.split_once('.') {
             // a primary key: PostgreSQL names it <table>_pkey
@@ -209,13 +178,8 @@ pub(crate) fn sqlite_err(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         match f.code {
             ErrorCode::ConstraintViolation => {
-                if let Some(cols) = msg
-                    .as_deref()
-                    .and_then(|m| m.strip_prefix("UNIQUE constraint failed: "))
-                {
-                    return StoreError::UniqueViolation {
-                        constraint: constraint_name(cols),
-                    };
+                if let Some(cols) = msg.as_deref().and_then(|m| m.strip_prefix("UNIQUE constraint failed: ")) {
+                    return StoreError::UniqueViolation { constraint: constraint_name(cols) };
                 }
             }
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
@@ -254,19 +218,11 @@ impl Database for SqliteDatabase {
             .write_once(|c| Ok(embedded::migrations::runner().run(c)))
             .await?
             .map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
-        Ok(MigrationReport {
-            applied: report
-                .applied_migrations()
-                .iter()
-                .map(|m| m.to_string())
-                .collect(),
-        })
+        Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|_| ())
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.map(|_| ())
     }
 
     fn pool_status(&self) -> Vec<PoolStatus> {
@@ -274,13 +230,7 @@ impl Database for SqliteDatabase {
             .into_iter()
             .map(|(pool, p)| {
                 let s = p.status();
-                PoolStatus {
-                    pool,
-                    size: s.size,
-                    available: s.available,
-                    max_size: s.max_size,
-                    waiting: s.waiting,
-                }
+                PoolStatus { pool, size: s.size, available: s.available, max_size: s.max_size, waiting: s.waiting }
             })
             .collect()
     }
@@ -316,14 +266,9 @@ impl SqliteTx {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     {
-        let conn = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
-        conn.interact(f)
-            .await
-            .map_err(interact_err)?
-            .map_err(sqlite_err)
+        let conn =
+            self.conn.as_ref().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
+        conn.interact(f).await.map_err(interact_err)?.map_err(sqlite_err)
     }
 }
 

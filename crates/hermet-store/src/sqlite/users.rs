@@ -51,19 +51,18 @@ impl UserReads for SqliteDatabase {
         .await
     }
 
-    async fn user_by_account(
-        &self,
-        account: &Account,
-    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+    async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {
             Account::Email(_) => "email",
             Account::Mobile(_) => "mobile",
         };
         let value = account.as_str().to_owned();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = ?1 AND status <> 'deleted'"))?
-                .query_row([value], |r| Ok((user_from_row(r, 0)?, r.get(14)?)))
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = ?1 AND status <> 'deleted'"
+            ))?
+            .query_row([value], |r| Ok((user_from_row(r, 0)?, r.get(14)?)))
+            .optional()
         })
         .await
     }
@@ -82,9 +81,10 @@ impl UserReads for SqliteDatabase {
                    AND (?4 IS NULL OR (search_name, id) > (?4, ?5))
                  ORDER BY search_name, id LIMIT ?6"
             ))?;
-            let rows = stmt.query_map(params![q.email, q.mobile, q.prefix, after_name, after_id, q.limit as i64], |r| {
-                Ok((r.get(0)?, user_from_row(r, 1)?))
-            })?;
+            let rows = stmt
+                .query_map(params![q.email, q.mobile, q.prefix, after_name, after_id, q.limit as i64], |r| {
+                    Ok((r.get(0)?, user_from_row(r, 1)?))
+                })?;
             rows.collect()
         })
         .await
@@ -170,12 +170,7 @@ impl UserWrites for SqliteTx {
         .await
     }
 
-    async fn set_user_status(
-        &mut self,
-        id: UserId,
-        status: UserStatus,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn set_user_status(&mut self, id: UserId, status: UserStatus, now: i64) -> Result<(), StoreError> {
         self.run(move |c| {
             c.prepare_cached(
                 "UPDATE users SET status = ?2, updated_at = ?3,
@@ -208,10 +203,7 @@ impl SessionWrites for SqliteTx {
         .await
     }
 
-    async fn lock_refresh_token(
-        &mut self,
-        hash: &str,
-    ) -> Result<Option<RefreshTokenRecord>, StoreError> {
+    async fn lock_refresh_token(&mut self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let hash = hash.to_owned();
         self.run(move |c| {
             c.prepare_cached(
@@ -246,44 +238,34 @@ impl SessionWrites for SqliteTx {
         self.run(move |c| {
             c.prepare_cached("UPDATE refresh_token SET rotated_at = ?2 WHERE token_hash = ?1")?
                 .execute(params![old_hash, now])?;
-            c.prepare_cached(
-                "INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![new_hash, session.get(), now])?;
-            c.prepare_cached(
-                "UPDATE session SET refreshed_at = ?2, expires_at = ?3 WHERE id = ?1",
-            )?
-            .execute(params![session.get(), now, expires_at])?;
+            c.prepare_cached("INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![new_hash, session.get(), now])?;
+            c.prepare_cached("UPDATE session SET refreshed_at = ?2, expires_at = ?3 WHERE id = ?1")?
+                .execute(params![session.get(), now, expires_at])?;
             Ok(())
         })
         .await
     }
 
-    async fn revoke_session(
-        &mut self,
-        session: SessionId,
-        reason: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    async fn revoke_session(&mut self, session: SessionId, reason: &str, now: i64) -> Result<(), StoreError> {
         let reason = reason.to_owned();
         self.run(move |c| {
-            c.prepare_cached("UPDATE session SET revoked_at = ?2, revoke_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL")?
-                .execute(params![session.get(), now, reason])?;
+            c.prepare_cached(
+                "UPDATE session SET revoked_at = ?2, revoke_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![session.get(), now, reason])?;
             Ok(())
         })
         .await
     }
 
-    async fn revoke_user_sessions(
-        &mut self,
-        user: UserId,
-        reason: &str,
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    async fn revoke_user_sessions(&mut self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         let reason = reason.to_owned();
         self.run(move |c| {
             let n = c
-                .prepare_cached("UPDATE session SET revoked_at = ?2, revoke_reason = ?3 WHERE user_id = ?1 AND revoked_at IS NULL")?
+                .prepare_cached(
+                    "UPDATE session SET revoked_at = ?2, revoke_reason = ?3 WHERE user_id = ?1 AND revoked_at IS NULL",
+                )?
                 .execute(params![user.get(), now, reason])?;
             Ok(n as u64)
         })

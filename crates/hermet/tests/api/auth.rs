@@ -32,27 +32,16 @@ async fn full_auth_flow(db: Db) {
     assert_eq!(r.status(), StatusCode::OK);
 
     // refresh: a new pair, the new access token works
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": refresh}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": refresh})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let access2 = r.body["accessToken"].as_str().unwrap().to_owned();
     let refresh2 = r.body["refreshToken"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh);
-    assert_eq!(
-        app.get("/api/v1/users/me", &access2).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/users/me", &access2).await.status, StatusCode::OK);
 
     // sign-out revokes that session at once: its access tokens (old and new) and its
     // refresh token stop working; the other session is untouched
-    let r = app
-        .call(Method::POST, "/api/v1/auth/sign-out", Some(&access2), None)
-        .await;
+    let r = app.call(Method::POST, "/api/v1/auth/sign-out", Some(&access2), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     for token in [&access, &access2] {
         let r = app.get("/api/v1/users/me", token).await;
@@ -60,93 +49,39 @@ async fn full_auth_flow(db: Db) {
         assert_eq!(r.code(), "invalid_token");
         assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
     }
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": refresh2}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": refresh2})).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        app.get("/api/v1/users/me", &first.access).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/users/me", &first.access).await.status, StatusCode::OK);
 
     // no token, a malformed token, a token signed with another key
-    assert_eq!(
-        app.call(Method::GET, "/api/v1/users/me", None, None)
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/v1/users/me", "not-a-jwt").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.call(Method::GET, "/api/v1/users/me", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/users/me", "not-a-jwt").await.status, StatusCode::UNAUTHORIZED);
     let forged = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIiwic2lkIjoiMSIsImlhdCI6MTc5NTM3Mzg0OSwiZXhwIjo0MTAyNDQ0ODAwLCJpc3MiOiJoZXJtZXQifQ.c2lnbmF0dXJl";
-    assert_eq!(
-        app.get("/api/v1/users/me", forged).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/v1/users/me", forged).await.status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
 
 async fn rotated_refresh_token_reuse_revokes_the_session(db: Db) {
     let app = spawn_app(db).await;
     let u = app.sign_up("bob@example.com", "Bob").await;
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": u.refresh}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": u.refresh})).await;
     assert_eq!(r.status, StatusCode::OK);
     let access2 = r.body["accessToken"].as_str().unwrap().to_owned();
     let refresh2 = r.body["refreshToken"].as_str().unwrap().to_owned();
 
     // presenting the rotated-out token again: refused, and the whole session revoked
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": u.refresh}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": u.refresh})).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "refresh_token_reused");
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": refresh2}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": refresh2})).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "invalid_refresh_token");
-    assert_eq!(
-        app.get("/api/v1/users/me", &access2).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.get("/api/v1/users/me", &u.access).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM session WHERE revoke_reason = 'refresh_token_reuse'")
-            .await,
-        1
-    );
+    assert_eq!(app.get("/api/v1/users/me", &access2).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/users/me", &u.access).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM session WHERE revoke_reason = 'refresh_token_reuse'").await, 1);
 
     // an unknown refresh token is just invalid
-    let r = app
-        .post(
-            "/api/v1/auth/refresh-token",
-            None,
-            json!({"refreshToken": "nope"}),
-        )
-        .await;
+    let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": "nope"})).await;
     assert_eq!(r.code(), "invalid_refresh_token");
     app.stop().await;
 }
@@ -164,11 +99,7 @@ async fn wrong_password_and_unknown_account_get_the_same_401(db: Db) {
     let r = app.sign_in("not-an-email", PASSWORD).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.field(), "account");
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM session").await,
-        1,
-        "failed sign-ins open no session"
-    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM session").await, 1, "failed sign-ins open no session");
     app.stop().await;
 }
 
@@ -189,13 +120,14 @@ async fn duplicate_account_is_a_conflict(db: Db) {
 
     // mobile accounts are unique too
     let body = json!({"account": "+8613800138000", "accountType": "mobile", "credential": PASSWORD, "nickname": "M"});
-    assert_eq!(
-        app.post("/api/v1/auth/sign-up", None, body.clone())
-            .await
-            .status,
-        StatusCode::CREATED
-    );
-    let r = app.post("/api/v1/auth/sign-up", None, json!({"account": "+86 138-0013-8000", "accountType": "mobile", "credential": PASSWORD, "nickname": "M2"})).await;
+    assert_eq!(app.post("/api/v1/auth/sign-up", None, body.clone()).await.status, StatusCode::CREATED);
+    let r = app
+        .post(
+            "/api/v1/auth/sign-up",
+            None,
+            json!({"account": "+86 138-0013-8000", "accountType": "mobile", "credential": PASSWORD, "nickname": "M2"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     let r = app
         .post(
@@ -253,19 +185,10 @@ async fn validation_errors_name_the_field_and_write_nothing(db: Db) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "malformed_request");
-    let r = app
-        .client
-        .post(format!("{}/api/v1/auth/sign-up", app.address))
-        .body(base.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.client.post(format!("{}/api/v1/auth/sign-up", app.address)).body(base.to_string()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM users").await,
-        0,
-        "no rejected request wrote a user"
-    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM users").await, 0, "no rejected request wrote a user");
     app.stop().await;
 }
 

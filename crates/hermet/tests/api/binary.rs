@@ -5,11 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn hermet() -> Command {
@@ -41,22 +37,13 @@ async fn serve_with_no_configuration_uses_sqlite_and_stops_on_sigterm() {
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-        {
+        if client.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
             break;
         }
         assert!(Instant::now() < deadline, "server did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        dir.path().join("data/hermet.db").exists(),
-        "the embedded database is created on first run"
-    );
+    assert!(dir.path().join("data/hermet.db").exists(), "the embedded database is created on first run");
     let r = client
         .post(format!("{base}/api/v1/auth/sign-up"))
         .json(&serde_json::json!({"account": "o@example.com", "accountType": "email", "credential": "password123", "nickname": "O"}))
@@ -66,20 +53,13 @@ async fn serve_with_no_configuration_uses_sqlite_and_stops_on_sigterm() {
     assert_eq!(r.status(), 201);
 
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit: {:?}", out.status);
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("hermet stopped"), "{logs}");
     assert!(
-        logs.lines()
-            .any(|l| l.starts_with('{') && l.contains("request_id")),
+        logs.lines().any(|l| l.starts_with('{') && l.contains("request_id")),
         "JSON logs carry request ids: {logs}"
     );
 }
@@ -96,21 +76,9 @@ fn invalid_configuration_is_refused_with_the_setting_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("HERMET_LISTEN") && err.contains("HERMET_NODE_ID"),
-        "{err}"
-    );
-    let out = hermet()
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("HERMET_LISTN", "x")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a misspelt setting is an error, not ignored"
-    );
+    assert!(err.contains("HERMET_LISTEN") && err.contains("HERMET_NODE_ID"), "{err}");
+    let out = hermet().arg("serve").current_dir(dir.path()).env("HERMET_LISTN", "x").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a misspelt setting is an error, not ignored");
 }
 
 #[test]
@@ -119,26 +87,13 @@ fn config_command_redacts_secrets() {
     let out = hermet()
         .arg("config")
         .current_dir(dir.path())
-        .env(
-            "HERMET_DATABASE_URL",
-            "postgres://app:hunter2@127.0.0.1/hermet",
-        )
+        .env("HERMET_DATABASE_URL", "postgres://app:hunter2@127.0.0.1/hermet")
         .env("HERMET_AUTH__JWT_SECRET", "s".repeat(40))
         .env("HERMET_ADMIN_ACCOUNTS", "a@example.com, b@example.com")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("hunter2") && !text.contains(&"s".repeat(40)),
-        "{text}"
-    );
-    assert!(
-        text.contains("a@example.com") && text.contains("b@example.com"),
-        "{text}"
-    );
+    assert!(!text.contains("hunter2") && !text.contains(&"s".repeat(40)), "{text}");
+    assert!(text.contains("a@example.com") && text.contains("b@example.com"), "{text}");
 }

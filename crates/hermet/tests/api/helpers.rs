@@ -21,8 +21,7 @@ pub const PASSWORD: &str = "correct horse battery";
 
 /// The PostgreSQL server tests create their databases on (`PG_TEST_URL`).
 pub fn pg_admin_url() -> String {
-    std::env::var("PG_TEST_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PG_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -54,10 +53,7 @@ pub async fn fresh_database(db: Db) -> (String, Option<tempfile::TempDir>) {
                 .await
                 .expect("PostgreSQL must be running for the postgres tests (see scripts/test.sh)");
             tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("create test database");
+            client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
             (with_database(&pg_admin_url(), &name), None)
         }
     }
@@ -65,10 +61,7 @@ pub async fn fresh_database(db: Db) -> (String, Option<tempfile::TempDir>) {
 
 fn random_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{:x}{:x}", nanos, std::process::id())
 }
 
@@ -143,16 +136,8 @@ impl Resp {
 }
 
 impl TestApp {
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.address, path));
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut req = self.client.request(method, format!("{}{}", self.address, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -163,16 +148,9 @@ impl TestApp {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Resp { status, body, headers }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -182,8 +160,7 @@ impl TestApp {
         self.call(Method::POST, path, token, Some(body)).await
     }
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, path, Some(token), Some(body))
-            .await
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
     }
 
     pub async fn sign_up(&self, account: &str, nickname: &str) -> TestUser {
@@ -194,22 +171,11 @@ impl TestApp {
                 json!({"account": account, "accountType": "email", "credential": PASSWORD, "nickname": nickname}),
             )
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "sign-up of {account}: {}",
-            r.body
-        );
+        assert_eq!(r.status, StatusCode::CREATED, "sign-up of {account}: {}", r.body);
         TestUser {
             id: r.body["userId"].as_str().expect("userId").to_owned(),
-            access: r.body["accessToken"]
-                .as_str()
-                .expect("accessToken")
-                .to_owned(),
-            refresh: r.body["refreshToken"]
-                .as_str()
-                .expect("refreshToken")
-                .to_owned(),
+            access: r.body["accessToken"].as_str().expect("accessToken").to_owned(),
+            refresh: r.body["refreshToken"].as_str().expect("refreshToken").to_owned(),
         }
     }
 
@@ -234,23 +200,16 @@ impl TestApp {
                 let sql = sql.to_owned();
                 tokio::task::spawn_blocking(move || {
                     let c = rusqlite::Connection::open(path).expect("open sqlite");
-                    c.query_row(&sql, [], |r| r.get::<_, i64>(0))
-                        .expect("scalar query")
+                    c.query_row(&sql, [], |r| r.get::<_, i64>(0)).expect("scalar query")
                 })
                 .await
                 .expect("join")
             }
             Db::Postgres => {
                 let (client, conn) =
-                    tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connect");
+                    tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
                 tokio::spawn(conn);
-                client
-                    .query_one(sql, &[])
-                    .await
-                    .expect("scalar query")
-                    .get::<_, i64>(0)
+                client.query_one(sql, &[]).await.expect("scalar query").get::<_, i64>(0)
             }
         }
     }
@@ -259,9 +218,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(h) = self.server.take() {
-            h.await
-                .expect("join")
-                .expect("server stopped with an error");
+            h.await.expect("join").expect("server stopped with an error");
         }
     }
 }

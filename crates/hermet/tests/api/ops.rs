@@ -5,61 +5,23 @@ use crate::helpers::{Db, fresh_database, spawn_app, spawn_app_with, test_config}
 
 async fn health_readiness_metrics_and_request_ids(db: Db) {
     let app = spawn_app(db).await;
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.address))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let id = r
-        .headers()
-        .get("x-request-id")
-        .expect("request id header")
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = r.headers().get("x-request-id").expect("request id header").to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
     // a caller's request id is kept
-    let r = app
-        .client
-        .get(format!("{}/readyz", app.address))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}/readyz", app.address)).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers().get("x-request-id").unwrap(), "abc-123");
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(
-        body["database"],
-        if db == Db::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        }
-    );
+    assert_eq!(body["database"], if db == Db::Sqlite { "sqlite" } else { "postgres" });
 
     let u = app.sign_up("lea@example.com", "Lea").await;
     app.get("/api/v1/users/me", &u.access).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"route="/api/v1/users/me""#), "{text}");
-    assert!(
-        text.contains("http_request_duration_seconds_bucket"),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"db_pool_connections{pool="write""#),
-        "{text}"
-    );
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains(r#"db_pool_connections{pool="write""#), "{text}");
 
     // unknown routes and oversize bodies answer in the error format
     let r = app.get("/api/v1/nope", &u.access).await;
@@ -74,15 +36,8 @@ async fn health_readiness_metrics_and_request_ids(db: Db) {
 
 async fn openapi_document_parses(db: Db) {
     let app = spawn_app(db).await;
-    let text = app
-        .client
-        .get(format!("{}/api/v1/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text =
+        app.client.get(format!("{}/api/v1/openapi.json", app.address)).send().await.unwrap().text().await.unwrap();
     let spec = oas3::from_json(&text).expect("a valid OpenAPI 3.1 document");
     let paths = spec.paths.expect("paths");
     for p in [
@@ -106,16 +61,12 @@ async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
     let config = test_config(url);
     let first = hermet::startup::migrate(&config).await.expect("migrate");
     assert_eq!(first.applied, ["V1__initial_schema"]);
-    let second = hermet::startup::migrate(&config)
-        .await
-        .expect("migrate again");
+    let second = hermet::startup::migrate(&config).await.expect("migrate again");
     assert!(second.applied.is_empty(), "{:?}", second.applied);
     // serve on an already-migrated database works and changes nothing
     let app = spawn_app_with(db, |c| c.database_url = config.database_url.clone()).await;
     app.sign_up("max@example.com", "Max").await;
-    let third = hermet::startup::migrate(&config)
-        .await
-        .expect("migrate after serve");
+    let third = hermet::startup::migrate(&config).await.expect("migrate after serve");
     assert!(third.applied.is_empty());
     app.stop().await;
 }
@@ -127,10 +78,7 @@ async fn the_signing_key_survives_a_restart(db: Db) {
     let u = app.sign_up("ned@example.com", "Ned").await;
     app.stop().await;
     let app = spawn_app_with(db, |c| c.database_url = url).await;
-    assert_eq!(
-        app.get("/api/v1/users/me", &u.access).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/users/me", &u.access).await.status, StatusCode::OK);
     app.stop().await;
 }
 
