@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use hermet_app::App;
 use hermet_domain::Error;
 use hermet_store::Database;
@@ -61,7 +61,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface of one node.
 pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
-    use routes::{admin, auth, ops, users};
+    use routes::{admin, auth, channels, contacts, conversations, ops, users};
 
     let admin_routes = Router::new()
         .route("/api/v1/admin/users", post(admin::bulk_create::<D>))
@@ -78,6 +78,29 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/users/me", get(users::me::<D>).patch(users::update_me::<D>))
         .route("/api/v1/users/search", get(users::search::<D>))
         .route("/api/v1/users/{id}", get(users::get_user::<D>))
+        .route("/api/v1/contacts/applications", post(contacts::apply::<D>).get(contacts::applications::<D>))
+        .route("/api/v1/contacts/applications/{id}/accept", post(contacts::accept::<D>))
+        .route("/api/v1/contacts/applications/{id}/reject", post(contacts::reject::<D>))
+        .route("/api/v1/contacts", get(contacts::list::<D>))
+        .route("/api/v1/contacts/{id}", patch(contacts::update::<D>).delete(contacts::delete::<D>))
+        .route("/api/v1/channels/groups", post(channels::create_group::<D>))
+        .route(
+            "/api/v1/channels/{id}",
+            get(channels::get::<D>).patch(channels::update::<D>).delete(channels::dismiss::<D>),
+        )
+        .route("/api/v1/channels/{id}/members", get(channels::members::<D>).post(channels::add_members::<D>))
+        .route(
+            "/api/v1/channels/{id}/members/{user}",
+            patch(channels::update_member::<D>).delete(channels::remove_member::<D>),
+        )
+        .route("/api/v1/channels/{id}/leave", post(channels::leave::<D>))
+        .route("/api/v1/channels/{id}/applications", post(channels::apply::<D>).get(channels::applications::<D>))
+        .route("/api/v1/channels/{id}/applications/{app}/accept", post(channels::accept_application::<D>))
+        .route("/api/v1/channels/{id}/applications/{app}/reject", post(channels::reject_application::<D>))
+        .route("/api/v1/channels/{id}/messages", post(channels::send::<D>).get(channels::messages::<D>))
+        .route("/api/v1/channels/{id}/read", post(channels::read::<D>))
+        .route("/api/v1/conversations", get(conversations::list::<D>))
+        .route("/api/v1/conversations/{id}", patch(conversations::update::<D>).delete(conversations::close::<D>))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .merge(admin_routes);
 

@@ -4,7 +4,7 @@ use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{admin, auth, users};
+use crate::routes::{admin, auth, channels, contacts, conversations, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,9 +13,14 @@ use crate::routes::{admin, auth, users};
         auth::sign_up, auth::sign_in, auth::refresh_token, auth::sign_out,
         users::me, users::update_me, users::search, users::get_user,
         admin::bulk_create, admin::disable, admin::enable, admin::delete,
+        contacts::apply, contacts::applications, contacts::accept, contacts::reject, contacts::list, contacts::update, contacts::delete,
+        channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
+        channels::remove_member, channels::update_member, channels::leave, channels::apply, channels::applications,
+        channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::read,
+        conversations::list, conversations::update, conversations::close,
     ),
     modifiers(&BearerAuth),
-    tags((name = "auth"), (name = "users"), (name = "admin")),
+    tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "channels"), (name = "messages"), (name = "conversations"), (name = "admin")),
 )]
 pub struct ApiDoc;
 

@@ -6,8 +6,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod channels;
+pub mod consistency;
+pub mod contacts;
+pub mod conversations;
+pub mod messages;
 pub mod page;
 mod password;
+mod record;
 mod tokens;
 pub mod users;
 
@@ -52,11 +58,13 @@ impl Default for AuthSettings {
 pub struct Limits {
     /// Most users one admin bulk-create request may carry.
     pub max_bulk_users: usize,
+    /// Most members of a group, its creator included (one request, one transaction).
+    pub max_group_members: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bulk_users: 10_000 }
+        Self { max_bulk_users: 10_000, max_group_members: 10_000 }
     }
 }
 

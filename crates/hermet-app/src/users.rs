@@ -1,11 +1,11 @@
 //! Profiles: read my profile, change it, read others' public profiles, search users.
 
-use hermet_domain::event::{DomainEvent, OutboxEvent, UserProfileUpdated};
+use hermet_domain::event::{DomainEvent, UserProfileUpdated};
 use hermet_domain::id::UserId;
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{ProfilePatch, User, UserStatus, search_key};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, OutboxWrites, Transaction, UserSearch, UserWrites};
+use hermet_store::{Database, Transaction, UserSearch, UserWrites};
 
 use crate::page::{Page, decode_cursor, encode_cursor};
 use crate::{App, Principal};
@@ -84,7 +84,9 @@ impl<D: Database> App<D> {
             changed,
             updated_at: now,
         });
-        tx.append_events(&[OutboxEvent::new(self.next_id()?, now, &event)]).await?;
+        // Dual-write: every conversation view where I am the peer and every contact view
+        // listing me are refreshed in this transaction, through the reverse indexes.
+        self.record(&mut tx, &[event], now).await?;
         tx.commit().await?;
         Ok(updated)
     }

@@ -1,9 +1,10 @@
 //! Domain events. A command records its events in the outbox in the same transaction as
-//! its write-side changes; projections and notifiers consume them (see docs/EVENTS.md).
+//! its write-side changes; projections and notifiers consume them (docs/EVENTS.md).
+//! Payloads are versioned by [`DomainEvent::schema_version`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::{EventId, UserId};
+use crate::id::{ApplicationId, ChannelId, EventId, MessageId, UserId};
 
 /// Every event hermet emits. The serde tag is the event type as stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,6 +12,40 @@ use crate::id::{EventId, UserId};
 pub enum DomainEvent {
     #[serde(rename = "user.profile_updated")]
     UserProfileUpdated(UserProfileUpdated),
+    #[serde(rename = "contact.application_created")]
+    ContactApplicationCreated(ContactApplicationCreated),
+    #[serde(rename = "contact.application_reviewed")]
+    ContactApplicationReviewed(ContactApplicationReviewed),
+    #[serde(rename = "friendship.created")]
+    FriendshipCreated(FriendshipCreated),
+    #[serde(rename = "friendship.updated")]
+    FriendshipUpdated(FriendshipUpdated),
+    #[serde(rename = "friendship.deleted")]
+    FriendshipDeleted(FriendshipDeleted),
+    #[serde(rename = "channel.created")]
+    ChannelCreated(ChannelCreated),
+    #[serde(rename = "channel.updated")]
+    ChannelUpdated(ChannelUpdated),
+    #[serde(rename = "channel.dismissed")]
+    ChannelDismissed(ChannelDismissed),
+    #[serde(rename = "channel.member_added")]
+    MemberAdded(MemberAdded),
+    #[serde(rename = "channel.member_removed")]
+    MemberRemoved(MemberRemoved),
+    #[serde(rename = "channel.member_role_changed")]
+    MemberRoleChanged(MemberRoleChanged),
+    #[serde(rename = "channel.member_updated")]
+    MemberUpdated(MemberUpdated),
+    #[serde(rename = "channel.application_created")]
+    ChannelApplicationCreated(ChannelApplicationCreated),
+    #[serde(rename = "channel.application_reviewed")]
+    ChannelApplicationReviewed(ChannelApplicationReviewed),
+    #[serde(rename = "message.sent")]
+    MessageSent(MessageSent),
+    #[serde(rename = "conversation.read")]
+    ConversationRead(ConversationRead),
+    #[serde(rename = "conversation.settings_changed")]
+    ConversationSettingsChanged(ConversationSettingsChanged),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,31 +64,266 @@ pub struct UserProfileUpdated {
     pub updated_at: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactApplicationCreated {
+    pub application_id: ApplicationId,
+    pub applicant_id: UserId,
+    pub target_id: UserId,
+    pub message: String,
+    pub source: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactApplicationReviewed {
+    pub application_id: ApplicationId,
+    pub applicant_id: UserId,
+    pub target_id: UserId,
+    /// `approved` or `rejected`.
+    pub status: String,
+    pub reviewed_at: i64,
+}
+
+/// Two users became friends (both directions), sharing `channel_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendshipCreated {
+    pub user_id: UserId,
+    pub friend_id: UserId,
+    pub channel_id: ChannelId,
+    pub source: String,
+    pub added_at: i64,
+}
+
+/// One direction of a friendship changed (remark, group, tags, star, block).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendshipUpdated {
+    pub user_id: UserId,
+    pub friend_id: UserId,
+    pub channel_id: Option<ChannelId>,
+    pub remark_name: String,
+    pub group_name: String,
+    pub tags: Vec<String>,
+    pub is_starred: bool,
+    pub is_blocked: bool,
+    pub changed: Vec<String>,
+    pub updated_at: i64,
+}
+
+/// `user_id` removed `friend_id` from their contacts (one direction).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FriendshipDeleted {
+    pub user_id: UserId,
+    pub friend_id: UserId,
+    pub channel_id: Option<ChannelId>,
+    pub deleted_at: i64,
+}
+
+/// Seed 000 §3.3: the value of the `channel-events` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelCreated {
+    pub channel_id: ChannelId,
+    pub channel_type: String,
+    pub channel_name: String,
+    pub avatar: String,
+    pub creator_id: UserId,
+    pub member_ids: Vec<UserId>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelUpdated {
+    pub channel_id: ChannelId,
+    pub name: String,
+    pub avatar: String,
+    pub channel_info_ver: i64,
+    pub updated_by: UserId,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelDismissed {
+    pub channel_id: ChannelId,
+    pub dismissed_by: UserId,
+    pub dismissed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAdded {
+    pub channel_id: ChannelId,
+    pub user_ids: Vec<UserId>,
+    pub added_by: UserId,
+    /// Members see history after this seq.
+    pub join_seq: i64,
+    pub joined_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRemoved {
+    pub channel_id: ChannelId,
+    pub user_ids: Vec<UserId>,
+    pub removed_by: UserId,
+    /// `removed`, `left` or `dismissed`.
+    pub reason: String,
+    pub left_seq: i64,
+    pub left_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRoleChanged {
+    pub channel_id: ChannelId,
+    pub user_id: UserId,
+    pub role: String,
+    pub changed_by: UserId,
+    pub changed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberUpdated {
+    pub channel_id: ChannelId,
+    pub user_id: UserId,
+    pub group_nickname: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelApplicationCreated {
+    pub application_id: ApplicationId,
+    pub channel_id: ChannelId,
+    pub applicant_id: UserId,
+    pub message: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelApplicationReviewed {
+    pub application_id: ApplicationId,
+    pub channel_id: ChannelId,
+    pub applicant_id: UserId,
+    pub reviewer_id: UserId,
+    pub status: String,
+    pub reviewed_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSent {
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub channel_type: String,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    pub msg_type: String,
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub client_msg_id: Option<String>,
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationRead {
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub read_seq: i64,
+    pub read_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSettingsChanged {
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub is_pinned: bool,
+    pub is_muted: bool,
+    pub is_hidden: bool,
+    /// The conversation was closed (DELETE /conversations/{id}).
+    pub closed: bool,
+    pub changed_at: i64,
+}
+
 impl DomainEvent {
     pub fn event_type(&self) -> &'static str {
+        use DomainEvent::*;
         match self {
-            DomainEvent::UserProfileUpdated(_) => "user.profile_updated",
+            UserProfileUpdated(_) => "user.profile_updated",
+            ContactApplicationCreated(_) => "contact.application_created",
+            ContactApplicationReviewed(_) => "contact.application_reviewed",
+            FriendshipCreated(_) => "friendship.created",
+            FriendshipUpdated(_) => "friendship.updated",
+            FriendshipDeleted(_) => "friendship.deleted",
+            ChannelCreated(_) => "channel.created",
+            ChannelUpdated(_) => "channel.updated",
+            ChannelDismissed(_) => "channel.dismissed",
+            MemberAdded(_) => "channel.member_added",
+            MemberRemoved(_) => "channel.member_removed",
+            MemberRoleChanged(_) => "channel.member_role_changed",
+            MemberUpdated(_) => "channel.member_updated",
+            ChannelApplicationCreated(_) => "channel.application_created",
+            ChannelApplicationReviewed(_) => "channel.application_reviewed",
+            MessageSent(_) => "message.sent",
+            ConversationRead(_) => "conversation.read",
+            ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
     }
 
     /// Payload schema version; bumped when a payload changes incompatibly.
     pub fn schema_version(&self) -> i32 {
-        match self {
-            DomainEvent::UserProfileUpdated(_) => 1,
-        }
+        1
     }
 
-    /// The aggregate whose order the event belongs to: (aggregate type, key).
+    /// The aggregate whose order the event belongs to: (aggregate type, key). Events of
+    /// one key must be consumed in order (Kafka: the message key).
     pub fn aggregate(&self) -> (&'static str, String) {
+        use DomainEvent::*;
         match self {
-            DomainEvent::UserProfileUpdated(e) => ("user", e.user_id.to_string()),
+            UserProfileUpdated(e) => ("user", e.user_id.to_string()),
+            ContactApplicationCreated(e) => ("user", e.target_id.to_string()),
+            ContactApplicationReviewed(e) => ("user", e.applicant_id.to_string()),
+            FriendshipCreated(e) => ("channel", e.channel_id.to_string()),
+            FriendshipUpdated(e) => ("user", e.user_id.to_string()),
+            FriendshipDeleted(e) => ("user", e.user_id.to_string()),
+            ChannelCreated(e) => ("channel", e.channel_id.to_string()),
+            ChannelUpdated(e) => ("channel", e.channel_id.to_string()),
+            ChannelDismissed(e) => ("channel", e.channel_id.to_string()),
+            MemberAdded(e) => ("channel", e.channel_id.to_string()),
+            MemberRemoved(e) => ("channel", e.channel_id.to_string()),
+            MemberRoleChanged(e) => ("channel", e.channel_id.to_string()),
+            MemberUpdated(e) => ("channel", e.channel_id.to_string()),
+            ChannelApplicationCreated(e) => ("channel", e.channel_id.to_string()),
+            ChannelApplicationReviewed(e) => ("channel", e.channel_id.to_string()),
+            MessageSent(e) => ("channel", e.channel_id.to_string()),
+            ConversationRead(e) => ("channel", e.channel_id.to_string()),
+            ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }
     }
 
+    /// The payload alone (the outbox stores type and payload in separate columns).
     pub fn payload(&self) -> serde_json::Value {
-        match self {
-            DomainEvent::UserProfileUpdated(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut m)) => m.remove("payload").unwrap_or(serde_json::Value::Null),
+            _ => serde_json::Value::Null,
         }
+    }
+
+    /// Rebuilds an event from its stored type and payload.
+    pub fn from_stored(event_type: &str, payload: serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({"type": event_type, "payload": payload}))
     }
 }
 
@@ -81,5 +351,23 @@ impl OutboxEvent {
             occurred_at,
             payload: event.payload(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_events_round_trip() {
+        let e = DomainEvent::ConversationRead(ConversationRead {
+            user_id: UserId(1),
+            channel_id: ChannelId(2),
+            read_seq: 3,
+            read_at: 4,
+        });
+        let back = DomainEvent::from_stored(e.event_type(), e.payload()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(e.payload()["channelId"], "2");
     }
 }

@@ -10,7 +10,10 @@
 pub mod error;
 pub mod ports;
 pub mod postgres;
+mod queries;
+mod rows;
 pub mod sqlite;
+pub mod views;
 
 pub use error::StoreError;
 pub use ports::*;

@@ -12,7 +12,7 @@ use crate::{MigrationReport, StoreError};
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A connection pool to one database, cloned cheaply into every handler.
-pub trait Database: UserReads + SessionReads + Clone + Send + Sync + 'static {
+pub trait Database: UserReads + SessionReads + ImReads + ConsistencyReads + Clone + Send + Sync + 'static {
     type Tx: Transaction;
 
     /// `"sqlite"` or `"postgres"`.
@@ -32,7 +32,9 @@ pub trait Database: UserReads + SessionReads + Clone + Send + Sync + 'static {
 
 /// A database transaction. Commit makes every write visible at once; dropping it
 /// without commit rolls everything back.
-pub trait Transaction: UserWrites + SessionWrites + OutboxWrites + Send {
+pub trait Transaction:
+    UserWrites + SessionWrites + OutboxWrites + Locks + ChannelWrites + ContactWrites + ProjectionWrites + Send
+{
     fn commit(self) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
@@ -161,4 +163,421 @@ pub trait SessionWrites {
 pub trait OutboxWrites {
     /// Appends events to the outbox in the current transaction.
     fn append_events(&mut self, events: &[OutboxEvent]) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+// ───────────────────────────── IM core ─────────────────────────────
+
+use hermet_domain::channel::{Channel, ChannelType, Member, MemberRole};
+use hermet_domain::contact::{ApplicationStatus, ContactApplication, Friendship};
+use hermet_domain::id::{ApplicationId, ChannelId, MessageId};
+use hermet_domain::message::Message;
+use hermet_domain::projection::Refresh;
+
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub id: ChannelId,
+    pub channel_type: ChannelType,
+    pub name: String,
+    pub avatar: String,
+    pub creator_id: UserId,
+    pub single_pair: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMember {
+    pub id: i64,
+    pub user_id: UserId,
+    pub role: MemberRole,
+    pub join_seq: i64,
+    pub joined_at: i64,
+}
+
+/// A user row as commands need it: status and display name.
+#[derive(Debug, Clone)]
+pub struct UserBrief {
+    pub id: UserId,
+    pub status: UserStatus,
+    pub nickname: String,
+    pub avatar: String,
+}
+
+/// A member's conversation settings (write side).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationSetting {
+    pub is_pinned: bool,
+    pub is_muted: bool,
+    pub is_hidden: bool,
+    pub hidden_seq: i64,
+    pub closed_at: Option<i64>,
+    pub closed_seq: i64,
+}
+
+/// A row of `user_conversation_view` (the read model), as computed or as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRow {
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub conversation_type: String,
+    pub conversation_name: String,
+    pub conversation_avatar: String,
+    pub conversation_info_ver: i64,
+    pub peer_user_id: Option<UserId>,
+    pub peer_nickname: String,
+    pub peer_avatar: String,
+    pub remark_name: String,
+    pub is_muted: bool,
+    pub is_pinned: bool,
+    pub is_hidden: bool,
+    pub last_message_id: Option<MessageId>,
+    pub last_message_seq: i64,
+    pub last_message_type: Option<String>,
+    pub last_message_content: Option<String>,
+    pub last_message_sender_id: Option<UserId>,
+    pub last_message_sender_name: Option<String>,
+    pub last_message_time: Option<i64>,
+    pub last_active_at: i64,
+    pub unread_count: i64,
+    pub mention_count: i64,
+    pub opened_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+impl ConversationRow {
+    /// Names of the fields in which two rows differ.
+    pub fn diff(&self, other: &Self) -> Vec<&'static str> {
+        let mut d = Vec::new();
+        macro_rules! cmp { ($($f:ident),*) => { $( if self.$f != other.$f { d.push(stringify!($f)); } )* } }
+        cmp!(
+            conversation_type,
+            conversation_name,
+            conversation_avatar,
+            conversation_info_ver,
+            peer_user_id,
+            peer_nickname,
+            peer_avatar,
+            remark_name,
+            is_muted,
+            is_pinned,
+            is_hidden,
+            last_message_id,
+            last_message_seq,
+            last_message_type,
+            last_message_content,
+            last_message_sender_id,
+            last_message_sender_name,
+            last_message_time,
+            last_active_at,
+            unread_count,
+            mention_count,
+            opened_at,
+            closed_at
+        );
+        d
+    }
+}
+
+/// A row of `user_contact_view`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    pub user_id: UserId,
+    pub contact_id: UserId,
+    pub contact_nickname: String,
+    pub contact_avatar: String,
+    pub contact_info_ver: i64,
+    pub remark_name: String,
+    pub sort_name: String,
+    pub initial: String,
+    pub group_name: String,
+    pub tags: serde_json::Value,
+    pub is_starred: bool,
+    pub is_blocked: bool,
+    pub source: String,
+    pub added_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+impl ContactRow {
+    pub fn diff(&self, other: &Self) -> Vec<&'static str> {
+        let mut d = Vec::new();
+        macro_rules! cmp { ($($f:ident),*) => { $( if self.$f != other.$f { d.push(stringify!($f)); } )* } }
+        cmp!(
+            contact_nickname,
+            contact_avatar,
+            contact_info_ver,
+            remark_name,
+            sort_name,
+            initial,
+            group_name,
+            tags,
+            is_starred,
+            is_blocked,
+            source,
+            added_at,
+            deleted_at
+        );
+        d
+    }
+}
+
+/// `GET /conversations`: keyset position is (pinned, last active, channel id).
+#[derive(Debug, Clone)]
+pub struct ConversationQuery {
+    pub user_id: UserId,
+    pub conversation_type: Option<ChannelType>,
+    pub unread_only: bool,
+    pub after: Option<(bool, i64, i64)>,
+    pub limit: u32,
+}
+
+/// `GET /contacts`: keyset position is (starred, sort name, contact id).
+#[derive(Debug, Clone)]
+pub struct ContactQuery {
+    pub user_id: UserId,
+    pub group: Option<String>,
+    pub initial: Option<String>,
+    pub after: Option<(bool, String, i64)>,
+    pub limit: u32,
+}
+
+/// `GET /channels/{id}/messages`: seqs in (after, before), newest first when `descending`.
+#[derive(Debug, Clone)]
+pub struct MessageQuery {
+    pub channel_id: ChannelId,
+    /// Exclusive lower bound (also the member's join seq).
+    pub after_seq: i64,
+    /// Exclusive upper bound.
+    pub before_seq: i64,
+    pub descending: bool,
+    pub limit: u32,
+}
+
+/// A join request to a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelApplication {
+    pub id: ApplicationId,
+    pub channel_id: ChannelId,
+    pub applicant_id: UserId,
+    pub message: String,
+    pub status: ApplicationStatus,
+    pub reviewer_id: Option<UserId>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub reviewed_at: Option<i64>,
+}
+
+pub trait ImReads {
+    fn channel(&self, id: ChannelId) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
+    fn member(&self, channel: ChannelId, user: UserId) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
+    /// Active members ordered by user id, after `after_user`.
+    fn members_page(
+        &self,
+        channel: ChannelId,
+        after_user: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Member>>> + Send;
+    fn messages(&self, q: &MessageQuery) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
+    fn friendship(&self, user: UserId, friend: UserId) -> impl Future<Output = StoreResult<Option<Friendship>>> + Send;
+    /// Applications where `user` is the target (`incoming`) or the applicant.
+    fn contact_applications(
+        &self,
+        user: UserId,
+        incoming: bool,
+        status: Option<ApplicationStatus>,
+        before_id: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ContactApplication>>> + Send;
+    fn channel_applications(
+        &self,
+        channel: ChannelId,
+        status: Option<ApplicationStatus>,
+        before_id: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ChannelApplication>>> + Send;
+    fn conversations(&self, q: &ConversationQuery) -> impl Future<Output = StoreResult<Vec<ConversationRow>>> + Send;
+    fn conversation(
+        &self,
+        user: UserId,
+        channel: ChannelId,
+    ) -> impl Future<Output = StoreResult<Option<ConversationRow>>> + Send;
+    /// Sum of unread counts of the user's open, unmuted conversations.
+    fn total_unread(&self, user: UserId) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn contacts(&self, q: &ContactQuery) -> impl Future<Output = StoreResult<Vec<ContactRow>>> + Send;
+    fn contact(&self, user: UserId, contact: UserId) -> impl Future<Output = StoreResult<Option<ContactRow>>> + Send;
+}
+
+/// Rows as computed from the write side, and as stored.
+pub type ExpectedAndStored<T> = (Vec<T>, Vec<T>);
+
+/// What the consistency checker and the rebuild read: the read models as stored and as
+/// computed from the write side, for a batch of owners.
+pub trait ConsistencyReads {
+    /// Ids of all users after `after`, ascending (batches of owners).
+    fn user_ids_after(&self, after: i64, limit: u32) -> impl Future<Output = StoreResult<Vec<UserId>>> + Send;
+    fn expected_conversations(
+        &self,
+        owners: &[UserId],
+    ) -> impl Future<Output = StoreResult<Vec<ConversationRow>>> + Send;
+    fn stored_conversations(&self, owners: &[UserId])
+    -> impl Future<Output = StoreResult<Vec<ConversationRow>>> + Send;
+    fn expected_contacts(&self, owners: &[UserId]) -> impl Future<Output = StoreResult<Vec<ContactRow>>> + Send;
+    fn stored_contacts(&self, owners: &[UserId]) -> impl Future<Output = StoreResult<Vec<ContactRow>>> + Send;
+    /// Conversation reverse-index rows (peer, owner, channel) owned by `owners`, expected and stored.
+    fn reverse_conversations(
+        &self,
+        owners: &[UserId],
+    ) -> impl Future<Output = StoreResult<ExpectedAndStored<(i64, i64, i64)>>> + Send;
+    /// Contact reverse-index rows (contact, owner) owned by `owners`, expected and stored.
+    fn reverse_contacts(
+        &self,
+        owners: &[UserId],
+    ) -> impl Future<Output = StoreResult<ExpectedAndStored<(i64, i64)>>> + Send;
+}
+
+/// Locks, in the canonical order users → channel → friendship → member, so concurrent
+/// commands that refresh the same read-model rows are serialized (PostgreSQL; SQLite's
+/// single writer already serializes every transaction).
+pub trait Locks {
+    /// Reads users rows (ascending id), locking them for share when `lock`; returns those
+    /// that exist.
+    fn lock_users(&mut self, ids: &[UserId], lock: bool) -> impl Future<Output = StoreResult<Vec<UserBrief>>> + Send;
+    /// Locks a channel row, exclusively when the command changes it.
+    fn lock_channel(
+        &mut self,
+        id: ChannelId,
+        exclusive: bool,
+    ) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
+    fn lock_friendship(
+        &mut self,
+        user: UserId,
+        friend: UserId,
+        exclusive: bool,
+    ) -> impl Future<Output = StoreResult<Option<Friendship>>> + Send;
+    fn lock_member(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+    ) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
+}
+
+pub trait ChannelWrites {
+    fn single_channel(&mut self, pair: &str) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
+    /// Those of `users` who are active members of `channel`.
+    fn active_members(
+        &mut self,
+        channel: ChannelId,
+        users: &[UserId],
+    ) -> impl Future<Output = StoreResult<Vec<UserId>>> + Send;
+    fn insert_channel(&mut self, c: &NewChannel) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Inserts members in one set-based statement; a former member joins again (join
+    /// seq and time reset, role as given).
+    fn upsert_members(
+        &mut self,
+        channel: ChannelId,
+        members: &[NewMember],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks members as left at `left_seq`.
+    fn remove_members(
+        &mut self,
+        channel: ChannelId,
+        users: &[UserId],
+        left_seq: i64,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn set_member_role(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        role: MemberRole,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn set_group_nickname(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        nickname: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Recounts active members into `channel.member_count`; returns the count.
+    fn recount_members(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<i32>> + Send;
+    /// The active admin who joined first (ownership passes to them when the owner leaves).
+    fn oldest_admin(
+        &mut self,
+        channel: ChannelId,
+        except: UserId,
+    ) -> impl Future<Output = StoreResult<Option<UserId>>> + Send;
+    /// Sets name and avatar and bumps `channel_info_ver`; returns the new version.
+    fn update_channel_info(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        avatar: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn archive_channel(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Allocates the channel's next seq (the channel row must be locked exclusively).
+    fn next_seq(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn insert_message(&mut self, m: &Message, preview: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    fn message_by_client_id(
+        &mut self,
+        sender: UserId,
+        client_msg_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+    /// Moves the read position forward (never back); returns the position after.
+    fn advance_read(
+        &mut self,
+        user: UserId,
+        channel: ChannelId,
+        seq: i64,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    fn setting(
+        &mut self,
+        user: UserId,
+        channel: ChannelId,
+    ) -> impl Future<Output = StoreResult<ConversationSetting>> + Send;
+    fn save_setting(
+        &mut self,
+        user: UserId,
+        channel: ChannelId,
+        s: &ConversationSetting,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_channel_application(&mut self, a: &ChannelApplication) -> impl Future<Output = StoreResult<()>> + Send;
+    fn lock_channel_application(
+        &mut self,
+        id: ApplicationId,
+    ) -> impl Future<Output = StoreResult<Option<ChannelApplication>>> + Send;
+    fn pending_channel_application(
+        &mut self,
+        channel: ChannelId,
+        applicant: UserId,
+    ) -> impl Future<Output = StoreResult<Option<ChannelApplication>>> + Send;
+    fn update_channel_application(&mut self, a: &ChannelApplication) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+pub trait ContactWrites {
+    /// Inserts or revives friendships (a deleted one becomes live again with new values).
+    fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    fn update_friendship(&mut self, f: &Friendship, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    fn pending_contact_application(
+        &mut self,
+        applicant: UserId,
+        target: UserId,
+    ) -> impl Future<Output = StoreResult<Option<ContactApplication>>> + Send;
+    fn insert_contact_application(&mut self, a: &ContactApplication) -> impl Future<Output = StoreResult<()>> + Send;
+    fn lock_contact_application(
+        &mut self,
+        id: ApplicationId,
+    ) -> impl Future<Output = StoreResult<Option<ContactApplication>>> + Send;
+    fn update_contact_application(&mut self, a: &ContactApplication) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+pub trait ProjectionWrites {
+    /// Recomputes the read-model rows named by `refresh` from the write side (one
+    /// set-based statement per kind of row).
+    fn apply_refresh(&mut self, refresh: &Refresh, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes read-model rows of `owners` that the write side no longer backs.
+    fn delete_orphans(&mut self, owners: &[UserId]) -> impl Future<Output = StoreResult<u64>> + Send;
 }

@@ -22,4 +22,24 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.
     Config,
+    /// Recompute every read-model row from the write side and report missing, extra and
+    /// mismatched rows field by field; exits 1 when anything is inconsistent.
+    CheckConsistency {
+        /// Rewrite the inconsistent rows from the write side.
+        #[arg(long)]
+        repair: bool,
+        /// Check only this user's rows.
+        #[arg(long)]
+        user: Option<i64>,
+        /// Print at most this many findings.
+        #[arg(long, default_value_t = 50)]
+        show: usize,
+    },
+    /// Rebuild the read models (conversation and contact views, reverse indexes) from
+    /// the write side.
+    RebuildViews {
+        /// Rebuild only this user's rows.
+        #[arg(long)]
+        user: Option<i64>,
+    },
 }

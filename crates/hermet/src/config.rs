@@ -91,6 +91,8 @@ pub struct HttpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_bulk_users: usize,
+    /// Most members of a group, its creator included.
+    pub max_group_members: usize,
 }
 
 impl Default for Config {
@@ -153,7 +155,8 @@ impl Default for HttpConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_bulk_users: Limits::default().max_bulk_users }
+        let l = Limits::default();
+        Self { max_bulk_users: l.max_bulk_users, max_group_members: l.max_group_members }
     }
 }
 
@@ -299,6 +302,9 @@ impl Config {
         if self.http.body_limit_bytes < 1024 {
             errors.push("http.body_limit_bytes: must be at least 1024".into());
         }
+        if self.limits.max_group_members < 2 {
+            errors.push("limits.max_group_members: must be at least 2".into());
+        }
         if self.limits.max_bulk_users == 0 {
             errors.push("limits.max_bulk_users: must be at least 1".into());
         }
@@ -342,7 +348,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits { max_bulk_users: self.limits.max_bulk_users }
+        Limits { max_bulk_users: self.limits.max_bulk_users, max_group_members: self.limits.max_group_members }
     }
 }
 

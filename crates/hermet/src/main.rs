@@ -58,5 +58,34 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
+        Command::CheckConsistency { repair, user, show } => {
+            let report = startup::check_consistency(&config, repair, user).await?;
+            for f in report.findings.iter().take(show) {
+                println!("{} {} {}", f.model, f.kind, f.key);
+                for (field, expected, stored) in &f.fields {
+                    println!("    {field}: expected {expected}, stored {stored}");
+                }
+            }
+            println!(
+                "owners {} rows {} missing {} extra {} mismatched {} repaired {} consistency {:.4}%",
+                report.owners,
+                report.rows,
+                report.missing(),
+                report.extra(),
+                report.mismatched(),
+                report.repaired,
+                report.rate()
+            );
+            if report.findings.is_empty() || repair {
+                Ok(())
+            } else {
+                anyhow::bail!("read models are inconsistent; run with --repair to fix them")
+            }
+        }
+        Command::RebuildViews { user } => {
+            let n = startup::rebuild_views(&config, user).await?;
+            println!("rebuilt the read models of {n} users");
+            Ok(())
+        }
     }
 }

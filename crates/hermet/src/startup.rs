@@ -53,6 +53,46 @@ macro_rules! with_database {
     }};
 }
 
+/// Builds the application without serving (maintenance commands).
+async fn app_for<D: Database>(db: D, config: &Config) -> anyhow::Result<App<D>> {
+    let ids = Arc::new(IdGenerator::new(config.node_id)?);
+    App::new(db, ids, config.auth_settings(), config.limits())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))
+}
+
+/// `hermet check-consistency`: compares the read models with the write side.
+pub async fn check_consistency(
+    config: &Config,
+    repair: bool,
+    user: Option<i64>,
+) -> anyhow::Result<hermet_app::consistency::ConsistencyReport> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let report = app
+            .check_consistency(repair, user.map(hermet_domain::id::UserId), |n| eprint!("\rchecked {n} users"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        eprintln!();
+        db.close();
+        Ok(report)
+    })
+}
+
+/// `hermet rebuild-views`: rebuilds the read models from the write side.
+pub async fn rebuild_views(config: &Config, user: Option<i64>) -> anyhow::Result<u64> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let n = app
+            .rebuild_views(user.map(hermet_domain::id::UserId), |n| eprint!("\rrebuilt {n} users"))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        eprintln!();
+        db.close();
+        Ok(n)
+    })
+}
+
 /// `hermet migrate`: applies pending migrations and reports them.
 pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
     with_database!(config, |db| {

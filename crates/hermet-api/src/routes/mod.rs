@@ -2,5 +2,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod channels;
+pub mod contacts;
+pub mod conversations;
 pub mod ops;
 pub mod users;

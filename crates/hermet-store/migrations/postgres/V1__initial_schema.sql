@@ -70,6 +70,7 @@ CREATE TABLE channel (
     last_message_sender_name TEXT,
     -- 'minUserId:maxUserId' for single channels, so a pair reuses its channel
     single_pair              TEXT,
+    archived_at              BIGINT,
     creator_id               BIGINT NOT NULL,
     created_at               BIGINT NOT NULL,
     updated_at               BIGINT NOT NULL
@@ -84,7 +85,9 @@ CREATE TABLE channel_member (
     group_nickname TEXT NOT NULL DEFAULT '',
     joined_at      BIGINT NOT NULL,
     left_at        BIGINT,
+    -- history visible to the member: seq in (join_seq, left_seq]
     join_seq       BIGINT NOT NULL DEFAULT 0,
+    left_seq       BIGINT,
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL,
     CONSTRAINT channel_member_channel_user UNIQUE (channel_id, user_id)
@@ -99,10 +102,28 @@ CREATE TABLE channel_read_record (
     PRIMARY KEY (user_id, channel_id)
 );
 
+-- a member's settings of a conversation: the write side of pinned/muted/hidden/closed.
+-- Hiding or closing records the channel's seq at that moment; a later message shows the
+-- conversation again without touching this row.
+CREATE TABLE conversation_setting (
+    user_id    BIGINT NOT NULL,
+    channel_id BIGINT NOT NULL,
+    is_pinned  BOOLEAN NOT NULL DEFAULT FALSE,
+    is_muted   BOOLEAN NOT NULL DEFAULT FALSE,
+    is_hidden  BOOLEAN NOT NULL DEFAULT FALSE,
+    hidden_seq BIGINT NOT NULL DEFAULT 0,
+    closed_at  BIGINT,
+    closed_seq BIGINT NOT NULL DEFAULT 0,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+);
+
 CREATE TABLE friendship (
     user_id     BIGINT NOT NULL,
     friend_id   BIGINT NOT NULL,
     remark_name TEXT NOT NULL DEFAULT '',
+    -- lower-cased remark (same folding as users.search_name), for contact ordering
+    remark_key  TEXT COLLATE "C" NOT NULL DEFAULT '',
     source      TEXT NOT NULL CHECK (source IN ('search', 'qrcode', 'group')),
     tags        JSONB NOT NULL DEFAULT '[]',
     group_name  TEXT NOT NULL DEFAULT 'friends',
@@ -149,15 +170,20 @@ CREATE TABLE message (
     channel_id    BIGINT NOT NULL,
     seq           BIGINT NOT NULL,
     sender_id     BIGINT NOT NULL,
+    -- the sender's display name and the list preview, as at send time
+    sender_name   TEXT NOT NULL DEFAULT '',
     msg_type      TEXT NOT NULL CHECK (msg_type IN ('text', 'image', 'voice', 'video', 'file', 'custom', 'system')),
     content       JSONB NOT NULL,
     mentions      JSONB NOT NULL DEFAULT '[]',
     mention_all   BOOLEAN NOT NULL DEFAULT FALSE,
+    preview       TEXT NOT NULL DEFAULT '',
     client_msg_id TEXT,
     created_at    BIGINT NOT NULL,
     CONSTRAINT message_channel_seq UNIQUE (channel_id, seq),
     CONSTRAINT message_sender_client_msg UNIQUE (sender_id, client_msg_id)
 );
+-- @all messages, counted per reader instead of writing a mention row per member
+CREATE INDEX message_mention_all ON message (channel_id, seq) WHERE mention_all;
 
 -- mentions recorded per mentioned user (large groups count mentions from here)
 CREATE TABLE message_mention (
@@ -236,6 +262,8 @@ CREATE TABLE user_conversation_view (
 CREATE INDEX user_conversation_view_list ON user_conversation_view
     (user_id, is_pinned DESC, last_active_at DESC, channel_id DESC)
     WHERE closed_at IS NULL AND NOT is_hidden;
+-- fan-out of a channel's changes to its members' rows
+CREATE INDEX user_conversation_view_channel ON user_conversation_view (channel_id);
 
 CREATE TABLE user_contact_view (
     user_id          BIGINT NOT NULL,

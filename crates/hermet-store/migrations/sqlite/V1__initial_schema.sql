@@ -70,6 +70,7 @@ CREATE TABLE channel (
     last_message_sender_name TEXT,
     -- 'minUserId:maxUserId' for single channels, so a pair reuses its channel
     single_pair              TEXT,
+    archived_at              INTEGER,
     creator_id               INTEGER NOT NULL,
     created_at               INTEGER NOT NULL,
     updated_at               INTEGER NOT NULL
@@ -84,7 +85,9 @@ CREATE TABLE channel_member (
     group_nickname TEXT NOT NULL DEFAULT '',
     joined_at      INTEGER NOT NULL,
     left_at        INTEGER,
+    -- history visible to the member: seq in (join_seq, left_seq]
     join_seq       INTEGER NOT NULL DEFAULT 0,
+    left_seq       INTEGER,
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL,
     CONSTRAINT channel_member_channel_user UNIQUE (channel_id, user_id)
@@ -99,10 +102,28 @@ CREATE TABLE channel_read_record (
     PRIMARY KEY (user_id, channel_id)
 );
 
+-- a member's settings of a conversation: the write side of pinned/muted/hidden/closed.
+-- Hiding or closing records the channel's seq at that moment; a later message shows the
+-- conversation again without touching this row.
+CREATE TABLE conversation_setting (
+    user_id    INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    is_pinned  INTEGER NOT NULL DEFAULT 0,
+    is_muted   INTEGER NOT NULL DEFAULT 0,
+    is_hidden  INTEGER NOT NULL DEFAULT 0,
+    hidden_seq INTEGER NOT NULL DEFAULT 0,
+    closed_at  INTEGER,
+    closed_seq INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+);
+
 CREATE TABLE friendship (
     user_id     INTEGER NOT NULL,
     friend_id   INTEGER NOT NULL,
     remark_name TEXT NOT NULL DEFAULT '',
+    -- lower-cased remark (same folding as users.search_name), for contact ordering
+    remark_key  TEXT NOT NULL DEFAULT '',
     source      TEXT NOT NULL CHECK (source IN ('search', 'qrcode', 'group')),
     tags        TEXT NOT NULL DEFAULT '[]',
     group_name  TEXT NOT NULL DEFAULT 'friends',
@@ -149,15 +170,20 @@ CREATE TABLE message (
     channel_id    INTEGER NOT NULL,
     seq           INTEGER NOT NULL,
     sender_id     INTEGER NOT NULL,
+    -- the sender's display name and the list preview, as at send time
+    sender_name   TEXT NOT NULL DEFAULT '',
     msg_type      TEXT NOT NULL CHECK (msg_type IN ('text', 'image', 'voice', 'video', 'file', 'custom', 'system')),
     content       TEXT NOT NULL,
     mentions      TEXT NOT NULL DEFAULT '[]',
     mention_all   INTEGER NOT NULL DEFAULT 0,
+    preview       TEXT NOT NULL DEFAULT '',
     client_msg_id TEXT,
     created_at    INTEGER NOT NULL,
     CONSTRAINT message_channel_seq UNIQUE (channel_id, seq),
     CONSTRAINT message_sender_client_msg UNIQUE (sender_id, client_msg_id)
 );
+-- @all messages, counted per reader instead of writing a mention row per member
+CREATE INDEX message_mention_all ON message (channel_id, seq) WHERE mention_all = 1;
 
 -- mentions recorded per mentioned user (large groups count mentions from here)
 CREATE TABLE message_mention (
@@ -236,6 +262,8 @@ CREATE TABLE user_conversation_view (
 CREATE INDEX user_conversation_view_list ON user_conversation_view
     (user_id, is_pinned DESC, last_active_at DESC, channel_id DESC)
     WHERE closed_at IS NULL AND is_hidden = 0;
+-- fan-out of a channel's changes to its members' rows
+CREATE INDEX user_conversation_view_channel ON user_conversation_view (channel_id);
 
 CREATE TABLE user_contact_view (
     user_id          INTEGER NOT NULL,

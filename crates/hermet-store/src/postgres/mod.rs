@@ -5,6 +5,7 @@
 //! Two pools: `write` for transactions and `read` for queries of the read models, which
 //! is a separate pool on a replica when `read_database_url` is set.
 
+mod im;
 mod users;
 
 use std::sync::Arc;

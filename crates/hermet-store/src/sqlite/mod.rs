@@ -7,6 +7,7 @@
 //! pool of read-only connections and, in WAL mode, never block the writer. Statements
 //! run on tokio's blocking threads (`interact`).
 
+mod im;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -125,10 +126,13 @@ fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Re
         .post_create(Hook::async_fn(move |conn, _| {
             let pragmas = pragmas.clone();
             Box::pin(async move {
-                conn.interact(move |c| c.execute_batch(&pragmas))
-                    .await
-                    .map_err(|e| HookError::message(format!("sqlite setup failed: {e}")))?
-                    .map_err(HookError::Backend)
+                conn.interact(move |c| {
+                    c.execute_batch(&pragmas)?;
+                    register_functions(c)
+                })
+                .await
+                .map_err(|e| HookError::message(format!("sqlite setup failed: {e}")))?
+                .map_err(HookError::Backend)
             })
         }))
         .pre_recycle(Hook::sync_fn(move |_, metrics| {
@@ -140,6 +144,29 @@ fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Re
         }))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build sqlite pool: {e}")))
+}
+
+/// `greatest`/`least` as PostgreSQL has them (NULLs ignored), so the read-model SQL in
+/// `views` is one text for both backends.
+fn register_functions(c: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    for (name, pick_max) in [("greatest", true), ("least", false)] {
+        c.create_scalar_function(name, -1, flags, move |ctx| {
+            let mut best: Option<i64> = None;
+            for i in 0..ctx.len() {
+                if let Some(v) = ctx.get::<Option<i64>>(i)? {
+                    best = Some(match best {
+                        Some(b) if pick_max => b.max(v),
+                        Some(b) => b.min(v),
+                        None => v,
+                    });
+                }
+            }
+            Ok(best)
+        })?;
+    }
+    Ok(())
 }
 
 fn pool_err(e: PoolError) -> StoreError {

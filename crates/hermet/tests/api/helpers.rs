@@ -248,3 +248,106 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// IM helpers shared by the core tests.
+impl TestApp {
+    /// The library consistency check (what `hermet check-consistency` runs).
+    pub async fn consistency(&self, repair: bool) -> hermet_app::consistency::ConsistencyReport {
+        let config = test_config(self.database_url.clone());
+        hermet::startup::check_consistency(&config, repair, None).await.expect("consistency check")
+    }
+
+    /// Asserts every read-model row equals its recomputation from the write side.
+    pub async fn assert_consistent(&self) {
+        let r = self.consistency(false).await;
+        assert!(r.findings.is_empty(), "inconsistent read models: {:#?}", r.findings);
+        assert_eq!(r.rate(), 100.0);
+    }
+
+    /// A applies, B accepts; returns the pair's channel id.
+    pub async fn make_friends(&self, a: &TestUser, b: &TestUser) -> String {
+        let r = self
+            .post("/api/v1/contacts/applications", Some(&a.access), json!({"contactId": b.id, "message": "hi"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "apply: {}", r.body);
+        let app_id = r.body["id"].as_str().unwrap().to_owned();
+        let r = self
+            .call(Method::POST, &format!("/api/v1/contacts/applications/{app_id}/accept"), Some(&b.access), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "accept: {}", r.body);
+        r.body["channelId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_group(&self, owner: &TestUser, name: &str, members: &[&TestUser]) -> String {
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let r =
+            self.post("/api/v1/channels/groups", Some(&owner.access), json!({"name": name, "memberIds": ids})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "create group: {}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends a text message; returns its seq.
+    pub async fn send_text(&self, from: &TestUser, channel: &str, text: &str, mentions: Value) -> i64 {
+        let r = self
+            .post(
+                &format!("/api/v1/channels/{channel}/messages"),
+                Some(&from.access),
+                json!({"type": "text", "content": {"text": text}, "mentions": mentions}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "send: {}", r.body);
+        r.body["seq"].as_i64().unwrap()
+    }
+
+    /// The whole conversation list of a user (all pages) and the total unread.
+    pub async fn conversation_list(&self, u: &TestUser) -> (Vec<Value>, i64) {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut total;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/conversations?limit=2&cursor={c}"),
+                None => "/api/v1/conversations?limit=2".to_owned(),
+            };
+            let r = self.get(&path, &u.access).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            items.extend(r.body["items"].as_array().unwrap().iter().cloned());
+            total = r.body["totalUnread"].as_i64().unwrap();
+            match r.body["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        (items, total)
+    }
+
+    pub async fn conversation(&self, u: &TestUser, channel: &str) -> Option<Value> {
+        self.conversation_list(u).await.0.into_iter().find(|c| c["channelId"] == channel)
+    }
+
+    pub async fn contact_list(&self, u: &TestUser, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/api/v1/contacts{query}"), &u.access).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["items"].as_array().unwrap().clone()
+    }
+
+    /// Bulk-creates `n` users with tokens through the admin API.
+    pub async fn many_users(&self, admin: &TestUser, prefix: &str, n: usize) -> Vec<TestUser> {
+        let users: Vec<Value> = (0..n)
+            .map(|i| json!({"account": format!("{prefix}{i}@example.com"), "accountType": "email", "nickname": format!("{prefix} {i}")}))
+            .collect();
+        let r =
+            self.post("/api/v1/admin/users", Some(&admin.access), json!({"users": users, "issueTokens": true})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| TestUser {
+                id: u["userId"].as_str().unwrap().to_owned(),
+                access: u["accessToken"].as_str().unwrap().to_owned(),
+                refresh: u["refreshToken"].as_str().unwrap().to_owned(),
+            })
+            .collect()
+    }
+}

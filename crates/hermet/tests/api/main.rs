@@ -7,5 +7,6 @@ mod admin;
 mod auth;
 mod binary;
 mod helpers;
+mod im;
 mod ops;
 mod users;

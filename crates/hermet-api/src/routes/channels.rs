@@ -1,0 +1,489 @@
+//! `/api/v1/channels/*`: groups, members, join requests, messages, read state.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use hermet_app::messages::SendMessage;
+use hermet_domain::Error;
+use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
+use hermet_domain::contact::ApplicationStatus;
+use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
+use hermet_domain::message::{Mentions, Message, MessageType};
+use hermet_store::{ChannelApplication, Database};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Auth, IdPath, Json, Query};
+use crate::routes::conversations::ConversationDto;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelDto {
+    pub id: ChannelId,
+    #[serde(rename = "type")]
+    pub channel_type: ChannelType,
+    pub name: String,
+    pub avatar: String,
+    pub status: ChannelStatus,
+    pub member_count: i32,
+    pub channel_info_ver: i64,
+    pub creator_id: UserId,
+    /// Seq of the newest message (0: none yet).
+    pub last_seq: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<Channel> for ChannelDto {
+    fn from(c: Channel) -> Self {
+        Self {
+            id: c.id,
+            channel_type: c.channel_type,
+            name: c.name,
+            avatar: c.avatar,
+            status: c.status,
+            member_count: c.member_count,
+            channel_info_ver: c.channel_info_ver,
+            creator_id: c.creator_id,
+            last_seq: c.last_seq,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// 1 to 64 characters.
+    pub name: String,
+    pub avatar: Option<String>,
+    /// The other members (the creator is added as owner); up to the configured maximum.
+    pub member_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateChannelRequest {
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberDto {
+    pub user_id: UserId,
+    pub role: MemberRole,
+    pub group_nickname: String,
+    pub joined_at: i64,
+}
+
+impl From<Member> for MemberDto {
+    fn from(m: Member) -> Self {
+        Self { user_id: m.user_id, role: m.role, group_nickname: m.group_nickname, joined_at: m.joined_at }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPage {
+    pub items: Vec<MemberDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMembersRequest {
+    pub user_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberCount {
+    pub member_count: i32,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateMemberRequest {
+    /// Owner only; `owner` transfers ownership.
+    pub role: Option<MemberRole>,
+    /// The member's own nickname in this group.
+    pub group_nickname: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinApplicationDto {
+    pub id: ApplicationId,
+    pub channel_id: ChannelId,
+    pub applicant_id: UserId,
+    pub message: String,
+    pub status: ApplicationStatus,
+    pub reviewer_id: Option<UserId>,
+    pub created_at: i64,
+    pub reviewed_at: Option<i64>,
+}
+
+impl From<ChannelApplication> for JoinApplicationDto {
+    fn from(a: ChannelApplication) -> Self {
+        Self {
+            id: a.id,
+            channel_id: a.channel_id,
+            applicant_id: a.applicant_id,
+            message: a.message,
+            status: a.status,
+            reviewer_id: a.reviewer_id,
+            created_at: a.created_at,
+            reviewed_at: a.reviewed_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct JoinApplicationsQuery {
+    pub status: Option<ApplicationStatus>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinApplicationPage {
+    pub items: Vec<JoinApplicationDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// `mentions`: a list of user ids, or the string `"all"`.
+#[derive(Debug, Default)]
+pub struct MentionsDto(pub Mentions);
+
+impl<'de> Deserialize<'de> for MentionsDto {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Ok(MentionsDto(Mentions::None)),
+            serde_json::Value::String(s) if s == "all" => Ok(MentionsDto(Mentions::All)),
+            v @ serde_json::Value::Array(_) => {
+                let ids: Vec<UserId> = serde_json::from_value(v).map_err(D::Error::custom)?;
+                Ok(MentionsDto(if ids.is_empty() { Mentions::None } else { Mentions::Users(ids) }))
+            }
+            _ => Err(D::Error::custom("mentions must be a list of user ids or \"all\"")),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageRequest {
+    #[serde(rename = "type")]
+    pub msg_type: MessageType,
+    /// A JSON object; text messages carry `{"text": "…"}`.
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    /// User ids, or `"all"`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub mentions: MentionsDto,
+    /// Makes retries idempotent: the same clientMsgId returns the same message.
+    pub client_msg_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageResponse {
+    pub message_id: MessageId,
+    pub seq: i64,
+    pub sent_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDto {
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    #[serde(rename = "type")]
+    pub msg_type: MessageType,
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub client_msg_id: Option<String>,
+    pub sent_at: i64,
+}
+
+impl From<Message> for MessageDto {
+    fn from(m: Message) -> Self {
+        Self {
+            id: m.id,
+            channel_id: m.channel_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            sender_name: m.sender_name,
+            msg_type: m.msg_type,
+            content: m.content,
+            mentions: m.mentions,
+            mention_all: m.mention_all,
+            client_msg_id: m.client_msg_id,
+            sent_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessagesQuery {
+    /// Newest first, seqs below this.
+    pub before_seq: Option<i64>,
+    /// Oldest first, seqs above this (catching up).
+    pub after_seq: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePage {
+    pub items: Vec<MessageDto>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadRequest {
+    /// Read up to and including this seq.
+    pub seq: i64,
+}
+
+/// POST /api/v1/channels/groups — create a group in one transaction.
+#[utoipa::path(post, path = "/api/v1/channels/groups", tag = "channels", security(("bearer" = [])), request_body = CreateGroupRequest,
+    responses((status = 201, body = ChannelDto), (status = 400, body = ErrorBody), (status = 422, description = "unknown, duplicate or inactive member ids, listed in details", body = ErrorBody)))]
+pub async fn create_group<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Json(req): Json<CreateGroupRequest>,
+) -> ApiResult<(StatusCode, Json<ChannelDto>)> {
+    let c = st.app.create_group(who, &req.name, req.avatar.as_deref(), req.member_ids).await?;
+    Ok((StatusCode::CREATED, Json(c.into())))
+}
+
+/// GET /api/v1/channels/{id} — members only.
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+) -> ApiResult<Json<ChannelDto>> {
+    Ok(Json(st.app.channel(who, id).await?.into()))
+}
+
+/// PATCH /api/v1/channels/{id} — rename or change the avatar (owner/admin).
+#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = UpdateChannelRequest,
+    responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn update<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Json(req): Json<UpdateChannelRequest>,
+) -> ApiResult<Json<ChannelDto>> {
+    Ok(Json(st.app.update_channel(who, id, req.name, req.avatar).await?.into()))
+}
+
+/// DELETE /api/v1/channels/{id} — the owner dismisses the group.
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn dismiss<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+) -> ApiResult<StatusCode> {
+    st.app.dismiss_channel(who, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /api/v1/channels/{id}/members — active members by user id.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = MemberPage), (status = 403, body = ErrorBody)))]
+pub async fn members<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<MemberPage>> {
+    let page = st.app.members(who, id, q.cursor.as_deref(), q.limit).await?;
+    Ok(Json(MemberPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// POST /api/v1/channels/{id}/members — add members (owner/admin).
+#[utoipa::path(post, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = AddMembersRequest,
+    responses((status = 200, body = MemberCount), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_members<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Json(req): Json<AddMembersRequest>,
+) -> ApiResult<Json<MemberCount>> {
+    Ok(Json(MemberCount { member_count: st.app.add_members(who, id, req.user_ids).await? }))
+}
+
+/// DELETE /api/v1/channels/{id}/members/{userId} — remove a member (owner/admin).
+#[utoipa::path(delete, path = "/api/v1/channels/{id}/members/{userId}", tag = "channels", security(("bearer" = [])),
+    params(("id" = String, Path), ("userId" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_member<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, user)): IdPath<(ChannelId, UserId)>,
+) -> ApiResult<StatusCode> {
+    st.app.remove_member(who, id, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// PATCH /api/v1/channels/{id}/members/{userId} — role (owner) or own group nickname.
+#[utoipa::path(patch, path = "/api/v1/channels/{id}/members/{userId}", tag = "channels", security(("bearer" = [])),
+    params(("id" = String, Path), ("userId" = String, Path)), request_body = UpdateMemberRequest,
+    responses((status = 200, body = MemberDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_member<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, user)): IdPath<(ChannelId, UserId)>,
+    Json(req): Json<UpdateMemberRequest>,
+) -> ApiResult<Json<MemberDto>> {
+    Ok(Json(st.app.update_member(who, id, user, req.role, req.group_nickname).await?.into()))
+}
+
+/// POST /api/v1/channels/{id}/leave — leave a group.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/leave", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204), (status = 409, description = "the owner must transfer first", body = ErrorBody)))]
+pub async fn leave<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+) -> ApiResult<StatusCode> {
+    st.app.leave_channel(who, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// POST /api/v1/channels/{id}/applications — ask to join a group.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = JoinRequest,
+    responses((status = 201, body = JoinApplicationDto), (status = 409, body = ErrorBody)))]
+pub async fn apply<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Json(req): Json<JoinRequest>,
+) -> ApiResult<(StatusCode, Json<JoinApplicationDto>)> {
+    Ok((StatusCode::CREATED, Json(st.app.apply_to_channel(who, id, &req.message).await?.into())))
+}
+
+/// GET /api/v1/channels/{id}/applications — join requests (owner/admin).
+#[utoipa::path(get, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = String, Path), JoinApplicationsQuery),
+    responses((status = 200, body = JoinApplicationPage), (status = 403, body = ErrorBody)))]
+pub async fn applications<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Query(q): Query<JoinApplicationsQuery>,
+) -> ApiResult<Json<JoinApplicationPage>> {
+    let page = st.app.channel_applications(who, id, q.status, q.cursor.as_deref(), q.limit).await?;
+    Ok(Json(JoinApplicationPage {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// POST /api/v1/channels/{id}/applications/{applicationId}/accept — add the applicant (owner/admin).
+#[utoipa::path(post, path = "/api/v1/channels/{id}/applications/{applicationId}/accept", tag = "channels", security(("bearer" = [])),
+    params(("id" = String, Path), ("applicationId" = String, Path)), responses((status = 200, body = JoinApplicationDto), (status = 403, body = ErrorBody)))]
+pub async fn accept_application<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, app)): IdPath<(ChannelId, ApplicationId)>,
+) -> ApiResult<Json<JoinApplicationDto>> {
+    Ok(Json(st.app.review_channel_application(who, id, app, true).await?.into()))
+}
+
+/// POST /api/v1/channels/{id}/applications/{applicationId}/reject — decline (owner/admin).
+#[utoipa::path(post, path = "/api/v1/channels/{id}/applications/{applicationId}/reject", tag = "channels", security(("bearer" = [])),
+    params(("id" = String, Path), ("applicationId" = String, Path)), responses((status = 200, body = JoinApplicationDto), (status = 403, body = ErrorBody)))]
+pub async fn reject_application<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, app)): IdPath<(ChannelId, ApplicationId)>,
+) -> ApiResult<Json<JoinApplicationDto>> {
+    Ok(Json(st.app.review_channel_application(who, id, app, false).await?.into()))
+}
+
+/// POST /api/v1/channels/{id}/messages — send a message.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), request_body = SendMessageRequest,
+    responses((status = 201, body = SendMessageResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn send<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Json(req): Json<SendMessageRequest>,
+) -> ApiResult<(StatusCode, Json<SendMessageResponse>)> {
+    let sent = st
+        .app
+        .send_message(
+            who,
+            id,
+            SendMessage {
+                msg_type: req.msg_type,
+                content: req.content,
+                mentions: req.mentions.0,
+                client_msg_id: req.client_msg_id,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SendMessageResponse { message_id: sent.message_id, seq: sent.seq, sent_at: sent.sent_at }),
+    ))
+}
+
+/// GET /api/v1/channels/{id}/messages — history visible to me (from my join on).
+#[utoipa::path(get, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = String, Path), MessagesQuery),
+    responses((status = 200, body = MessagePage), (status = 403, body = ErrorBody)))]
+pub async fn messages<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Query(q): Query<MessagesQuery>,
+) -> ApiResult<Json<MessagePage>> {
+    let h = st.app.messages(who, id, q.before_seq, q.after_seq, q.limit).await?;
+    Ok(Json(MessagePage { items: h.items.into_iter().map(Into::into).collect(), has_more: h.has_more }))
+}
+
+/// POST /api/v1/channels/{id}/read — I have read up to `seq`.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), request_body = ReadRequest,
+    responses((status = 200, body = ConversationDto), (status = 404, body = ErrorBody)))]
+pub async fn read<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Json(req): Json<ReadRequest>,
+) -> ApiResult<Json<ConversationDto>> {
+    if req.seq < 0 {
+        return Err(Error::invalid("seq", "seq must not be negative").into());
+    }
+    Ok(Json(st.app.mark_read(who, id, req.seq).await?.into()))
+}

@@ -1,0 +1,663 @@
+//! Group channels: creation in one transaction (seed 000), info, dismissal, members,
+//! roles, join requests.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
+use hermet_domain::contact::{APPLICATION_MESSAGE_MAX, ApplicationStatus};
+use hermet_domain::event::{self, DomainEvent};
+use hermet_domain::id::{ApplicationId, ChannelId, UserId};
+use hermet_domain::time::now_ms;
+use hermet_domain::user::UserStatus;
+use hermet_domain::{Error, Result, validate};
+use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember, Transaction};
+
+use crate::contacts::conflict_pending;
+use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::record::timed;
+use crate::{App, Principal};
+
+pub const CHANNEL_NAME_MAX: usize = 64;
+
+fn not_member() -> Error {
+    Error::forbidden("you are not a member of this channel")
+}
+
+fn must_manage() -> Error {
+    Error::forbidden("only the group's owner or an admin may do this")
+}
+
+fn archived() -> Error {
+    Error::Conflict { code: "channel_archived", message: "this group has been dismissed".into(), field: None }
+}
+
+fn not_group() -> Error {
+    Error::Unprocessable {
+        code: "not_a_group",
+        message: "this is a one-to-one channel, not a group".into(),
+        field: None,
+        details: None,
+    }
+}
+
+/// Rejects duplicate ids, naming them.
+fn unique_ids(field: &'static str, ids: &[UserId]) -> Result<()> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let dup: Vec<String> = ids.iter().filter(|u| !seen.insert(**u)).map(|u| u.to_string()).collect();
+    if dup.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unprocessable {
+        code: "duplicate_members",
+        message: format!("{field} repeats these ids: {}", preview_ids(&dup)),
+        field: Some(field),
+        details: Some(Box::new(serde_json::json!({ "duplicate": dup }))),
+    })
+}
+
+fn preview_ids(ids: &[String]) -> String {
+    let mut s = ids.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > 10 {
+        s.push_str(&format!(" and {} more", ids.len() - 10));
+    }
+    s
+}
+
+impl<D: Database> App<D> {
+    /// Checks that every id names an active user; a 422 lists those that do not.
+    async fn require_active_users(&self, tx: &mut D::Tx, field: &'static str, ids: &[UserId]) -> Result<()> {
+        let found = tx.lock_users(ids, false).await?;
+        let active: HashSet<UserId> = found.iter().filter(|u| u.status == UserStatus::Active).map(|u| u.id).collect();
+        let known: HashSet<UserId> = found.iter().map(|u| u.id).collect();
+        let unknown: Vec<String> = ids.iter().filter(|u| !known.contains(u)).map(|u| u.to_string()).collect();
+        let inactive: Vec<String> =
+            ids.iter().filter(|u| known.contains(u) && !active.contains(u)).map(|u| u.to_string()).collect();
+        if unknown.is_empty() && inactive.is_empty() {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        if !unknown.is_empty() {
+            parts.push(format!("unknown users: {}", preview_ids(&unknown)));
+        }
+        if !inactive.is_empty() {
+            parts.push(format!("deleted or disabled users: {}", preview_ids(&inactive)));
+        }
+        Err(Error::Unprocessable {
+            code: "invalid_members",
+            message: format!("{field} names {}", parts.join("; ")),
+            field: Some(field),
+            details: Some(Box::new(serde_json::json!({ "unknown": unknown, "inactive": inactive }))),
+        })
+    }
+
+    /// `POST /channels/groups`: channel, members, one conversation view per member and the
+    /// `channel.created` outbox event in one transaction, with set-based SQL throughout.
+    pub async fn create_group(
+        &self,
+        who: Principal,
+        name: &str,
+        avatar: Option<&str>,
+        member_ids: Vec<UserId>,
+    ) -> Result<Channel> {
+        let start = Instant::now();
+        let result = timed("channel.create", self.create_group_inner(who, name, avatar, member_ids)).await;
+        let status = if result.is_ok() { "success" } else { "failure" };
+        metrics::histogram!("channel_creation_duration_seconds").record(start.elapsed().as_secs_f64());
+        metrics::counter!("channel_creation_total", "status" => status).increment(1);
+        if let Ok(c) = &result {
+            tracing::info!(channel_id = %c.id, member_count = c.member_count, duration_ms = start.elapsed().as_millis() as u64, "channel created");
+        }
+        result
+    }
+
+    async fn create_group_inner(
+        &self,
+        who: Principal,
+        name: &str,
+        avatar: Option<&str>,
+        member_ids: Vec<UserId>,
+    ) -> Result<Channel> {
+        let name = validate::text("name", name, CHANNEL_NAME_MAX, false)?;
+        let avatar = validate::avatar("avatar", avatar.unwrap_or(""))?;
+        unique_ids("memberIds", &member_ids)?;
+        let mut all: Vec<UserId> = vec![who.user_id];
+        all.extend(member_ids.into_iter().filter(|u| *u != who.user_id));
+        let max = self.settings.limits.max_group_members;
+        if all.len() > max {
+            return Err(Error::invalid(
+                "memberIds",
+                format!("a group has at most {max} members including its creator"),
+            ));
+        }
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        self.require_active_users(&mut tx, "memberIds", &all).await?;
+        let id: ChannelId = self.next_id()?;
+        tx.insert_channel(&NewChannel {
+            id,
+            channel_type: ChannelType::Group,
+            name: name.clone(),
+            avatar: avatar.clone(),
+            creator_id: who.user_id,
+            single_pair: None,
+            created_at: now,
+        })
+        .await?;
+        let row_ids = self.ids.next_many(all.len()).map_err(Error::internal)?;
+        let members: Vec<NewMember> = all
+            .iter()
+            .zip(row_ids)
+            .map(|(u, rid)| NewMember {
+                id: rid,
+                user_id: *u,
+                role: if *u == who.user_id { MemberRole::Owner } else { MemberRole::Member },
+                join_seq: 0,
+                joined_at: now,
+            })
+            .collect();
+        tx.upsert_members(id, &members, now).await?;
+        let count = tx.recount_members(id, now).await?;
+        let ev = DomainEvent::ChannelCreated(event::ChannelCreated {
+            channel_id: id,
+            channel_type: "group".into(),
+            channel_name: name.clone(),
+            avatar: avatar.clone(),
+            creator_id: who.user_id,
+            member_ids: all,
+            created_at: now,
+        });
+        self.record(&mut tx, &[ev], now).await?;
+        tx.commit().await?;
+        Ok(Channel {
+            id,
+            channel_type: ChannelType::Group,
+            name,
+            avatar,
+            status: ChannelStatus::Active,
+            channel_info_ver: 1,
+            member_count: count,
+            last_seq: 0,
+            last_message_at: None,
+            creator_id: who.user_id,
+            single_pair: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// The caller's active membership of an existing channel (404 / 403 otherwise).
+    pub(crate) async fn membership(&self, who: Principal, id: ChannelId) -> Result<(Channel, Member)> {
+        let channel = self.db.channel(id).await?.ok_or(Error::NotFound("channel"))?;
+        let member = self.db.member(id, who.user_id).await?.filter(Member::is_active).ok_or_else(not_member)?;
+        Ok((channel, member))
+    }
+
+    /// `GET /channels/{id}`: members only.
+    pub async fn channel(&self, who: Principal, id: ChannelId) -> Result<Channel> {
+        Ok(self.membership(who, id).await?.0)
+    }
+
+    /// Locks a group for a change by a manager (owner or admin).
+    async fn lock_group(&self, tx: &mut D::Tx, who: Principal, id: ChannelId) -> Result<(Channel, Member)> {
+        let channel = tx.lock_channel(id, true).await?.ok_or(Error::NotFound("channel"))?;
+        let member = tx.lock_member(id, who.user_id).await?.filter(Member::is_active).ok_or_else(not_member)?;
+        if channel.channel_type != ChannelType::Group {
+            return Err(not_group());
+        }
+        if channel.status != ChannelStatus::Active {
+            return Err(archived());
+        }
+        Ok((channel, member))
+    }
+
+    /// `PATCH /channels/{id}`: owner/admin; bumps `channel_info_ver`; every member's
+    /// conversation shows the new name and avatar.
+    pub async fn update_channel(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        name: Option<String>,
+        avatar: Option<String>,
+    ) -> Result<Channel> {
+        timed("channel.update", async {
+            let name = name.map(|n| validate::text("name", &n, CHANNEL_NAME_MAX, false)).transpose()?;
+            let avatar = avatar.map(|a| validate::avatar("avatar", &a)).transpose()?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (mut channel, me) = self.lock_group(&mut tx, who, id).await?;
+            if !me.role.can_manage() {
+                return Err(must_manage());
+            }
+            let new_name = name.unwrap_or_else(|| channel.name.clone());
+            let new_avatar = avatar.unwrap_or_else(|| channel.avatar.clone());
+            if new_name == channel.name && new_avatar == channel.avatar {
+                return Ok(channel);
+            }
+            let ver = tx.update_channel_info(id, &new_name, &new_avatar, now).await?;
+            let ev = DomainEvent::ChannelUpdated(event::ChannelUpdated {
+                channel_id: id,
+                name: new_name.clone(),
+                avatar: new_avatar.clone(),
+                channel_info_ver: ver,
+                updated_by: who.user_id,
+                updated_at: now,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            tx.commit().await?;
+            channel.name = new_name;
+            channel.avatar = new_avatar;
+            channel.channel_info_ver = ver;
+            channel.updated_at = now;
+            Ok(channel)
+        })
+        .await
+    }
+
+    /// `DELETE /channels/{id}`: the owner dismisses the group: archived, every
+    /// conversation closed, no further messages.
+    pub async fn dismiss_channel(&self, who: Principal, id: ChannelId) -> Result<()> {
+        timed("channel.dismiss", async {
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (_, me) = self.lock_group(&mut tx, who, id).await?;
+            if me.role != MemberRole::Owner {
+                return Err(Error::forbidden("only the owner may dismiss the group"));
+            }
+            tx.archive_channel(id, now).await?;
+            let ev = DomainEvent::ChannelDismissed(event::ChannelDismissed {
+                channel_id: id,
+                dismissed_by: who.user_id,
+                dismissed_at: now,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `GET /channels/{id}/members`: active members by user id.
+    pub async fn members(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Member>> {
+        let limit = validate::limit(limit)?;
+        self.membership(who, id).await?;
+        let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+        let mut items = self.db.members_page(id, after, limit + 1).await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(|m| encode_cursor(&m.user_id.get())) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Adds members to a locked group (shared by add and join-request acceptance).
+    async fn add_members_locked(
+        &self,
+        tx: &mut D::Tx,
+        who: Principal,
+        channel: &Channel,
+        users: &[UserId],
+        now: i64,
+    ) -> Result<i32> {
+        self.require_active_users(tx, "userIds", users).await?;
+        let already = tx.active_members(channel.id, users).await?;
+        if !already.is_empty() {
+            let ids: Vec<String> = already.iter().map(|u| u.to_string()).collect();
+            return Err(Error::Unprocessable {
+                code: "already_members",
+                message: format!("already members: {}", preview_ids(&ids)),
+                field: Some("userIds"),
+                details: Some(Box::new(serde_json::json!({ "alreadyMembers": ids }))),
+            });
+        }
+        let max = self.settings.limits.max_group_members;
+        if channel.member_count as usize + users.len() > max {
+            return Err(Error::Unprocessable {
+                code: "group_full",
+                message: format!("a group has at most {max} members"),
+                field: Some("userIds"),
+                details: None,
+            });
+        }
+        let row_ids = self.ids.next_many(users.len()).map_err(Error::internal)?;
+        let members: Vec<NewMember> = users
+            .iter()
+            .zip(row_ids)
+            .map(|(u, rid)| NewMember {
+                id: rid,
+                user_id: *u,
+                role: MemberRole::Member,
+                join_seq: channel.last_seq,
+                joined_at: now,
+            })
+            .collect();
+        tx.upsert_members(channel.id, &members, now).await?;
+        let count = tx.recount_members(channel.id, now).await?;
+        let ev = DomainEvent::MemberAdded(event::MemberAdded {
+            channel_id: channel.id,
+            user_ids: users.to_vec(),
+            added_by: who.user_id,
+            join_seq: channel.last_seq,
+            joined_at: now,
+        });
+        self.record(tx, &[ev], now).await?;
+        Ok(count)
+    }
+
+    /// `POST /channels/{id}/members`: owner/admin. New members see history from now on.
+    pub async fn add_members(&self, who: Principal, id: ChannelId, users: Vec<UserId>) -> Result<i32> {
+        timed("channel.add_members", async {
+            if users.is_empty() {
+                return Err(Error::invalid("userIds", "userIds must name at least one user"));
+            }
+            unique_ids("userIds", &users)?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me) = self.lock_group(&mut tx, who, id).await?;
+            if !me.role.can_manage() {
+                return Err(must_manage());
+            }
+            let count = self.add_members_locked(&mut tx, who, &channel, &users, now).await?;
+            tx.commit().await?;
+            Ok(count)
+        })
+        .await
+    }
+
+    async fn remove_locked(
+        &self,
+        tx: &mut D::Tx,
+        who: Principal,
+        channel: &Channel,
+        user: UserId,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        tx.remove_members(channel.id, &[user], channel.last_seq, now).await?;
+        tx.recount_members(channel.id, now).await?;
+        let ev = DomainEvent::MemberRemoved(event::MemberRemoved {
+            channel_id: channel.id,
+            user_ids: vec![user],
+            removed_by: who.user_id,
+            reason: reason.into(),
+            left_seq: channel.last_seq,
+            left_at: now,
+        });
+        self.record(tx, &[ev], now).await
+    }
+
+    /// `DELETE /channels/{id}/members/{userId}`: owner removes anyone but themselves;
+    /// an admin removes plain members. The removed member's conversation is closed.
+    pub async fn remove_member(&self, who: Principal, id: ChannelId, user: UserId) -> Result<()> {
+        timed("channel.remove_member", async {
+            if user == who.user_id {
+                return Err(Error::Unprocessable {
+                    code: "use_leave",
+                    message: "to leave a group use POST /channels/{id}/leave".into(),
+                    field: None,
+                    details: None,
+                });
+            }
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me) = self.lock_group(&mut tx, who, id).await?;
+            if !me.role.can_manage() {
+                return Err(must_manage());
+            }
+            let target = tx.lock_member(id, user).await?.filter(Member::is_active).ok_or(Error::NotFound("member"))?;
+            if target.role == MemberRole::Owner || (target.role == MemberRole::Admin && me.role != MemberRole::Owner) {
+                return Err(Error::forbidden("you may not remove this member"));
+            }
+            self.remove_locked(&mut tx, who, &channel, user, "removed", now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `POST /channels/{id}/leave`. When the owner leaves, ownership passes to the admin
+    /// who joined first; with no admin the owner must transfer ownership (or dismiss).
+    pub async fn leave_channel(&self, who: Principal, id: ChannelId) -> Result<()> {
+        timed("channel.leave", async {
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me) = self.lock_group(&mut tx, who, id).await?;
+            let mut events = Vec::new();
+            if me.role == MemberRole::Owner {
+                let heir = tx.oldest_admin(id, who.user_id).await?.ok_or(Error::Conflict {
+                    code: "owner_must_transfer",
+                    message:
+                        "the owner must transfer ownership (or make someone admin) before leaving, or dismiss the group"
+                            .into(),
+                    field: None,
+                })?;
+                tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
+                events.push(DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
+                    channel_id: id,
+                    user_id: heir,
+                    role: "owner".into(),
+                    changed_by: who.user_id,
+                    changed_at: now,
+                }));
+            }
+            self.record(&mut tx, &events, now).await?;
+            self.remove_locked(&mut tx, who, &channel, who.user_id, "left", now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `PATCH /channels/{id}/members/{userId}`: `role` (owner only; `owner` transfers
+    /// ownership, the old owner becomes admin) and/or `groupNickname` (the member's own).
+    pub async fn update_member(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        user: UserId,
+        role: Option<MemberRole>,
+        nickname: Option<String>,
+    ) -> Result<Member> {
+        timed("channel.update_member", async {
+            let nickname =
+                nickname.map(|n| validate::text("groupNickname", &n, validate::NICKNAME_MAX, true)).transpose()?;
+            if role.is_none() && nickname.is_none() {
+                return Err(Error::invalid("role", "give role and/or groupNickname"));
+            }
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (_, me) = self.lock_group(&mut tx, who, id).await?;
+            let mut target = if user == who.user_id {
+                me.clone()
+            } else {
+                tx.lock_member(id, user).await?.filter(Member::is_active).ok_or(Error::NotFound("member"))?
+            };
+            let mut events = Vec::new();
+            if let Some(n) = nickname {
+                if user != who.user_id {
+                    return Err(Error::forbidden("members set their own group nickname"));
+                }
+                tx.set_group_nickname(id, user, &n, now).await?;
+                target.group_nickname = n.clone();
+                events.push(DomainEvent::MemberUpdated(event::MemberUpdated {
+                    channel_id: id,
+                    user_id: user,
+                    group_nickname: n,
+                    updated_at: now,
+                }));
+            }
+            if let Some(r) = role {
+                if me.role != MemberRole::Owner {
+                    return Err(Error::forbidden("only the owner changes roles"));
+                }
+                if user == who.user_id {
+                    return Err(Error::Unprocessable {
+                        code: "cannot_change_own_role",
+                        message: "the owner transfers ownership by making another member owner".into(),
+                        field: Some("role"),
+                        details: None,
+                    });
+                }
+                if r == MemberRole::Owner {
+                    tx.set_member_role(id, who.user_id, MemberRole::Admin, now).await?;
+                    events.push(DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
+                        channel_id: id,
+                        user_id: who.user_id,
+                        role: "admin".into(),
+                        changed_by: who.user_id,
+                        changed_at: now,
+                    }));
+                }
+                tx.set_member_role(id, user, r, now).await?;
+                target.role = r;
+                events.push(DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
+                    channel_id: id,
+                    user_id: user,
+                    role: r.as_str().into(),
+                    changed_by: who.user_id,
+                    changed_at: now,
+                }));
+            }
+            self.record(&mut tx, &events, now).await?;
+            tx.commit().await?;
+            Ok(target)
+        })
+        .await
+    }
+
+    /// `POST /channels/{id}/applications`: ask to join a group; a repeat refreshes it.
+    pub async fn apply_to_channel(&self, who: Principal, id: ChannelId, message: &str) -> Result<ChannelApplication> {
+        timed("channel.apply", async {
+            let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let channel = tx.lock_channel(id, false).await?.ok_or(Error::NotFound("channel"))?;
+            if channel.channel_type != ChannelType::Group {
+                return Err(not_group());
+            }
+            if channel.status != ChannelStatus::Active {
+                return Err(archived());
+            }
+            if tx.lock_member(id, who.user_id).await?.is_some_and(|m| m.is_active()) {
+                return Err(Error::Conflict {
+                    code: "already_member",
+                    message: "you are already a member of this group".into(),
+                    field: None,
+                });
+            }
+            let app = match tx.pending_channel_application(id, who.user_id).await? {
+                Some(mut a) => {
+                    a.message = message;
+                    a.updated_at = now;
+                    tx.update_channel_application(&a).await?;
+                    a
+                }
+                None => {
+                    let a = ChannelApplication {
+                        id: self.next_id()?,
+                        channel_id: id,
+                        applicant_id: who.user_id,
+                        message,
+                        status: ApplicationStatus::Pending,
+                        reviewer_id: None,
+                        created_at: now,
+                        updated_at: now,
+                        reviewed_at: None,
+                    };
+                    tx.insert_channel_application(&a)
+                        .await
+                        .map_err(|e| conflict_pending(e, "channel_application_pending"))?;
+                    a
+                }
+            };
+            let ev = DomainEvent::ChannelApplicationCreated(event::ChannelApplicationCreated {
+                application_id: app.id,
+                channel_id: id,
+                applicant_id: who.user_id,
+                message: app.message.clone(),
+                created_at: now,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            tx.commit().await?;
+            Ok(app)
+        })
+        .await
+    }
+
+    /// `GET /channels/{id}/applications`: owner/admin.
+    pub async fn channel_applications(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        status: Option<ApplicationStatus>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<ChannelApplication>> {
+        let limit = validate::limit(limit)?;
+        let (_, me) = self.membership(who, id).await?;
+        if !me.role.can_manage() {
+            return Err(must_manage());
+        }
+        let before: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
+        let mut items = self.db.channel_applications(id, status, before, limit + 1).await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(|a| encode_cursor(&a.id.get())) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// `POST /channels/{id}/applications/{appId}/accept|reject`: owner/admin.
+    pub async fn review_channel_application(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        app_id: ApplicationId,
+        accept: bool,
+    ) -> Result<ChannelApplication> {
+        timed("channel.review_application", async {
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me) = self.lock_group(&mut tx, who, id).await?;
+            if !me.role.can_manage() {
+                return Err(must_manage());
+            }
+            let mut app = tx
+                .lock_channel_application(app_id)
+                .await?
+                .filter(|a| a.channel_id == id)
+                .ok_or(Error::NotFound("application"))?;
+            if app.status != ApplicationStatus::Pending {
+                return Err(Error::Conflict {
+                    code: "application_not_pending",
+                    message: "this application was already reviewed".into(),
+                    field: None,
+                });
+            }
+            if accept {
+                self.add_members_locked(&mut tx, who, &channel, &[app.applicant_id], now).await?;
+            }
+            app.status = if accept { ApplicationStatus::Approved } else { ApplicationStatus::Rejected };
+            app.reviewer_id = Some(who.user_id);
+            app.updated_at = now;
+            app.reviewed_at = Some(now);
+            tx.update_channel_application(&app).await?;
+            let ev = DomainEvent::ChannelApplicationReviewed(event::ChannelApplicationReviewed {
+                application_id: app.id,
+                channel_id: id,
+                applicant_id: app.applicant_id,
+                reviewer_id: who.user_id,
+                status: app.status.as_str().into(),
+                reviewed_at: now,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            tx.commit().await?;
+            Ok(app)
+        })
+        .await
+    }
+}

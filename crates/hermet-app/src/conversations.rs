@@ -1,0 +1,121 @@
+//! The conversation list and per-member conversation settings.
+
+use hermet_domain::channel::ChannelType;
+use hermet_domain::event::{self, DomainEvent};
+use hermet_domain::id::ChannelId;
+use hermet_domain::time::now_ms;
+use hermet_domain::{Error, Result, validate};
+use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database, Transaction};
+
+use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::record::timed;
+use crate::{App, Principal};
+
+pub struct ConversationList {
+    pub page: Page<ConversationRow>,
+    /// Unread messages over open, unmuted conversations.
+    pub total_unread: i64,
+}
+
+impl<D: Database> App<D> {
+    /// `GET /conversations`: pinned first, then newest activity; closed and hidden
+    /// conversations are left out.
+    pub async fn conversations(
+        &self,
+        who: Principal,
+        conversation_type: Option<ChannelType>,
+        unread_only: bool,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ConversationList> {
+        let limit = validate::limit(limit)?;
+        let after: Option<(bool, i64, i64)> = cursor.map(decode_cursor).transpose()?;
+        let q = ConversationQuery { user_id: who.user_id, conversation_type, unread_only, after, limit: limit + 1 };
+        let (rows, total_unread) = tokio::try_join!(self.db.conversations(&q), self.db.total_unread(who.user_id))?;
+        let mut items = rows;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more {
+            items.last().map(|c| encode_cursor(&(c.is_pinned, c.last_active_at, c.channel_id.get())))
+        } else {
+            None
+        };
+        Ok(ConversationList { page: Page { items, next_cursor }, total_unread })
+    }
+
+    /// `PATCH /conversations/{channelId}`: pin, mute, hide. A hidden conversation comes
+    /// back with the next message.
+    pub async fn update_conversation(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        is_pinned: Option<bool>,
+        is_muted: Option<bool>,
+        is_hidden: Option<bool>,
+    ) -> Result<ConversationRow> {
+        timed("conversation.update", async {
+            if is_pinned.is_none() && is_muted.is_none() && is_hidden.is_none() {
+                return Err(Error::invalid("isPinned", "give at least one of isPinned, isMuted, isHidden"));
+            }
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("conversation"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let channel = self.lock_for_conversation(&mut tx, who, &peek).await?;
+            let mut s = tx.setting(who.user_id, channel_id).await?;
+            let before = s.clone();
+            if let Some(p) = is_pinned {
+                s.is_pinned = p;
+            }
+            if let Some(m) = is_muted {
+                s.is_muted = m;
+            }
+            if let Some(h) = is_hidden {
+                s.is_hidden = h;
+                s.hidden_seq = channel.last_seq;
+            }
+            if s != before {
+                tx.save_setting(who.user_id, channel_id, &s, now).await?;
+                self.record(&mut tx, &[settings_event(who, channel_id, &s, false, now)], now).await?;
+            }
+            tx.commit().await?;
+            self.db.conversation(who.user_id, channel_id).await?.ok_or(Error::NotFound("conversation"))
+        })
+        .await
+    }
+
+    /// `DELETE /conversations/{channelId}`: closes the conversation until the next message.
+    pub async fn close_conversation(&self, who: Principal, channel_id: ChannelId) -> Result<()> {
+        timed("conversation.close", async {
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("conversation"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let channel = self.lock_for_conversation(&mut tx, who, &peek).await?;
+            let mut s = tx.setting(who.user_id, channel_id).await?;
+            s.closed_at = Some(now);
+            s.closed_seq = channel.last_seq;
+            tx.save_setting(who.user_id, channel_id, &s, now).await?;
+            self.record(&mut tx, &[settings_event(who, channel_id, &s, true, now)], now).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn settings_event(
+    who: Principal,
+    channel_id: ChannelId,
+    s: &hermet_store::ConversationSetting,
+    closed: bool,
+    now: i64,
+) -> DomainEvent {
+    DomainEvent::ConversationSettingsChanged(event::ConversationSettingsChanged {
+        user_id: who.user_id,
+        channel_id,
+        is_pinned: s.is_pinned,
+        is_muted: s.is_muted,
+        is_hidden: s.is_hidden,
+        closed,
+        changed_at: now,
+    })
+}

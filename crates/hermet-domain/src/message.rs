@@ -1,0 +1,106 @@
+//! Messages: types, content rules and the list preview.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::channel::text_enum;
+use crate::error::{Error, Result};
+use crate::id::{ChannelId, MessageId, UserId};
+
+text_enum!(
+    MessageType { Text = "text", Image = "image", Voice = "voice", Video = "video", File = "file", Custom = "custom", System = "system" }
+);
+
+/// Longest preview kept in a conversation view (seed 003: 512 characters).
+pub const PREVIEW_MAX: usize = 512;
+/// Largest serialized message content.
+pub const CONTENT_MAX_BYTES: usize = 64 * 1024;
+pub const TEXT_MAX_CHARS: usize = 10_000;
+pub const CLIENT_MSG_ID_MAX: usize = 64;
+pub const MENTIONS_MAX: usize = 1_000;
+
+/// Checks a message's content for its type: a JSON object; `text` needs a non-empty
+/// `text` string.
+pub fn validate_content(t: MessageType, content: &serde_json::Value) -> Result<()> {
+    let obj = content.as_object().ok_or_else(|| Error::invalid("content", "content must be a JSON object"))?;
+    let size = serde_json::to_vec(content).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > CONTENT_MAX_BYTES {
+        return Err(Error::invalid("content", format!("content must be at most {CONTENT_MAX_BYTES} bytes of JSON")));
+    }
+    match t {
+        MessageType::Text => {
+            let text = obj.get("text").and_then(|v| v.as_str()).unwrap_or("");
+            if text.trim().is_empty() {
+                return Err(Error::invalid("content.text", "a text message needs a non-empty content.text"));
+            }
+            if text.chars().count() > TEXT_MAX_CHARS {
+                return Err(Error::invalid(
+                    "content.text",
+                    format!("content.text must be at most {TEXT_MAX_CHARS} characters"),
+                ));
+            }
+        }
+        MessageType::System => return Err(Error::invalid("type", "system messages are sent by the server only")),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The preview a conversation list shows: the text (at most 512 characters) or a
+/// placeholder such as `[image]`.
+pub fn preview(t: MessageType, content: &serde_json::Value) -> String {
+    match t {
+        MessageType::Text => {
+            content.get("text").and_then(|v| v.as_str()).unwrap_or("").chars().take(PREVIEW_MAX).collect()
+        }
+        other => format!("[{}]", other.as_str()),
+    }
+}
+
+/// Who a message mentions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Mentions {
+    #[default]
+    None,
+    Users(Vec<UserId>),
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    pub msg_type: MessageType,
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub client_msg_id: Option<String>,
+    pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn previews() {
+        assert_eq!(preview(MessageType::Image, &json!({"url": "x"})), "[image]");
+        let long = "字".repeat(600);
+        assert_eq!(preview(MessageType::Text, &json!({ "text": long })).chars().count(), 512);
+    }
+
+    #[test]
+    fn content_rules() {
+        assert!(validate_content(MessageType::Text, &json!({"text": "hi"})).is_ok());
+        assert_eq!(
+            validate_content(MessageType::Text, &json!({"text": " "})).unwrap_err().field(),
+            Some("content.text")
+        );
+        assert_eq!(validate_content(MessageType::Image, &json!("x")).unwrap_err().field(), Some("content"));
+        assert!(validate_content(MessageType::System, &json!({})).is_err());
+    }
+}

@@ -1,0 +1,726 @@
+//! The IM core on PostgreSQL: channels, members, messages, friendships, applications,
+//! read models (queries and refreshes) and the consistency reads.
+
+use hermet_domain::channel::{Channel, Member, MemberRole};
+use hermet_domain::contact::{ApplicationStatus, ContactApplication, Friendship};
+use hermet_domain::id::{ApplicationId, ChannelId, UserId};
+use hermet_domain::message::Message;
+use hermet_domain::projection::Refresh;
+use hermet_domain::user::{UserStatus, search_key};
+use tokio_postgres::types::ToSql;
+
+use super::{PgDatabase, PgTx, pg_err};
+use crate::ports::*;
+use crate::queries as q;
+use crate::rows::*;
+use crate::{StoreError, views};
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+async fn query_map<T>(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    params: Params<'_>,
+    f: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    let rows = c.query(&stmt, params).await.map_err(pg_err)?;
+    rows.iter().map(f).collect()
+}
+
+async fn query_opt<T>(
+    c: &deadpool_postgres::Object,
+    sql: &str,
+    params: Params<'_>,
+    f: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.query_opt(&stmt, params).await.map_err(pg_err)?.as_ref().map(f).transpose()
+}
+
+async fn exec(c: &deadpool_postgres::Object, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    c.execute(&stmt, params).await.map_err(pg_err)
+}
+
+fn ids<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
+    v.iter().map(|x| (*x).into()).collect()
+}
+
+fn status_text(s: Option<ApplicationStatus>) -> &'static str {
+    s.map(|s| s.as_str()).unwrap_or("")
+}
+
+const CONVERSATION_KEYS: &str = "WITH keys(user_id, channel_id) AS (
+    SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.channel_id = ANY($1::bigint[])
+    UNION SELECT x.u, x.c FROM UNNEST($2::bigint[], $3::bigint[]) AS x(u, c)
+    UNION SELECT r.owner_user_id, r.channel_id FROM conversation_reverse_index r WHERE r.peer_user_id = ANY($4::bigint[])
+    UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id = ANY($5::bigint[])
+)";
+
+const CONTACT_KEYS: &str = "WITH keys(user_id, contact_id) AS (
+    SELECT x.u, x.c FROM UNNEST($1::bigint[], $2::bigint[]) AS x(u, c)
+    UNION SELECT r.owner_user_id, r.contact_user_id FROM contact_reverse_index r WHERE r.contact_user_id = ANY($3::bigint[])
+    UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id = ANY($4::bigint[])
+)";
+
+impl ImReads for PgDatabase {
+    async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
+        let c = self.write_conn().await?;
+        query_opt(&c, &q::CHANNEL_BY_ID, &[&id.get()], channel_from).await
+    }
+
+    async fn member(&self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
+        let c = self.write_conn().await?;
+        query_opt(&c, &q::MEMBER, &[&channel.get(), &user.get()], member_from).await
+    }
+
+    async fn members_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<Member>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(&c, &q::MEMBERS_PAGE, &[&channel.get(), &after_user, &(limit as i64)], member_from).await
+    }
+
+    async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let c = self.read_conn().await?;
+        let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
+        query_map(&c, sql, &[&m.channel_id.get(), &m.after_seq, &m.before_seq, &(m.limit as i64)], message_from).await
+    }
+
+    async fn friendship(&self, user: UserId, friend: UserId) -> Result<Option<Friendship>, StoreError> {
+        let c = self.write_conn().await?;
+        query_opt(&c, &q::FRIENDSHIP, &[&user.get(), &friend.get()], friendship_from).await
+    }
+
+    async fn contact_applications(
+        &self,
+        user: UserId,
+        incoming: bool,
+        status: Option<ApplicationStatus>,
+        before_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ContactApplication>, StoreError> {
+        let c = self.write_conn().await?;
+        let sql = if incoming { &q::CONTACT_APPS_INCOMING } else { &q::CONTACT_APPS_OUTGOING };
+        query_map(&c, sql, &[&user.get(), &status_text(status), &before_id, &(limit as i64)], contact_application_from)
+            .await
+    }
+
+    async fn channel_applications(
+        &self,
+        channel: ChannelId,
+        status: Option<ApplicationStatus>,
+        before_id: i64,
+        limit: u32,
+    ) -> Result<Vec<ChannelApplication>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(
+            &c,
+            &q::CHANNEL_APPS,
+            &[&channel.get(), &status_text(status), &before_id, &(limit as i64)],
+            channel_application_from,
+        )
+        .await
+    }
+
+    async fn conversations(&self, cq: &ConversationQuery) -> Result<Vec<ConversationRow>, StoreError> {
+        let c = self.read_conn().await?;
+        let t = cq.conversation_type.map(|t| t.as_str()).unwrap_or("");
+        let (has_after, (p, a, id)) = match cq.after {
+            Some(k) => (true, k),
+            None => (false, (false, 0, 0)),
+        };
+        query_map(
+            &c,
+            &q::CONVERSATIONS,
+            &[&cq.user_id.get(), &t, &cq.unread_only, &has_after, &p, &a, &id, &(cq.limit as i64)],
+            conversation_from,
+        )
+        .await
+    }
+
+    async fn conversation(&self, user: UserId, channel: ChannelId) -> Result<Option<ConversationRow>, StoreError> {
+        let c = self.read_conn().await?;
+        query_opt(&c, &q::CONVERSATION, &[&user.get(), &channel.get()], conversation_from).await
+    }
+
+    async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
+        let c = self.read_conn().await?;
+        let stmt = c.prepare_cached(q::TOTAL_UNREAD).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&user.get()]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn contact(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
+        self.contact_row(user, contact).await
+    }
+
+    async fn contacts(&self, cq: &ContactQuery) -> Result<Vec<ContactRow>, StoreError> {
+        let c = self.read_conn().await?;
+        let (has_after, (s, n, id)) = match &cq.after {
+            Some((s, n, id)) => (true, (*s, n.as_str(), *id)),
+            None => (false, (false, "", 0)),
+        };
+        let group = cq.group.as_deref().unwrap_or("");
+        let initial = cq.initial.as_deref().unwrap_or("");
+        query_map(
+            &c,
+            &q::CONTACTS,
+            &[&cq.user_id.get(), &group, &initial, &has_after, &s, &n, &id, &(cq.limit as i64)],
+            contact_from,
+        )
+        .await
+    }
+}
+
+impl PgDatabase {
+    pub(crate) async fn contact_row(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
+        let c = self.read_conn().await?;
+        query_opt(&c, &q::CONTACT, &[&user.get(), &contact.get()], contact_from).await
+    }
+}
+
+impl ConsistencyReads for PgDatabase {
+    async fn user_ids_after(&self, after: i64, limit: u32) -> Result<Vec<UserId>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, q::USER_IDS_AFTER, &[&after, &(limit as i64)], |r| Ok(UserId(r.get(0)))).await
+    }
+
+    async fn expected_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
+        let c = self.write_conn().await?;
+        let sql = format!("{CONVERSATION_KEYS}{}", &*views::CONVERSATION_EXPECTED);
+        let empty: Vec<i64> = Vec::new();
+        query_map(&c, &sql, &[&empty, &empty, &empty, &empty, &ids(owners)], conversation_from).await
+    }
+
+    async fn stored_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
+        let c = self.write_conn().await?;
+        let sql = format!(
+            "SELECT {} FROM user_conversation_view WHERE user_id = ANY($1::bigint[])",
+            views::conversation_select("")
+        );
+        query_map(&c, &sql, &[&ids(owners)], conversation_from).await
+    }
+
+    async fn expected_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
+        let c = self.write_conn().await?;
+        let sql = format!("{CONTACT_KEYS}{}", &*views::CONTACT_EXPECTED);
+        let empty: Vec<i64> = Vec::new();
+        query_map(&c, &sql, &[&empty, &empty, &empty, &ids(owners)], contact_from).await
+    }
+
+    async fn stored_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
+        let c = self.write_conn().await?;
+        let sql =
+            format!("SELECT {} FROM user_contact_view WHERE user_id = ANY($1::bigint[])", views::contact_select(""));
+        query_map(&c, &sql, &[&ids(owners)], contact_from).await
+    }
+
+    async fn reverse_conversations(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64, i64)>, StoreError> {
+        let c = self.write_conn().await?;
+        let o = ids(owners);
+        let expected = query_map(
+            &c,
+            "SELECT pm.user_id, m.user_id, m.channel_id FROM channel_member m
+             JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
+             JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
+             WHERE m.user_id = ANY($1::bigint[])",
+            &[&o],
+            |r| Ok((r.get(0), r.get(1), r.get(2))),
+        )
+        .await?;
+        let stored = query_map(
+            &c,
+            "SELECT peer_user_id, owner_user_id, channel_id FROM conversation_reverse_index WHERE owner_user_id = ANY($1::bigint[])",
+            &[&o],
+            |r| Ok((r.get(0), r.get(1), r.get(2))),
+        )
+        .await?;
+        Ok((expected, stored))
+    }
+
+    async fn reverse_contacts(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64)>, StoreError> {
+        let c = self.write_conn().await?;
+        let o = ids(owners);
+        let expected =
+            query_map(&c, "SELECT friend_id, user_id FROM friendship WHERE user_id = ANY($1::bigint[])", &[&o], |r| {
+                Ok((r.get(0), r.get(1)))
+            })
+            .await?;
+        let stored = query_map(
+            &c,
+            "SELECT contact_user_id, owner_user_id FROM contact_reverse_index WHERE owner_user_id = ANY($1::bigint[])",
+            &[&o],
+            |r| Ok((r.get(0), r.get(1))),
+        )
+        .await?;
+        Ok((expected, stored))
+    }
+}
+
+impl Locks for PgTx {
+    async fn lock_users(&mut self, users: &[UserId], lock: bool) -> Result<Vec<UserBrief>, StoreError> {
+        let c = self.conn()?;
+        let sql = format!(
+            "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id{}",
+            if lock { " FOR SHARE" } else { "" }
+        );
+        query_map(c, &sql, &[&ids(users)], |r| {
+            Ok(UserBrief {
+                id: UserId(r.get(0)),
+                status: UserStatus::parse_db(r.get(1)).map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?,
+                nickname: r.get(2),
+                avatar: r.get(3),
+            })
+        })
+        .await
+    }
+
+    async fn lock_channel(&mut self, id: ChannelId, exclusive: bool) -> Result<Option<Channel>, StoreError> {
+        let sql = format!("{} {}", &*q::CHANNEL_BY_ID, if exclusive { "FOR UPDATE" } else { "FOR SHARE" });
+        query_opt(self.conn()?, &sql, &[&id.get()], channel_from).await
+    }
+
+    async fn lock_friendship(
+        &mut self,
+        user: UserId,
+        friend: UserId,
+        exclusive: bool,
+    ) -> Result<Option<Friendship>, StoreError> {
+        let sql = format!("{} {}", &*q::FRIENDSHIP, if exclusive { "FOR UPDATE" } else { "FOR SHARE" });
+        query_opt(self.conn()?, &sql, &[&user.get(), &friend.get()], friendship_from).await
+    }
+
+    async fn lock_member(&mut self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::MEMBER);
+        query_opt(self.conn()?, &sql, &[&channel.get(), &user.get()], member_from).await
+    }
+}
+
+impl ChannelWrites for PgTx {
+    async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::CHANNEL_BY_PAIR);
+        query_opt(self.conn()?, &sql, &[&pair], channel_from).await
+    }
+
+    async fn active_members(&mut self, channel: ChannelId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        query_map(
+            self.conn()?,
+            "SELECT user_id FROM channel_member WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) AND left_at IS NULL",
+            &[&channel.get(), &ids(users)],
+            |r| Ok(UserId(r.get(0))),
+        )
+        .await
+    }
+
+    async fn insert_channel(&mut self, ch: &NewChannel) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::INSERT_CHANNEL,
+            &[
+                &ch.id.get(),
+                &ch.channel_type.as_str(),
+                &ch.name,
+                &ch.avatar,
+                &ch.single_pair,
+                &ch.creator_id.get(),
+                &ch.created_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn upsert_members(&mut self, channel: ChannelId, members: &[NewMember], now: i64) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mids: Vec<i64> = members.iter().map(|m| m.id).collect();
+        let users: Vec<i64> = members.iter().map(|m| m.user_id.get()).collect();
+        let roles: Vec<&str> = members.iter().map(|m| m.role.as_str()).collect();
+        let seqs: Vec<i64> = members.iter().map(|m| m.join_seq).collect();
+        let joined: Vec<i64> = members.iter().map(|m| m.joined_at).collect();
+        exec(
+            self.conn()?,
+            "INSERT INTO channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at)
+             SELECT x.id, $1, x.u, x.r, '', x.j, x.s, $7, $7
+             FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS x(id, u, r, s, j)
+             ON CONFLICT (channel_id, user_id) DO UPDATE SET role = excluded.role, group_nickname = '',
+               joined_at = excluded.joined_at, join_seq = excluded.join_seq, left_at = NULL, left_seq = NULL,
+               updated_at = excluded.updated_at",
+            &[&channel.get(), &mids, &users, &roles, &seqs, &joined, &now],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn remove_members(
+        &mut self,
+        channel: ChannelId,
+        users: &[UserId],
+        left_seq: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3
+             WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) AND left_at IS NULL",
+            &[&channel.get(), &ids(users), &now, &left_seq],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn set_member_role(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        role: MemberRole,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(self.conn()?, q::SET_ROLE, &[&channel.get(), &user.get(), &role.as_str(), &now]).await.map(|_| ())
+    }
+
+    async fn set_group_nickname(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        nickname: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(self.conn()?, q::SET_GROUP_NICKNAME, &[&channel.get(), &user.get(), &nickname, &now]).await.map(|_| ())
+    }
+
+    async fn recount_members(&mut self, channel: ChannelId, now: i64) -> Result<i32, StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(q::RECOUNT_MEMBERS).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
+        query_opt(self.conn()?, q::OLDEST_ADMIN, &[&channel.get(), &except.get()], |r| Ok(UserId(r.get(0)))).await
+    }
+
+    async fn update_channel_info(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        avatar: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(q::UPDATE_CHANNEL_INFO).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&channel.get(), &name, &avatar, &now]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn archive_channel(&mut self, channel: ChannelId, now: i64) -> Result<(), StoreError> {
+        exec(self.conn()?, q::ARCHIVE_CHANNEL, &[&channel.get(), &now]).await.map(|_| ())
+    }
+
+    async fn next_seq(&mut self, channel: ChannelId, now: i64) -> Result<i64, StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(q::NEXT_SEQ).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn insert_message(&mut self, m: &Message, preview: &str) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let mentions = serde_json::to_value(&m.mentions).map_err(StoreError::other)?;
+        let insert = async {
+            exec(
+                c,
+                q::INSERT_MESSAGE,
+                &[
+                    &m.id.get(),
+                    &m.channel_id.get(),
+                    &m.seq,
+                    &m.sender_id.get(),
+                    &m.sender_name,
+                    &m.msg_type.as_str(),
+                    &m.content,
+                    &mentions,
+                    &m.mention_all,
+                    &preview,
+                    &m.client_msg_id,
+                    &m.created_at,
+                ],
+            )
+            .await
+        };
+        let users = ids(&m.mentions);
+        let mention_rows = async {
+            if users.is_empty() {
+                return Ok(0);
+            }
+            exec(
+                c,
+                "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
+                 SELECT u, $2, $3, $4 FROM UNNEST($1::bigint[]) AS x(u) ON CONFLICT DO NOTHING",
+                &[&users, &m.channel_id.get(), &m.seq, &m.id.get()],
+            )
+            .await
+        };
+        let (a, b) = tokio::join!(insert, mention_rows);
+        a?;
+        b?;
+        Ok(())
+    }
+
+    async fn message_by_client_id(
+        &mut self,
+        sender: UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        query_opt(self.conn()?, &q::MESSAGE_BY_CLIENT_ID, &[&sender.get(), &client_msg_id], message_from).await
+    }
+
+    async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(q::ADVANCE_READ).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&user.get(), &channel.get(), &seq, &now]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn setting(&mut self, user: UserId, channel: ChannelId) -> Result<ConversationSetting, StoreError> {
+        Ok(query_opt(self.conn()?, q::SETTING, &[&user.get(), &channel.get()], |r| {
+            Ok(ConversationSetting {
+                is_pinned: r.get(0),
+                is_muted: r.get(1),
+                is_hidden: r.get(2),
+                hidden_seq: r.get(3),
+                closed_at: r.get(4),
+                closed_seq: r.get(5),
+            })
+        })
+        .await?
+        .unwrap_or_default())
+    }
+
+    async fn save_setting(
+        &mut self,
+        user: UserId,
+        channel: ChannelId,
+        s: &ConversationSetting,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::SAVE_SETTING,
+            &[
+                &user.get(),
+                &channel.get(),
+                &s.is_pinned,
+                &s.is_muted,
+                &s.is_hidden,
+                &s.hidden_seq,
+                &s.closed_at,
+                &s.closed_seq,
+                &now,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn insert_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::INSERT_CHANNEL_APP,
+            &[
+                &a.id.get(),
+                &a.channel_id.get(),
+                &a.applicant_id.get(),
+                &a.message,
+                &a.status.as_str(),
+                &a.reviewer_id.map(|u| u.get()),
+                &a.created_at,
+                &a.updated_at,
+                &a.reviewed_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn lock_channel_application(&mut self, id: ApplicationId) -> Result<Option<ChannelApplication>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::CHANNEL_APP_BY_ID);
+        query_opt(self.conn()?, &sql, &[&id.get()], channel_application_from).await
+    }
+
+    async fn pending_channel_application(
+        &mut self,
+        channel: ChannelId,
+        applicant: UserId,
+    ) -> Result<Option<ChannelApplication>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::CHANNEL_APP_PENDING);
+        query_opt(self.conn()?, &sql, &[&channel.get(), &applicant.get()], channel_application_from).await
+    }
+
+    async fn update_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::UPDATE_CHANNEL_APP,
+            &[
+                &a.id.get(),
+                &a.message,
+                &a.status.as_str(),
+                &a.reviewer_id.map(|u| u.get()),
+                &a.updated_at,
+                &a.reviewed_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl ContactWrites for PgTx {
+    async fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prepare_cached(q::UPSERT_FRIENDSHIP).await.map_err(pg_err)?;
+        for f in rows {
+            let tags = serde_json::to_value(&f.tags).map_err(StoreError::other)?;
+            c.execute(
+                &stmt,
+                &[
+                    &f.user_id.get(),
+                    &f.friend_id.get(),
+                    &f.remark_name,
+                    &search_key(&f.remark_name),
+                    &f.source.as_str(),
+                    &tags,
+                    &f.group_name,
+                    &f.is_starred,
+                    &f.is_blocked,
+                    &f.added_at,
+                    &f.deleted_at,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    async fn update_friendship(&mut self, f: &Friendship, now: i64) -> Result<(), StoreError> {
+        self.upsert_friendships(std::slice::from_ref(f), now).await
+    }
+
+    async fn pending_contact_application(
+        &mut self,
+        applicant: UserId,
+        target: UserId,
+    ) -> Result<Option<ContactApplication>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::CONTACT_APP_PENDING);
+        query_opt(self.conn()?, &sql, &[&applicant.get(), &target.get()], contact_application_from).await
+    }
+
+    async fn insert_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::INSERT_CONTACT_APP,
+            &[
+                &a.id.get(),
+                &a.applicant_id.get(),
+                &a.target_id.get(),
+                &a.message,
+                &a.source.as_str(),
+                &a.status.as_str(),
+                &a.created_at,
+                &a.updated_at,
+                &a.reviewed_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn lock_contact_application(&mut self, id: ApplicationId) -> Result<Option<ContactApplication>, StoreError> {
+        let sql = format!("{} FOR UPDATE", &*q::CONTACT_APP_BY_ID);
+        query_opt(self.conn()?, &sql, &[&id.get()], contact_application_from).await
+    }
+
+    async fn update_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
+        exec(
+            self.conn()?,
+            q::UPDATE_CONTACT_APP,
+            &[&a.id.get(), &a.message, &a.source.as_str(), &a.status.as_str(), &a.updated_at, &a.reviewed_at],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+impl ProjectionWrites for PgTx {
+    async fn apply_refresh(&mut self, r: &Refresh, now: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        // Reverse indexes first: the conversation refresh reaches peers through them.
+        if !r.reverse_channels.is_empty() {
+            let ch = ids(&r.reverse_channels);
+            let cte = "WITH rchannels(channel_id) AS (SELECT * FROM UNNEST($1::bigint[]))";
+            exec(c, &format!("{cte} {}", views::REVERSE_CHANNELS_DELETE), &[&ch]).await?;
+            let insert = views::REVERSE_CHANNELS_INSERT.replace("{now}", "$2::bigint");
+            exec(c, &format!("{cte} {insert}"), &[&ch, &now]).await?;
+        }
+        if !r.reverse_contacts.is_empty() {
+            let us: Vec<i64> = r.reverse_contacts.iter().map(|(u, _)| u.get()).collect();
+            let cs: Vec<i64> = r.reverse_contacts.iter().map(|(_, c)| c.get()).collect();
+            let cte = "WITH rpairs(user_id, contact_id) AS (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
+            exec(c, &format!("{cte} {}", views::REVERSE_CONTACTS_DELETE), &[&us, &cs]).await?;
+            let insert = views::REVERSE_CONTACTS_INSERT.replace("{now}", "$3::bigint");
+            exec(c, &format!("{cte} {insert}"), &[&us, &cs, &now]).await?;
+        }
+        if !r.owners.is_empty() {
+            let o = ids(&r.owners);
+            exec(c, views::OWNER_REVERSE_CONVERSATIONS_PG, &[&o, &now]).await?;
+            exec(c, views::OWNER_REVERSE_CONTACTS_PG, &[&o, &now]).await?;
+        }
+        if !(r.channels.is_empty() && r.conversations.is_empty() && r.peers.is_empty() && r.owners.is_empty()) {
+            let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
+            let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
+            let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$6::bigint"));
+            exec(c, &sql, &[&ids(&r.channels), &us, &cs, &ids(&r.peers), &ids(&r.owners), &now]).await?;
+        }
+        if !(r.contacts.is_empty() && r.contact_of.is_empty() && r.owners.is_empty()) {
+            let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
+            let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
+            let sql = format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint"));
+            exec(c, &sql, &[&us, &cs, &ids(&r.contact_of), &ids(&r.owners), &now]).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_orphans(&mut self, owners: &[UserId]) -> Result<u64, StoreError> {
+        let c = self.conn()?;
+        let o = ids(owners);
+        let a = exec(
+            c,
+            "DELETE FROM user_conversation_view v WHERE v.user_id = ANY($1::bigint[])
+             AND NOT EXISTS (SELECT 1 FROM channel_member m WHERE m.user_id = v.user_id AND m.channel_id = v.channel_id)",
+            &[&o],
+        )
+        .await?;
+        let b = exec(
+            c,
+            "DELETE FROM user_contact_view v WHERE v.user_id = ANY($1::bigint[])
+             AND NOT EXISTS (SELECT 1 FROM friendship f WHERE f.user_id = v.user_id AND f.friend_id = v.contact_id)",
+            &[&o],
+        )
+        .await?;
+        let d = exec(
+            c,
+            "DELETE FROM conversation_reverse_index r WHERE r.owner_user_id = ANY($1::bigint[])
+             AND NOT EXISTS (SELECT 1 FROM channel_member m JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
+                             JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id = r.peer_user_id
+                             WHERE m.user_id = r.owner_user_id AND m.channel_id = r.channel_id AND pm.user_id <> m.user_id)",
+            &[&o],
+        )
+        .await?;
+        let e = exec(
+            c,
+            "DELETE FROM contact_reverse_index r WHERE r.owner_user_id = ANY($1::bigint[])
+             AND NOT EXISTS (SELECT 1 FROM friendship f WHERE f.user_id = r.owner_user_id AND f.friend_id = r.contact_user_id)",
+            &[&o],
+        )
+        .await?;
+        Ok(a + b + d + e)
+    }
+}

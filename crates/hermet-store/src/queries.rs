@@ -1,0 +1,166 @@
+//! SQL shared by both drivers, written with PostgreSQL's `$n` placeholders; the SQLite
+//! driver rewrites them to `?n` ([`sqlite_placeholders`]). Statements that differ
+//! (arrays, row locks) live in the drivers.
+
+use std::borrow::Cow;
+
+use crate::rows::{
+    CHANNEL_APPLICATION_COLUMNS, CHANNEL_COLUMNS, CONTACT_APPLICATION_COLUMNS, FRIENDSHIP_COLUMNS, MEMBER_COLUMNS,
+    MESSAGE_COLUMNS,
+};
+use std::sync::LazyLock;
+
+/// `$1` → `?1` (SQLite's numbered parameters).
+pub(crate) fn sqlite_placeholders(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('$') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+macro_rules! sql {
+    ($name:ident, $($arg:tt)*) => {
+        pub(crate) static $name: LazyLock<String> = LazyLock::new(|| format!($($arg)*));
+    };
+}
+
+sql!(CHANNEL_BY_ID, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE id = $1");
+sql!(CHANNEL_BY_PAIR, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE single_pair = $1");
+sql!(MEMBER, "SELECT {MEMBER_COLUMNS} FROM channel_member WHERE channel_id = $1 AND user_id = $2");
+sql!(
+    MEMBERS_PAGE,
+    "SELECT {MEMBER_COLUMNS} FROM channel_member WHERE channel_id = $1 AND left_at IS NULL AND user_id > $2 ORDER BY user_id LIMIT $3"
+);
+sql!(
+    MESSAGES_DESC,
+    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+);
+sql!(
+    MESSAGES_ASC,
+    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
+);
+sql!(MESSAGE_BY_CLIENT_ID, "SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = $1 AND client_msg_id = $2");
+sql!(FRIENDSHIP, "SELECT {FRIENDSHIP_COLUMNS} FROM friendship WHERE user_id = $1 AND friend_id = $2");
+sql!(
+    CONTACT_APPS_INCOMING,
+    "SELECT {CONTACT_APPLICATION_COLUMNS} FROM contact_application
+     WHERE target_id = $1 AND ($2 = '' OR status = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+);
+sql!(
+    CONTACT_APPS_OUTGOING,
+    "SELECT {CONTACT_APPLICATION_COLUMNS} FROM contact_application
+     WHERE applicant_id = $1 AND ($2 = '' OR status = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+);
+sql!(
+    CONTACT_APP_PENDING,
+    "SELECT {CONTACT_APPLICATION_COLUMNS} FROM contact_application WHERE applicant_id = $1 AND target_id = $2 AND status = 'pending'"
+);
+sql!(CONTACT_APP_BY_ID, "SELECT {CONTACT_APPLICATION_COLUMNS} FROM contact_application WHERE id = $1");
+sql!(
+    CHANNEL_APPS,
+    "SELECT {CHANNEL_APPLICATION_COLUMNS} FROM channel_application
+     WHERE channel_id = $1 AND ($2 = '' OR status = $2) AND id < $3 ORDER BY id DESC LIMIT $4"
+);
+sql!(
+    CHANNEL_APP_PENDING,
+    "SELECT {CHANNEL_APPLICATION_COLUMNS} FROM channel_application WHERE channel_id = $1 AND applicant_id = $2 AND status = 'pending'"
+);
+sql!(CHANNEL_APP_BY_ID, "SELECT {CHANNEL_APPLICATION_COLUMNS} FROM channel_application WHERE id = $1");
+
+pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channel (id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, single_pair, creator_id, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, 'active', 1, 0, 0, $5, $6, $7, $7)";
+pub(crate) const REMOVE_MEMBER: &str = "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3 WHERE channel_id = $1 AND user_id = $2 AND left_at IS NULL";
+pub(crate) const SET_ROLE: &str =
+    "UPDATE channel_member SET role = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const SET_GROUP_NICKNAME: &str =
+    "UPDATE channel_member SET group_nickname = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const RECOUNT_MEMBERS: &str = "UPDATE channel SET member_count = (SELECT COUNT(*) FROM channel_member m WHERE m.channel_id = $1 AND m.left_at IS NULL), updated_at = $2
+     WHERE id = $1 RETURNING member_count";
+pub(crate) const OLDEST_ADMIN: &str =
+    "SELECT user_id FROM channel_member WHERE channel_id = $1 AND role = 'admin' AND left_at IS NULL AND user_id <> $2
+     ORDER BY joined_at, id LIMIT 1";
+pub(crate) const UPDATE_CHANNEL_INFO: &str =
+    "UPDATE channel SET name = $2, avatar = $3, channel_info_ver = channel_info_ver + 1, updated_at = $4 WHERE id = $1
+     RETURNING channel_info_ver";
+pub(crate) const ARCHIVE_CHANNEL: &str =
+    "UPDATE channel SET status = 'archived', archived_at = $2, updated_at = $2 WHERE id = $1";
+pub(crate) const NEXT_SEQ: &str = "UPDATE channel SET last_seq = last_seq + 1, last_message_at = $2, updated_at = $2 WHERE id = $1 RETURNING last_seq";
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, preview, client_msg_id, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(crate) const ADVANCE_READ: &str =
+    "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (user_id, channel_id) DO UPDATE
+       SET last_read_seq = CASE WHEN excluded.last_read_seq > channel_read_record.last_read_seq
+                                THEN excluded.last_read_seq ELSE channel_read_record.last_read_seq END,
+           updated_at = excluded.updated_at
+     RETURNING last_read_seq";
+pub(crate) const SETTING: &str = "SELECT is_pinned, is_muted, is_hidden, hidden_seq, closed_at, closed_seq FROM conversation_setting WHERE user_id = $1 AND channel_id = $2";
+pub(crate) const SAVE_SETTING: &str = "INSERT INTO conversation_setting (user_id, channel_id, is_pinned, is_muted, is_hidden, hidden_seq, closed_at, closed_seq, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (user_id, channel_id) DO UPDATE SET is_pinned = excluded.is_pinned, is_muted = excluded.is_muted,
+       is_hidden = excluded.is_hidden, hidden_seq = excluded.hidden_seq, closed_at = excluded.closed_at,
+       closed_seq = excluded.closed_seq, updated_at = excluded.updated_at";
+pub(crate) const INSERT_CHANNEL_APP: &str = "INSERT INTO channel_application (id, channel_id, applicant_id, message, status, reviewer_id, created_at, updated_at, reviewed_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const UPDATE_CHANNEL_APP: &str = "UPDATE channel_application SET message = $2, status = $3, reviewer_id = $4, updated_at = $5, reviewed_at = $6 WHERE id = $1";
+pub(crate) const INSERT_CONTACT_APP: &str = "INSERT INTO contact_application (id, applicant_id, target_id, message, source, status, created_at, updated_at, reviewed_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const UPDATE_CONTACT_APP: &str = "UPDATE contact_application SET message = $2, source = $3, status = $4, updated_at = $5, reviewed_at = $6 WHERE id = $1";
+pub(crate) const UPSERT_FRIENDSHIP: &str = "INSERT INTO friendship (user_id, friend_id, remark_name, remark_key, source, tags, group_name, is_starred, is_blocked, added_at, deleted_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (user_id, friend_id) DO UPDATE SET remark_name = excluded.remark_name, remark_key = excluded.remark_key,
+       source = excluded.source, tags = excluded.tags, group_name = excluded.group_name, is_starred = excluded.is_starred,
+       is_blocked = excluded.is_blocked, added_at = excluded.added_at, deleted_at = excluded.deleted_at,
+       updated_at = excluded.updated_at";
+pub(crate) const TOTAL_UNREAD: &str =
+    "SELECT CAST(COALESCE(SUM(unread_count), 0) AS BIGINT) FROM user_conversation_view
+     WHERE user_id = $1 AND closed_at IS NULL AND NOT is_hidden AND NOT is_muted";
+pub(crate) const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
+
+sql!(
+    CONVERSATIONS,
+    "SELECT {} FROM user_conversation_view
+     WHERE user_id = $1 AND closed_at IS NULL AND NOT is_hidden
+       AND ($2 = '' OR conversation_type = $2)
+       AND ($3 = FALSE OR unread_count > 0)
+       AND ($4 = FALSE OR (is_pinned, last_active_at, channel_id) < ($5, $6, $7))
+     ORDER BY is_pinned DESC, last_active_at DESC, channel_id DESC LIMIT $8",
+    crate::views::conversation_select("")
+);
+sql!(
+    CONVERSATION,
+    "SELECT {} FROM user_conversation_view WHERE user_id = $1 AND channel_id = $2",
+    crate::views::conversation_select("")
+);
+sql!(
+    CONTACT,
+    "SELECT {} FROM user_contact_view WHERE user_id = $1 AND contact_id = $2",
+    crate::views::contact_select("")
+);
+sql!(
+    CONTACTS,
+    "SELECT {} FROM user_contact_view
+     WHERE user_id = $1 AND deleted_at IS NULL
+       AND ($2 = '' OR group_name = $2)
+       AND ($3 = '' OR initial = $3)
+       AND ($4 = FALSE OR is_starred < $5 OR (is_starred = $5 AND (sort_name, contact_id) > ($6, $7)))
+     ORDER BY is_starred DESC, sort_name, contact_id LIMIT $8",
+    crate::views::contact_select("")
+);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders() {
+        assert_eq!(super::sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"), "a = ?1 AND b = ?12 AND c = '$'");
+    }
+}

@@ -1,0 +1,230 @@
+//! The read models defined as functions of the write side, in SQL shared by both
+//! drivers. A driver supplies a `keys` CTE (which rows) and the `{now}` placeholder;
+//! the rest is identical text. (SQLite gets `greatest`/`least` as registered functions,
+//! so the bodies need no dialect switch.)
+//!
+//! `refresh` statements upsert the computed rows and write only rows that differ, bumping
+//! their `version`; the checker reads the same computed rows and compares them with the
+//! stored ones field by field.
+
+use std::sync::LazyLock;
+
+/// Columns of `user_conversation_view` computed from the write side, in order.
+pub const CONVERSATION_COLUMNS: &[&str] = &[
+    "user_id",
+    "channel_id",
+    "conversation_type",
+    "conversation_name",
+    "conversation_avatar",
+    "conversation_info_ver",
+    "peer_user_id",
+    "peer_nickname",
+    "peer_avatar",
+    "remark_name",
+    "is_muted",
+    "is_pinned",
+    "is_hidden",
+    "last_message_id",
+    "last_message_seq",
+    "last_message_type",
+    "last_message_content",
+    "last_message_sender_id",
+    "last_message_sender_name",
+    "last_message_time",
+    "last_active_at",
+    "unread_count",
+    "mention_count",
+    "opened_at",
+    "closed_at",
+];
+
+/// Columns of `user_contact_view` computed from the write side, in order.
+pub const CONTACT_COLUMNS: &[&str] = &[
+    "user_id",
+    "contact_id",
+    "contact_nickname",
+    "contact_avatar",
+    "contact_info_ver",
+    "remark_name",
+    "sort_name",
+    "initial",
+    "group_name",
+    "tags",
+    "is_starred",
+    "is_blocked",
+    "source",
+    "added_at",
+    "deleted_at",
+];
+
+/// Expected conversation rows for the `keys(user_id, channel_id)` CTE that precedes it.
+///
+/// - history visible to a member is seq in (join_seq, left_seq or last_seq];
+/// - unread = visible last seq − max(read seq, join seq): exact because seqs are
+///   gap-free and a member's own message advances their read position;
+/// - mentions = mention rows plus @all messages of others after the read position;
+/// - hidden/closed hold until a message newer than the seq recorded when hiding/closing;
+///   leaving or a dismissed group closes the conversation for good.
+const CONVERSATION_BODY: &str = "
+, base AS (
+    SELECT m.user_id, m.channel_id, c.channel_type, c.name AS c_name, c.avatar AS c_avatar,
+           c.channel_info_ver AS c_ver, c.archived_at, m.joined_at, m.left_at, m.join_seq,
+           CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE least(c.last_seq, m.left_seq) END AS vis_seq,
+           greatest(COALESCE(r.last_read_seq, 0), m.join_seq) AS read_seq,
+           COALESCE(s.is_pinned, FALSE) AS is_pinned, COALESCE(s.is_muted, FALSE) AS is_muted,
+           COALESCE(s.is_hidden, FALSE) AS s_hidden, COALESCE(s.hidden_seq, 0) AS hidden_seq,
+           s.closed_at AS s_closed_at, COALESCE(s.closed_seq, 0) AS closed_seq,
+           pm.user_id AS peer_id, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar,
+           pu.profile_ver AS peer_ver, COALESCE(f.remark_name, '') AS remark
+    FROM keys k
+    JOIN channel_member m ON m.user_id = k.user_id AND m.channel_id = k.channel_id
+    JOIN channel c ON c.id = m.channel_id
+    LEFT JOIN channel_read_record r ON r.user_id = m.user_id AND r.channel_id = m.channel_id
+    LEFT JOIN conversation_setting s ON s.user_id = m.user_id AND s.channel_id = m.channel_id
+    LEFT JOIN channel_member pm ON c.channel_type = 'single' AND pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
+    LEFT JOIN users pu ON pu.id = pm.user_id
+    LEFT JOIN friendship f ON f.user_id = m.user_id AND f.friend_id = pm.user_id AND f.deleted_at IS NULL
+),
+expected AS (
+    SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(NULLIF(b.remark, ''), b.peer_nickname, '') ELSE b.c_name END
+               AS conversation_name,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_avatar, '') ELSE b.c_avatar END AS conversation_avatar,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_ver, 1) ELSE b.c_ver END AS conversation_info_ver,
+           b.peer_id AS peer_user_id, COALESCE(b.peer_nickname, '') AS peer_nickname,
+           COALESCE(b.peer_avatar, '') AS peer_avatar, b.remark AS remark_name,
+           b.is_muted, b.is_pinned, (b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_hidden,
+           lm.id AS last_message_id, COALESCE(lm.seq, 0) AS last_message_seq, lm.msg_type AS last_message_type,
+           lm.preview AS last_message_content, lm.sender_id AS last_message_sender_id,
+           lm.sender_name AS last_message_sender_name, lm.created_at AS last_message_time,
+           greatest(b.joined_at, COALESCE(lm.created_at, 0)) AS last_active_at,
+           greatest(b.vis_seq - b.read_seq, 0) AS unread_count,
+           (SELECT COUNT(*) FROM message_mention mm
+             WHERE mm.user_id = b.user_id AND mm.channel_id = b.channel_id AND mm.seq > b.read_seq AND mm.seq <= b.vis_seq)
+           + (SELECT COUNT(*) FROM message x
+             WHERE x.channel_id = b.channel_id AND x.mention_all AND x.seq > b.read_seq AND x.seq <= b.vis_seq
+               AND x.sender_id <> b.user_id) AS mention_count,
+           b.joined_at AS opened_at,
+           CASE WHEN b.left_at IS NOT NULL THEN b.left_at
+                WHEN b.archived_at IS NOT NULL THEN b.archived_at
+                WHEN b.s_closed_at IS NOT NULL AND b.vis_seq <= b.closed_seq THEN b.s_closed_at
+                ELSE NULL END AS closed_at
+    FROM base b
+    LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.vis_seq AND b.vis_seq > b.join_seq
+)";
+
+/// Expected contact rows for the `keys(user_id, contact_id)` CTE that precedes it.
+const CONTACT_BODY: &str = "
+, base AS (
+    SELECT f.*, u.nickname, u.avatar, u.profile_ver,
+           CASE WHEN f.remark_name <> '' THEN f.remark_key ELSE u.search_name END AS sn
+    FROM keys k
+    JOIN friendship f ON f.user_id = k.user_id AND f.friend_id = k.contact_id
+    JOIN users u ON u.id = f.friend_id
+),
+expected AS (
+    SELECT b.user_id, b.friend_id AS contact_id, b.nickname AS contact_nickname, b.avatar AS contact_avatar,
+           b.profile_ver AS contact_info_ver, b.remark_name, b.sn AS sort_name,
+           CASE WHEN substr(b.sn, 1, 1) BETWEEN 'a' AND 'z' THEN upper(substr(b.sn, 1, 1)) ELSE '#' END AS initial,
+           b.group_name, b.tags, b.is_starred, b.is_blocked, b.source, b.added_at, b.deleted_at
+    FROM base b
+)";
+
+fn upsert(table: &str, key: &str, columns: &[&str], body: &str) -> String {
+    let cols = columns.join(", ");
+    let keys: Vec<&str> = key.split(", ").collect();
+    let updates: Vec<String> =
+        columns.iter().filter(|c| !keys.contains(c)).map(|c| format!("{c} = excluded.{c}")).collect();
+    let differs: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{table}.{c} IS DISTINCT FROM excluded.{c}"))
+        .collect();
+    format!(
+        "{body}
+INSERT INTO {table} ({cols}, version, created_at, updated_at)
+SELECT {cols}, 1, {{now}}, {{now}} FROM expected WHERE TRUE
+ON CONFLICT ({key}) DO UPDATE SET {updates}, version = {table}.version + 1, updated_at = excluded.updated_at
+WHERE {differs}",
+        updates = updates.join(", "),
+        differs = differs.join(" OR "),
+    )
+}
+
+/// Upserts the expected conversation rows (prefix with a `WITH keys(…) AS (…)` CTE).
+pub static CONVERSATION_REFRESH: LazyLock<String> =
+    LazyLock::new(|| upsert("user_conversation_view", "user_id, channel_id", CONVERSATION_COLUMNS, CONVERSATION_BODY));
+
+/// Upserts the expected contact rows (prefix with a `WITH keys(…) AS (…)` CTE).
+pub static CONTACT_REFRESH: LazyLock<String> =
+    LazyLock::new(|| upsert("user_contact_view", "user_id, contact_id", CONTACT_COLUMNS, CONTACT_BODY));
+
+/// Selects the expected conversation rows, integers as BIGINT (prefix with the keys CTE).
+pub static CONVERSATION_EXPECTED: LazyLock<String> =
+    LazyLock::new(|| format!("{CONVERSATION_BODY}\nSELECT {} FROM expected", conversation_select("")));
+
+/// Selects the expected contact rows (prefix with the keys CTE).
+pub static CONTACT_EXPECTED: LazyLock<String> =
+    LazyLock::new(|| format!("{CONTACT_BODY}\nSELECT {} FROM expected", contact_select("")));
+
+const INT_COLUMNS: &[&str] = &["unread_count", "mention_count"];
+
+/// The conversation columns as a select list with `prefix` (e.g. `v.`), integers widened.
+pub fn conversation_select(prefix: &str) -> String {
+    CONVERSATION_COLUMNS
+        .iter()
+        .map(|c| if INT_COLUMNS.contains(c) { format!("CAST({prefix}{c} AS BIGINT)") } else { format!("{prefix}{c}") })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn contact_select(prefix: &str) -> String {
+    CONTACT_COLUMNS.iter().map(|c| format!("{prefix}{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Rebuilds the conversation reverse index of the channels in `rchannels(channel_id)`:
+/// for each member of a single channel, (peer, owner, channel).
+pub const REVERSE_CHANNELS_DELETE: &str =
+    "DELETE FROM conversation_reverse_index WHERE channel_id IN (SELECT channel_id FROM rchannels)";
+pub const REVERSE_CHANNELS_INSERT: &str = "
+INSERT INTO conversation_reverse_index (peer_user_id, owner_user_id, channel_id, created_at)
+SELECT pm.user_id, m.user_id, m.channel_id, {now}
+FROM rchannels rc
+JOIN channel c ON c.id = rc.channel_id AND c.channel_type = 'single'
+JOIN channel_member m ON m.channel_id = c.id
+JOIN channel_member pm ON pm.channel_id = c.id AND pm.user_id <> m.user_id
+WHERE TRUE
+ON CONFLICT DO NOTHING";
+
+/// Contact reverse-index rows of the pairs in `rpairs(user_id, contact_id)`: present
+/// when the friendship row exists (live or deleted: its view exists either way).
+pub const REVERSE_CONTACTS_DELETE: &str = "
+DELETE FROM contact_reverse_index
+WHERE EXISTS (SELECT 1 FROM rpairs p WHERE p.user_id = contact_reverse_index.owner_user_id AND p.contact_id = contact_reverse_index.contact_user_id)
+  AND NOT EXISTS (SELECT 1 FROM friendship f WHERE f.user_id = contact_reverse_index.owner_user_id AND f.friend_id = contact_reverse_index.contact_user_id)";
+pub const REVERSE_CONTACTS_INSERT: &str = "
+INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
+SELECT f.friend_id, f.user_id, {now}
+FROM rpairs p JOIN friendship f ON f.user_id = p.user_id AND f.friend_id = p.contact_id
+WHERE TRUE
+ON CONFLICT DO NOTHING";
+
+/// Reverse-index rows owned by a set of owners (rebuild and repair).
+pub const OWNER_REVERSE_CONVERSATIONS_PG: &str = "
+INSERT INTO conversation_reverse_index (peer_user_id, owner_user_id, channel_id, created_at)
+SELECT pm.user_id, m.user_id, m.channel_id, $2::bigint FROM channel_member m
+JOIN channel c ON c.id = m.channel_id AND c.channel_type = 'single'
+JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
+WHERE m.user_id = ANY($1::bigint[]) ON CONFLICT DO NOTHING";
+pub const OWNER_REVERSE_CONTACTS_PG: &str = "
+INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
+SELECT f.friend_id, f.user_id, $2::bigint FROM friendship f WHERE f.user_id = ANY($1::bigint[]) ON CONFLICT DO NOTHING";
+pub const OWNER_REVERSE_CONVERSATIONS_SQLITE: &str = "
+INSERT INTO conversation_reverse_index (peer_user_id, owner_user_id, channel_id, created_at)
+SELECT pm.user_id, m.user_id, m.channel_id, ?2 FROM channel_member m
+JOIN channel c ON c.id = m.channel_id AND c.channel_type = 'single'
+JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
+WHERE m.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";
+pub const OWNER_REVERSE_CONTACTS_SQLITE: &str = "
+INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
+SELECT f.friend_id, f.user_id, ?2 FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";

@@ -1,0 +1,709 @@
+//! The IM core (issue 3): friends, contacts, groups, messages, read state, the
+//! conversation list, profile propagation, the consistency checker. Every test ends with
+//! the checker at 100%.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, spawn_app, spawn_app_with};
+
+async fn friend_applications_and_accept(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+
+    // clear 4xx for yourself, unknown users, bad input
+    let r = app.post("/api/v1/contacts/applications", Some(&ann.access), json!({"contactId": ann.id})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "cannot_add_self"));
+    let r = app.post("/api/v1/contacts/applications", Some(&ann.access), json!({"contactId": "999999999"})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .post(
+            "/api/v1/contacts/applications",
+            Some(&ann.access),
+            json!({"contactId": bob.id, "source": "carrier-pigeon"}),
+        )
+        .await;
+    assert_eq!(r.field(), "source");
+
+    // one pending application per pair: a repeat refreshes it
+    let first = app
+        .post("/api/v1/contacts/applications", Some(&ann.access), json!({"contactId": bob.id, "message": "hello"}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = app
+        .post(
+            "/api/v1/contacts/applications",
+            Some(&ann.access),
+            json!({"contactId": bob.id, "message": "hello again", "source": "qrcode"}),
+        )
+        .await;
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(again.body["message"], "hello again");
+    let incoming = app.get("/api/v1/contacts/applications?direction=incoming&status=pending", &bob.access).await;
+    assert_eq!(incoming.body["items"].as_array().unwrap().len(), 1);
+    let outgoing = app.get("/api/v1/contacts/applications?direction=outgoing", &ann.access).await;
+    assert_eq!(outgoing.body["items"][0]["targetId"], bob.id.as_str());
+    let app_id = first.body["id"].as_str().unwrap();
+
+    // only the target reviews
+    let r = app
+        .call(Method::POST, &format!("/api/v1/contacts/applications/{app_id}/accept"), Some(&ann.access), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(Method::POST, &format!("/api/v1/contacts/applications/{app_id}/accept"), Some(&bob.access), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let channel = r.body["channelId"].as_str().unwrap().to_owned();
+    let r = app
+        .call(Method::POST, &format!("/api/v1/contacts/applications/{app_id}/accept"), Some(&bob.access), None)
+        .await;
+    assert_eq!(r.code(), "application_not_pending");
+
+    // applying to an existing friend
+    let r = app.post("/api/v1/contacts/applications", Some(&ann.access), json!({"contactId": bob.id})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "already_friends"));
+
+    // both sides: a contact and a single conversation named after the peer
+    let ann_contacts = app.contact_list(&ann, "").await;
+    assert_eq!(ann_contacts.len(), 1);
+    assert_eq!(ann_contacts[0]["contactId"], bob.id.as_str());
+    assert_eq!(ann_contacts[0]["displayName"], "Bob");
+    assert_eq!(ann_contacts[0]["source"], "qrcode");
+    let conv = app.conversation(&bob, &channel).await.expect("conversation");
+    assert_eq!(conv["type"], "single");
+    assert_eq!(conv["name"], "Ann");
+    assert_eq!(conv["peer"]["userId"], ann.id.as_str());
+    assert_eq!(conv["unreadCount"], 0);
+
+    // reject
+    let r = app.post("/api/v1/contacts/applications", Some(&cat.access), json!({"contactId": bob.id})).await;
+    let cid = r.body["id"].as_str().unwrap();
+    let r =
+        app.call(Method::POST, &format!("/api/v1/contacts/applications/{cid}/reject"), Some(&bob.access), None).await;
+    assert_eq!(r.body["status"], "rejected");
+    assert!(app.contact_list(&cat, "").await.is_empty());
+    let r = app.get("/api/v1/contacts/applications?status=rejected", &bob.access).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+async fn contacts_remark_block_delete_and_refriend(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let zed = app.sign_up("zed@example.com", "zed").await;
+    let channel = app.make_friends(&ann, &bob).await;
+    app.make_friends(&ann, &zed).await;
+
+    // a remark becomes my conversation's name and my contact's display name
+    let r = app
+        .patch(
+            &format!("/api/v1/contacts/{}", bob.id),
+            &ann.access,
+            json!({"remarkName": "Bobby", "groupName": "work", "tags": ["a", "b"], "isStarred": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["displayName"], "Bobby");
+    assert_eq!(r.body["initial"], "B");
+    assert_eq!(app.conversation(&ann, &channel).await.unwrap()["name"], "Bobby");
+    assert_eq!(app.conversation(&bob, &channel).await.unwrap()["name"], "Ann", "the peer's view is unchanged");
+    // starred first; filters by group and initial
+    let list = app.contact_list(&ann, "").await;
+    assert_eq!(list.iter().map(|c| c["displayName"].as_str().unwrap()).collect::<Vec<_>>(), ["Bobby", "zed"]);
+    assert_eq!(app.contact_list(&ann, "?group=work").await.len(), 1);
+    assert_eq!(app.contact_list(&ann, "?initial=Z").await[0]["displayName"], "zed");
+    assert_eq!(app.get("/api/v1/contacts?initial=zz", &ann.access).await.field(), "initial");
+    let r = app.patch(&format!("/api/v1/contacts/{}", bob.id), &ann.access, json!({"tags": ["x".repeat(40)]})).await;
+    assert_eq!(r.field(), "tags[0]");
+    let r = app.patch("/api/v1/contacts/123456", &ann.access, json!({"isStarred": true})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // blocking refuses the peer's messages to me, writing nothing
+    app.send_text(&bob, &channel, "before block", Value::Null).await;
+    app.patch(&format!("/api/v1/contacts/{}", bob.id), &ann.access, json!({"isBlocked": true})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{channel}/messages"),
+            Some(&bob.access),
+            json!({"type": "text", "content": {"text": "blocked?"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message").await, 1);
+    // …but I can still write to them
+    app.send_text(&ann, &channel, "I can still talk", Value::Null).await;
+    app.patch(&format!("/api/v1/contacts/{}", bob.id), &ann.access, json!({"isBlocked": false})).await;
+
+    // delete: gone from my list, my conversation closed; the peer keeps me but cannot send
+    let r = app.call(Method::DELETE, &format!("/api/v1/contacts/{}", bob.id), Some(&ann.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.contact_list(&ann, "").await.len(), 1);
+    assert!(app.conversation(&ann, &channel).await.is_none());
+    assert_eq!(app.contact_list(&bob, "").await.len(), 1);
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{channel}/messages"),
+            Some(&bob.access),
+            json!({"type": "text", "content": {"text": "hey?"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "not_friends"));
+    app.assert_consistent().await;
+
+    // friends again: the same channel, the conversation reopened
+    let again = app.make_friends(&ann, &bob).await;
+    assert_eq!(again, channel);
+    let conv = app.conversation(&ann, &channel).await.expect("reopened");
+    assert_eq!(conv["name"], "Bob", "the old remark went with the deleted friendship");
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+async fn group_lifecycle(db: Db) {
+    let app = spawn_app_with(db, |c| c.limits.max_group_members = 6).await;
+    let admin = app.admin().await;
+    let owner = app.sign_up("own@example.com", "Owner").await;
+    let users = app.many_users(&admin, "g", 6).await;
+    let (a, b, c, d) = (&users[0], &users[1], &users[2], &users[3]);
+    let outsider = &users[5];
+
+    // unknown, duplicate and deleted member ids: 422 naming them, nothing written
+    let r =
+        app.post("/api/v1/channels/groups", Some(&owner.access), json!({"name": "G", "memberIds": [a.id, a.id]})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_members"));
+    assert!(r.body["error"]["message"].as_str().unwrap().contains(&a.id));
+    app.call(Method::DELETE, &format!("/api/v1/admin/users/{}", users[4].id), Some(&admin.access), None).await;
+    let r = app
+        .post(
+            "/api/v1/channels/groups",
+            Some(&owner.access),
+            json!({"name": "G", "memberIds": [a.id, "424242", users[4].id]}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_members"));
+    assert_eq!(r.body["error"]["details"]["unknown"], json!(["424242"]));
+    assert_eq!(r.body["error"]["details"]["inactive"], json!([users[4].id]));
+    let r = app.post("/api/v1/channels/groups", Some(&owner.access), json!({"name": "", "memberIds": [a.id]})).await;
+    assert_eq!(r.field(), "name");
+    let r = app
+        .post(
+            "/api/v1/channels/groups",
+            Some(&owner.access),
+            json!({"name": "Big", "memberIds": users.iter().map(|u| &u.id).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(r.field(), "memberIds", "over the configured maximum");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM channel").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'channel.created'").await, 0);
+
+    let r = app
+        .post(
+            "/api/v1/channels/groups",
+            Some(&owner.access),
+            json!({"name": "Team", "avatar": "https://x/y.png", "memberIds": [a.id, b.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["memberCount"], 3);
+    let g = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'channel.created'").await, 1);
+    for u in [&owner, a, b] {
+        let conv = app.conversation(u, &g).await.expect("a view per member");
+        assert_eq!(conv["name"], "Team");
+        assert_eq!(conv["type"], "group");
+    }
+    // members only
+    assert_eq!(app.get(&format!("/api/v1/channels/{g}"), &outsider.access).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(&format!("/api/v1/channels/{g}"), &a.access).await.body["name"], "Team");
+    assert_eq!(app.get("/api/v1/channels/777", &a.access).await.status, StatusCode::NOT_FOUND);
+
+    // rename: plain members may not; the owner may, every view follows
+    let r = app.patch(&format!("/api/v1/channels/{g}"), &a.access, json!({"name": "Mine"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.patch(&format!("/api/v1/channels/{g}"), &owner.access, json!({"name": "Team 2"})).await;
+    assert_eq!(r.body["channelInfoVer"], 2);
+    assert_eq!(app.conversation(b, &g).await.unwrap()["name"], "Team 2");
+
+    // history from the join on
+    app.send_text(a, &g, "before c joined", Value::Null).await;
+    let r = app.post(&format!("/api/v1/channels/{g}/members"), Some(&a.access), json!({"userIds": [c.id]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "plain members do not add");
+    let r = app.post(&format!("/api/v1/channels/{g}/members"), Some(&owner.access), json!({"userIds": [c.id]})).await;
+    assert_eq!(r.body["memberCount"], 4, "{}", r.body);
+    let r = app.post(&format!("/api/v1/channels/{g}/members"), Some(&owner.access), json!({"userIds": [c.id]})).await;
+    assert_eq!(r.code(), "already_members");
+    let conv = app.conversation(c, &g).await.unwrap();
+    assert_eq!(conv["unreadCount"], 0);
+    assert!(conv["lastMessage"].is_null());
+    let hist = app.get(&format!("/api/v1/channels/{g}/messages"), &c.access).await;
+    assert_eq!(hist.body["items"].as_array().unwrap().len(), 0);
+    app.send_text(b, &g, "after c joined", Value::Null).await;
+    let hist = app.get(&format!("/api/v1/channels/{g}/messages"), &c.access).await;
+    assert_eq!(hist.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.conversation(c, &g).await.unwrap()["unreadCount"], 1);
+
+    // remove: the member's conversation is closed and they cannot send
+    let r =
+        app.call(Method::DELETE, &format!("/api/v1/channels/{g}/members/{}", c.id), Some(&owner.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(app.conversation(c, &g).await.is_none());
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{g}/messages"),
+            Some(&c.access),
+            json!({"type": "text", "content": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // join requests
+    let r =
+        app.post(&format!("/api/v1/channels/{g}/applications"), Some(&d.access), json!({"message": "let me in"})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let jid = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&format!("/api/v1/channels/{g}/applications"), &a.access).await.status, StatusCode::FORBIDDEN);
+    let list = app.get(&format!("/api/v1/channels/{g}/applications?status=pending"), &owner.access).await;
+    assert_eq!(list.body["items"][0]["applicantId"], d.id.as_str());
+    let r = app
+        .call(Method::POST, &format!("/api/v1/channels/{g}/applications/{jid}/accept"), Some(&owner.access), None)
+        .await;
+    assert_eq!(r.body["status"], "approved", "{}", r.body);
+    assert!(app.conversation(d, &g).await.is_some());
+
+    // roles and leaving: an owner without admins must transfer first
+    let r = app.call(Method::POST, &format!("/api/v1/channels/{g}/leave"), Some(&owner.access), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "owner_must_transfer"));
+    let r = app.patch(&format!("/api/v1/channels/{g}/members/{}", b.id), &a.access, json!({"role": "admin"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.patch(&format!("/api/v1/channels/{g}/members/{}", b.id), &owner.access, json!({"role": "admin"})).await;
+    assert_eq!(r.body["role"], "admin");
+    let r = app
+        .patch(&format!("/api/v1/channels/{g}/members/{}", a.id), &a.access, json!({"groupNickname": "A-team"}))
+        .await;
+    assert_eq!(r.body["groupNickname"], "A-team");
+    app.send_text(a, &g, "nick", Value::Null).await;
+    assert_eq!(app.conversation(b, &g).await.unwrap()["lastMessage"]["senderName"], "A-team");
+    let r = app.call(Method::POST, &format!("/api/v1/channels/{g}/leave"), Some(&owner.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let members = app.get(&format!("/api/v1/channels/{g}/members"), &b.access).await;
+    let roles: Vec<(String, String)> = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["userId"].as_str().unwrap().to_owned(), m["role"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(roles.contains(&(b.id.clone(), "owner".into())), "ownership passed to the oldest admin: {roles:?}");
+    assert!(!roles.iter().any(|(u, _)| *u == owner.id));
+
+    // the new owner transfers ownership, then dismisses
+    let r = app.patch(&format!("/api/v1/channels/{g}/members/{}", a.id), &b.access, json!({"role": "owner"})).await;
+    assert_eq!(r.body["role"], "owner");
+    let r = app.call(Method::DELETE, &format!("/api/v1/channels/{g}"), Some(&b.access), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "only the owner dismisses");
+    let r = app.call(Method::DELETE, &format!("/api/v1/channels/{g}"), Some(&a.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for u in [a, b, d] {
+        assert!(app.conversation(u, &g).await.is_none(), "dismissed: conversations closed");
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{g}/messages"),
+            Some(&a.access),
+            json!({"type": "text", "content": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "channel_archived"));
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+async fn messages_unread_mentions_and_settings(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "m", 4).await;
+    let (a, b, c, outsider) = (&u[0], &u[1], &u[2], &u[3]);
+    let g = app.create_group(a, "Chat", &[b, c]).await;
+
+    // validation and authorization
+    for (field, body) in [
+        ("type", json!({"type": "fax", "content": {}})),
+        ("content.text", json!({"type": "text", "content": {"text": "  "}})),
+        ("content", json!({"type": "image", "content": "not an object"})),
+        ("mentions", json!({"type": "text", "content": {"text": "x"}, "mentions": 5})),
+        ("clientMsgId", json!({"type": "text", "content": {"text": "x"}, "clientMsgId": ""})),
+    ] {
+        let r = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&a.access), body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.field(), field);
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{g}/messages"),
+            Some(&outsider.access),
+            json!({"type": "text", "content": {"text": "x"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(&format!("/api/v1/channels/{g}/messages"), &outsider.access).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // seqs, idempotency
+    let body = json!({"type": "text", "content": {"text": "hello @b"}, "mentions": [b.id], "clientMsgId": "c-1"});
+    let first = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&a.access), body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(first.body["seq"], 1);
+    let retry = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&a.access), body).await;
+    assert_eq!(retry.body, first.body, "a retry answers the same");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message").await, 1);
+    app.send_text(a, &g, "everyone!", json!("all")).await;
+    let img = app
+        .post(
+            &format!("/api/v1/channels/{g}/messages"),
+            Some(&b.access),
+            json!({"type": "image", "content": {"url": "https://x/p.png"}}),
+        )
+        .await;
+    assert_eq!(img.body["seq"], 3);
+
+    // unread and mentions are exact; my own messages never count for me
+    let cb = app.conversation(b, &g).await.unwrap();
+    assert_eq!(
+        (cb["unreadCount"].as_i64(), cb["mentionCount"].as_i64()),
+        (Some(0), Some(0)),
+        "b sent seq 3: read up to it"
+    );
+    let cc = app.conversation(c, &g).await.unwrap();
+    assert_eq!((cc["unreadCount"].as_i64(), cc["mentionCount"].as_i64()), (Some(3), Some(1)));
+    assert_eq!(cc["lastMessage"]["content"], "[image]");
+    assert_eq!(cc["lastMessage"]["seq"], 3);
+    let ca = app.conversation(a, &g).await.unwrap();
+    assert_eq!((ca["unreadCount"].as_i64(), ca["mentionCount"].as_i64()), (Some(1), Some(0)));
+
+    // history pages
+    let h = app.get(&format!("/api/v1/channels/{g}/messages?limit=2"), &c.access).await;
+    let seqs: Vec<i64> = h.body["items"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [3, 2]);
+    assert_eq!(h.body["hasMore"], true);
+    let h = app.get(&format!("/api/v1/channels/{g}/messages?afterSeq=1"), &c.access).await;
+    let seqs: Vec<i64> = h.body["items"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(h.body["items"][0]["mentionAll"], true);
+
+    // read: exact for the new position, never backwards, clamped to the last message
+    let r = app.post(&format!("/api/v1/channels/{g}/read"), Some(&c.access), json!({"seq": 1})).await;
+    assert_eq!((r.body["unreadCount"].as_i64(), r.body["mentionCount"].as_i64()), (Some(2), Some(1)), "{}", r.body);
+    let r = app.post(&format!("/api/v1/channels/{g}/read"), Some(&c.access), json!({"seq": 0})).await;
+    assert_eq!(r.body["unreadCount"], 2, "never moves backwards");
+    let r = app.post(&format!("/api/v1/channels/{g}/read"), Some(&c.access), json!({"seq": 99})).await;
+    assert_eq!((r.body["unreadCount"].as_i64(), r.body["mentionCount"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        app.post(&format!("/api/v1/channels/{g}/read"), Some(&c.access), json!({"seq": -1})).await.field(),
+        "seq"
+    );
+
+    // hide, close, pin, mute
+    let r = app.patch(&format!("/api/v1/conversations/{g}"), &c.access, json!({"isHidden": true})).await;
+    assert_eq!(r.body["isHidden"], true);
+    assert!(app.conversation(c, &g).await.is_none());
+    app.send_text(a, &g, "back?", Value::Null).await;
+    assert!(app.conversation(c, &g).await.is_some(), "a new message unhides");
+    let r = app.call(Method::DELETE, &format!("/api/v1/conversations/{g}"), Some(&c.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(app.conversation(c, &g).await.is_none());
+    app.send_text(b, &g, "reopen", Value::Null).await;
+    let conv = app.conversation(c, &g).await.expect("a new message reopens");
+    assert_eq!(conv["unreadCount"], 2);
+
+    let g2 = app.create_group(a, "Second", &[c]).await;
+    app.send_text(a, &g2, "newer", Value::Null).await;
+    let (list, total) = app.conversation_list(c).await;
+    assert_eq!(list[0]["channelId"], g2.as_str(), "newest first");
+    assert_eq!(total, 3);
+    app.patch(&format!("/api/v1/conversations/{g}"), &c.access, json!({"isPinned": true})).await;
+    let (list, _) = app.conversation_list(c).await;
+    assert_eq!(list[0]["channelId"], g.as_str(), "pinned first");
+    app.patch(&format!("/api/v1/conversations/{g}"), &c.access, json!({"isMuted": true})).await;
+    let (_, total) = app.conversation_list(c).await;
+    assert_eq!(total, 1, "muted conversations are left out of the total");
+    let r = app.get("/api/v1/conversations?unreadOnly=true&type=group", &c.access).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.patch(&format!("/api/v1/conversations/{g}"), &outsider.access, json!({"isPinned": true})).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.patch(&format!("/api/v1/conversations/{g}"), &c.access, json!({})).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+async fn profile_changes_reach_every_view(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let ab = app.make_friends(&ann, &bob).await;
+    let ac = app.make_friends(&ann, &cat).await;
+    app.patch(&format!("/api/v1/contacts/{}", ann.id), &cat.access, json!({"remarkName": "Annie"})).await;
+
+    let r =
+        app.patch("/api/v1/users/me", &ann.access, json!({"nickname": "Anna", "avatar": "https://cdn/a2.png"})).await;
+    assert_eq!(r.body["profileVer"], 2);
+    let conv = app.conversation(&bob, &ab).await.unwrap();
+    assert_eq!(
+        (conv["name"].as_str(), conv["avatar"].as_str(), conv["infoVer"].as_i64()),
+        (Some("Anna"), Some("https://cdn/a2.png"), Some(2))
+    );
+    assert_eq!(conv["peer"]["nickname"], "Anna");
+    let conv = app.conversation(&cat, &ac).await.unwrap();
+    assert_eq!(conv["name"], "Annie", "a remark wins over the nickname");
+    assert_eq!(conv["peer"]["nickname"], "Anna");
+    let contact = &app.contact_list(&bob, "").await[0];
+    assert_eq!((contact["nickname"].as_str(), contact["infoVer"].as_i64()), (Some("Anna"), Some(2)));
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+/// Users become friends, create a group, exchange messages with mentions; one renames,
+/// one sets a remark, one pins/mutes/hides, one reads: every list equals what we expect.
+async fn scenario(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let ab = app.make_friends(&ann, &bob).await;
+    let bc = app.make_friends(&bob, &cat).await;
+    let g = app.create_group(&ann, "Trio", &[&bob, &cat]).await;
+
+    app.send_text(&ann, &ab, "hi bob", Value::Null).await;
+    app.send_text(&bob, &ab, "hi ann", Value::Null).await;
+    app.send_text(&ann, &g, "@bob @cat hello", json!([bob.id, cat.id])).await;
+    app.send_text(&bob, &g, "@all meeting", json!("all")).await;
+    app.send_text(&cat, &bc, "psst bob", Value::Null).await;
+    app.patch("/api/v1/users/me", &cat.access, json!({"nickname": "Kat"})).await; // rename
+    app.patch(&format!("/api/v1/contacts/{}", ann.id), &bob.access, json!({"remarkName": "Boss"})).await; // remark
+    app.patch(&format!("/api/v1/conversations/{bc}"), &bob.access, json!({"isPinned": true, "isMuted": true})).await; // pin/mute
+    app.patch(&format!("/api/v1/conversations/{ab}"), &ann.access, json!({"isHidden": true})).await; // hide
+    app.post(&format!("/api/v1/channels/{g}/read"), Some(&cat.access), json!({"seq": 1})).await; // read
+
+    let view = |c: &Value| {
+        (
+            c["channelId"].as_str().unwrap().to_owned(),
+            c["name"].as_str().unwrap().to_owned(),
+            c["lastMessage"]["content"].as_str().unwrap_or("").to_owned(),
+            c["lastMessage"]["senderName"].as_str().unwrap_or("").to_owned(),
+            c["unreadCount"].as_i64().unwrap(),
+            c["mentionCount"].as_i64().unwrap(),
+            c["isPinned"].as_bool().unwrap(),
+            c["isMuted"].as_bool().unwrap(),
+        )
+    };
+    let s = |x: &str| x.to_owned();
+
+    let (ann_list, ann_total) = app.conversation_list(&ann).await;
+    assert_eq!(
+        ann_list.iter().map(view).collect::<Vec<_>>(),
+        [(g.clone(), s("Trio"), s("@all meeting"), s("Bob"), 1, 1, false, false)],
+        "ann hid her chat with bob"
+    );
+    assert_eq!(ann_total, 1);
+
+    let (bob_list, bob_total) = app.conversation_list(&bob).await;
+    assert_eq!(
+        bob_list.iter().map(view).collect::<Vec<_>>(),
+        [
+            (bc.clone(), s("Kat"), s("psst bob"), s("Cat"), 1, 0, true, true),
+            (g.clone(), s("Trio"), s("@all meeting"), s("Bob"), 0, 0, false, false),
+            (ab.clone(), s("Boss"), s("hi ann"), s("Bob"), 0, 0, false, false),
+        ]
+    );
+    assert_eq!(bob_total, 0, "the only unread conversation is muted");
+
+    let (cat_list, cat_total) = app.conversation_list(&cat).await;
+    assert_eq!(
+        cat_list.iter().map(view).collect::<Vec<_>>(),
+        [
+            (bc.clone(), s("Bob"), s("psst bob"), s("Cat"), 0, 0, false, false),
+            (g.clone(), s("Trio"), s("@all meeting"), s("Bob"), 1, 1, false, false),
+        ]
+    );
+    assert_eq!(cat_total, 1);
+
+    let contacts = |list: Vec<Value>| {
+        list.iter()
+            .map(|c| {
+                (
+                    c["contactId"].as_str().unwrap().to_owned(),
+                    c["displayName"].as_str().unwrap().to_owned(),
+                    c["nickname"].as_str().unwrap().to_owned(),
+                    c["initial"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(contacts(app.contact_list(&ann, "").await), [(bob.id.clone(), s("Bob"), s("Bob"), s("B"))]);
+    assert_eq!(
+        contacts(app.contact_list(&bob, "").await),
+        [(ann.id.clone(), s("Boss"), s("Ann"), s("B")), (cat.id.clone(), s("Kat"), s("Kat"), s("K"))]
+    );
+    assert_eq!(contacts(app.contact_list(&cat, "").await), [(bob.id.clone(), s("Bob"), s("Bob"), s("B"))]);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+/// Many clients send to one group at once: seqs are gap-free and every unread count is
+/// exact.
+async fn concurrent_sends_keep_seqs_and_unread_exact(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let users = app.many_users(&admin, "c", 8).await;
+    let g = app.create_group(&users[0], "Busy", &users[1..].iter().collect::<Vec<_>>()).await;
+    let per_user = 5;
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for k in 0..per_user {
+            let client = app.client.clone();
+            let url = format!("{}/api/v1/channels/{g}/messages", app.address);
+            let token = u.access.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"type": "text", "content": {"text": format!("{i}/{k}")}, "clientMsgId": format!("{i}-{k}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                let body: Value = r.json().await.unwrap();
+                (i, body["seq"].as_i64().unwrap())
+            }));
+        }
+    }
+    let mut sent: Vec<(usize, i64)> = Vec::new();
+    for t in tasks {
+        sent.push(t.await.unwrap());
+    }
+    let mut seqs: Vec<i64> = sent.iter().map(|(_, s)| *s).collect();
+    seqs.sort_unstable();
+    let total = (users.len() * per_user) as i64;
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "distinct, consecutive, gap-free");
+    for (i, u) in users.iter().enumerate() {
+        let last_own = sent.iter().filter(|(who, _)| *who == i).map(|(_, s)| *s).max().unwrap();
+        let expected = sent.iter().filter(|(who, s)| *who != i && *s > last_own).count() as i64;
+        let conv = app.conversation(u, &g).await.unwrap();
+        assert_eq!(conv["unreadCount"].as_i64().unwrap(), expected, "user {i}");
+        assert_eq!(conv["lastMessage"]["seq"].as_i64().unwrap(), total);
+    }
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+/// The checker finds missing, extra and mismatched rows field by field, and repairs them.
+async fn checker_finds_and_repairs_drift(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let ab = app.make_friends(&ann, &bob).await;
+    app.send_text(&ann, &ab, "one", Value::Null).await;
+    app.assert_consistent().await;
+
+    corrupt(&app, &ann, &bob, &ab).await;
+    let report = app.consistency(false).await;
+    let kinds: Vec<(&str, &str)> = report.findings.iter().map(|f| (f.model, f.kind)).collect();
+    assert!(kinds.contains(&("conversation", "mismatch")), "{kinds:?}");
+    assert!(kinds.contains(&("contact", "missing")), "{kinds:?}");
+    assert!(kinds.contains(&("contact_reverse_index", "extra")), "{kinds:?}");
+    let mismatch = report.findings.iter().find(|f| f.kind == "mismatch").unwrap();
+    assert_eq!(mismatch.fields[0].0, "unread_count");
+    assert_eq!((mismatch.fields[0].1.as_str(), mismatch.fields[0].2.as_str()), ("1", "99"));
+    assert!(report.rate() < 100.0);
+
+    let repaired = app.consistency(true).await;
+    assert_eq!(repaired.repaired as usize, repaired.findings.len());
+    app.assert_consistent().await;
+    assert_eq!(app.conversation(&bob, &ab).await.unwrap()["unreadCount"], 1);
+
+    // rebuild from scratch gives the same rows
+    corrupt(&app, &ann, &bob, &ab).await;
+    let config = crate::helpers::test_config(app.database_url.clone());
+    let n = hermet::startup::rebuild_views(&config, None).await.unwrap();
+    assert_eq!(n, 2);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+async fn corrupt(app: &TestApp, ann: &crate::helpers::TestUser, bob: &crate::helpers::TestUser, ab: &str) {
+    exec(
+        app,
+        &format!(
+            "UPDATE user_conversation_view SET unread_count = 99 WHERE user_id = {} AND channel_id = {ab}",
+            bob.id
+        ),
+    )
+    .await;
+    exec(app, &format!("DELETE FROM user_contact_view WHERE user_id = {}", ann.id)).await;
+    exec(
+        app,
+        &format!(
+            "INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at) VALUES (12345, {}, 0)",
+            bob.id
+        ),
+    )
+    .await;
+}
+
+async fn exec(app: &TestApp, sql: &str) {
+    match app.db {
+        Db::Sqlite => {
+            let path = app.database_url.trim_start_matches("sqlite://").to_owned();
+            let sql = sql.to_owned();
+            tokio::task::spawn_blocking(move || rusqlite::Connection::open(path).unwrap().execute_batch(&sql).unwrap())
+                .await
+                .unwrap();
+        }
+        Db::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        }
+    }
+}
+
+/// A group of 2,000 members in one request and one transaction.
+async fn large_group_in_one_request(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let users = app.many_users(&admin, "big", 1_999).await;
+    let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    let r = app.post("/api/v1/channels/groups", Some(&admin.access), json!({"name": "Big", "memberIds": ids})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["memberCount"], 2_000);
+    let g = r.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM user_conversation_view WHERE channel_id = {g}")).await, 2_000);
+    app.send_text(&users[10], &g, "hello all", json!("all")).await;
+    let conv = app.conversation(&users[1_500], &g).await.unwrap();
+    assert_eq!((conv["unreadCount"].as_i64(), conv["mentionCount"].as_i64()), (Some(1), Some(1)));
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+crate::both_backends!(
+    friend_applications_and_accept,
+    contacts_remark_block_delete_and_refriend,
+    group_lifecycle,
+    messages_unread_mentions_and_settings,
+    profile_changes_reach_every_view,
+    scenario,
+    concurrent_sends_keep_seqs_and_unread_exact,
+    checker_finds_and_repairs_drift,
+    large_group_in_one_request,
+);
