@@ -66,7 +66,7 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - hidden/closed hold until a message newer than the seq recorded when hiding/closing;
 ///   leaving or a dismissed group closes the conversation for good.
 const CONVERSATION_BODY: &str = "
-, base AS (
+, base0 AS (
     SELECT m.user_id, m.channel_id, c.channel_type, c.name AS c_name, c.avatar AS c_avatar,
            c.channel_info_ver AS c_ver, c.archived_at, m.joined_at, m.left_at, m.join_seq,
            CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE least(c.last_seq, m.left_seq) END AS vis_seq,
@@ -74,16 +74,21 @@ const CONVERSATION_BODY: &str = "
            COALESCE(s.is_pinned, FALSE) AS is_pinned, COALESCE(s.is_muted, FALSE) AS is_muted,
            COALESCE(s.is_hidden, FALSE) AS s_hidden, COALESCE(s.hidden_seq, 0) AS hidden_seq,
            s.closed_at AS s_closed_at, COALESCE(s.closed_seq, 0) AS closed_seq,
-           pm.user_id AS peer_id, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar,
-           pu.profile_ver AS peer_ver, COALESCE(f.remark_name, '') AS remark
+           CASE WHEN c.channel_type = 'single' THEN
+               (SELECT pm.user_id FROM channel_member pm WHERE pm.channel_id = m.channel_id AND pm.user_id <> m.user_id LIMIT 1)
+           END AS peer_id
     FROM keys k
     JOIN channel_member m ON m.user_id = k.user_id AND m.channel_id = k.channel_id
     JOIN channel c ON c.id = m.channel_id
     LEFT JOIN channel_read_record r ON r.user_id = m.user_id AND r.channel_id = m.channel_id
     LEFT JOIN conversation_setting s ON s.user_id = m.user_id AND s.channel_id = m.channel_id
-    LEFT JOIN channel_member pm ON c.channel_type = 'single' AND pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
-    LEFT JOIN users pu ON pu.id = pm.user_id
-    LEFT JOIN friendship f ON f.user_id = m.user_id AND f.friend_id = pm.user_id AND f.deleted_at IS NULL
+),
+base AS (
+    SELECT b0.*, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar, pu.profile_ver AS peer_ver,
+           COALESCE(f.remark_name, '') AS remark
+    FROM base0 b0
+    LEFT JOIN users pu ON pu.id = b0.peer_id
+    LEFT JOIN friendship f ON f.user_id = b0.user_id AND f.friend_id = b0.peer_id AND f.deleted_at IS NULL
 ),
 expected AS (
     SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,

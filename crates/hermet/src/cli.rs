@@ -15,6 +15,25 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BenchScenario {
+    /// Group creation latency per size; with --database-url also the raw COPY of the same rows.
+    CreateGroup {
+        #[arg(long, value_delimiter = ',', default_value = "10,100,500,1000,5000,10000")]
+        members: Vec<usize>,
+        /// PostgreSQL to measure the baseline on (the server's database).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Sequential message sends to a group.
+    Send {
+        #[arg(long, default_value_t = 500)]
+        members: usize,
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every role in one process: HTTP API (the default).
     Serve,
@@ -34,6 +53,28 @@ pub enum Command {
         /// Print at most this many findings.
         #[arg(long, default_value_t = 50)]
         show: usize,
+    },
+    /// Benchmarks against a running server (see docs/BENCHMARKS.md).
+    Bench {
+        #[command(subcommand)]
+        scenario: BenchScenario,
+        /// The server to drive.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// An account listed in the server's admin_accounts (signed up if missing).
+        #[arg(long, global = true, default_value = "bench-admin@bench.hermet")]
+        admin_account: String,
+        #[arg(long, global = true, default_value = "bench-admin-password")]
+        admin_password: String,
+        /// Repeats per measurement.
+        #[arg(long, global = true, default_value_t = 5)]
+        repeat: usize,
+        /// Seed of the workload (names and order).
+        #[arg(long, global = true, default_value_t = 42)]
+        seed: u64,
+        /// Also write the results as JSON here.
+        #[arg(long, global = true)]
+        json: Option<PathBuf>,
     },
     /// Rebuild the read models (conversation and contact views, reverse indexes) from
     /// the write side.

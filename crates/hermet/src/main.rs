@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hermet::cli::{Cli, Command};
+use hermet::cli::{BenchScenario, Cli, Command};
 use hermet::config::Config;
 use hermet::startup::{self, Application};
 use hermet::telemetry;
@@ -82,10 +82,53 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!("read models are inconsistent; run with --repair to fix them")
             }
         }
+        Command::Bench { scenario, server, admin_account, admin_password, repeat, seed, json } => {
+            bench(scenario, &server, &admin_account, &admin_password, repeat, seed, json).await
+        }
         Command::RebuildViews { user } => {
             let n = startup::rebuild_views(&config, user).await?;
             println!("rebuilt the read models of {n} users");
             Ok(())
         }
     }
+}
+
+async fn bench(
+    scenario: BenchScenario,
+    server: &str,
+    admin_account: &str,
+    admin_password: &str,
+    repeat: usize,
+    seed: u64,
+    json: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let client = hermet_bench::Client::connect(server, admin_account, admin_password, seed).await?;
+    let value = match scenario {
+        BenchScenario::CreateGroup { members, database_url } => {
+            let rows = hermet_bench::create_group(&client, &members, repeat, database_url.as_deref()).await?;
+            println!("{:>8} {:>10} {:>10} {:>14} {:>8}", "members", "p50 ms", "p99 ms", "COPY p50 ms", "ratio");
+            for r in &rows {
+                let (b, ratio) = match (&r.baseline_copy, r.ratio) {
+                    (Some(b), Some(x)) => (format!("{:.2}", b.p50_ms), format!("{x:.2}")),
+                    _ => ("-".into(), "-".into()),
+                };
+                println!("{:>8} {:>10.2} {:>10.2} {:>14} {:>8}", r.members, r.api.p50_ms, r.api.p99_ms, b, ratio);
+            }
+            serde_json::to_value(&rows)?
+        }
+        BenchScenario::Send { members, messages } => {
+            let r = hermet_bench::send(&client, members, messages).await?;
+            println!("{:>8} {:>9} {:>10} {:>10} {:>10}", "members", "messages", "p50 ms", "p99 ms", "msg/s");
+            println!(
+                "{:>8} {:>9} {:>10.2} {:>10.2} {:>10.1}",
+                r.members, r.messages, r.api.p50_ms, r.api.p99_ms, r.messages_per_sec
+            );
+            serde_json::to_value(&r)?
+        }
+    };
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&value)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

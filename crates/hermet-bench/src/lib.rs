@@ -1,0 +1,287 @@
+//! `hermet bench`: a tool for users as much as for us. It drives a running hermet over
+//! HTTP (creating its own users through the admin API), measures latencies, and, given
+//! `--database-url`, measures the database's own limit for the same rows in the same run
+//! (binary COPY), so results can be stated as ratios.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Latency summary of repeated measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Stats {
+    pub fn of(samples: &[Duration]) -> Stats {
+        let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len().max(1);
+        let pick =
+            |q: f64| v.get(((q * n as f64).ceil() as usize).saturating_sub(1).min(n - 1)).copied().unwrap_or(0.0);
+        Stats {
+            n: v.len(),
+            p50_ms: pick(0.5),
+            p99_ms: pick(0.99),
+            mean_ms: v.iter().sum::<f64>() / n as f64,
+            min_ms: v.first().copied().unwrap_or(0.0),
+            max_ms: v.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// A client of one hermet server, signed in as an administrator.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    pub admin_token: String,
+    pub admin_id: String,
+    tag: String,
+}
+
+impl Client {
+    /// Signs in (or signs up) the admin account, which the server must list in
+    /// `admin_accounts`.
+    pub async fn connect(server: &str, admin_account: &str, admin_password: &str, seed: u64) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+        let base = server.trim_end_matches('/').to_owned();
+        let creds = json!({"account": admin_account, "accountType": "email", "credential": admin_password});
+        let mut r =
+            http.post(format!("{base}/api/v1/auth/sign-in")).json(&creds).send().await.context("server unreachable")?;
+        if r.status() == 401 {
+            let mut body = creds.clone();
+            body["nickname"] = json!("bench admin");
+            r = http.post(format!("{base}/api/v1/auth/sign-up")).json(&body).send().await?;
+        }
+        if !r.status().is_success() {
+            bail!("cannot sign in as {admin_account}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        let v: Value = r.json().await?;
+        let tag = format!("{seed}x{}", std::process::id());
+        Ok(Client {
+            http,
+            base,
+            admin_token: v["accessToken"].as_str().unwrap_or_default().to_owned(),
+            admin_id: v["userId"].as_str().unwrap_or_default().to_owned(),
+            tag,
+        })
+    }
+
+    async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await?;
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Creates `n` users (no password) in bulk; returns their ids.
+    pub async fn create_users(&self, label: &str, n: usize, progress: impl Fn(usize)) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(n);
+        let mut start = 0;
+        while start < n {
+            let end = (start + 10_000).min(n);
+            let users: Vec<Value> = (start..end)
+                .map(|i| json!({"account": format!("{label}-{}-{i}@bench.hermet", self.tag), "accountType": "email", "nickname": format!("{label} {i}")}))
+                .collect();
+            let (status, v) = self.post("/api/v1/admin/users", &self.admin_token, &json!({"users": users})).await?;
+            if status != 201 {
+                bail!("bulk user creation failed: {status} {v}");
+            }
+            ids.extend(
+                v["users"].as_array().into_iter().flatten().filter_map(|u| u["userId"].as_str().map(str::to_owned)),
+            );
+            start = end;
+            progress(ids.len());
+        }
+        Ok(ids)
+    }
+
+    /// Creates a group as the admin; returns (latency, channel id).
+    pub async fn create_group(&self, name: &str, members: &[String]) -> anyhow::Result<(Duration, String)> {
+        let body = json!({"name": name, "memberIds": members});
+        let t = Instant::now();
+        let (status, v) = self.post("/api/v1/channels/groups", &self.admin_token, &body).await?;
+        let elapsed = t.elapsed();
+        if status != 201 {
+            bail!("group creation failed: {status} {v}");
+        }
+        Ok((elapsed, v["id"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// Sends a text message as the admin; returns the latency.
+    pub async fn send(&self, channel: &str, text: &str) -> anyhow::Result<Duration> {
+        let body = json!({"type": "text", "content": {"text": text}});
+        let t = Instant::now();
+        let (status, v) = self.post(&format!("/api/v1/channels/{channel}/messages"), &self.admin_token, &body).await?;
+        let elapsed = t.elapsed();
+        if status != 201 {
+            bail!("send failed: {status} {v}");
+        }
+        Ok(elapsed)
+    }
+}
+
+/// The database's own limit: binary COPY of the rows a group of `n` members writes
+/// (members and conversation views) in one committed transaction, then removed.
+pub async fn baseline_copy(
+    database_url: &str,
+    n: usize,
+    repeat: usize,
+    channel_base: i64,
+) -> anyhow::Result<Vec<Duration>> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+
+    let (mut client, conn) =
+        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await.context("baseline: cannot connect")?;
+    tokio::spawn(conn);
+    let mut samples = Vec::with_capacity(repeat);
+    for r in 0..repeat {
+        let channel = channel_base - r as i64;
+        let now = 1_800_000_000_000i64;
+        let t = Instant::now();
+        let tx = client.transaction().await?;
+        let sink = tx
+            .copy_in("COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at) FROM STDIN BINARY")
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for i in 0..n as i64 {
+            let (id, user) = (-(channel * 100_000 + i), -(i + 1));
+            w.as_mut().write(&[&id, &channel, &user, &"member", &"", &now, &0i64, &now, &now]).await?;
+        }
+        w.finish().await?;
+        let sink = tx
+            .copy_in(
+                "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
+                 conversation_info_ver, last_active_at, opened_at, created_at, updated_at) FROM STDIN BINARY",
+            )
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for i in 0..n as i64 {
+            let user = -(i + 1);
+            w.as_mut().write(&[&user, &channel, &"group", &"bench", &"", &1i64, &now, &now, &now, &now]).await?;
+        }
+        w.finish().await?;
+        tx.commit().await?;
+        samples.push(t.elapsed());
+        client.execute("DELETE FROM channel_member WHERE channel_id = $1", &[&channel]).await?;
+        client.execute("DELETE FROM user_conversation_view WHERE channel_id = $1", &[&channel]).await?;
+    }
+    Ok(samples)
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupRow {
+    pub members: usize,
+    pub api: Stats,
+    pub baseline_copy: Option<Stats>,
+    /// API p50 / baseline p50.
+    pub ratio: Option<f64>,
+}
+
+/// `hermet bench create-group`.
+pub async fn create_group(
+    client: &Client,
+    sizes: &[usize],
+    repeat: usize,
+    database_url: Option<&str>,
+) -> anyhow::Result<Vec<GroupRow>> {
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    eprintln!("creating {} users…", max.saturating_sub(1));
+    let users = client.create_users("g", max.saturating_sub(1), |n| eprint!("\r  {n} users")).await?;
+    eprintln!();
+    let mut rows = Vec::new();
+    for (k, &n) in sizes.iter().enumerate() {
+        let members = &users[..n.saturating_sub(1)];
+        // one warm-up, not measured
+        client.create_group("warm-up", &members[..members.len().min(10)]).await?;
+        let mut samples = Vec::with_capacity(repeat);
+        for r in 0..repeat {
+            let (d, _) = client.create_group(&format!("bench {n} #{r}"), members).await?;
+            samples.push(d);
+            eprint!("\r  {n} members: {}/{repeat}", r + 1);
+        }
+        eprintln!();
+        let api = Stats::of(&samples);
+        let baseline = match database_url {
+            Some(url) => Some(Stats::of(&baseline_copy(url, n, repeat, -1_000_000 - (k as i64) * 1_000).await?)),
+            None => None,
+        };
+        let ratio = baseline.as_ref().map(|b| api.p50_ms / b.p50_ms.max(1e-9));
+        rows.push(GroupRow { members: n, api, baseline_copy: baseline, ratio });
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Serialize)]
+pub struct SendRow {
+    pub members: usize,
+    pub messages: usize,
+    pub api: Stats,
+    pub messages_per_sec: f64,
+}
+
+/// `hermet bench send`: sequential sends to a group of `members`.
+pub async fn send(client: &Client, members: usize, messages: usize) -> anyhow::Result<SendRow> {
+    eprintln!("creating {} users…", members.saturating_sub(1));
+    let users = client.create_users("s", members.saturating_sub(1), |n| eprint!("\r  {n} users")).await?;
+    eprintln!();
+    let (_, channel) = client.create_group("send bench", &users).await?;
+    for i in 0..5 {
+        client.send(&channel, &format!("warm-up {i}")).await?;
+    }
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(messages);
+    for i in 0..messages {
+        samples.push(client.send(&channel, &format!("message {i}")).await?);
+        if i % 50 == 0 {
+            eprint!("\r  {i}/{messages}");
+        }
+    }
+    eprintln!();
+    let secs = start.elapsed().as_secs_f64();
+    Ok(SendRow { members, messages, api: Stats::of(&samples), messages_per_sec: messages as f64 / secs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let s: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let st = Stats::of(&s);
+        assert_eq!((st.p50_ms, st.p99_ms, st.min_ms, st.max_ms), (50.0, 99.0, 1.0, 100.0));
+    }
+}
