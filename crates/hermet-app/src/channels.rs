@@ -14,7 +14,7 @@ use hermet_domain::{Error, Result, validate};
 use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember, Transaction};
 
 use crate::contacts::conflict_pending;
-use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::page::{Page, decode_cursor};
 use crate::record::timed;
 use crate::{App, Principal};
 
@@ -288,11 +288,8 @@ impl<D: Database> App<D> {
         let limit = validate::limit(limit)?;
         self.membership(who, id).await?;
         let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
-        let mut items = self.db.members_page(id, after, limit + 1).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = if more { items.last().map(|m| encode_cursor(&m.user_id.get())) } else { None };
-        Ok(Page { items, next_cursor })
+        let items = self.db.members_page(id, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |m| m.user_id.get()))
     }
 
     /// Adds members to a locked group (shared by add and join-request acceptance).
@@ -604,11 +601,8 @@ impl<D: Database> App<D> {
             return Err(must_manage());
         }
         let before: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
-        let mut items = self.db.channel_applications(id, status, before, limit + 1).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = if more { items.last().map(|a| encode_cursor(&a.id.get())) } else { None };
-        Ok(Page { items, next_cursor })
+        let items = self.db.channel_applications(id, status, before, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |a| a.id.get()))
     }
 
     /// `POST /channels/{id}/applications/{appId}/accept|reject`: owner/admin.

@@ -15,7 +15,7 @@ use hermet_store::{
     Transaction,
 };
 
-use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::page::{Page, decode_cursor};
 use crate::record::timed;
 use crate::{App, Principal};
 
@@ -125,11 +125,8 @@ impl<D: Database> App<D> {
     ) -> Result<Page<ContactApplication>> {
         let limit = validate::limit(limit)?;
         let before: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
-        let mut items = self.db.contact_applications(who.user_id, incoming, status, before, limit + 1).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = if more { items.last().map(|a| encode_cursor(&a.id.get())) } else { None };
-        Ok(Page { items, next_cursor })
+        let items = self.db.contact_applications(who.user_id, incoming, status, before, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |a| a.id.get()))
     }
 
     /// `POST /contacts/applications/{id}/accept`: friendship both ways, the pair's single
@@ -309,16 +306,9 @@ impl<D: Database> App<D> {
             .transpose()?;
         let group = group.map(|g| validate::text("group", &g, GROUP_NAME_MAX, false)).transpose()?;
         let after: Option<(bool, String, i64)> = cursor.map(decode_cursor).transpose()?;
-        let mut items =
+        let items =
             self.db.contacts(&ContactQuery { user_id: who.user_id, group, initial, after, limit: limit + 1 }).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = if more {
-            items.last().map(|c| encode_cursor(&(c.is_starred, &c.sort_name, c.contact_id.get())))
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(items, limit, |c| (c.is_starred, c.sort_name.clone(), c.contact_id.get())))
     }
 
     /// `PATCH /contacts/{contactId}`: remark (becomes my conversation's name), group,

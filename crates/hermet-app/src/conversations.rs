@@ -7,7 +7,7 @@ use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database, Transaction};
 
-use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::page::{Page, decode_cursor};
 use crate::record::timed;
 use crate::{App, Principal};
 
@@ -32,15 +32,8 @@ impl<D: Database> App<D> {
         let after: Option<(bool, i64, i64)> = cursor.map(decode_cursor).transpose()?;
         let q = ConversationQuery { user_id: who.user_id, conversation_type, unread_only, after, limit: limit + 1 };
         let (rows, total_unread) = tokio::try_join!(self.db.conversations(&q), self.db.total_unread(who.user_id))?;
-        let mut items = rows;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_cursor = if more {
-            items.last().map(|c| encode_cursor(&(c.is_pinned, c.last_active_at, c.channel_id.get())))
-        } else {
-            None
-        };
-        Ok(ConversationList { page: Page { items, next_cursor }, total_unread })
+        let page = Page::from_overfetch(rows, limit, |c| (c.is_pinned, c.last_active_at, c.channel_id.get()));
+        Ok(ConversationList { page, total_unread })
     }
 
     /// `PATCH /conversations/{channelId}`: pin, mute, hide. A hidden conversation comes

@@ -15,6 +15,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` fetched rows: the extra row only says that there is
+    /// a next page, whose cursor is the sort key of the last row kept.
+    pub fn from_overfetch<K: Serialize>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Self {
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(|t| encode_cursor(&key(t))) } else { None };
+        Page { items, next_cursor }
+    }
+}
+
 pub fn encode_cursor<K: Serialize>(key: &K) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).unwrap_or_default())
 }

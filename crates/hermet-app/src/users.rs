@@ -7,7 +7,7 @@ use hermet_domain::user::{ProfilePatch, User, UserStatus, search_key};
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{Database, Transaction, UserSearch, UserWrites};
 
-use crate::page::{Page, decode_cursor, encode_cursor};
+use crate::page::{Page, decode_cursor};
 use crate::{App, Principal};
 
 /// A patch as received; validated into a [`ProfilePatch`].
@@ -118,10 +118,8 @@ impl<D: Database> App<D> {
             after,
             limit: limit + 1,
         };
-        let mut rows = self.db.search_users(&search).await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_cursor = if more { rows.last().map(|(name, u)| encode_cursor(&(name, u.id.get()))) } else { None };
-        Ok(Page { items: rows.into_iter().map(|(_, u)| u).collect(), next_cursor })
+        let rows = self.db.search_users(&search).await?;
+        let page = Page::from_overfetch(rows, limit, |(name, u)| (name.clone(), u.id.get()));
+        Ok(Page { items: page.items.into_iter().map(|(_, u)| u).collect(), next_cursor: page.next_cursor })
     }
 }

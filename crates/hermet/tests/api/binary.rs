@@ -97,3 +97,36 @@ fn config_command_redacts_secrets() {
     assert!(!text.contains("hunter2") && !text.contains(&"s".repeat(40)), "{text}");
     assert!(text.contains("a@example.com") && text.contains("b@example.com"), "{text}");
 }
+
+#[tokio::test]
+async fn check_consistency_and_rebuild_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    // a database with some rows, made by a real server
+    let app = crate::helpers::spawn_app_with(crate::helpers::Db::Sqlite, |c| c.database_url = url.clone()).await;
+    let a = app.sign_up("a@example.com", "A").await;
+    let b = app.sign_up("b@example.com", "B").await;
+    let channel = app.make_friends(&a, &b).await;
+    app.send_text(&a, &channel, "hi", serde_json::Value::Null).await;
+    app.stop().await;
+
+    let run =
+        |args: &[&str]| hermet().args(args).current_dir(dir.path()).env("HERMET_DATABASE_URL", &url).output().unwrap();
+    let out = run(&["check-consistency"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("consistency 100.0000%"), "{text}");
+
+    let conn = rusqlite::Connection::open(dir.path().join("h.db")).unwrap();
+    conn.execute("UPDATE user_conversation_view SET unread_count = 7", []).unwrap();
+    drop(conn);
+    let out = run(&["check-consistency"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("conversation mismatch") && text.contains("unread_count: expected"), "{text}");
+    let out = run(&["rebuild-views"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rebuilt the read models of 2 users"));
+    let out = run(&["check-consistency"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
