@@ -7,7 +7,7 @@ use hermet_domain::id::UserId;
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, SessionWrites, Transaction, UserWrites};
+use hermet_store::{Database, SessionWrites, UserWrites};
 
 use crate::auth::{IssuedTokens, account_taken};
 use crate::{App, Principal, password};
@@ -104,7 +104,7 @@ impl<D: Database> App<D> {
         let mut tx = self.db.begin().await?;
         tx.insert_users(&new_users).await.map_err(account_taken)?;
         tx.insert_sessions(&sessions).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::info!(admin = %who.user_id, count = created.len(), "users bulk-created");
         Ok(created)
     }
@@ -134,7 +134,7 @@ impl<D: Database> App<D> {
             let n = tx.revoke_user_sessions(id, status.as_str(), now).await?;
             tracing::info!(user_id = %id, sessions = n, status = status.as_str(), "user locked out");
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, NewSession, SessionWrites, StoreError, Transaction, UserWrites};
+use hermet_store::{Database, NewSession, SessionWrites, StoreError, UserWrites};
 
 use crate::{App, password, tokens};
 
@@ -71,7 +71,7 @@ impl<D: Database> App<D> {
         tx.insert_users(std::slice::from_ref(&user)).await.map_err(account_taken)?;
         let (session, tokens) = self.new_session(user.id, now, req.user_agent)?;
         tx.insert_sessions(&[session]).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::info!(user_id = %user.id, "user signed up");
         Ok(tokens)
     }
@@ -102,7 +102,7 @@ impl<D: Database> App<D> {
         let (session, tokens) = self.new_session(user.id, now, user_agent)?;
         let mut tx = self.db.begin().await?;
         tx.insert_sessions(&[session]).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(tokens)
     }
 
@@ -128,7 +128,7 @@ impl<D: Database> App<D> {
             // A rotated-out token came back: someone holds a copy. End the session for
             // everyone holding any token of this family.
             tx.revoke_session(rec.session_id, "refresh_token_reuse", now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             tracing::warn!(session_id = %rec.session_id, user_id = %rec.user_id, "rotated refresh token reused; session revoked");
             return Err(Error::Unauthorized {
                 code: "refresh_token_reused",
@@ -138,7 +138,7 @@ impl<D: Database> App<D> {
         let (new_token, new_hash) = tokens::new_refresh_token()?;
         let expires_at = now + self.settings.auth.refresh_token_ttl_secs as i64 * 1000;
         tx.rotate_refresh_token(rec.session_id, &old_hash, &new_hash, now, expires_at).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(IssuedTokens {
             user_id: rec.user_id,
             access_token: self.auth.access_token(rec.user_id, rec.session_id, now)?,
@@ -151,7 +151,7 @@ impl<D: Database> App<D> {
     pub async fn sign_out(&self, who: Principal) -> Result<()> {
         let mut tx = self.db.begin().await?;
         tx.revoke_session(who.session_id, "sign_out", now_ms()).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

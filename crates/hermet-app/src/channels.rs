@@ -11,7 +11,7 @@ use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember, Transaction};
+use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember};
 
 use crate::contacts::conflict_pending;
 use crate::page::{Page, decode_cursor};
@@ -168,7 +168,7 @@ impl<D: Database> App<D> {
             created_at: now,
         });
         self.record(&mut tx, &[ev], now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Channel {
             id,
             channel_type: ChannelType::Group,
@@ -244,7 +244,7 @@ impl<D: Database> App<D> {
                 updated_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             channel.name = new_name;
             channel.avatar = new_avatar;
             channel.channel_info_ver = ver;
@@ -271,7 +271,7 @@ impl<D: Database> App<D> {
                 dismissed_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(())
         })
         .await
@@ -360,7 +360,7 @@ impl<D: Database> App<D> {
                 return Err(must_manage());
             }
             let count = self.add_members_locked(&mut tx, who, &channel, &users, now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(count)
         })
         .await
@@ -411,7 +411,7 @@ impl<D: Database> App<D> {
                 return Err(Error::forbidden("you may not remove this member"));
             }
             self.remove_locked(&mut tx, who, &channel, user, "removed", now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(())
         })
         .await
@@ -444,7 +444,7 @@ impl<D: Database> App<D> {
             }
             self.record(&mut tx, &events, now).await?;
             self.remove_locked(&mut tx, who, &channel, who.user_id, "left", now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(())
         })
         .await
@@ -521,7 +521,7 @@ impl<D: Database> App<D> {
                 }));
             }
             self.record(&mut tx, &events, now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(target)
         })
         .await
@@ -580,7 +580,7 @@ impl<D: Database> App<D> {
                 created_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(app)
         })
         .await
@@ -649,7 +649,7 @@ impl<D: Database> App<D> {
                 reviewed_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(app)
         })
         .await

@@ -12,7 +12,6 @@ use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{
     ChannelWrites, ContactQuery, ContactRow, ContactWrites, Database, Locks, NewChannel, NewMember, StoreError,
-    Transaction,
 };
 
 use crate::page::{Page, decode_cursor};
@@ -108,7 +107,7 @@ impl<D: Database> App<D> {
                 created_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(app)
         })
         .await
@@ -243,7 +242,7 @@ impl<D: Database> App<D> {
                 }),
             ];
             self.record(&mut tx, &events, now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(Friended { channel_id, contact_id: a })
         })
         .await
@@ -278,7 +277,7 @@ impl<D: Database> App<D> {
                 reviewed_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(app)
         })
         .await
@@ -371,7 +370,7 @@ impl<D: Database> App<D> {
                 });
                 self.record(&mut tx, &[ev], now).await?;
             }
-            tx.commit().await?;
+            self.commit(tx).await?;
             self.contact_row(who.user_id, contact_id).await
         })
         .await
@@ -406,7 +405,7 @@ impl<D: Database> App<D> {
                 deleted_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(())
         })
         .await

@@ -5,7 +5,7 @@ use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::ChannelId;
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database, Transaction};
+use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database};
 
 use crate::page::{Page, decode_cursor};
 use crate::record::timed;
@@ -70,7 +70,7 @@ impl<D: Database> App<D> {
                 tx.save_setting(who.user_id, channel_id, &s, now).await?;
                 self.record(&mut tx, &[settings_event(who, channel_id, &s, false, now)], now).await?;
             }
-            tx.commit().await?;
+            self.commit(tx).await?;
             self.db.conversation(who.user_id, channel_id).await?.ok_or(Error::NotFound("conversation"))
         })
         .await
@@ -88,7 +88,7 @@ impl<D: Database> App<D> {
             s.closed_seq = channel.last_seq;
             tx.save_setting(who.user_id, channel_id, &s, now).await?;
             self.record(&mut tx, &[settings_event(who, channel_id, &s, true, now)], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             Ok(())
         })
         .await

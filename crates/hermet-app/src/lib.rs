@@ -13,6 +13,7 @@ pub mod conversations;
 pub mod messages;
 pub mod page;
 mod password;
+pub mod pipeline;
 mod record;
 mod tokens;
 pub mod users;
@@ -27,6 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use auth::Principal;
 pub use password::PasswordParams;
+pub use pipeline::{PipelineSettings, SyncMode};
 
 /// Settings of the auth services.
 #[derive(Debug, Clone)]
@@ -75,17 +77,25 @@ pub struct App<D: Database> {
     pub ids: Arc<IdGenerator>,
     auth: Arc<tokens::AuthKeys>,
     settings: Arc<Settings>,
+    pipeline: Arc<pipeline::Pipeline>,
 }
 
 struct Settings {
     auth: AuthSettings,
     limits: Limits,
+    pipeline: PipelineSettings,
     admins: HashSet<String>,
 }
 
 impl<D: Database> Clone for App<D> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), ids: self.ids.clone(), auth: self.auth.clone(), settings: self.settings.clone() }
+        Self {
+            db: self.db.clone(),
+            ids: self.ids.clone(),
+            auth: self.auth.clone(),
+            settings: self.settings.clone(),
+            pipeline: self.pipeline.clone(),
+        }
     }
 }
 
@@ -93,7 +103,13 @@ const JWT_SECRET_NAME: &str = "jwt_hs256_key";
 
 impl<D: Database> App<D> {
     /// Builds the application; loads or creates the signing key.
-    pub async fn new(db: D, ids: Arc<IdGenerator>, auth: AuthSettings, limits: Limits) -> Result<Self> {
+    pub async fn new(
+        db: D,
+        ids: Arc<IdGenerator>,
+        auth: AuthSettings,
+        limits: Limits,
+        pipeline: PipelineSettings,
+    ) -> Result<Self> {
         let secret = match &auth.jwt_secret {
             Some(s) => s.expose_secret().to_owned(),
             None => db.server_secret(JWT_SECRET_NAME, tokens::random_token(48)).await?,
@@ -103,7 +119,13 @@ impl<D: Database> App<D> {
         }
         let keys = tokens::AuthKeys::new(secret.as_bytes(), auth.access_token_ttl_secs);
         let admins = auth.admin_accounts.iter().map(|a| a.trim().to_lowercase()).filter(|a| !a.is_empty()).collect();
-        Ok(Self { db, ids, auth: Arc::new(keys), settings: Arc::new(Settings { auth, limits, admins }) })
+        Ok(Self {
+            db,
+            ids,
+            auth: Arc::new(keys),
+            settings: Arc::new(Settings { auth, limits, pipeline, admins }),
+            pipeline: Arc::new(pipeline::Pipeline::new()),
+        })
     }
 
     fn next_id<T: From<i64>>(&self) -> Result<T> {

@@ -11,7 +11,7 @@ use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
-use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageQuery, StoreError, Transaction};
+use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageQuery};
 
 use crate::record::timed;
 use crate::{App, Principal};
@@ -193,11 +193,8 @@ impl<D: Database> App<D> {
             sent_at: now,
         });
         self.record(&mut tx, &[ev], now).await?;
-        match tx.commit().await {
-            Ok(()) => Ok(Attempt::Done((&msg).into())),
-            Err(e) if e.is_unique("message_sender_client_msg") => Ok(Attempt::Raced),
-            Err(e) => Err(StoreError::into(e)),
-        }
+        self.commit(tx).await?;
+        Ok(Attempt::Done((&msg).into()))
     }
 
     /// `GET /channels/{id}/messages`: active members only; history starts after the
@@ -251,7 +248,7 @@ impl<D: Database> App<D> {
                 read_at: now,
             });
             self.record(&mut tx, &[ev], now).await?;
-            tx.commit().await?;
+            self.commit(tx).await?;
             self.db.conversation(who.user_id, channel_id).await?.ok_or(Error::NotFound("conversation"))
         })
         .await

@@ -13,9 +13,9 @@ use hermet_store::{Database, OutboxWrites, ProjectionWrites};
 use crate::App;
 
 impl<D: Database> App<D> {
-    /// Appends `events` to the outbox and refreshes the read-model rows they change, all
-    /// inside `tx` (dual-write: a successful commit means write side, read models,
-    /// reverse indexes and outbox agree).
+    /// Appends `events` to the outbox and, in dual-write mode, refreshes the read-model
+    /// rows they change, all inside `tx` (a successful commit means write side, read
+    /// models, reverse indexes and outbox agree). In async mode the consumers do it.
     pub(crate) async fn record(&self, tx: &mut D::Tx, events: &[DomainEvent], now: i64) -> Result<()> {
         if events.is_empty() {
             return Ok(());
@@ -24,9 +24,11 @@ impl<D: Database> App<D> {
         let rows: Vec<OutboxEvent> =
             events.iter().zip(ids).map(|(e, id)| OutboxEvent::new(EventId(id), now, e)).collect();
         tx.append_events(&rows).await?;
-        let refresh = project_all(events);
-        if !refresh.is_empty() {
-            tx.apply_refresh(&refresh, now).await?;
+        if self.sync_mode() == crate::SyncMode::DualWrite {
+            let refresh = project_all(events);
+            if !refresh.is_empty() {
+                tx.apply_refresh(&refresh, now).await?;
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use hermet_domain::id::UserId;
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{ProfilePatch, User, UserStatus, search_key};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, Transaction, UserSearch, UserWrites};
+use hermet_store::{Database, UserSearch, UserWrites};
 
 use crate::page::{Page, decode_cursor};
 use crate::{App, Principal};
@@ -87,7 +87,7 @@ impl<D: Database> App<D> {
         // Dual-write: every conversation view where I am the peer and every contact view
         // listing me are refreshed in this transaction, through the reverse indexes.
         self.record(&mut tx, &[event], now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(updated)
     }
 

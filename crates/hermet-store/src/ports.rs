@@ -12,7 +12,9 @@ use crate::{MigrationReport, StoreError};
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A connection pool to one database, cloned cheaply into every handler.
-pub trait Database: UserReads + SessionReads + ImReads + ConsistencyReads + Clone + Send + Sync + 'static {
+pub trait Database:
+    UserReads + SessionReads + ImReads + ConsistencyReads + EventLog + Clone + Send + Sync + 'static
+{
     type Tx: Transaction;
 
     /// `"sqlite"` or `"postgres"`.
@@ -33,9 +35,19 @@ pub trait Database: UserReads + SessionReads + ImReads + ConsistencyReads + Clon
 /// A database transaction. Commit makes every write visible at once; dropping it
 /// without commit rolls everything back.
 pub trait Transaction:
-    UserWrites + SessionWrites + OutboxWrites + Locks + ChannelWrites + ContactWrites + ProjectionWrites + Send
+    UserWrites
+    + SessionWrites
+    + OutboxWrites
+    + Locks
+    + ChannelWrites
+    + ContactWrites
+    + ProjectionWrites
+    + OffsetWrites
+    + Send
 {
-    fn commit(self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Commits; returns the log cursor of the last event this transaction appended to the
+    /// outbox, if any (so the caller can wait for its projection).
+    fn commit(self) -> impl Future<Output = StoreResult<Option<LogCursor>>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +175,35 @@ pub trait SessionWrites {
 pub trait OutboxWrites {
     /// Appends events to the outbox in the current transaction.
     fn append_events(&mut self, events: &[OutboxEvent]) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// A position in the outbox log: (transaction id, position). Consumers read the log in
+/// this order; on PostgreSQL only rows of finished transactions are read (see the schema),
+/// on SQLite the transaction id is always 0.
+pub type LogCursor = (i64, i64);
+
+/// An event as read back from the outbox log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub cursor: LogCursor,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// The outbox read as a log (the embedded transport).
+pub trait EventLog {
+    /// Where `consumer` stands; (0, 0) before its first event.
+    fn consumer_offset(&self, consumer: &str) -> impl Future<Output = StoreResult<LogCursor>> + Send;
+    /// The cursor of the newest event in the log ((0, 0) when empty).
+    fn log_head(&self) -> impl Future<Output = StoreResult<LogCursor>> + Send;
+    /// Events after `after`, in log order, at most `limit`.
+    fn read_events(&self, after: LogCursor, limit: u32) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+}
+
+pub trait OffsetWrites {
+    /// Records where `consumer` stands, in the transaction that applied those events.
+    fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 // ───────────────────────────── IM core ─────────────────────────────

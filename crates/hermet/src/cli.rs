@@ -37,6 +37,9 @@ pub enum BenchScenario {
 pub enum Command {
     /// Run every role in one process: HTTP API (the default).
     Serve,
+    /// Run only the consumers that keep the read models up to date (async sync mode),
+    /// without HTTP, until SIGTERM/SIGINT.
+    Project,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.

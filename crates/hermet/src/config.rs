@@ -35,10 +35,43 @@ pub struct Config {
     pub log_level: String,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// `dual_write` (read models updated in each command's transaction) or `async`
+    /// (consumers of the outbox update them) (`HERMET_SYNC_MODE`).
+    pub sync_mode: SyncModeConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub limits: LimitsConfig,
+    pub pipeline: PipelineConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncModeConfig {
+    DualWrite,
+    Async,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Events per consumer batch.
+    pub batch_size: u32,
+    /// How often consumers look for events written by other processes.
+    pub poll_interval_ms: u64,
+    /// How long an async-mode command waits for its own projection.
+    pub read_your_writes_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let p = hermet_app::PipelineSettings::default();
+        Self {
+            batch_size: p.batch_size,
+            poll_interval_ms: p.poll_interval_ms,
+            read_your_writes_timeout_ms: p.read_your_writes_timeout_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -106,10 +139,12 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             log_level: "info".into(),
             migrate_on_start: true,
+            sync_mode: SyncModeConfig::DualWrite,
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
+            pipeline: PipelineConfig::default(),
         }
     }
 }
@@ -222,6 +257,8 @@ impl fmt::Debug for Config {
             .field("node_id", &self.node_id)
             .field("log_format", &self.log_format)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("sync_mode", &self.sync_mode)
+            .field("pipeline", &self.pipeline)
             .field("database", &self.database)
             .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("http", &self.http)
@@ -302,6 +339,9 @@ impl Config {
         if self.http.body_limit_bytes < 1024 {
             errors.push("http.body_limit_bytes: must be at least 1024".into());
         }
+        if self.pipeline.batch_size == 0 {
+            errors.push("pipeline.batch_size: must be at least 1".into());
+        }
         if self.limits.max_group_members < 2 {
             errors.push("limits.max_group_members: must be at least 2".into());
         }
@@ -344,6 +384,18 @@ impl Config {
             body_limit_bytes: self.http.body_limit_bytes,
             admin_body_limit_bytes: self.http.admin_body_limit_bytes,
             request_timeout_secs: self.http.request_timeout_secs,
+        }
+    }
+
+    pub fn pipeline_settings(&self) -> hermet_app::PipelineSettings {
+        hermet_app::PipelineSettings {
+            sync_mode: match self.sync_mode {
+                SyncModeConfig::DualWrite => hermet_app::SyncMode::DualWrite,
+                SyncModeConfig::Async => hermet_app::SyncMode::Async,
+            },
+            batch_size: self.pipeline.batch_size,
+            poll_interval_ms: self.pipeline.poll_interval_ms,
+            read_your_writes_timeout_ms: self.pipeline.read_your_writes_timeout_ms,
         }
     }
 

@@ -43,6 +43,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             startup::cancel_on_signal(shutdown.clone());
             app.run_until_stopped(shutdown).await
         }
+        Command::Project => {
+            let shutdown = CancellationToken::new();
+            startup::cancel_on_signal(shutdown.clone());
+            startup::run_projectors(&config, shutdown).await
+        }
         Command::Migrate => {
             let report = startup::migrate(&config).await?;
             if report.applied.is_empty() {

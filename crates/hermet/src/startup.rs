@@ -15,13 +15,19 @@ use hermet_store::sqlite::SqliteDatabase;
 use hermet_store::{Backend, Database, MigrationReport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, redact_url};
+
+/// Starts a node's background roles on a task tracker, stopping with the token.
+type StartBackground = Box<dyn FnOnce(&TaskTracker, &CancellationToken) + Send>;
 
 /// A node ready to serve: bound listener, router, pools.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// Starts the background roles (projectors in async mode) on the tracker.
+    start_background: StartBackground,
     close: Box<dyn FnOnce() + Send>,
     grace: Duration,
     backend: &'static str,
@@ -56,9 +62,31 @@ macro_rules! with_database {
 /// Builds the application without serving (maintenance commands).
 async fn app_for<D: Database>(db: D, config: &Config) -> anyhow::Result<App<D>> {
     let ids = Arc::new(IdGenerator::new(config.node_id)?);
-    App::new(db, ids, config.auth_settings(), config.limits())
+    App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings())
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))
+}
+
+/// Starts every projector of `app` on `tasks`, stopping with `shutdown`.
+fn spawn_projectors<D: Database>(app: &App<D>, tasks: &TaskTracker, shutdown: &CancellationToken) {
+    for name in hermet_app::pipeline::PROJECTORS {
+        let (app, token) = (app.clone(), shutdown.clone());
+        tasks.spawn(async move { app.run_projector(name, token).await });
+    }
+}
+
+/// `hermet project`: runs the consumers that maintain the read models, without HTTP,
+/// until `shutdown` (scaled apart from the API; `serve` in async mode runs them too).
+pub async fn run_projectors(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let tasks = TaskTracker::new();
+        spawn_projectors(&app, &tasks, &shutdown);
+        tasks.close();
+        tasks.wait().await;
+        db.close();
+        Ok(())
+    })
 }
 
 /// `hermet check-consistency`: compares the read models with the write side.
@@ -114,10 +142,13 @@ impl Application {
                 tracing::info!(migration = %m, "migration applied");
             }
         }
-        let ids = Arc::new(IdGenerator::new(config.node_id)?);
-        let app = App::new(db.clone(), ids, config.auth_settings(), config.limits())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))?;
+        let app = app_for(db.clone(), config).await?;
+        let background_app = app.clone();
+        let start_background: StartBackground = Box::new(move |tasks, token| {
+            if background_app.sync_mode() == hermet_app::SyncMode::Async {
+                spawn_projectors(&background_app, tasks, token);
+            }
+        });
         let state = AppState { app, metrics: hermet_api::metrics::recorder() };
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
@@ -127,6 +158,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            start_background,
             close: Box::new(move || db.close()),
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             backend,
@@ -145,6 +177,9 @@ impl Application {
     /// requests up to the grace period, and closes the pools.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.listener.local_addr()?;
+        let tasks = TaskTracker::new();
+        (self.start_background)(&tasks, &shutdown);
+        tasks.close();
         tracing::info!(%addr, backend = self.backend, "hermet listening");
         let signal = shutdown.clone();
         let server =
@@ -155,6 +190,11 @@ impl Application {
             _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period");
             }
+        }
+        // Background roles stop with the same token; let them finish their batch.
+        shutdown.cancel();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop within the grace period");
         }
         (self.close)();
         tracing::info!("hermet stopped");

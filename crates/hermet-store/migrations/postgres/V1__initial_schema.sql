@@ -196,9 +196,14 @@ CREATE TABLE message_mention (
 
 -- ───────────────────────────── events ─────────────────────────────
 
--- the transactional outbox: written in the same transaction as the change it describes
+-- the transactional outbox: written in the same transaction as the change it describes.
+-- `position` alone is not a safe cursor on PostgreSQL: sequence values are taken before
+-- commit, so a lower position can become visible after a higher one. Each row records its
+-- transaction id; readers take only rows of transactions older than their snapshot's
+-- xmin (all finished) in (tx_id, position) order, which never skips a row.
 CREATE TABLE outbox (
     position       BIGSERIAL PRIMARY KEY,
+    tx_id          BIGINT NOT NULL DEFAULT txid_current(),
     event_id       BIGINT NOT NULL UNIQUE,
     event_type     TEXT NOT NULL,
     schema_version INTEGER NOT NULL,
@@ -209,9 +214,12 @@ CREATE TABLE outbox (
     published_at   BIGINT
 );
 CREATE INDEX outbox_unpublished ON outbox (position) WHERE published_at IS NULL;
+CREATE INDEX outbox_log ON outbox (tx_id, position);
 
+-- each consumer's position in the outbox log: (tx_id, position) of the last event applied
 CREATE TABLE consumer_offset (
     consumer   TEXT PRIMARY KEY,
+    tx_id      BIGINT NOT NULL DEFAULT 0,
     position   BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

@@ -196,9 +196,12 @@ CREATE TABLE message_mention (
 
 -- ───────────────────────────── events ─────────────────────────────
 
--- the transactional outbox: written in the same transaction as the change it describes
+-- the transactional outbox: written in the same transaction as the change it describes.
+-- SQLite has one writer, so positions become visible in order; tx_id is always 0 here
+-- (PostgreSQL records the transaction id: see its schema).
 CREATE TABLE outbox (
     position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx_id          INTEGER NOT NULL DEFAULT 0,
     event_id       INTEGER NOT NULL UNIQUE,
     event_type     TEXT NOT NULL,
     schema_version INTEGER NOT NULL,
@@ -209,9 +212,12 @@ CREATE TABLE outbox (
     published_at   INTEGER
 );
 CREATE INDEX outbox_unpublished ON outbox (position) WHERE published_at IS NULL;
+CREATE INDEX outbox_log ON outbox (tx_id, position);
 
+-- each consumer's position in the outbox log: (tx_id, position) of the last event applied
 CREATE TABLE consumer_offset (
     consumer   TEXT PRIMARY KEY,
+    tx_id      INTEGER NOT NULL DEFAULT 0,
     position   INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );

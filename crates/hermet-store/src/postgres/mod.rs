@@ -114,7 +114,7 @@ impl Database for PgDatabase {
     async fn begin(&self) -> Result<PgTx, StoreError> {
         let conn = self.write_conn().await?;
         conn.batch_execute("BEGIN").await.map_err(pg_err)?;
-        Ok(PgTx { conn: Some(conn) })
+        Ok(PgTx { conn: Some(conn), last_event: None })
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
@@ -173,6 +173,8 @@ fn status(pool: &'static str, p: &Pool) -> PoolStatus {
 /// A PostgreSQL transaction on one pooled connection (`BEGIN` … `COMMIT`).
 pub struct PgTx {
     conn: Option<Object>,
+    /// Cursor of the last event appended in this transaction.
+    last_event: Option<LogCursor>,
 }
 
 impl PgTx {
@@ -200,10 +202,11 @@ impl Drop for PgTx {
 }
 
 impl Transaction for PgTx {
-    async fn commit(mut self) -> Result<(), StoreError> {
+    async fn commit(mut self) -> Result<Option<LogCursor>, StoreError> {
         let conn =
             self.conn.take().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
-        conn.batch_execute("COMMIT").await.map_err(pg_err)
+        conn.batch_execute("COMMIT").await.map_err(pg_err)?;
+        Ok(self.last_event)
     }
 }
 
@@ -223,13 +226,76 @@ impl OutboxWrites for PgTx {
         let stmt = conn
             .prepare_cached(
                 "INSERT INTO outbox (event_id, event_type, schema_version, aggregate_type, aggregate_key, payload, created_at)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])",
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])
+                 RETURNING tx_id, position",
             )
             .await
             .map_err(pg_err)?;
-        conn.execute(&stmt, &[&ids, &types, &versions, &agg_types, &agg_keys, &payloads, &times])
+        let rows = conn
+            .query(&stmt, &[&ids, &types, &versions, &agg_types, &agg_keys, &payloads, &times])
             .await
             .map_err(pg_err)?;
+        let last = rows.iter().map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))).max();
+        self.last_event = self.last_event.max(last);
+        Ok(())
+    }
+}
+
+impl EventLog for PgDatabase {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
+        let c = self.write_conn().await?;
+        let stmt = c
+            .prepare_cached("SELECT tx_id, position FROM outbox ORDER BY tx_id DESC, position DESC LIMIT 1")
+            .await
+            .map_err(pg_err)?;
+        Ok(c.query_opt(&stmt, &[]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
+    }
+
+    async fn consumer_offset(&self, consumer: &str) -> Result<LogCursor, StoreError> {
+        let c = self.write_conn().await?;
+        let stmt = c
+            .prepare_cached("SELECT tx_id, position FROM consumer_offset WHERE consumer = $1")
+            .await
+            .map_err(pg_err)?;
+        Ok(c.query_opt(&stmt, &[&consumer]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
+    }
+
+    async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let c = self.write_conn().await?;
+        // Only transactions older than this snapshot's xmin: all of them have finished,
+        // so no row can still appear behind the cursor.
+        let stmt = c
+            .prepare_cached(
+                "SELECT tx_id, position, event_type, payload, created_at FROM outbox
+                 WHERE (tx_id, position) > ($1, $2) AND tx_id < txid_snapshot_xmin(txid_current_snapshot())
+                 ORDER BY tx_id, position LIMIT $3",
+            )
+            .await
+            .map_err(pg_err)?;
+        let rows = c.query(&stmt, &[&after.0, &after.1, &(limit as i64)]).await.map_err(pg_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                cursor: (r.get(0), r.get(1)),
+                event_type: r.get(2),
+                payload: r.get(3),
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+}
+
+impl OffsetWrites for PgTx {
+    async fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .await
+            .map_err(pg_err)?;
+        c.execute(&stmt, &[&consumer, &at.0, &at.1, &now]).await.map_err(pg_err)?;
         Ok(())
     }
 }

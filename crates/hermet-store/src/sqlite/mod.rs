@@ -237,7 +237,7 @@ impl Database for SqliteDatabase {
         .await
         .map_err(interact_err)?
         .map_err(sqlite_err)?;
-        Ok(SqliteTx { conn: Some(conn) })
+        Ok(SqliteTx { conn: Some(conn), last_event: None })
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
@@ -285,6 +285,8 @@ impl Database for SqliteDatabase {
 /// `COMMIT`).
 pub struct SqliteTx {
     conn: Option<Object>,
+    /// Cursor of the last event appended in this transaction.
+    last_event: Option<LogCursor>,
 }
 
 impl SqliteTx {
@@ -315,11 +317,11 @@ impl Drop for SqliteTx {
 }
 
 impl Transaction for SqliteTx {
-    async fn commit(mut self) -> Result<(), StoreError> {
-        let result = self.run(|c| c.execute_batch("COMMIT")).await;
+    async fn commit(mut self) -> Result<Option<LogCursor>, StoreError> {
         // On success the connection is in autocommit mode and `drop` just returns it;
         // on failure `drop` rolls back.
-        result
+        self.run(|c| c.execute_batch("COMMIT")).await?;
+        Ok(self.last_event)
     }
 }
 
@@ -329,7 +331,7 @@ impl OutboxWrites for SqliteTx {
             return Ok(());
         }
         let events = events.to_vec();
-        self.run(move |c| {
+        let last = self.run(move |c| {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO outbox (event_id, event_type, schema_version, aggregate_type, aggregate_key, payload, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -345,6 +347,68 @@ impl OutboxWrites for SqliteTx {
                     e.occurred_at
                 ])?;
             }
+            Ok(c.last_insert_rowid())
+        })
+        .await?;
+        self.last_event = self.last_event.max(Some((0, last)));
+        Ok(())
+    }
+}
+
+impl EventLog for SqliteDatabase {
+    async fn log_head(&self) -> Result<LogCursor, StoreError> {
+        self.read(|c| {
+            use rusqlite::OptionalExtension;
+            c.prepare_cached("SELECT tx_id, position FROM outbox ORDER BY tx_id DESC, position DESC LIMIT 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map(|o| o.unwrap_or((0, 0)))
+        })
+        .await
+    }
+
+    async fn consumer_offset(&self, consumer: &str) -> Result<LogCursor, StoreError> {
+        let consumer = consumer.to_owned();
+        self.read(move |c| {
+            use rusqlite::OptionalExtension;
+            c.prepare_cached("SELECT tx_id, position FROM consumer_offset WHERE consumer = ?1")?
+                .query_row([consumer], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map(|o| o.unwrap_or((0, 0)))
+        })
+        .await
+    }
+
+    async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tx_id, position, event_type, payload, created_at FROM outbox
+                 WHERE (tx_id, position) > (?1, ?2) ORDER BY tx_id, position LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![after.0, after.1, limit as i64], |r| {
+                let payload: String = r.get(3)?;
+                Ok(StoredEvent {
+                    cursor: (r.get(0)?, r.get(1)?),
+                    event_type: r.get(2)?,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                    created_at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+impl OffsetWrites for SqliteTx {
+    async fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
+        let consumer = consumer.to_owned();
+        self.run(move |c| {
+            c.prepare_cached(
+                "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at",
+            )?
+            .execute(rusqlite::params![consumer, at.0, at.1, now])?;
             Ok(())
         })
         .await

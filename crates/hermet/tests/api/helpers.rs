@@ -94,8 +94,9 @@ pub async fn spawn_app(db: Db) -> TestApp {
 
 pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let (url, dir) = fresh_database(db).await;
-    let mut config = test_config(url.clone());
+    let mut config = test_config(url);
     tweak(&mut config);
+    let url = config.database_url.clone();
     let app = Application::build(config).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
@@ -186,6 +187,17 @@ impl TestApp {
             json!({"account": account, "accountType": "email", "credential": password}),
         )
         .await
+    }
+
+    /// Signs in an existing user (password `PASSWORD`).
+    pub async fn sign_in_user(&self, account: &str) -> TestUser {
+        let r = self.sign_in(account, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        TestUser {
+            id: r.body["userId"].as_str().unwrap().to_owned(),
+            access: r.body["accessToken"].as_str().unwrap().to_owned(),
+            refresh: r.body["refreshToken"].as_str().unwrap().to_owned(),
+        }
     }
 
     pub async fn admin(&self) -> TestUser {
