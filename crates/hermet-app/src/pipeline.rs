@@ -59,6 +59,16 @@ impl Default for PipelineSettings {
     }
 }
 
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Earliest,
+    /// Just after this log cursor.
+    Cursor(LogCursor),
+    /// From the first event written at or after this time (Unix ms).
+    Time(i64),
+}
+
 /// In-process signals between commands and consumers.
 pub(crate) struct Pipeline {
     /// Bumped after every commit that appended events: wakes the consumers.
@@ -163,6 +173,27 @@ impl<D: Database> App<D> {
         }
     }
 
+    /// `hermet replay`: moves a consumer to `from`; a running consumer notices at its next
+    /// batch (offsets are compare-and-set) and re-projects from there.
+    pub async fn replay(&self, consumer: &str, from: ReplayFrom) -> Result<LogCursor> {
+        if !PROJECTORS.contains(&consumer) {
+            return Err(Error::invalid(
+                "consumer",
+                format!("unknown consumer {consumer}; known: {}", PROJECTORS.join(", ")),
+            ));
+        }
+        let at = match from {
+            ReplayFrom::Earliest => (0, 0),
+            ReplayFrom::Cursor(c) => c,
+            ReplayFrom::Time(ms) => self.db.cursor_before_time(ms).await?,
+        };
+        let mut tx = self.db.begin().await?;
+        tx.set_offset(consumer, at, now_ms()).await?;
+        tx.commit().await?;
+        self.pipeline.written.send_modify(|g| *g = g.wrapping_add(1));
+        Ok(at)
+    }
+
     /// Runs one consumer group until `shutdown`: reads the outbox from its offset, applies
     /// each batch's refresh and the new offset in one transaction.
     pub async fn run_projector(&self, consumer: &'static str, shutdown: CancellationToken) {
@@ -200,6 +231,14 @@ impl<D: Database> App<D> {
                         _ = written.changed() => {}
                         _ = tokio::time::sleep(poll) => {}
                         _ = shutdown.cancelled() => break,
+                    }
+                    // Idle consumers notice a replay here (busy ones at their next batch).
+                    if let Ok(stored) = self.db.consumer_offset(consumer).await
+                        && stored != cursor
+                    {
+                        tracing::info!(consumer, ?stored, "offset moved by a replay; continuing from there");
+                        cursor = stored;
+                        self.pipeline.progress[idx].send_replace(cursor);
                     }
                 }
                 Err(e) => {
@@ -242,7 +281,14 @@ impl<D: Database> App<D> {
         if !part.is_empty() {
             tx.apply_refresh(&part, now).await?;
         }
-        tx.save_offset(consumer, last, now).await?;
+        if !tx.advance_offset(consumer, after, last, now).await? {
+            // A replay moved this consumer's offset: drop the batch (rolled back with the
+            // transaction) and continue from where it now stands.
+            drop(tx);
+            let moved = self.db.consumer_offset(consumer).await?;
+            tracing::info!(consumer, ?moved, "offset moved by a replay; continuing from there");
+            return Ok(Some(moved));
+        }
         tx.commit().await?;
         metrics::counter!("events_processed_total", "consumer" => consumer).increment(events.len() as u64);
         Ok(Some(last))

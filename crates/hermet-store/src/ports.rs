@@ -195,6 +195,8 @@ pub struct StoredEvent {
 pub trait EventLog {
     /// Where `consumer` stands; (0, 0) before its first event.
     fn consumer_offset(&self, consumer: &str) -> impl Future<Output = StoreResult<LogCursor>> + Send;
+    /// The cursor just before the first event written at or after `ms` (replay by time).
+    fn cursor_before_time(&self, ms: i64) -> impl Future<Output = StoreResult<LogCursor>> + Send;
     /// The cursor of the newest event in the log ((0, 0) when empty).
     fn log_head(&self) -> impl Future<Output = StoreResult<LogCursor>> + Send;
     /// Events after `after`, in log order, at most `limit`.
@@ -202,8 +204,18 @@ pub trait EventLog {
 }
 
 pub trait OffsetWrites {
-    /// Records where `consumer` stands, in the transaction that applied those events.
-    fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Moves `consumer` from `from` to `to`, in the transaction that applied those events.
+    /// Compare-and-set: returns false (and changes nothing) when the stored offset is no
+    /// longer `from` (a replay moved it), so the caller drops its batch.
+    fn advance_offset(
+        &mut self,
+        consumer: &str,
+        from: LogCursor,
+        to: LogCursor,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Sets `consumer`'s offset unconditionally (replay).
+    fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 // ───────────────────────────── IM core ─────────────────────────────

@@ -40,6 +40,15 @@ pub enum Command {
     /// Run only the consumers that keep the read models up to date (async sync mode),
     /// without HTTP, until SIGTERM/SIGINT.
     Project,
+    /// Rewind (or move) a consumer of the event log; it re-projects from there.
+    Replay {
+        /// conversation-view-updater or contact-view-updater.
+        #[arg(long)]
+        consumer: String,
+        /// `earliest`, a log cursor `TX:POSITION`, or a Unix time in milliseconds.
+        #[arg(long, default_value = "earliest")]
+        from: String,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the effective configuration (secrets redacted) and exit.

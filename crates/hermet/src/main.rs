@@ -48,6 +48,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             startup::cancel_on_signal(shutdown.clone());
             startup::run_projectors(&config, shutdown).await
         }
+        Command::Replay { consumer, from } => {
+            use hermet_app::pipeline::ReplayFrom;
+            let from = if from == "earliest" {
+                ReplayFrom::Earliest
+            } else if let Some((t, p)) = from.split_once(':') {
+                ReplayFrom::Cursor((t.parse()?, p.parse()?))
+            } else {
+                ReplayFrom::Time(from.parse().map_err(|_| anyhow::anyhow!("--from: earliest, TX:POSITION or Unix ms"))?)
+            };
+            let at = startup::replay(&config, &consumer, from).await?;
+            println!("{consumer} now starts after log cursor {}:{}", at.0, at.1);
+            Ok(())
+        }
         Command::Migrate => {
             let report = startup::migrate(&config).await?;
             if report.applied.is_empty() {

@@ -121,6 +121,20 @@ pub async fn rebuild_views(config: &Config, user: Option<i64>) -> anyhow::Result
     })
 }
 
+/// `hermet replay`: moves a consumer's offset; it re-projects from there.
+pub async fn replay(
+    config: &Config,
+    consumer: &str,
+    from: hermet_app::pipeline::ReplayFrom,
+) -> anyhow::Result<hermet_store::LogCursor> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let at = app.replay(consumer, from).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        db.close();
+        Ok(at)
+    })
+}
+
 /// `hermet migrate`: applies pending migrations and reports them.
 pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
     with_database!(config, |db| {

@@ -242,6 +242,20 @@ impl OutboxWrites for PgTx {
 }
 
 impl EventLog for PgDatabase {
+    async fn cursor_before_time(&self, ms: i64) -> Result<LogCursor, StoreError> {
+        let c = self.write_conn().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT tx_id, position FROM outbox WHERE created_at >= $1 ORDER BY tx_id, position LIMIT 1",
+            )
+            .await
+            .map_err(pg_err)?;
+        match c.query_opt(&stmt, &[&ms]).await.map_err(pg_err)? {
+            Some(r) => Ok((r.get(0), r.get::<_, i64>(1) - 1)),
+            None => self.log_head().await,
+        }
+    }
+
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c
@@ -286,7 +300,26 @@ impl EventLog for PgDatabase {
 }
 
 impl OffsetWrites for PgTx {
-    async fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
+    async fn advance_offset(
+        &mut self,
+        consumer: &str,
+        from: LogCursor,
+        to: LogCursor,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn()?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES ($1, $4, $5, $6)
+                 ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at
+                 WHERE consumer_offset.tx_id = $2 AND consumer_offset.position = $3",
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(c.execute(&stmt, &[&consumer, &from.0, &from.1, &to.0, &to.1, &now]).await.map_err(pg_err)? == 1)
+    }
+
+    async fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let stmt = c
             .prepare_cached(

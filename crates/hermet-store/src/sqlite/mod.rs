@@ -356,6 +356,23 @@ impl OutboxWrites for SqliteTx {
 }
 
 impl EventLog for SqliteDatabase {
+    async fn cursor_before_time(&self, ms: i64) -> Result<LogCursor, StoreError> {
+        let first = self
+            .read(move |c| {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached(
+                    "SELECT tx_id, position FROM outbox WHERE created_at >= ?1 ORDER BY tx_id, position LIMIT 1",
+                )?
+                .query_row([ms], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? - 1)))
+                .optional()
+            })
+            .await?;
+        match first {
+            Some(c) => Ok(c),
+            None => self.log_head().await,
+        }
+    }
+
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         self.read(|c| {
             use rusqlite::OptionalExtension;
@@ -401,7 +418,28 @@ impl EventLog for SqliteDatabase {
 }
 
 impl OffsetWrites for SqliteTx {
-    async fn save_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
+    async fn advance_offset(
+        &mut self,
+        consumer: &str,
+        from: LogCursor,
+        to: LogCursor,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let consumer = consumer.to_owned();
+        self.run(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES (?1, ?4, ?5, ?6)
+                     ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at
+                     WHERE consumer_offset.tx_id = ?2 AND consumer_offset.position = ?3",
+                )?
+                .execute(rusqlite::params![consumer, from.0, from.1, to.0, to.1, now])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
         let consumer = consumer.to_owned();
         self.run(move |c| {
             c.prepare_cached(

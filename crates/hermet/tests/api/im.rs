@@ -508,18 +508,23 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     let before = app.conversation_list(&app.sign_in_user("bob@example.com").await).await;
     app.stop().await;
 
-    // wipe the read models, rewind both consumers, start again: they replay from the start
-    let wipe =
-        "DELETE FROM user_conversation_view; DELETE FROM user_contact_view; DELETE FROM conversation_reverse_index;
-                DELETE FROM contact_reverse_index; UPDATE consumer_offset SET tx_id = 0, position = 0;";
-    let app = spawn_app_with(db, |c| {
-        async_mode(c);
-        c.migrate_on_start = true;
-    })
-    .await;
-    exec(&app, wipe).await;
-    app.stop().await;
+    // wipe the read models, then replay both consumers from the earliest event while the
+    // server (and its consumers) run: they notice the moved offsets and re-project
     let app = spawn_app_with(db, async_mode).await;
+    exec(
+        &app,
+        "DELETE FROM user_conversation_view; DELETE FROM user_contact_view;
+         DELETE FROM conversation_reverse_index; DELETE FROM contact_reverse_index;",
+    )
+    .await;
+    let bob = app.sign_in_user("bob@example.com").await;
+    assert!(app.conversation_list(&bob).await.0.is_empty(), "wiped");
+    let mut config = crate::helpers::test_config(String::new());
+    async_mode(&mut config);
+    for consumer in ["conversation-view-updater", "contact-view-updater"] {
+        let at = hermet::startup::replay(&config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
+        assert_eq!(at, (0, 0));
+    }
     wait_drained(&app).await;
     app.assert_consistent().await;
     let after = app.conversation_list(&app.sign_in_user("bob@example.com").await).await;
