@@ -13,7 +13,7 @@ use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember};
 
-use crate::contacts::conflict_pending;
+use crate::contacts::{already_reviewed, conflict_pending};
 use crate::page::{Page, decode_cursor};
 use crate::record::timed;
 use crate::{App, Principal};
@@ -626,11 +626,7 @@ impl<D: Database> App<D> {
                 .filter(|a| a.channel_id == id)
                 .ok_or(Error::NotFound("application"))?;
             if app.status != ApplicationStatus::Pending {
-                return Err(Error::Conflict {
-                    code: "application_not_pending",
-                    message: "this application was already reviewed".into(),
-                    field: None,
-                });
+                return Err(already_reviewed());
             }
             if accept {
                 self.add_members_locked(&mut tx, who, &channel, &[app.applicant_id], now).await?;

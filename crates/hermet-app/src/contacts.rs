@@ -39,6 +39,15 @@ fn not_found_application() -> Error {
     Error::NotFound("application")
 }
 
+/// 409 for reviewing an application that is no longer pending.
+pub(crate) fn already_reviewed() -> Error {
+    Error::Conflict {
+        code: "application_not_pending",
+        message: "this application was already reviewed".into(),
+        field: None,
+    }
+}
+
 impl<D: Database> App<D> {
     /// `POST /contacts/applications`: one pending application per pair; a repeat
     /// refreshes its message.
@@ -141,11 +150,7 @@ impl<D: Database> App<D> {
                 .filter(|a| a.target_id == who.user_id)
                 .ok_or_else(not_found_application)?;
             if app.status != ApplicationStatus::Pending {
-                return Err(Error::Conflict {
-                    code: "application_not_pending",
-                    message: "this application was already reviewed".into(),
-                    field: None,
-                });
+                return Err(already_reviewed());
             }
             let (a, b) = (app.applicant_id, app.target_id);
             let users = tx.lock_users(&[a, b], true).await?;
@@ -259,11 +264,7 @@ impl<D: Database> App<D> {
                 .filter(|a| a.target_id == who.user_id)
                 .ok_or_else(not_found_application)?;
             if app.status != ApplicationStatus::Pending {
-                return Err(Error::Conflict {
-                    code: "application_not_pending",
-                    message: "this application was already reviewed".into(),
-                    field: None,
-                });
+                return Err(already_reviewed());
             }
             app.status = ApplicationStatus::Rejected;
             app.updated_at = now;
