@@ -115,6 +115,13 @@ async fn contacts_remark_block_delete_and_refriend(db: Db) {
     // starred first; filters by group and initial
     let list = app.contact_list(&ann, "").await;
     assert_eq!(list.iter().map(|c| c["displayName"].as_str().unwrap()).collect::<Vec<_>>(), ["Bobby", "zed"]);
+    // paged one at a time by cursor: the same order
+    let page1 = app.get("/api/v1/contacts?limit=1", &ann.access).await;
+    assert_eq!(page1.body["items"][0]["displayName"], "Bobby");
+    let cursor = page1.body["nextCursor"].as_str().expect("a second page").to_owned();
+    let page2 = app.get(&format!("/api/v1/contacts?limit=1&cursor={cursor}"), &ann.access).await;
+    assert_eq!(page2.body["items"][0]["displayName"], "zed");
+    assert!(page2.body["nextCursor"].is_null());
     assert_eq!(app.contact_list(&ann, "?group=work").await.len(), 1);
     assert_eq!(app.contact_list(&ann, "?initial=Z").await[0]["displayName"], "zed");
     assert_eq!(app.get("/api/v1/contacts?initial=zz", &ann.access).await.field(), "initial");
