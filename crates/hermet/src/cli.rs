@@ -35,7 +35,8 @@ pub enum BenchScenario {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every role in one process: HTTP API (the default).
+    /// Run every role in one process (the default): the HTTP API and, in async sync mode,
+    /// the read-model consumers.
     Serve,
     /// Run only the consumers that keep the read models up to date (async sync mode),
     /// without HTTP, until SIGTERM/SIGINT.

@@ -279,7 +279,8 @@ impl Config {
             None if Path::new("hermet.toml").exists() => fig = fig.merge(Toml::file("hermet.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("HERMET_").split("__"));
+        // HERMET_CONFIG names the file (clap reads it), it is not a setting.
+        fig = fig.merge(Env::prefixed("HERMET_").ignore(&["CONFIG"]).split("__"));
         let config: Config =
             fig.extract().map_err(|e| e.into_iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))?;
         config

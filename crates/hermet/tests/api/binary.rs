@@ -130,3 +130,22 @@ async fn check_consistency_and_rebuild_commands() {
     let out = run(&["check-consistency"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn config_file_named_by_hermet_config_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("custom.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\nnode_id = 7\n[database]\nmax_connections = 3\n").unwrap();
+    let out = hermet()
+        .arg("config")
+        .current_dir(dir.path())
+        .env("HERMET_CONFIG", &file)
+        .env("HERMET_NODE_ID", "9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("127.0.0.1:9999"), "the file is read: {text}");
+    assert!(text.contains("max_connections: 3"), "{text}");
+    assert!(text.contains("node_id: 9"), "the environment wins over the file: {text}");
+}
