@@ -219,15 +219,11 @@ impl<D: Database> App<D> {
                     tx.save_setting(u, channel_id, &s, now).await?;
                 }
             }
-            app.status = ApplicationStatus::Approved;
-            app.updated_at = now;
-            app.reviewed_at = Some(now);
+            app.review(ApplicationStatus::Approved, now);
             tx.update_contact_application(&app).await?;
             // A crossing application the other way is settled too.
             if let Some(mut other) = tx.pending_contact_application(b, a).await? {
-                other.status = ApplicationStatus::Approved;
-                other.updated_at = now;
-                other.reviewed_at = Some(now);
+                other.review(ApplicationStatus::Approved, now);
                 tx.update_contact_application(&other).await?;
             }
             let events = [
@@ -266,9 +262,7 @@ impl<D: Database> App<D> {
             if app.status != ApplicationStatus::Pending {
                 return Err(already_reviewed());
             }
-            app.status = ApplicationStatus::Rejected;
-            app.updated_at = now;
-            app.reviewed_at = Some(now);
+            app.review(ApplicationStatus::Rejected, now);
             tx.update_contact_application(&app).await?;
             let ev = DomainEvent::ContactApplicationReviewed(event::ContactApplicationReviewed {
                 application_id: app.id,

@@ -53,3 +53,12 @@ pub struct ContactApplication {
     pub updated_at: i64,
     pub reviewed_at: Option<i64>,
 }
+
+impl ContactApplication {
+    /// Records the target's decision.
+    pub fn review(&mut self, status: ApplicationStatus, now: i64) {
+        self.status = status;
+        self.updated_at = now;
+        self.reviewed_at = Some(now);
+    }
+}

@@ -206,13 +206,38 @@ impl TestApp {
 
     /// Runs a COUNT(*)-style query returning one integer against the test database.
     pub async fn scalar(&self, sql: &str) -> i64 {
+        self.on_database(sql, |c, sql| c.query_row(sql, [], |r| r.get::<_, i64>(0)), |r| r.get::<_, i64>(0)).await
+    }
+
+    /// Runs statements against the test database behind the server's back (corruption,
+    /// wiping read models).
+    pub async fn exec(&self, sql: &str) {
+        match self.db {
+            Db::Sqlite => self.on_database(sql, |c, sql| c.execute_batch(sql).map(|_| 0), |_| 0).await,
+            Db::Postgres => {
+                let (client, conn) =
+                    tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(conn);
+                client.batch_execute(sql).await.expect("statements");
+                0
+            }
+        };
+    }
+
+    /// One connection to the test database (SQLite file or PostgreSQL database).
+    async fn on_database(
+        &self,
+        sql: &str,
+        sqlite: fn(&rusqlite::Connection, &str) -> rusqlite::Result<i64>,
+        pg: fn(&tokio_postgres::Row) -> i64,
+    ) -> i64 {
         match self.db {
             Db::Sqlite => {
                 let path = PathBuf::from(self.database_url.trim_start_matches("sqlite://"));
                 let sql = sql.to_owned();
                 tokio::task::spawn_blocking(move || {
                     let c = rusqlite::Connection::open(path).expect("open sqlite");
-                    c.query_row(&sql, [], |r| r.get::<_, i64>(0)).expect("scalar query")
+                    sqlite(&c, &sql).expect("query")
                 })
                 .await
                 .expect("join")
@@ -221,7 +246,7 @@ impl TestApp {
                 let (client, conn) =
                     tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
                 tokio::spawn(conn);
-                client.query_one(sql, &[]).await.expect("scalar query").get::<_, i64>(0)
+                pg(&client.query_one(sql, &[]).await.expect("query"))
             }
         }
     }

@@ -518,8 +518,7 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     // wipe the read models, then replay both consumers from the earliest event while the
     // server (and its consumers) run: they notice the moved offsets and re-project
     let app = spawn_app_with(db, async_mode).await;
-    exec(
-        &app,
+    app.exec(
         "DELETE FROM user_conversation_view; DELETE FROM user_contact_view;
          DELETE FROM conversation_reverse_index; DELETE FROM contact_reverse_index;",
     )
@@ -782,40 +781,17 @@ async fn checker_finds_and_repairs_drift(db: Db) {
 }
 
 async fn corrupt(app: &TestApp, ann: &crate::helpers::TestUser, bob: &crate::helpers::TestUser, ab: &str) {
-    exec(
-        app,
-        &format!(
-            "UPDATE user_conversation_view SET unread_count = 99 WHERE user_id = {} AND channel_id = {ab}",
-            bob.id
-        ),
-    )
+    app.exec(&format!(
+        "UPDATE user_conversation_view SET unread_count = 99 WHERE user_id = {} AND channel_id = {ab}",
+        bob.id
+    ))
     .await;
-    exec(app, &format!("DELETE FROM user_contact_view WHERE user_id = {}", ann.id)).await;
-    exec(
-        app,
-        &format!(
-            "INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at) VALUES (12345, {}, 0)",
-            bob.id
-        ),
-    )
+    app.exec(&format!("DELETE FROM user_contact_view WHERE user_id = {}", ann.id)).await;
+    app.exec(&format!(
+        "INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at) VALUES (12345, {}, 0)",
+        bob.id
+    ))
     .await;
-}
-
-async fn exec(app: &TestApp, sql: &str) {
-    match app.db {
-        Db::Sqlite => {
-            let path = app.database_url.trim_start_matches("sqlite://").to_owned();
-            let sql = sql.to_owned();
-            tokio::task::spawn_blocking(move || rusqlite::Connection::open(path).unwrap().execute_batch(&sql).unwrap())
-                .await
-                .unwrap();
-        }
-        Db::Postgres => {
-            let (client, conn) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.unwrap();
-        }
-    }
 }
 
 /// A group of 2,000 members in one request and one transaction.
