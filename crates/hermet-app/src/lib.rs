@@ -28,7 +28,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use auth::Principal;
 pub use password::PasswordParams;
-pub use pipeline::{PipelineSettings, SyncMode};
+pub use pipeline::notify::{MemoryPush, Notification, PushSink};
+pub use pipeline::{PipelineSettings, SyncMode, Transport};
 
 /// Settings of the auth services.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ impl<D: Database> App<D> {
         auth: AuthSettings,
         limits: Limits,
         pipeline: PipelineSettings,
+        push: Arc<dyn PushSink>,
     ) -> Result<Self> {
         let secret = match &auth.jwt_secret {
             Some(s) => s.expose_secret().to_owned(),
@@ -124,7 +126,7 @@ impl<D: Database> App<D> {
             ids,
             auth: Arc::new(keys),
             settings: Arc::new(Settings { auth, limits, pipeline, admins }),
-            pipeline: Arc::new(pipeline::Pipeline::new()),
+            pipeline: Arc::new(pipeline::Pipeline::new(push)),
         })
     }
 

@@ -164,3 +164,49 @@ mod tests {
         assert_eq!(super::sqlite_placeholders("a = $1 AND b = $12 AND c = '$'"), "a = ?1 AND b = ?12 AND c = '$'");
     }
 }
+
+// ── event pipeline ──
+
+pub(crate) const UNPUBLISHED: &str =
+    "SELECT position, event_id, event_type, schema_version, aggregate_key, payload, created_at
+     FROM outbox WHERE published_at IS NULL ORDER BY position LIMIT $1";
+pub(crate) const OUTBOX_BACKLOG: &str = "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL";
+pub(crate) const PUBLICATION: &str = "SELECT position, kafka_topic, kafka_partition, kafka_offset FROM outbox
+     WHERE position = $1 AND kafka_topic IS NOT NULL";
+/// Kafka consumers keep one offset row per partition, named `consumer@topic/partition`,
+/// holding the next offset to read in `position`.
+pub(crate) const UNDRAINED_ON_KAFKA: &str = "SELECT COUNT(*) FROM outbox o WHERE o.published_at IS NULL
+     OR (o.kafka_topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM consumer_offset c
+         WHERE c.consumer = $1 || '@' || o.kafka_topic || '/' || o.kafka_partition AND c.position > o.kafka_offset))";
+pub(crate) const EVENTS_AFTER: &str = "SELECT COUNT(*) FROM outbox WHERE (tx_id, position) > ($1, $2)";
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "id, consumer, event_id, event_type, payload, source, error, attempts, status, created_at, updated_at";
+sql!(
+    DEAD_LETTERS,
+    "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter WHERE ($1 = '' OR status = $1) AND id > $2 ORDER BY id LIMIT $3"
+);
+sql!(DEAD_LETTER, "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter WHERE id = $1");
+pub(crate) const PENDING_DEAD_LETTERS: &str = "SELECT COUNT(*) FROM dead_letter WHERE status = 'pending'";
+pub(crate) const GROUPS_WITHOUT_CREATED_EVENT: &str = "SELECT c.id FROM channel c
+     WHERE c.channel_type = 'group' AND c.created_at >= $1 AND c.created_at < $2
+       AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_type = 'channel.created' AND o.aggregate_key = CAST(c.id AS TEXT))
+     ORDER BY c.id LIMIT $3";
+pub(crate) const GROUPS_WITHOUT_VIEWS: &str = "SELECT DISTINCT c.id FROM channel c JOIN channel_member m ON m.channel_id = c.id
+     WHERE c.channel_type = 'group' AND c.created_at >= $1 AND c.created_at < $2 AND m.left_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM user_conversation_view v WHERE v.user_id = m.user_id AND v.channel_id = m.channel_id)
+     ORDER BY c.id LIMIT $3";
+pub(crate) const TAKE_LEASE: &str = "INSERT INTO relay_lease (name, holder, expires_at)
+     VALUES ($1, $2, CAST($3 AS BIGINT) + CAST($4 AS BIGINT))
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+     WHERE relay_lease.holder = excluded.holder OR relay_lease.expires_at < CAST($3 AS BIGINT)";
+pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letter
+     (consumer, event_id, event_type, payload, source, error, attempts, status, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)
+     ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, source = excluded.source,
+       attempts = dead_letter.attempts + excluded.attempts, status = 'pending', updated_at = excluded.updated_at";
+pub(crate) const UPDATE_DEAD_LETTER: &str = "UPDATE dead_letter
+     SET status = $3, payload = COALESCE($4, payload), error = COALESCE($5, error), updated_at = $6
+     WHERE id = $1 AND status = $2";
+/// `substr` rather than `LIKE`: consumer names may contain `_`.
+pub(crate) const OFFSETS_WITH_PREFIX: &str = "SELECT consumer, tx_id, position FROM consumer_offset
+     WHERE substr(consumer, 1, length($1)) = $1 ORDER BY consumer";

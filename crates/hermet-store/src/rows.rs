@@ -246,3 +246,40 @@ impl Cols for rusqlite::Row<'_> {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, msg.into())
     }
 }
+
+pub(crate) fn outbox_record_from<R: Cols>(r: &R) -> Result<crate::ports::OutboxRecord, R::Err> {
+    Ok(crate::ports::OutboxRecord {
+        position: r.int(0)?,
+        event_id: r.int(1)?,
+        event_type: r.text(2)?,
+        schema_version: r.int(3)? as i32,
+        aggregate_key: r.text(4)?,
+        payload: r.json(5)?,
+        created_at: r.int(6)?,
+    })
+}
+
+pub(crate) fn publication_from<R: Cols>(r: &R) -> Result<crate::ports::Publication, R::Err> {
+    Ok(crate::ports::Publication {
+        position: r.int(0)?,
+        topic: r.text(1)?,
+        partition: r.int(2)? as i32,
+        offset: r.int(3)?,
+    })
+}
+
+pub(crate) fn dead_letter_from<R: Cols>(r: &R) -> Result<crate::ports::DeadLetter, R::Err> {
+    Ok(crate::ports::DeadLetter {
+        id: r.int(0)?,
+        consumer: r.text(1)?,
+        event_id: r.int(2)?,
+        event_type: r.text(3)?,
+        payload: r.text(4)?,
+        source: r.text(5)?,
+        error: r.text(6)?,
+        attempts: r.int(7)? as i32,
+        status: r.text(8)?,
+        created_at: r.int(9)?,
+        updated_at: r.int(10)?,
+    })
+}

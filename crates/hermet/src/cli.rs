@@ -34,21 +34,64 @@ pub enum BenchScenario {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run every role in one process (the default): the HTTP API and, in async sync mode,
-    /// the read-model consumers.
-    Serve,
-    /// Run only the consumers that keep the read models up to date (async sync mode),
-    /// without HTTP, until SIGTERM/SIGINT.
-    Project,
-    /// Rewind (or move) a consumer of the event log; it re-projects from there.
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// pending, replay, replayed or discarded (default: all).
+        #[arg(long, default_value = "")]
+        status: String,
+        /// Start after this id.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one dead letter with its payload and error.
+    Show { id: i64 },
+    /// Ask its consumer to apply it again (optionally with a corrected JSON payload).
     Replay {
-        /// conversation-view-updater or contact-view-updater.
+        id: i64,
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Give up on it for good.
+    Discard { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role in one process (the default): the HTTP API, the outbox relay (with
+    /// Kafka), the consumers (notifier; read-model projectors in async mode), the
+    /// compensation scanner.
+    Serve,
+    /// Run only the consumers (and the compensation scanner), without HTTP, until
+    /// SIGTERM/SIGINT.
+    Project,
+    /// Run only the outbox relay to Kafka, until SIGTERM/SIGINT.
+    Relay,
+    /// Rewind (or move) a consumer; it re-consumes from there (with progress in its metrics).
+    Replay {
+        /// conversation-view-updater, contact-view-updater or notifier.
         #[arg(long)]
         consumer: String,
-        /// `earliest`, a log cursor `TX:POSITION`, or a Unix time in milliseconds.
+        /// `earliest`, a log cursor `TX:POSITION` (embedded log), or a Unix time in ms.
         #[arg(long, default_value = "earliest")]
         from: String,
+    },
+    /// The dead-letter store: events a consumer gave up on.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCommand,
+    },
+    /// Scan recently created groups for missing events or read-model rows and re-emit
+    /// their events (the scanner `serve` runs periodically).
+    Compensate {
+        /// How far back to look, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        lookback_secs: u64,
+        /// Leave changes younger than this to the pipeline, in seconds.
+        #[arg(long, default_value_t = 60)]
+        grace_secs: u64,
     },
     /// Apply pending database migrations and exit.
     Migrate,

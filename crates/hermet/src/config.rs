@@ -38,11 +38,15 @@ pub struct Config {
     /// `dual_write` (read models updated in each command's transaction) or `async`
     /// (consumers of the outbox update them) (`HERMET_SYNC_MODE`).
     pub sync_mode: SyncModeConfig,
+    /// Kafka bootstrap servers `host:port,…`; unset: the embedded event log
+    /// (`HERMET_KAFKA_BROKERS`).
+    pub kafka_brokers: Option<String>,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub limits: LimitsConfig,
     pub pipeline: PipelineConfig,
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -61,6 +65,21 @@ pub struct PipelineConfig {
     pub poll_interval_ms: u64,
     /// How long an async-mode command waits for its own projection.
     pub read_your_writes_timeout_ms: u64,
+    /// Attempts at an event before it goes to the dead-letter store.
+    pub max_attempts: u32,
+    /// First retry delay (doubles per attempt) and its ceiling.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// Concurrent push tasks of the notifier and recipients per task (seed 000 §4.3).
+    pub notify_workers: usize,
+    pub notify_chunk_size: usize,
+    /// Compensation scanner: how often (0 = never), how far back, how recent is too recent.
+    pub compensation_interval_secs: u64,
+    pub compensation_lookback_secs: u64,
+    pub compensation_grace_secs: u64,
+    /// Whether `serve` also runs the relay, the consumers and the scanner (default); set
+    /// false to run them apart with `hermet relay` and `hermet project`.
+    pub serve_runs_pipeline: bool,
 }
 
 impl Default for PipelineConfig {
@@ -70,6 +89,60 @@ impl Default for PipelineConfig {
             batch_size: p.batch_size,
             poll_interval_ms: p.poll_interval_ms,
             read_your_writes_timeout_ms: p.read_your_writes_timeout_ms,
+            max_attempts: p.max_attempts,
+            retry_backoff_ms: p.retry_backoff_ms,
+            retry_backoff_max_ms: p.retry_backoff_max_ms,
+            notify_workers: p.notify_workers,
+            notify_chunk_size: p.notify_chunk_size,
+            compensation_interval_secs: p.compensation_interval_secs,
+            compensation_lookback_secs: p.compensation_lookback_secs,
+            compensation_grace_secs: p.compensation_grace_secs,
+            serve_runs_pipeline: true,
+        }
+    }
+}
+
+/// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults; see
+/// `hermet_kafka::KafkaSettings`). Used only when `kafka_brokers` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub acks: String,
+    pub compression: String,
+    pub batch_size_bytes: u32,
+    pub linger_ms: u64,
+    pub idempotence: bool,
+    pub message_timeout_ms: u64,
+    pub relay_batch_size: u32,
+    pub relay_lease_ms: u64,
+    pub fetch_max_bytes: u32,
+    pub fetch_min_bytes: u32,
+    pub fetch_max_wait_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        let k = hermet_kafka::KafkaSettings::default();
+        Self {
+            client_id: k.client_id,
+            topic_prefix: k.topic_prefix,
+            partitions: k.partitions,
+            replication_factor: k.replication_factor,
+            acks: k.acks,
+            compression: k.compression,
+            batch_size_bytes: k.batch_size_bytes,
+            linger_ms: k.linger_ms,
+            idempotence: k.idempotence,
+            message_timeout_ms: k.message_timeout_ms,
+            relay_batch_size: k.relay_batch_size,
+            relay_lease_ms: k.relay_lease_ms,
+            fetch_max_bytes: k.fetch_max_bytes,
+            fetch_min_bytes: k.fetch_min_bytes,
+            fetch_max_wait_ms: k.fetch_max_wait_ms,
         }
     }
 }
@@ -140,11 +213,13 @@ impl Default for Config {
             log_level: "info".into(),
             migrate_on_start: true,
             sync_mode: SyncModeConfig::DualWrite,
+            kafka_brokers: None,
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
             pipeline: PipelineConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -259,6 +334,8 @@ impl fmt::Debug for Config {
             .field("migrate_on_start", &self.migrate_on_start)
             .field("sync_mode", &self.sync_mode)
             .field("pipeline", &self.pipeline)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka", &self.kafka)
             .field("database", &self.database)
             .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("http", &self.http)
@@ -343,6 +420,21 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             errors.push("pipeline.batch_size: must be at least 1".into());
         }
+        if self.pipeline.max_attempts == 0 {
+            errors.push("pipeline.max_attempts: must be at least 1".into());
+        }
+        if self.pipeline.notify_workers == 0 || self.pipeline.notify_chunk_size == 0 {
+            errors.push("pipeline.notify_workers and pipeline.notify_chunk_size: must be at least 1".into());
+        }
+        if let Some(k) = self.kafka_settings() {
+            errors.extend(k.problems().into_iter().map(|p| {
+                if p.starts_with("kafka_brokers") {
+                    p.replacen("kafka_brokers", "kafka_brokers (HERMET_KAFKA_BROKERS)", 1)
+                } else {
+                    p
+                }
+            }));
+        }
         if self.limits.max_group_members < 2 {
             errors.push("limits.max_group_members: must be at least 2".into());
         }
@@ -394,10 +486,47 @@ impl Config {
                 SyncModeConfig::DualWrite => hermet_app::SyncMode::DualWrite,
                 SyncModeConfig::Async => hermet_app::SyncMode::Async,
             },
+            transport: if self.kafka_brokers.is_some() {
+                hermet_app::Transport::Kafka
+            } else {
+                hermet_app::Transport::Embedded
+            },
             batch_size: self.pipeline.batch_size,
             poll_interval_ms: self.pipeline.poll_interval_ms,
             read_your_writes_timeout_ms: self.pipeline.read_your_writes_timeout_ms,
+            max_attempts: self.pipeline.max_attempts,
+            retry_backoff_ms: self.pipeline.retry_backoff_ms,
+            retry_backoff_max_ms: self.pipeline.retry_backoff_max_ms,
+            notify_workers: self.pipeline.notify_workers,
+            notify_chunk_size: self.pipeline.notify_chunk_size,
+            compensation_interval_secs: self.pipeline.compensation_interval_secs,
+            compensation_lookback_secs: self.pipeline.compensation_lookback_secs,
+            compensation_grace_secs: self.pipeline.compensation_grace_secs,
         }
+    }
+
+    /// The Kafka transport's settings, when `kafka_brokers` is set.
+    pub fn kafka_settings(&self) -> Option<hermet_kafka::KafkaSettings> {
+        let brokers = self.kafka_brokers.clone()?;
+        let k = &self.kafka;
+        Some(hermet_kafka::KafkaSettings {
+            brokers,
+            client_id: k.client_id.clone(),
+            topic_prefix: k.topic_prefix.clone(),
+            partitions: k.partitions,
+            replication_factor: k.replication_factor,
+            acks: k.acks.clone(),
+            compression: k.compression.clone(),
+            batch_size_bytes: k.batch_size_bytes,
+            linger_ms: k.linger_ms,
+            idempotence: k.idempotence,
+            message_timeout_ms: k.message_timeout_ms,
+            relay_batch_size: k.relay_batch_size,
+            relay_lease_ms: k.relay_lease_ms,
+            fetch_max_bytes: k.fetch_max_bytes,
+            fetch_min_bytes: k.fetch_min_bytes,
+            fetch_max_wait_ms: k.fetch_max_wait_ms,
+        })
     }
 
     pub fn limits(&self) -> Limits {

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hermet::cli::{BenchScenario, Cli, Command};
+use hermet::cli::{BenchScenario, Cli, Command, DlqCommand};
 use hermet::config::Config;
 use hermet::startup::{self, Application};
 use hermet::telemetry;
@@ -46,7 +46,45 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Project => {
             let shutdown = CancellationToken::new();
             startup::cancel_on_signal(shutdown.clone());
-            startup::run_projectors(&config, shutdown).await
+            let roles = startup::Roles { relay: false, ..startup::Roles::ALL };
+            startup::run_roles(&config, roles, shutdown).await
+        }
+        Command::Relay => {
+            let shutdown = CancellationToken::new();
+            startup::cancel_on_signal(shutdown.clone());
+            startup::run_roles(&config, startup::Roles { relay: true, ..startup::Roles::NONE }, shutdown).await
+        }
+        Command::Dlq { action } => {
+            let action = match action {
+                DlqCommand::List { status, after, limit } => startup::DlqAction::List { status, after, limit },
+                DlqCommand::Show { id } => startup::DlqAction::Show(id),
+                DlqCommand::Replay { id, payload } => startup::DlqAction::Replay { id, payload },
+                DlqCommand::Discard { id } => startup::DlqAction::Discard(id),
+            };
+            let show = matches!(action, startup::DlqAction::Show(_));
+            let letters = startup::dlq(&config, action).await?;
+            for d in &letters {
+                if show {
+                    println!("{}", serde_json::to_string_pretty(d)?);
+                } else {
+                    println!(
+                        "{:>6} {:<9} {:<26} {:<28} {:<40} {}",
+                        d.id, d.status, d.consumer, d.event_type, d.source, d.error
+                    );
+                }
+            }
+            if letters.is_empty() {
+                eprintln!("no dead letters");
+            }
+            Ok(())
+        }
+        Command::Compensate { lookback_secs, grace_secs } => {
+            let now = hermet_domain::time::now_ms();
+            let since = now - (lookback_secs * 1000) as i64;
+            let until = now - (grace_secs * 1000) as i64;
+            let r = startup::compensate(&config, since, until).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
         }
         Command::Replay { consumer, from } => {
             use hermet_app::pipeline::ReplayFrom;
@@ -57,8 +95,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             } else {
                 ReplayFrom::Time(from.parse().map_err(|_| anyhow::anyhow!("--from: earliest, TX:POSITION or Unix ms"))?)
             };
-            let at = startup::replay(&config, &consumer, from).await?;
-            println!("{consumer} now starts after log cursor {}:{}", at.0, at.1);
+            match startup::replay(&config, &consumer, from).await? {
+                startup::ReplayedTo::Log(at) => println!("{consumer} now starts after log cursor {}:{}", at.0, at.1),
+                startup::ReplayedTo::Kafka(offsets) => {
+                    for (name, offset) in offsets {
+                        println!("{name} now starts at offset {offset}");
+                    }
+                }
+            }
             Ok(())
         }
         Command::Migrate => {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use hermet_api::AppState;
-use hermet_app::App;
+use hermet_app::pipeline::consumer::LogSource;
+use hermet_app::{App, MemoryPush, PushSink};
 use hermet_domain::id::IdGenerator;
 use hermet_store::postgres::PgDatabase;
 use hermet_store::sqlite::SqliteDatabase;
@@ -26,8 +27,9 @@ type StartBackground = Box<dyn FnOnce(&TaskTracker, &CancellationToken) + Send>;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    /// Starts the background roles (projectors in async mode) on the tracker.
+    /// Starts the background roles (relay, consumers, upkeep) on the tracker.
     start_background: StartBackground,
+    push: Arc<MemoryPush>,
     close: Box<dyn FnOnce() + Send>,
     grace: Duration,
     backend: &'static str,
@@ -61,31 +63,167 @@ macro_rules! with_database {
 
 /// Builds the application without serving (maintenance commands).
 async fn app_for<D: Database>(db: D, config: &Config) -> anyhow::Result<App<D>> {
+    app_with_push(db, config, Arc::new(MemoryPush::new(10_000))).await
+}
+
+async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSink>) -> anyhow::Result<App<D>> {
     let ids = Arc::new(IdGenerator::new(config.node_id)?);
-    App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings())
+    App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))
 }
 
-/// Starts every projector of `app` on `tasks`, stopping with `shutdown`.
-fn spawn_projectors<D: Database>(app: &App<D>, tasks: &TaskTracker, shutdown: &CancellationToken) {
-    for name in hermet_app::pipeline::PROJECTORS {
-        let (app, token) = (app.clone(), shutdown.clone());
-        tasks.spawn(async move { app.run_projector(name, token).await });
+/// Which pipeline roles a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    /// The outbox relay (Kafka transport only).
+    pub relay: bool,
+    /// The consumer groups the sync mode calls for (projectors in async mode, notifier).
+    pub consumers: bool,
+    /// Pipeline metrics and the compensation scanner.
+    pub upkeep: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { relay: true, consumers: true, upkeep: true };
+    pub const NONE: Roles = Roles { relay: false, consumers: false, upkeep: false };
+}
+
+/// Runs `f` until it succeeds or `shutdown` fires (start-up against a broker that may be
+/// down: the API keeps working, the role starts when the broker is back).
+async fn until_ok<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => tracing::warn!(error = %e, "{what} failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.cancelled() => return None,
+        }
     }
 }
 
-/// `hermet project`: runs the consumers that maintain the read models, without HTTP,
-/// until `shutdown` (scaled apart from the API; `serve` in async mode runs them too).
-pub async fn run_projectors(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Starts the pipeline roles of `app` on `tasks`, stopping with `shutdown`.
+fn spawn_pipeline<D: Database>(
+    app: &App<D>,
+    config: &Config,
+    roles: Roles,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let (app, token, spawner) = (app.clone(), shutdown.clone(), tasks.clone());
+    let kafka = config.kafka_settings();
+    let holder = format!("node-{}-pid-{}", config.node_id, std::process::id());
+    tasks.spawn(async move {
+        if let Some(k) = &kafka
+            && (roles.relay || roles.consumers)
+            && until_ok("creating the Kafka topics", &token, || hermet_kafka::ensure_topics(k)).await.is_none()
+        {
+            return;
+        }
+        if roles.consumers {
+            for name in app.active_consumers() {
+                let (app2, token2) = (app.clone(), token.clone());
+                match &kafka {
+                    Some(k) => {
+                        let Some(source) = until_ok("connecting a Kafka consumer", &token, || async {
+                            Ok(hermet_kafka::source::KafkaSource::new(&app, k, name).await?)
+                        })
+                        .await
+                        else {
+                            return;
+                        };
+                        spawner.spawn(async move { app2.run_consumer(name, source, token2).await });
+                    }
+                    None => {
+                        let Some(source) = until_ok("reading a consumer offset", &token, || async {
+                            Ok(LogSource::new(&app, name).await?)
+                        })
+                        .await
+                        else {
+                            return;
+                        };
+                        spawner.spawn(async move { app2.run_consumer(name, source, token2).await });
+                    }
+                }
+            }
+        }
+        if roles.relay
+            && let Some(k) = &kafka
+        {
+            match hermet_kafka::relay::Relay::new(app.clone(), k.clone(), holder.clone()) {
+                Ok(relay) => {
+                    spawner.spawn(relay.run(token.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot create the Kafka producer; the relay is not running"),
+            }
+        }
+        if roles.upkeep {
+            let (a, t) = (app.clone(), token.clone());
+            spawner.spawn(async move { a.run_pipeline_metrics(t).await });
+            let (a, t) = (app.clone(), token.clone());
+            spawner.spawn(async move { a.run_compensation(holder, t).await });
+        }
+    });
+}
+
+/// `hermet project` and `hermet relay`: pipeline roles without HTTP, until `shutdown`
+/// (scaled apart from the API; `serve` runs them too unless told not to).
+pub async fn run_roles(config: &Config, roles: Roles, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if roles.relay && config.kafka_brokers.is_none() {
+        anyhow::bail!("the relay publishes to Kafka: set kafka_brokers (HERMET_KAFKA_BROKERS)");
+    }
     with_database!(config, |db| {
         let app = app_for(db.clone(), config).await?;
         let tasks = TaskTracker::new();
-        spawn_projectors(&app, &tasks, &shutdown);
+        spawn_pipeline(&app, config, roles, &tasks, &shutdown);
         tasks.close();
         tasks.wait().await;
         db.close();
         Ok(())
+    })
+}
+
+/// `hermet compensate`: one scan of groups created in `[since, until)`.
+pub async fn compensate(
+    config: &Config,
+    since: i64,
+    until: i64,
+) -> anyhow::Result<hermet_app::pipeline::compensate::CompensationReport> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let r = app.compensate(since, until).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        db.close();
+        Ok(r)
+    })
+}
+
+/// What `hermet dlq` does.
+#[derive(Debug, Clone)]
+pub enum DlqAction {
+    List { status: String, after: i64, limit: u32 },
+    Show(i64),
+    Replay { id: i64, payload: Option<String> },
+    Discard(i64),
+}
+
+/// `hermet dlq …`: the dead letters it listed or changed.
+pub async fn dlq(config: &Config, action: DlqAction) -> anyhow::Result<Vec<hermet_store::DeadLetter>> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let r = match action {
+            DlqAction::List { status, after, limit } => app.dead_letters(&status, after, limit).await,
+            DlqAction::Show(id) => app.dead_letter(id).await.map(|d| vec![d]),
+            DlqAction::Replay { id, payload } => app.request_dead_letter_replay(id, payload).await.map(|d| vec![d]),
+            DlqAction::Discard(id) => app.discard_dead_letter(id).await.map(|d| vec![d]),
+        };
+        db.close();
+        r.map_err(|e| anyhow::anyhow!("{e}"))
     })
 }
 
@@ -121,17 +259,37 @@ pub async fn rebuild_views(config: &Config, user: Option<i64>) -> anyhow::Result
     })
 }
 
-/// `hermet replay`: moves a consumer's offset; it re-projects from there.
+/// Where `hermet replay` put a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayedTo {
+    /// Embedded log: just after this cursor.
+    Log(hermet_store::LogCursor),
+    /// Kafka: the next offset of every partition (`consumer@topic/partition`).
+    Kafka(Vec<(String, i64)>),
+}
+
+/// `hermet replay`: moves a consumer's offsets; it re-consumes from there.
 pub async fn replay(
     config: &Config,
     consumer: &str,
     from: hermet_app::pipeline::ReplayFrom,
-) -> anyhow::Result<hermet_store::LogCursor> {
+) -> anyhow::Result<ReplayedTo> {
+    use hermet_app::pipeline::ReplayFrom;
     with_database!(config, |db| {
         let app = app_for(db.clone(), config).await?;
-        let at = app.replay(consumer, from).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = match config.kafka_settings() {
+            None => app.replay(consumer, from).await.map(ReplayedTo::Log),
+            Some(k) => {
+                let ms = match from {
+                    ReplayFrom::Earliest => 0,
+                    ReplayFrom::Time(ms) => ms,
+                    ReplayFrom::Cursor(_) => anyhow::bail!("on Kafka, --from is earliest or a Unix time in ms"),
+                };
+                hermet_kafka::source::replay(&app, &k, consumer, ms).await.map(ReplayedTo::Kafka)
+            }
+        };
         db.close();
-        Ok(at)
+        r.map_err(|e| anyhow::anyhow!("{e}"))
     })
 }
 
@@ -156,12 +314,12 @@ impl Application {
                 tracing::info!(migration = %m, "migration applied");
             }
         }
-        let app = app_for(db.clone(), config).await?;
-        let background_app = app.clone();
+        let push = Arc::new(MemoryPush::new(10_000));
+        let app = app_with_push(db.clone(), config, push.clone()).await?;
+        let (background_app, background_config) = (app.clone(), config.clone());
+        let roles = if config.pipeline.serve_runs_pipeline { Roles::ALL } else { Roles::NONE };
         let start_background: StartBackground = Box::new(move |tasks, token| {
-            if background_app.sync_mode() == hermet_app::SyncMode::Async {
-                spawn_projectors(&background_app, tasks, token);
-            }
+            spawn_pipeline(&background_app, &background_config, roles, tasks, token);
         });
         let state = AppState { app, metrics: hermet_api::metrics::recorder() };
         let router = hermet_api::router(state, &config.http_settings());
@@ -173,6 +331,7 @@ impl Application {
             listener,
             router,
             start_background,
+            push,
             close: Box::new(move || db.close()),
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             backend,
@@ -185,6 +344,11 @@ impl Application {
 
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The in-process push sink the notifier delivers to (until the realtime gateway).
+    pub fn push_hub(&self) -> Arc<MemoryPush> {
+        self.push.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, gives in-flight

@@ -17,7 +17,7 @@ use crate::{StoreError, views};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-async fn query_map<T>(
+pub(super) async fn query_map<T>(
     c: &deadpool_postgres::Object,
     sql: &str,
     params: Params<'_>,
@@ -28,7 +28,7 @@ async fn query_map<T>(
     rows.iter().map(f).collect()
 }
 
-async fn query_opt<T>(
+pub(super) async fn query_opt<T>(
     c: &deadpool_postgres::Object,
     sql: &str,
     params: Params<'_>,
@@ -38,12 +38,12 @@ async fn query_opt<T>(
     c.query_opt(&stmt, params).await.map_err(pg_err)?.as_ref().map(f).transpose()
 }
 
-async fn exec(c: &deadpool_postgres::Object, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+pub(super) async fn exec(c: &deadpool_postgres::Object, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
     let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
     c.execute(&stmt, params).await.map_err(pg_err)
 }
 
-fn ids<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
+pub(super) fn ids<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
     v.iter().map(|x| (*x).into()).collect()
 }
 

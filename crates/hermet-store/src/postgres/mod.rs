@@ -6,6 +6,7 @@
 //! is a separate pool on a replica when `read_database_url` is set.
 
 mod im;
+mod pipeline;
 mod users;
 
 use std::sync::Arc;
@@ -274,13 +275,17 @@ impl EventLog for PgDatabase {
         Ok(c.query_opt(&stmt, &[&consumer]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
     }
 
+    async fn consumer_offsets(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
+        self.offsets_with_prefix(prefix).await
+    }
+
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let c = self.write_conn().await?;
         // Only transactions older than this snapshot's xmin: all of them have finished,
         // so no row can still appear behind the cursor.
         let stmt = c
             .prepare_cached(
-                "SELECT tx_id, position, event_type, payload, created_at FROM outbox
+                "SELECT tx_id, position, event_type, payload, created_at, event_id FROM outbox
                  WHERE (tx_id, position) > ($1, $2) AND tx_id < txid_snapshot_xmin(txid_current_snapshot())
                  ORDER BY tx_id, position LIMIT $3",
             )
@@ -294,6 +299,7 @@ impl EventLog for PgDatabase {
                 event_type: r.get(2),
                 payload: r.get(3),
                 created_at: r.get(4),
+                event_id: r.get(5),
             })
             .collect())
     }

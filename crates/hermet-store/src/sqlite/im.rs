@@ -16,7 +16,7 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 use crate::{StoreError, views};
 
-fn qmap<T, P: Params>(
+pub(super) fn qmap<T, P: Params>(
     c: &Connection,
     sql: &str,
     p: P,
@@ -27,7 +27,7 @@ fn qmap<T, P: Params>(
     rows.collect()
 }
 
-fn qopt<T, P: Params>(
+pub(super) fn qopt<T, P: Params>(
     c: &Connection,
     sql: &str,
     p: P,
@@ -36,11 +36,11 @@ fn qopt<T, P: Params>(
     c.prepare_cached(&sqlite_placeholders(sql))?.query_row(p, f).optional()
 }
 
-fn exec<P: Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
+pub(super) fn exec<P: Params>(c: &Connection, sql: &str, p: P) -> rusqlite::Result<usize> {
     c.prepare_cached(&sqlite_placeholders(sql))?.execute(p)
 }
 
-fn json_ids<T: Copy + Into<i64>>(v: &[T]) -> String {
+pub(super) fn json_ids<T: Copy + Into<i64>>(v: &[T]) -> String {
     let ids: Vec<i64> = v.iter().map(|x| (*x).into()).collect();
     serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
 }

@@ -8,6 +8,7 @@
 //! run on tokio's blocking threads (`interact`).
 
 mod im;
+mod pipeline;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -396,10 +397,14 @@ impl EventLog for SqliteDatabase {
         .await
     }
 
+    async fn consumer_offsets(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
+        self.offsets_with_prefix(prefix).await
+    }
+
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT tx_id, position, event_type, payload, created_at FROM outbox
+                "SELECT tx_id, position, event_type, payload, created_at, event_id FROM outbox
                  WHERE (tx_id, position) > (?1, ?2) ORDER BY tx_id, position LIMIT ?3",
             )?;
             let rows = stmt.query_map(rusqlite::params![after.0, after.1, limit as i64], |r| {
@@ -409,6 +414,7 @@ impl EventLog for SqliteDatabase {
                     event_type: r.get(2)?,
                     payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
                     created_at: r.get(4)?,
+                    event_id: r.get(5)?,
                 })
             })?;
             rows.collect()

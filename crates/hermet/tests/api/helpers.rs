@@ -80,6 +80,10 @@ pub fn test_config(database_url: String) -> Config {
 
 pub struct TestApp {
     pub address: String,
+    /// What the notifier delivered (the in-process push sink).
+    pub push: std::sync::Arc<hermet_app::MemoryPush>,
+    /// The configuration the server runs with (for the maintenance functions).
+    pub config: Config,
     pub client: reqwest::Client,
     pub db: Db,
     pub database_url: String,
@@ -97,12 +101,16 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     let mut config = test_config(url);
     tweak(&mut config);
     let url = config.database_url.clone();
+    let kept = config.clone();
     let app = Application::build(config).await.expect("build app");
+    let push = app.push_hub();
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
+        push,
+        config: kept,
         client: reqwest::Client::new(),
         db,
         database_url: url,
@@ -386,5 +394,69 @@ impl TestApp {
                 refresh: u["refreshToken"].as_str().unwrap().to_owned(),
             })
             .collect()
+    }
+}
+
+/// A real Kafka-protocol broker (tansu) on a free loopback port, storing in its own
+/// directory; `stop` and `start` keep the data (broker outage tests).
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+/// The tansu binary: `TANSU_BIN`, else where scripts/test.sh installs it.
+fn tansu_bin() -> PathBuf {
+    std::env::var_os("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        home.join(".cache/hermet/tools/bin/tansu")
+    })
+}
+
+impl Broker {
+    pub async fn start_new() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut b = Broker { port, dir: tempfile::tempdir().expect("tempdir"), child: None };
+        b.start().await;
+        b
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn start(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("log file");
+        let child = std::process::Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            // tansu resolves the file against its working directory
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("tansu must be installed (scripts/test.sh installs it; or set TANSU_BIN)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the broker did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -511,7 +511,7 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     run_scenario(&app).await;
     wait_drained(&app).await;
     app.assert_consistent().await;
-    assert_eq!(app.scalar("SELECT COUNT(*) FROM consumer_offset").await, 2);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM consumer_offset").await, 3, "two projectors and the notifier");
     let before = app.conversation_list(&app.sign_in_user("bob@example.com").await).await;
     app.stop().await;
 
@@ -529,7 +529,7 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     async_mode(&mut config);
     for consumer in ["conversation-view-updater", "contact-view-updater"] {
         let at = hermet::startup::replay(&config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
-        assert_eq!(at, (0, 0));
+        assert_eq!(at, hermet::startup::ReplayedTo::Log((0, 0)));
     }
     wait_drained(&app).await;
     app.assert_consistent().await;
@@ -538,7 +538,7 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     app.stop().await;
 }
 
-async fn wait_drained(app: &TestApp) {
+pub(crate) async fn wait_drained(app: &TestApp) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let caught_up = app
@@ -547,7 +547,7 @@ async fn wait_drained(app: &TestApp) {
                  WHERE NOT EXISTS (SELECT 1 FROM outbox e WHERE (e.tx_id, e.position) > (o.tx_id, o.position))",
             )
             .await;
-        if caught_up == 2 {
+        if caught_up == 3 {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "the consumers did not drain");
@@ -555,7 +555,7 @@ async fn wait_drained(app: &TestApp) {
     }
 }
 
-async fn run_scenario(app: &TestApp) {
+pub(crate) async fn run_scenario(app: &TestApp) {
     let ann = app.sign_up("ann@example.com", "Ann").await;
     let bob = app.sign_up("bob@example.com", "Bob").await;
     let cat = app.sign_up("cat@example.com", "Cat").await;

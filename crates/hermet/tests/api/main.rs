@@ -9,4 +9,5 @@ mod binary;
 mod helpers;
 mod im;
 mod ops;
+mod pipeline;
 mod users;

@@ -1,0 +1,322 @@
+//! The event pipeline (seed 000 "事务 + 异步通知 + 补偿", seed 003 方案2).
+//!
+//! Commands write their events to the outbox in their own transaction. Consumers read
+//! them through a transport ([`consumer::EventSource`]): the outbox itself as a log
+//! (embedded, [`consumer::LogSource`]) or Kafka (the `hermet-kafka` crate, fed by its
+//! outbox relay). The consumer groups are:
+//! - `conversation-view-updater` and `contact-view-updater` (async sync mode only):
+//!   apply the union of a batch's refreshes in one transaction with their new offsets;
+//! - `notifier` (always): decides recipients and hands pushes to a [`notify::PushSink`].
+//!
+//! Failures are retried with backoff; an event that keeps failing goes to the dead-letter
+//! store and the consumer moves on ([`dlq`]). A compensation scanner re-emits events for
+//! changes that were never published or never projected ([`compensate`]).
+//!
+//! Read-your-writes: after committing, an `async` command waits (bounded) until both
+//! projectors have passed its last event, so its author's next read sees the change.
+
+pub mod compensate;
+pub mod consumer;
+pub mod dlq;
+pub mod monitor;
+pub mod notify;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hermet_domain::projection::Refresh;
+use hermet_domain::time::now_ms;
+use hermet_domain::{Error, Result};
+use hermet_store::{Database, LogCursor, OffsetWrites, Transaction};
+use tokio::sync::watch;
+
+use crate::App;
+
+/// Consumer group that maintains conversation views and their reverse index.
+pub const CONVERSATION_VIEW_UPDATER: &str = "conversation-view-updater";
+/// Consumer group that maintains contact views and their reverse index.
+pub const CONTACT_VIEW_UPDATER: &str = "contact-view-updater";
+/// Consumer group that pushes notifications to online users (seed 000 §3.4).
+pub const NOTIFIER: &str = "notifier";
+pub const PROJECTORS: [&str; 2] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER];
+pub const CONSUMERS: [&str; 3] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER, NOTIFIER];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Commands update the read models in their own transaction (default).
+    DualWrite,
+    /// Commands write the outbox only; consumers update the read models.
+    Async,
+}
+
+/// How events travel from the outbox to the consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The outbox table is the log (default; no other service needed).
+    Embedded,
+    /// An outbox relay publishes to Kafka; consumers read Kafka.
+    Kafka,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub sync_mode: SyncMode,
+    pub transport: Transport,
+    /// Events per consumer batch (one transaction, one statement per kind of row).
+    pub batch_size: u32,
+    /// How often consumers look for events written by other processes.
+    pub poll_interval_ms: u64,
+    /// How long an `async` command waits for its own projection before answering anyway.
+    pub read_your_writes_timeout_ms: u64,
+    /// Attempts at an event before it goes to the dead-letter store.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `retry_backoff_max_ms`.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    /// Concurrent push tasks of the notifier (seed 000 §4.3 worker pool).
+    pub notify_workers: usize,
+    /// Recipients per push task.
+    pub notify_chunk_size: usize,
+    /// How often the compensation scanner runs (0: never).
+    pub compensation_interval_secs: u64,
+    /// How far back it looks.
+    pub compensation_lookback_secs: u64,
+    /// How recent a change may be and still be left to the pipeline.
+    pub compensation_grace_secs: u64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            sync_mode: SyncMode::DualWrite,
+            transport: Transport::Embedded,
+            batch_size: 500,
+            poll_interval_ms: 500,
+            read_your_writes_timeout_ms: 5_000,
+            max_attempts: 5,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 10_000,
+            notify_workers: 8,
+            notify_chunk_size: 500,
+            compensation_interval_secs: 60,
+            compensation_lookback_secs: 3_600,
+            compensation_grace_secs: 60,
+        }
+    }
+}
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Earliest,
+    /// Just after this log cursor.
+    Cursor(LogCursor),
+    /// From the first event written at or after this time (Unix ms).
+    Time(i64),
+}
+
+/// In-process signals between commands, the relay and consumers.
+pub(crate) struct Pipeline {
+    /// Bumped after every commit that appended events: wakes the relay and consumers.
+    written: watch::Sender<u64>,
+    /// Bumped whenever a consumer committed a batch or the relay published one.
+    progress: watch::Sender<u64>,
+    /// Where each in-process embedded projector stands.
+    log_positions: [watch::Sender<LogCursor>; 2],
+    /// Whether the embedded projectors run in this process (else their offsets are polled).
+    local: AtomicBool,
+    push: Arc<dyn notify::PushSink>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(push: Arc<dyn notify::PushSink>) -> Self {
+        Self {
+            written: watch::channel(0).0,
+            progress: watch::channel(0).0,
+            log_positions: [watch::channel((0, 0)).0, watch::channel((0, 0)).0],
+            local: AtomicBool::new(false),
+            push,
+        }
+    }
+}
+
+/// The part of a refresh a consumer group owns.
+pub(crate) fn part_for(consumer: &str, r: Refresh) -> Refresh {
+    if consumer == CONVERSATION_VIEW_UPDATER {
+        Refresh {
+            channels: r.channels,
+            conversations: r.conversations,
+            peers: r.peers,
+            reverse_channels: r.reverse_channels,
+            ..Refresh::default()
+        }
+    } else {
+        Refresh {
+            contacts: r.contacts,
+            contact_of: r.contact_of,
+            reverse_contacts: r.reverse_contacts,
+            ..Refresh::default()
+        }
+    }
+}
+
+/// The offset row of a Kafka consumer for one partition.
+pub fn partition_offset_name(consumer: &str, topic: &str, partition: i32) -> String {
+    format!("{consumer}@{topic}/{partition}")
+}
+
+impl<D: Database> App<D> {
+    pub fn sync_mode(&self) -> SyncMode {
+        self.settings.pipeline.sync_mode
+    }
+
+    pub fn pipeline_settings(&self) -> &PipelineSettings {
+        &self.settings.pipeline
+    }
+
+    /// The consumers this node's settings call for: the projectors in async mode, and
+    /// the notifier always.
+    pub fn active_consumers(&self) -> Vec<&'static str> {
+        match self.sync_mode() {
+            SyncMode::Async => CONSUMERS.to_vec(),
+            SyncMode::DualWrite => vec![NOTIFIER],
+        }
+    }
+
+    /// A receiver that changes whenever this process committed new events.
+    pub fn written(&self) -> watch::Receiver<u64> {
+        self.pipeline.written.subscribe()
+    }
+
+    /// Signals progress (a published or consumed batch) to read-your-writes waiters.
+    pub fn progressed(&self) {
+        self.pipeline.progress.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    pub(crate) fn wake_consumers(&self) {
+        self.pipeline.written.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Commits `tx`; wakes the relay and consumers when it wrote events and, in `async`
+    /// mode, waits for their projection (read-your-writes).
+    pub(crate) async fn commit(&self, tx: D::Tx) -> Result<()> {
+        let cursor = tx.commit().await?;
+        if let Some(c) = cursor {
+            self.wake_consumers();
+            if self.sync_mode() == SyncMode::Async {
+                match self.settings.pipeline.transport {
+                    Transport::Embedded => self.wait_projected(c).await,
+                    Transport::Kafka => self.wait_projected_kafka(c).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn ryw_timed_out(&self, consumer: &str) {
+        tracing::warn!(consumer, "projection did not catch up within the read-your-writes timeout");
+        metrics::counter!("read_your_writes_timeouts_total").increment(1);
+    }
+
+    async fn wait_projected(&self, target: LogCursor) {
+        let timeout = Duration::from_millis(self.settings.pipeline.read_your_writes_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        for (i, name) in PROJECTORS.iter().enumerate() {
+            let mut rx = self.pipeline.log_positions[i].subscribe();
+            loop {
+                if *rx.borrow_and_update() >= target {
+                    break;
+                }
+                let local = self.pipeline.local.load(Ordering::Relaxed);
+                if !local && self.db.consumer_offset(name).await.map(|o| o >= target).unwrap_or(false) {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return self.ryw_timed_out(name);
+                }
+                let step = if local { left } else { left.min(Duration::from_millis(10)) };
+                let _ = tokio::time::timeout(step, rx.changed()).await;
+            }
+        }
+    }
+
+    /// Kafka: the event is projected once the relay has recorded its partition and offset
+    /// and each projector's offset for that partition is past it.
+    async fn wait_projected_kafka(&self, target: LogCursor) {
+        let timeout = Duration::from_millis(self.settings.pipeline.read_your_writes_timeout_ms);
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.pipeline.progress.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if self.kafka_projected(target.1).await.unwrap_or(false) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return self.ryw_timed_out("kafka");
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(10)), rx.changed()).await;
+        }
+    }
+
+    async fn kafka_projected(&self, position: i64) -> Result<bool> {
+        let Some(p) = self.db.publication(position).await? else { return Ok(false) };
+        for name in PROJECTORS {
+            let (_, next) = self.db.consumer_offset(&partition_offset_name(name, &p.topic, p.partition)).await?;
+            if next <= p.offset {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits until every consumer this node runs has applied every event (tests, tools).
+    pub async fn wait_drained(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = false;
+            for name in self.active_consumers() {
+                let pending = match self.settings.pipeline.transport {
+                    Transport::Embedded => self.db.events_after(self.db.consumer_offset(name).await?).await?,
+                    Transport::Kafka => self.db.undrained_on_kafka(name).await?,
+                };
+                behind |= pending > 0;
+            }
+            if !behind {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Unavailable("the consumers did not drain in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `hermet replay` on the embedded log: moves a consumer's offset; a running consumer
+    /// notices at its next batch (offsets are compare-and-set) and re-consumes from there.
+    /// (On Kafka, `hermet-kafka` moves the per-partition offsets.)
+    pub async fn replay(&self, consumer: &str, from: ReplayFrom) -> Result<LogCursor> {
+        check_consumer(consumer)?;
+        let at = match from {
+            ReplayFrom::Earliest => (0, 0),
+            ReplayFrom::Cursor(c) => c,
+            ReplayFrom::Time(ms) => self.db.cursor_before_time(ms).await?,
+        };
+        let mut tx = self.db.begin().await?;
+        tx.set_offset(consumer, at, now_ms()).await?;
+        tx.commit().await?;
+        self.wake_consumers();
+        Ok(at)
+    }
+}
+
+/// Refuses names that are not consumer groups.
+pub fn check_consumer(consumer: &str) -> Result<()> {
+    if CONSUMERS.contains(&consumer) {
+        Ok(())
+    } else {
+        Err(Error::invalid("consumer", format!("unknown consumer {consumer}; known: {}", CONSUMERS.join(", "))))
+    }
+}

@@ -1,0 +1,70 @@
+//! Background upkeep of the pipeline: the metrics that need a query (consumer lag on the
+//! embedded log, outbox backlog on Kafka, dead letters waiting) and the periodic
+//! compensation scan.
+
+use std::time::Duration;
+
+use hermet_domain::time::now_ms;
+use hermet_store::Database;
+use tokio_util::sync::CancellationToken;
+
+use super::Transport;
+use crate::App;
+
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+impl<D: Database> App<D> {
+    /// Samples the pipeline gauges every few seconds until `shutdown`.
+    pub async fn run_pipeline_metrics(&self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.sample_pipeline_metrics().await {
+                tracing::debug!(error = %e, "cannot sample pipeline metrics");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    pub async fn sample_pipeline_metrics(&self) -> hermet_domain::Result<()> {
+        metrics::gauge!("dead_letters_pending").set(self.db.pending_dead_letters().await? as f64);
+        match self.settings.pipeline.transport {
+            Transport::Embedded => {
+                for name in self.active_consumers() {
+                    let lag = self.db.events_after(self.db.consumer_offset(name).await?).await?;
+                    metrics::gauge!("consumer_lag_events", "consumer" => name).set(lag as f64);
+                }
+            }
+            Transport::Kafka => {
+                let (count, oldest) = self.db.outbox_backlog().await?;
+                metrics::gauge!("outbox_backlog_events").set(count as f64);
+                let age = oldest.map(|t| (now_ms() - t).max(0) as f64 / 1000.0).unwrap_or(0.0);
+                metrics::gauge!("outbox_oldest_unsent_age_seconds").set(age);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the compensation scanner every `compensation_interval_secs` (one node at a
+    /// time: the scan takes a lease) until `shutdown`.
+    pub async fn run_compensation(&self, node: String, shutdown: CancellationToken) {
+        let every = self.settings.pipeline.compensation_interval_secs;
+        if every == 0 {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.compensate_now(&node).await {
+                Ok(Some(r)) if !r.unannounced.is_empty() || !r.unprojected.is_empty() => {
+                    tracing::warn!(?r, "compensation re-emitted events");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "compensation scan failed"),
+            }
+        }
+    }
+}

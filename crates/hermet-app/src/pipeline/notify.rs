@@ -1,0 +1,203 @@
+//! The `notifier` consumer (seed 000 §3.4): decides who hears of each event and hands
+//! the pushes to a [`PushSink`] (the realtime gateway; until it exists, [`MemoryPush`],
+//! which tests observe). Large audiences fan out through a bounded worker pool (seed 000
+//! §4.3): chunks of `notify_chunk_size` recipients, at most `notify_workers` at a time.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use hermet_domain::event::DomainEvent;
+use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::{Error, Result};
+use hermet_store::{Database, StoredEvent};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::App;
+
+/// What a recipient is told: the event as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub event_id: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub occurred_at: i64,
+}
+
+pub type PushFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Delivery to users' devices (implemented by the realtime gateway).
+pub trait PushSink: Send + Sync + 'static {
+    fn push<'a>(&'a self, users: &'a [UserId], notification: &'a Arc<Notification>) -> PushFuture<'a>;
+}
+
+/// An in-process sink that keeps the latest deliveries and broadcasts them to observers.
+pub struct MemoryPush {
+    recent: Mutex<VecDeque<(UserId, Arc<Notification>)>>,
+    capacity: usize,
+    live: broadcast::Sender<(UserId, Arc<Notification>)>,
+}
+
+impl MemoryPush {
+    pub fn new(capacity: usize) -> Self {
+        Self { recent: Mutex::new(VecDeque::new()), capacity, live: broadcast::channel(4096).0 }
+    }
+
+    /// The latest deliveries, oldest first (at most `capacity`).
+    pub fn deliveries(&self) -> Vec<(UserId, Arc<Notification>)> {
+        self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<(UserId, Arc<Notification>)> {
+        self.live.subscribe()
+    }
+}
+
+impl PushSink for MemoryPush {
+    fn push<'a>(&'a self, users: &'a [UserId], n: &'a Arc<Notification>) -> PushFuture<'a> {
+        Box::pin(async move {
+            if let Ok(mut recent) = self.recent.lock() {
+                for u in users {
+                    if recent.len() == self.capacity {
+                        recent.pop_front();
+                    }
+                    recent.push_back((*u, n.clone()));
+                }
+            }
+            for u in users {
+                let _ = self.live.send((*u, n.clone()));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Who hears of an event, before looking anything up.
+enum Audience {
+    Users(Vec<UserId>),
+    /// The channel's active members, plus `also`.
+    Channel(ChannelId, Vec<UserId>),
+    /// The channel's owner and admins, plus `also`.
+    Managers(ChannelId, Vec<UserId>),
+    /// Everyone whose contact list shows the user, and the user.
+    ContactsOf(UserId),
+}
+
+fn audience(e: &DomainEvent) -> Audience {
+    use Audience::*;
+    use DomainEvent as E;
+    match e {
+        E::UserProfileUpdated(x) => ContactsOf(x.user_id),
+        E::ContactApplicationCreated(x) => Users(vec![x.target_id, x.applicant_id]),
+        E::ContactApplicationReviewed(x) => Users(vec![x.applicant_id, x.target_id]),
+        E::FriendshipCreated(x) => Users(vec![x.user_id, x.friend_id]),
+        E::FriendshipUpdated(x) => Users(vec![x.user_id]),
+        E::FriendshipDeleted(x) => Users(vec![x.user_id]),
+        E::ChannelCreated(x) => Users(x.member_ids.clone()),
+        E::ChannelUpdated(x) => Channel(x.channel_id, vec![]),
+        E::ChannelDismissed(x) => Channel(x.channel_id, vec![x.dismissed_by]),
+        E::MemberAdded(x) => Channel(x.channel_id, x.user_ids.clone()),
+        E::MemberRemoved(x) => Channel(x.channel_id, x.user_ids.clone()),
+        E::MemberRoleChanged(x) => Channel(x.channel_id, vec![x.user_id]),
+        E::MemberUpdated(x) => Channel(x.channel_id, vec![x.user_id]),
+        E::ChannelApplicationCreated(x) => Managers(x.channel_id, vec![x.applicant_id]),
+        E::ChannelApplicationReviewed(x) => Users(vec![x.applicant_id, x.reviewer_id]),
+        E::MessageSent(x) => Channel(x.channel_id, vec![]),
+        E::ConversationRead(x) => Users(vec![x.user_id]),
+        E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
+    }
+}
+
+impl<D: Database> App<D> {
+    /// Notifies the recipients of `events`, in order; the lookups are one query per kind
+    /// for the whole batch. Fails if a push fails (the batch is retried: at-least-once).
+    pub(crate) async fn notify(&self, events: &[(&StoredEvent, &DomainEvent)]) -> Result<()> {
+        let audiences: Vec<Audience> = events.iter().map(|(_, e)| audience(e)).collect();
+        let channels: BTreeSet<ChannelId> = audiences
+            .iter()
+            .filter_map(|a| match a {
+                Audience::Channel(c, _) | Audience::Managers(c, _) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        let users: BTreeSet<UserId> =
+            audiences.iter().filter_map(|a| if let Audience::ContactsOf(u) = a { Some(*u) } else { None }).collect();
+        let mut members: HashMap<ChannelId, Vec<(UserId, bool)>> = HashMap::new();
+        if !channels.is_empty() {
+            for (c, u, manager) in self.db.channel_audience(&channels.into_iter().collect::<Vec<_>>()).await? {
+                members.entry(c).or_default().push((u, manager));
+            }
+        }
+        let mut owners: HashMap<UserId, Vec<UserId>> = HashMap::new();
+        if !users.is_empty() {
+            for (u, owner) in self.db.contact_owners(&users.into_iter().collect::<Vec<_>>()).await? {
+                owners.entry(u).or_default().push(owner);
+            }
+        }
+        for ((stored, event), a) in events.iter().zip(audiences) {
+            let mut to: BTreeSet<UserId> = BTreeSet::new();
+            match a {
+                Audience::Users(v) => to.extend(v),
+                Audience::Channel(c, also) => {
+                    to.extend(members.get(&c).into_iter().flatten().map(|(u, _)| *u));
+                    to.extend(also);
+                }
+                Audience::Managers(c, also) => {
+                    to.extend(members.get(&c).into_iter().flatten().filter(|(_, m)| *m).map(|(u, _)| *u));
+                    to.extend(also);
+                }
+                Audience::ContactsOf(u) => {
+                    to.extend(owners.get(&u).into_iter().flatten().copied());
+                    to.insert(u);
+                }
+            }
+            let n = Arc::new(Notification {
+                event_id: stored.event_id,
+                event_type: event.event_type().to_owned(),
+                payload: stored.payload.clone(),
+                occurred_at: stored.created_at,
+            });
+            self.fan_out(to.into_iter().collect(), n).await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes `n` to `users` in chunks through at most `notify_workers` concurrent tasks.
+    async fn fan_out(&self, users: Vec<UserId>, n: Arc<Notification>) -> Result<()> {
+        let s = &self.settings.pipeline;
+        let sink = self.pipeline.push.clone();
+        let chunk = s.notify_chunk_size.max(1);
+        // Owned chunks and tasks: the futures hold no borrows (they must be `Send` for
+        // any lifetime the spawning code picks).
+        let tasks: Vec<_> = users
+            .chunks(chunk)
+            .map(<[UserId]>::to_vec)
+            .map(|part| {
+                let (sink, n) = (sink.clone(), n.clone());
+                async move {
+                    let r = sink.push(&part, &n).await;
+                    (part.len(), r)
+                }
+            })
+            .collect();
+        let results: Vec<(usize, anyhow::Result<()>)> =
+            futures::stream::iter(tasks).buffer_unordered(s.notify_workers.max(1)).collect().await;
+        let mut failed = None;
+        for (count, r) in results {
+            let status = if r.is_ok() { "ok" } else { "failed" };
+            metrics::counter!("notification_sent_total", "type" => n.event_type.clone(), "status" => status)
+                .increment(count as u64);
+            if let Err(e) = r {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(Error::internal(e.context("push failed"))),
+        }
+    }
+}

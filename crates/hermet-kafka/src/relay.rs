@@ -1,0 +1,153 @@
+//! The outbox relay (seed 000 §5.3 方案2, done properly).
+//!
+//! - **One publisher at a time.** Relays share a lease row (`relay_lease`); the holder
+//!   renews it before each batch, and a batch cannot outlive it (the producer gives up on
+//!   a message after `message_timeout_ms` < `relay_lease_ms`). So two relays never publish
+//!   the same row, and rows leave in outbox order.
+//! - **Order.** Rows are read in position order. Commands that touch the same aggregate
+//!   serialize on its row lock, taken before their outbox insert, so their positions are in
+//!   commit order; the idempotent producer keeps each partition in send order through
+//!   retries. Hence per-key order holds from the command to the topic.
+//! - **Acknowledged, then marked.** A row is marked published (with its partition and
+//!   offset) only after the broker acknowledged it. A crash in between publishes it again
+//!   (at-least-once); consumers are idempotent.
+//! - **Broker down.** Sends fail after `message_timeout_ms`; nothing is marked, the outbox
+//!   grows, the API is unaffected, and the relay retries with backoff until the broker
+//!   returns.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use hermet_app::App;
+use hermet_domain::time::now_ms;
+use hermet_store::{Database, OutboxRecord, PipelineWrites, Publication, Transaction};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::{KafkaSettings, headers_of, topic_of, value_of};
+
+const LEASE: &str = "outbox-relay";
+
+pub struct Relay<D: Database> {
+    app: App<D>,
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    holder: String,
+}
+
+impl<D: Database> Relay<D> {
+    pub fn new(app: App<D>, settings: KafkaSettings, holder: String) -> anyhow::Result<Self> {
+        let producer = settings.producer_config().create()?;
+        Ok(Self { app, settings, producer, holder })
+    }
+
+    /// Publishes until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(holder = %self.holder, "outbox relay started");
+        let poll = Duration::from_millis(self.app.pipeline_settings().poll_interval_ms);
+        let mut written = self.app.written();
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let pause = match self.step().await {
+                Ok(Step::Published) => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(Step::Idle) => {
+                    failures = 0;
+                    poll
+                }
+                Ok(Step::NotLeader) => Duration::from_millis(self.settings.relay_lease_ms / 3),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, failures, "relay batch failed; retrying");
+                    Duration::from_millis((100u64 << failures.min(7)).min(10_000))
+                }
+            };
+            tokio::select! {
+                _ = written.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// One batch: renew the lease, read unpublished rows, publish, mark what was acked.
+    pub async fn step(&self) -> anyhow::Result<Step> {
+        let mut tx = self.app.db.begin().await?;
+        let held = tx.take_lease(LEASE, &self.holder, self.settings.relay_lease_ms as i64, now_ms()).await?;
+        tx.commit().await?;
+        if !held {
+            return Ok(Step::NotLeader);
+        }
+        let rows = self.app.db.unpublished(self.settings.relay_batch_size).await?;
+        if rows.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let (published, failed) = self.publish(&rows).await;
+        let mut tx = self.app.db.begin().await?;
+        tx.mark_published(&published, now_ms()).await?;
+        tx.commit().await?;
+        metrics::counter!("relay_published_total").increment(published.len() as u64);
+        self.app.progressed();
+        match failed {
+            None => Ok(Step::Published),
+            Some(e) => {
+                metrics::counter!("relay_failed_total").increment((rows.len() - published.len()) as u64);
+                Err(anyhow::anyhow!("{} of {} events not acknowledged: {e}", rows.len() - published.len(), rows.len()))
+            }
+        }
+    }
+
+    /// Sends every row (the producer batches and pipelines them) and waits for the acks.
+    async fn publish(&self, rows: &[OutboxRecord]) -> (Vec<Publication>, Option<String>) {
+        let start = Instant::now();
+        let topics: Vec<String> = rows.iter().map(|r| self.settings.topic(topic_of(&r.event_type))).collect();
+        let mut pending = Vec::with_capacity(rows.len());
+        for (row, topic) in rows.iter().zip(&topics) {
+            let value = value_of(row);
+            let record = FutureRecord::to(topic).key(&row.aggregate_key).payload(&value).headers(headers_of(row));
+            pending.push(match self.producer.send_result(record) {
+                Ok(delivery) => Ok(delivery),
+                Err((e, _)) => Err(e.to_string()),
+            });
+        }
+        let mut published = Vec::with_capacity(rows.len());
+        let mut failed = None;
+        let results = join_all(pending.into_iter().map(|p| async move {
+            match p {
+                Ok(f) => match f.await {
+                    Ok(Ok(d)) => Ok(d),
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("the producer was dropped".to_owned()),
+                },
+                Err(e) => Err(e),
+            }
+        }))
+        .await;
+        for ((row, topic), r) in rows.iter().zip(topics).zip(results) {
+            match r {
+                Ok(d) => {
+                    metrics::histogram!("relay_publish_seconds").record(start.elapsed().as_secs_f64());
+                    published.push(Publication {
+                        position: row.position,
+                        topic,
+                        partition: d.partition,
+                        offset: d.offset,
+                    })
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        (published, failed)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Published,
+    Idle,
+    /// Another relay holds the lease.
+    NotLeader,
+}

@@ -1,0 +1,154 @@
+//! The event pipeline's storage on PostgreSQL: relay publication, leases, dead letters,
+//! notification audiences and compensation scans.
+
+use hermet_domain::id::{ChannelId, UserId};
+
+use super::im::{exec, ids, query_map, query_opt};
+use super::{PgDatabase, PgTx};
+use crate::StoreError;
+use crate::ports::*;
+use crate::queries as q;
+use crate::rows::*;
+
+fn count(r: &tokio_postgres::Row) -> Result<i64, StoreError> {
+    r.int(0)
+}
+
+impl PgDatabase {
+    pub(super) async fn offsets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, q::OFFSETS_WITH_PREFIX, &[&prefix], |r| Ok((r.text(0)?, (r.int(1)?, r.int(2)?)))).await
+    }
+}
+
+impl PipelineReads for PgDatabase {
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, q::UNPUBLISHED, &[&(limit as i64)], |r| outbox_record_from(r)).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let c = self.write_conn().await?;
+        let row = query_opt(&c, q::OUTBOX_BACKLOG, &[], |r| Ok((r.int(0)?, r.opt_int(1)?))).await?;
+        Ok(row.unwrap_or((0, None)))
+    }
+
+    async fn publication(&self, position: i64) -> Result<Option<Publication>, StoreError> {
+        let c = self.write_conn().await?;
+        query_opt(&c, q::PUBLICATION, &[&position], |r| publication_from(r)).await
+    }
+
+    async fn undrained_on_kafka(&self, consumer: &str) -> Result<i64, StoreError> {
+        let c = self.write_conn().await?;
+        Ok(query_opt(&c, q::UNDRAINED_ON_KAFKA, &[&consumer], count).await?.unwrap_or(0))
+    }
+
+    async fn events_after(&self, after: LogCursor) -> Result<i64, StoreError> {
+        let c = self.write_conn().await?;
+        Ok(query_opt(&c, q::EVENTS_AFTER, &[&after.0, &after.1], count).await?.unwrap_or(0))
+    }
+
+    async fn dead_letters(&self, status: &str, after: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, &q::DEAD_LETTERS, &[&status, &after, &(limit as i64)], |r| dead_letter_from(r)).await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        let c = self.write_conn().await?;
+        query_opt(&c, &q::DEAD_LETTER, &[&id], |r| dead_letter_from(r)).await
+    }
+
+    async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
+        let c = self.write_conn().await?;
+        Ok(query_opt(&c, q::PENDING_DEAD_LETTERS, &[], count).await?.unwrap_or(0))
+    }
+
+    async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(
+            &c,
+            "SELECT channel_id, user_id, role IN ('owner', 'admin') FROM channel_member WHERE channel_id = ANY($1) AND left_at IS NULL",
+            &[&ids(channels)],
+            |r| Ok((ChannelId(r.int(0)?), UserId(r.int(1)?), r.boolean(2)?)),
+        )
+        .await
+    }
+
+    async fn contact_owners(&self, users: &[UserId]) -> Result<Vec<(UserId, UserId)>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(
+            &c,
+            "SELECT contact_user_id, owner_user_id FROM contact_reverse_index WHERE contact_user_id = ANY($1)",
+            &[&ids(users)],
+            |r| Ok((UserId(r.int(0)?), UserId(r.int(1)?))),
+        )
+        .await
+    }
+
+    async fn groups_without_created_event(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<ChannelId>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, q::GROUPS_WITHOUT_CREATED_EVENT, &[&since, &until, &(limit as i64)], |r| Ok(ChannelId(r.int(0)?)))
+            .await
+    }
+
+    async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, q::GROUPS_WITHOUT_VIEWS, &[&since, &until, &(limit as i64)], |r| Ok(ChannelId(r.int(0)?))).await
+    }
+}
+
+impl PipelineWrites for PgTx {
+    async fn mark_published(&mut self, rows: &[Publication], now: i64) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<i64> = rows.iter().map(|p| p.position).collect();
+        let topics: Vec<&str> = rows.iter().map(|p| p.topic.as_str()).collect();
+        let partitions: Vec<i32> = rows.iter().map(|p| p.partition).collect();
+        let offsets: Vec<i64> = rows.iter().map(|p| p.offset).collect();
+        let c = self.conn()?;
+        exec(
+            c,
+            "UPDATE outbox o SET published_at = $5, kafka_topic = u.t, kafka_partition = u.p, kafka_offset = u.o
+             FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[]) AS u(pos, t, p, o)
+             WHERE o.position = u.pos",
+            &[&positions, &topics, &partitions, &offsets, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn take_lease(&mut self, name: &str, holder: &str, ttl_ms: i64, now: i64) -> Result<bool, StoreError> {
+        let c = self.conn()?;
+        Ok(exec(c, q::TAKE_LEASE, &[&name, &holder, &now, &ttl_ms]).await? == 1)
+    }
+
+    async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        exec(
+            c,
+            q::INSERT_DEAD_LETTER,
+            &[&d.consumer, &d.event_id, &d.event_type, &d.payload, &d.source, &d.error, &d.attempts, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn update_dead_letter(
+        &mut self,
+        id: i64,
+        from: &str,
+        change: &DeadLetterChange,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn()?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&id, &from, &change.status, &change.payload, &change.error, &now];
+        Ok(exec(c, q::UPDATE_DEAD_LETTER, &params).await? == 1)
+    }
+}

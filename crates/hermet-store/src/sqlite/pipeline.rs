@@ -1,0 +1,155 @@
+//! The event pipeline's storage on SQLite: relay publication, leases, dead letters,
+//! notification audiences and compensation scans (SQL shared with PostgreSQL where the
+//! dialects agree; id lists as JSON arrays read with `json_each`).
+
+use hermet_domain::id::{ChannelId, UserId};
+use rusqlite::params;
+
+use super::im::{exec, json_ids, qmap, qopt};
+use super::{SqliteDatabase, SqliteTx};
+use crate::StoreError;
+use crate::ports::*;
+use crate::queries as q;
+use crate::rows::*;
+
+impl SqliteDatabase {
+    pub(super) async fn offsets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |c| qmap(c, q::OFFSETS_WITH_PREFIX, [prefix], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))).await
+    }
+}
+
+impl PipelineReads for SqliteDatabase {
+    async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.read(move |c| qmap(c, q::UNPUBLISHED, [limit as i64], |r| outbox_record_from(r))).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row = self.read(|c| qopt(c, q::OUTBOX_BACKLOG, [], |r| Ok((r.get(0)?, r.get(1)?)))).await?;
+        Ok(row.unwrap_or((0, None)))
+    }
+
+    async fn publication(&self, position: i64) -> Result<Option<Publication>, StoreError> {
+        self.read(move |c| qopt(c, q::PUBLICATION, [position], |r| publication_from(r))).await
+    }
+
+    async fn undrained_on_kafka(&self, consumer: &str) -> Result<i64, StoreError> {
+        let consumer = consumer.to_owned();
+        let n = self.read(move |c| qopt(c, q::UNDRAINED_ON_KAFKA, [consumer], |r| r.get(0))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn events_after(&self, after: LogCursor) -> Result<i64, StoreError> {
+        let n = self.read(move |c| qopt(c, q::EVENTS_AFTER, [after.0, after.1], |r| r.get(0))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn dead_letters(&self, status: &str, after: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let status = status.to_owned();
+        self.read(move |c| qmap(c, &q::DEAD_LETTERS, params![status, after, limit as i64], |r| dead_letter_from(r)))
+            .await
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        self.read(move |c| qopt(c, &q::DEAD_LETTER, [id], |r| dead_letter_from(r))).await
+    }
+
+    async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
+        let n = self.read(|c| qopt(c, q::PENDING_DEAD_LETTERS, [], |r| r.get(0))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
+        let ids = json_ids(channels);
+        self.read(move |c| {
+            qmap(
+                c,
+                "SELECT channel_id, user_id, role IN ('owner', 'admin') FROM channel_member
+                 WHERE channel_id IN (SELECT value FROM json_each(?1)) AND left_at IS NULL",
+                [ids],
+                |r| Ok((ChannelId(r.get(0)?), UserId(r.get(1)?), r.get(2)?)),
+            )
+        })
+        .await
+    }
+
+    async fn contact_owners(&self, users: &[UserId]) -> Result<Vec<(UserId, UserId)>, StoreError> {
+        let ids = json_ids(users);
+        self.read(move |c| {
+            qmap(
+                c,
+                "SELECT contact_user_id, owner_user_id FROM contact_reverse_index
+                 WHERE contact_user_id IN (SELECT value FROM json_each(?1))",
+                [ids],
+                |r| Ok((UserId(r.get(0)?), UserId(r.get(1)?))),
+            )
+        })
+        .await
+    }
+
+    async fn groups_without_created_event(
+        &self,
+        since: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<ChannelId>, StoreError> {
+        self.read(move |c| {
+            qmap(c, q::GROUPS_WITHOUT_CREATED_EVENT, [since, until, limit as i64], |r| Ok(ChannelId(r.get(0)?)))
+        })
+        .await
+    }
+
+    async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
+        self.read(move |c| qmap(c, q::GROUPS_WITHOUT_VIEWS, [since, until, limit as i64], |r| Ok(ChannelId(r.get(0)?))))
+            .await
+    }
+}
+
+impl PipelineWrites for SqliteTx {
+    async fn mark_published(&mut self, rows: &[Publication], now: i64) -> Result<(), StoreError> {
+        let rows = rows.to_vec();
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE outbox SET published_at = ?5, kafka_topic = ?2, kafka_partition = ?3, kafka_offset = ?4
+                 WHERE position = ?1",
+            )?;
+            for p in &rows {
+                stmt.execute(params![p.position, p.topic, p.partition, p.offset, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_lease(&mut self, name: &str, holder: &str, ttl_ms: i64, now: i64) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |c| exec(c, q::TAKE_LEASE, params![name, holder, now, ttl_ms]).map(|n| n == 1)).await
+    }
+
+    async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
+        let d = d.clone();
+        self.run(move |c| {
+            exec(
+                c,
+                q::INSERT_DEAD_LETTER,
+                params![d.consumer, d.event_id, d.event_type, d.payload, d.source, d.error, d.attempts, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn update_dead_letter(
+        &mut self,
+        id: i64,
+        from: &str,
+        change: &DeadLetterChange,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (from, ch) = (from.to_owned(), change.clone());
+        self.run(move |c| {
+            exec(c, q::UPDATE_DEAD_LETTER, params![id, from, ch.status, ch.payload, ch.error, now]).map(|n| n == 1)
+        })
+        .await
+    }
+}

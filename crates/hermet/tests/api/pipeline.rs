@@ -1,0 +1,351 @@
+//! The event pipeline: notifier, dead letters, compensation, and the Kafka transport
+//! against a real broker (tansu, started per test).
+
+use std::time::{Duration, Instant};
+
+use hermet::config::{Config, SyncModeConfig};
+use hermet::startup::{DlqAction, dlq};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{Value, json};
+
+use crate::helpers::{Broker, Db, TestApp, spawn_app, spawn_app_with};
+use crate::im::run_scenario;
+
+const CONSUMERS: &str =
+    "SELECT 'conversation-view-updater' AS c UNION ALL SELECT 'contact-view-updater' UNION ALL SELECT 'notifier'";
+
+/// Waits until `cond` holds, polling; fails with `what` after `secs`.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Every consumer has applied every event, on either transport.
+async fn wait_drained(app: &TestApp, secs: u64) {
+    let sql = if app.config.kafka_brokers.is_some() {
+        format!(
+            "SELECT COUNT(*) FROM outbox o WHERE o.published_at IS NULL OR EXISTS (SELECT 1 FROM ({CONSUMERS}) k
+               WHERE NOT EXISTS (SELECT 1 FROM consumer_offset co
+                 WHERE co.consumer = k.c || '@' || o.kafka_topic || '/' || o.kafka_partition AND co.position > o.kafka_offset))"
+        )
+    } else {
+        format!(
+            "SELECT COUNT(*) FROM ({CONSUMERS}) k WHERE NOT EXISTS (SELECT 1 FROM consumer_offset co WHERE co.consumer = k.c
+               AND NOT EXISTS (SELECT 1 FROM outbox e WHERE (e.tx_id, e.position) > (co.tx_id, co.position)))"
+        )
+    };
+    eventually(secs, "the pipeline drained", || async { app.scalar(&sql).await == 0 }).await;
+}
+
+fn async_mode(c: &mut Config) {
+    c.sync_mode = SyncModeConfig::Async;
+    c.pipeline.poll_interval_ms = 100;
+    c.pipeline.retry_backoff_ms = 10;
+    c.pipeline.max_attempts = 3;
+}
+
+fn on_kafka(c: &mut Config, broker: &Broker) {
+    c.kafka_brokers = Some(broker.brokers());
+    c.kafka.partitions = 4;
+    c.kafka.message_timeout_ms = 3_000;
+    c.kafka.relay_lease_ms = 10_000;
+}
+
+fn delivered(app: &TestApp, user: &str, event_type: &str, channel: &str) -> usize {
+    app.push
+        .deliveries()
+        .iter()
+        .filter(|(u, n)| u.to_string() == user && n.event_type == event_type && n.payload["channelId"] == channel)
+        .count()
+}
+
+/// The notifier tells every member of a new group (seed 000 §3.4), and every member of a
+/// message; outsiders hear nothing; `notification_sent_total` counts the pushes.
+async fn notifier_pushes_to_the_audience(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let dan = app.sign_up("dan@example.com", "Dan").await;
+    let g = app.create_group(&ann, "Trio", &[&bob, &cat]).await;
+    app.send_text(&bob, &g, "hello", Value::Null).await;
+    eventually(10, "pushes", || async { delivered(&app, &cat.id, "message.sent", &g) == 1 }).await;
+    for u in [&ann, &bob, &cat] {
+        assert_eq!(delivered(&app, &u.id, "channel.created", &g), 1, "{} told of the group", u.id);
+        assert_eq!(delivered(&app, &u.id, "message.sent", &g), 1, "{} told of the message", u.id);
+    }
+    assert_eq!(delivered(&app, &dan.id, "channel.created", &g), 0, "outsiders hear nothing");
+    assert_eq!(delivered(&app, &dan.id, "message.sent", &g), 0);
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("notification_sent_total") && l.contains("channel.created") && l.contains("ok"))
+        .expect("notification_sent_total{type=channel.created,status=ok}");
+    assert!(line.ends_with(" 3"), "three members told: {line}");
+    app.stop().await;
+}
+
+/// A poison event (unreadable payload) goes to the dead-letter store with its error and
+/// does not block later events; replaying it with a corrected payload applies it.
+async fn poison_event(app: TestApp) {
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Team", &[&bob]).await;
+    // a buggy producer renames the group behind the API and records an unreadable event
+    app.exec(&format!(
+        "UPDATE channel SET name = 'Renamed', channel_info_ver = channel_info_ver + 1 WHERE id = {g};
+         INSERT INTO outbox (event_id, event_type, schema_version, aggregate_type, aggregate_key, payload, created_at)
+         VALUES (4242, 'channel.updated', 1, 'channel', '{g}', '{{\"channelId\": \"{g}\", \"name\": 7}}', 1);"
+    ))
+    .await;
+    // later events flow past it
+    let ab = app.make_friends(&ann, &bob).await;
+    app.send_text(&ann, &ab, "still flowing", Value::Null).await;
+    eventually(20, "three dead letters", || async {
+        app.scalar("SELECT COUNT(*) FROM dead_letter WHERE status = 'pending'").await == 3
+    })
+    .await;
+    wait_drained(&app, 20).await;
+    let letters = dlq(&app.config, DlqAction::List { status: "pending".into(), after: 0, limit: 10 }).await.unwrap();
+    assert_eq!(letters.len(), 3, "both projectors and the notifier");
+    for d in &letters {
+        assert_eq!((d.event_id, d.event_type.as_str()), (4242, "channel.updated"));
+        assert!(d.error.contains("unreadable event"), "{}", d.error);
+        let expected = if app.config.kafka_brokers.is_some() { "kafka channel-events/" } else { "outbox " };
+        assert!(d.source.starts_with(expected), "{}", d.source);
+    }
+    let (bob_list, _) = app.conversation_list(&bob).await;
+    let name_of = |list: &[Value], id: &str| {
+        list.iter().find(|c| c["channelId"] == id).map(|c| c["name"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(name_of(&bob_list, &ab).as_deref(), Some("Ann"), "later events were projected");
+    assert_eq!(name_of(&bob_list, &g).as_deref(), Some("Team"), "the poison event was not applied");
+    assert!(app.consistency(false).await.mismatched() > 0, "the checker sees the unapplied change");
+
+    // a bad fix is refused and writes nothing; a good one is applied by each consumer
+    let bad = dlq(&app.config, DlqAction::Replay { id: letters[0].id, payload: Some("{oops".into()) }).await;
+    assert!(bad.unwrap_err().to_string().contains("payload"), "names the problem");
+    let fixed = json!({"channelId": g, "name": "Renamed", "avatar": "", "channelInfoVer": 2,
+        "updatedBy": ann.id, "updatedAt": 1})
+    .to_string();
+    for d in &letters {
+        let r = dlq(&app.config, DlqAction::Replay { id: d.id, payload: Some(fixed.clone()) }).await.unwrap();
+        assert_eq!(r[0].status, "replay");
+    }
+    eventually(20, "replayed", || async {
+        app.scalar("SELECT COUNT(*) FROM dead_letter WHERE status = 'replayed'").await == 3
+    })
+    .await;
+    let (bob_list, _) = app.conversation_list(&bob).await;
+    assert_eq!(name_of(&bob_list, &g).as_deref(), Some("Renamed"));
+    app.assert_consistent().await;
+    assert!(delivered(&app, &bob.id, "channel.updated", &g) >= 1, "the notifier pushed the fixed event");
+    let again = dlq(&app.config, DlqAction::Discard(letters[0].id)).await;
+    assert!(again.unwrap_err().to_string().contains("not pending"));
+    app.stop().await;
+}
+
+async fn poison_event_on_the_embedded_log(db: Db) {
+    poison_event(spawn_app_with(db, async_mode).await).await;
+}
+
+/// The compensation scanner re-emits `channel.created` for a group whose event is missing
+/// and for one whose member lost a conversation row; the read models come back.
+async fn compensation_reemits_what_is_missing(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g1 = app.create_group(&ann, "One", &[&bob]).await;
+    let g2 = app.create_group(&ann, "Two", &[&bob]).await;
+    app.exec(&format!(
+        "DELETE FROM outbox WHERE event_type = 'channel.created' AND aggregate_key = '{g1}';
+         DELETE FROM user_conversation_view WHERE channel_id = {g1};
+         DELETE FROM user_conversation_view WHERE channel_id = {g2} AND user_id = {};",
+        bob.id
+    ))
+    .await;
+    assert!(app.consistency(false).await.missing() > 0);
+    let now = hermet_domain::time::now_ms();
+    let report = hermet::startup::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
+    assert_eq!(report.unannounced.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g1.clone()]);
+    assert_eq!(report.unprojected.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g2.clone()]);
+    app.assert_consistent().await;
+    let (bob_list, _) = app.conversation_list(&bob).await;
+    assert_eq!(bob_list.len(), 2);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'channel.created' AND aggregate_key = '{g1}'"
+        ))
+        .await,
+        1
+    );
+    // nothing left to do
+    let report = hermet::startup::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
+    assert!(report.unannounced.is_empty() && report.unprojected.is_empty());
+    app.stop().await;
+}
+
+// ───────────────────────────── Kafka ─────────────────────────────
+
+/// The core scenario in async mode over Kafka: every assertion holds (read-your-writes),
+/// the checker says 100% once drained; then the read models are wiped and both
+/// projectors replay from the earliest offsets: identical again.
+async fn kafka_scenario_and_replay(db: Db) {
+    let broker = Broker::start_new().await;
+    let app = spawn_app_with(db, |c| {
+        async_mode(c);
+        on_kafka(c, &broker);
+    })
+    .await;
+    run_scenario(&app).await;
+    wait_drained(&app, 30).await;
+    app.assert_consistent().await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox WHERE kafka_topic IS NULL").await, 0, "all published");
+    let bob = app.sign_in_user("bob@example.com").await;
+    let before = app.conversation_list(&bob).await;
+    let contacts_before = app.contact_list(&bob, "").await;
+    app.exec(
+        "DELETE FROM user_conversation_view; DELETE FROM user_contact_view;
+         DELETE FROM conversation_reverse_index; DELETE FROM contact_reverse_index;",
+    )
+    .await;
+    for consumer in ["conversation-view-updater", "contact-view-updater"] {
+        let r =
+            hermet::startup::replay(&app.config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
+        let hermet::startup::ReplayedTo::Kafka(offsets) = r else { panic!("kafka replay") };
+        assert_eq!(offsets.len(), 16, "4 topics × 4 partitions");
+        assert!(offsets.iter().all(|(_, o)| *o == 0));
+    }
+    eventually(30, "replayed read models", || async { app.conversation_list(&bob).await == before }).await;
+    wait_drained(&app, 30).await;
+    app.assert_consistent().await;
+    assert_eq!(app.contact_list(&bob, "").await, contacts_before);
+    app.stop().await;
+}
+
+/// A consumer of `channel-events` built with a standard Kafka client (rdkafka) sees
+/// seed 000 §3.3's message: key channelId, headers event_type and timestamp, the JSON.
+async fn channel_events_follow_the_seed(db: Db) {
+    let broker = Broker::start_new().await;
+    let app = spawn_app_with(db, |c| on_kafka(c, &broker)).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "技术讨论组", &[&bob]).await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "seed-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["channel-events"]).unwrap();
+    let m = loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("a message").unwrap();
+        if m.key() == Some(g.as_bytes()) {
+            break m.detach();
+        }
+    };
+    let headers: Vec<(String, String)> = m
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|h| (h.key.to_owned(), String::from_utf8(h.value.unwrap().to_vec()).unwrap()))
+        .collect();
+    let header = |k: &str| headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(header("event_type").as_deref(), Some("channel.created"));
+    let ts: i64 = header("timestamp").unwrap().parse().expect("timestamp in ms");
+    let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+    let keys: Vec<&str> = value.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["avatar", "channelId", "channelName", "channelType", "createdAt", "creatorId", "memberIds"]);
+    assert_eq!(value["channelId"], json!(g.parse::<u64>().unwrap()), "ids are JSON numbers as in the seed");
+    assert_eq!(value["creatorId"], json!(ann.id.parse::<u64>().unwrap()));
+    assert_eq!(value["channelType"], "group");
+    assert_eq!(value["channelName"], "技术讨论组");
+    let mut members: Vec<u64> = value["memberIds"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    members.sort();
+    let mut expected = vec![ann.id.parse::<u64>().unwrap(), bob.id.parse::<u64>().unwrap()];
+    expected.sort();
+    assert_eq!(members, expected);
+    assert_eq!(value["createdAt"].as_i64(), Some(ts));
+    app.stop().await;
+}
+
+/// The broker stops for 30 s during a stream of writes: the API keeps answering, the
+/// outbox grows; after the restart every event is delivered, the read models are exact
+/// and nothing is duplicated.
+async fn broker_outage(db: Db) {
+    let mut broker = Broker::start_new().await;
+    let app = spawn_app_with(db, |c| {
+        async_mode(c);
+        on_kafka(c, &broker);
+        c.pipeline.read_your_writes_timeout_ms = 200;
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let g = app.create_group(&ann, "Stream", &[&bob, &cat]).await;
+    let mut sent = 0;
+    for i in 0..10 {
+        app.send_text(&ann, &g, &format!("before {i}"), Value::Null).await;
+        sent += 1;
+    }
+    wait_drained(&app, 30).await;
+    broker.stop();
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(30) {
+        app.send_text(&bob, &g, &format!("during {sent}"), Value::Null).await; // asserts 201
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(app.scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL").await > 0, "the outbox grew");
+    broker.start().await;
+    for i in 0..5 {
+        app.send_text(&cat, &g, &format!("after {i}"), Value::Null).await;
+        sent += 1;
+    }
+    wait_drained(&app, 60).await;
+    app.assert_consistent().await;
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM message WHERE channel_id = {g}")).await, sent);
+    assert_eq!(app.scalar(&format!("SELECT MAX(seq) FROM message WHERE channel_id = {g}")).await, sent, "gap-free");
+    let (ann_list, _) = app.conversation_list(&ann).await;
+    let unread = ann_list[0]["unreadCount"].as_i64().unwrap();
+    assert_eq!(unread, sent - 10, "ann's unread: every message of others, once");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM (SELECT user_id, channel_id FROM user_conversation_view GROUP BY user_id, channel_id HAVING COUNT(*) > 1) d").await,
+        0
+    );
+    app.stop().await;
+}
+
+async fn poison_event_on_kafka(db: Db) {
+    let broker = Broker::start_new().await;
+    poison_event(
+        spawn_app_with(db, |c| {
+            async_mode(c);
+            on_kafka(c, &broker);
+        })
+        .await,
+    )
+    .await;
+}
+
+crate::both_backends!(
+    notifier_pushes_to_the_audience,
+    poison_event_on_the_embedded_log,
+    compensation_reemits_what_is_missing,
+    kafka_scenario_and_replay,
+    channel_events_follow_the_seed,
+    broker_outage,
+    poison_event_on_kafka,
+);
