@@ -2,6 +2,9 @@
 # Runs every hermet test. Installs (apt) and starts what the tests need when it is
 # missing, so it works on a bare Debian/Ubuntu machine with Rust as well as on ours:
 #   - PostgreSQL (the postgres half of the integration tests), on 127.0.0.1:5432
+#   - tansu, an Apache-Kafka-compatible broker written in Rust (the Kafka tests start
+#     their own brokers on free loopback ports), installed with `cargo install` into
+#     ~/.cache/hermet/tools and reused by later runs
 # Environment: PG_TEST_URL overrides the PostgreSQL server the tests create their
 # databases on (default postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
@@ -52,6 +55,17 @@ drop_test_databases() {
 }
 drop_test_databases
 trap drop_test_databases EXIT
+
+# ── tansu (Kafka-protocol broker) ──
+# 0.6.0 with its libsql (file) storage engine: its default features have no durable
+# engine, and its memory engine mis-resumes group offsets. --locked pins the
+# dependencies it was released with. A cold install takes about 12 minutes here.
+TOOLS="${HERMET_TOOLS_DIR:-$HOME/.cache/hermet/tools}"
+export TANSU_BIN="${TANSU_BIN:-$TOOLS/bin/tansu}"
+if [ ! -x "$TANSU_BIN" ]; then
+    log "installing tansu 0.6.0 into $TOOLS"
+    cargo install tansu --version 0.6.0 --features libsql --locked --root "$TOOLS"
+fi
 
 # ── checks and tests ──
 log "cargo fmt --check"

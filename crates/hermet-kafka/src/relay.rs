@@ -42,7 +42,7 @@ impl<D: Database> Relay<D> {
     }
 
     /// Publishes until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(holder = %self.holder, "outbox relay started");
         let poll = Duration::from_millis(self.app.pipeline_settings().poll_interval_ms);
         let mut written = self.app.written();
@@ -60,7 +60,15 @@ impl<D: Database> Relay<D> {
                 Ok(Step::NotLeader) => Duration::from_millis(self.settings.relay_lease_ms / 3),
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, failures, "relay batch failed; retrying");
+                    tracing::warn!(error = %e, failures, "relay batch failed; retrying with a new producer");
+                    // A fresh producer gets a new producer id and restarts its sequence
+                    // numbers: after messages timed out (broker down), the broker may
+                    // refuse the old producer's next sequence for good. The unacked rows
+                    // are still unpublished and go out again, in order.
+                    match self.settings.producer_config().create() {
+                        Ok(p) => self.producer = p,
+                        Err(e) => tracing::error!(error = %e, "cannot create a Kafka producer"),
+                    }
                     Duration::from_millis((100u64 << failures.min(7)).min(10_000))
                 }
             };

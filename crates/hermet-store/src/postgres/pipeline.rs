@@ -24,7 +24,7 @@ impl PgDatabase {
 impl PipelineReads for PgDatabase {
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, q::UNPUBLISHED, &[&(limit as i64)], |r| outbox_record_from(r)).await
+        query_map(&c, q::UNPUBLISHED, &[&(limit as i64)], outbox_record_from).await
     }
 
     async fn outbox_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
@@ -35,7 +35,7 @@ impl PipelineReads for PgDatabase {
 
     async fn publication(&self, position: i64) -> Result<Option<Publication>, StoreError> {
         let c = self.write_conn().await?;
-        query_opt(&c, q::PUBLICATION, &[&position], |r| publication_from(r)).await
+        query_opt(&c, q::PUBLICATION, &[&position], publication_from).await
     }
 
     async fn undrained_on_kafka(&self, consumer: &str) -> Result<i64, StoreError> {
@@ -50,12 +50,12 @@ impl PipelineReads for PgDatabase {
 
     async fn dead_letters(&self, status: &str, after: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, &q::DEAD_LETTERS, &[&status, &after, &(limit as i64)], |r| dead_letter_from(r)).await
+        query_map(&c, &q::DEAD_LETTERS, &[&status, &after, &(limit as i64)], dead_letter_from).await
     }
 
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         let c = self.write_conn().await?;
-        query_opt(&c, &q::DEAD_LETTER, &[&id], |r| dead_letter_from(r)).await
+        query_opt(&c, &q::DEAD_LETTER, &[&id], dead_letter_from).await
     }
 
     async fn pending_dead_letters(&self) -> Result<i64, StoreError> {

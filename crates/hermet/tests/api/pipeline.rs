@@ -175,8 +175,8 @@ async fn compensation_reemits_what_is_missing(db: Db) {
     assert!(app.consistency(false).await.missing() > 0);
     let now = hermet_domain::time::now_ms();
     let report = hermet::startup::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
-    assert_eq!(report.unannounced.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g1.clone()]);
-    assert_eq!(report.unprojected.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g2.clone()]);
+    assert_eq!(report.unannounced.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g1.as_str()]);
+    assert_eq!(report.unprojected.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g2.as_str()]);
     app.assert_consistent().await;
     let (bob_list, _) = app.conversation_list(&bob).await;
     assert_eq!(bob_list.len(), 2);
@@ -284,6 +284,9 @@ async fn channel_events_follow_the_seed(db: Db) {
 /// outbox grows; after the restart every event is delivered, the read models are exact
 /// and nothing is duplicated.
 async fn broker_outage(db: Db) {
+    if std::env::var_os("DEBUG_OUTAGE").is_some() {
+        hermet::telemetry::init(hermet::config::LogFormat::Pretty, "info,rdkafka=warn");
+    }
     let mut broker = Broker::start_new().await;
     let app = spawn_app_with(db, |c| {
         async_mode(c);
