@@ -24,9 +24,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 /// Kafka settings; producer defaults follow seed 000 §4.2 (lz4, 16 KiB batches, 10 ms
 /// linger, idempotence) except `acks`: librdkafka refuses an idempotent producer without
 /// `acks=all`, and idempotence is what keeps per-key order through retries.
-#[derive(Debug, Clone)]
+///
+/// Deserialized as the `[kafka]` section of hermet's configuration; `brokers` comes from
+/// the top-level `kafka_brokers` setting.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// `host:port,…`
+    #[serde(skip)]
     pub brokers: String,
     pub client_id: String,
     /// Prepended to every topic name (isolates deployments, or tests, on one cluster).

@@ -46,7 +46,9 @@ pub struct Config {
     pub http: HttpConfig,
     pub limits: LimitsConfig,
     pub pipeline: PipelineConfig,
-    pub kafka: KafkaConfig,
+    /// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults), used only
+    /// when `kafka_brokers` is set.
+    pub kafka: hermet_kafka::KafkaSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -98,51 +100,6 @@ impl Default for PipelineConfig {
             compensation_lookback_secs: p.compensation_lookback_secs,
             compensation_grace_secs: p.compensation_grace_secs,
             serve_runs_pipeline: true,
-        }
-    }
-}
-
-/// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults; see
-/// `hermet_kafka::KafkaSettings`). Used only when `kafka_brokers` is set.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    pub client_id: String,
-    pub topic_prefix: String,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub acks: String,
-    pub compression: String,
-    pub batch_size_bytes: u32,
-    pub linger_ms: u64,
-    pub idempotence: bool,
-    pub message_timeout_ms: u64,
-    pub relay_batch_size: u32,
-    pub relay_lease_ms: u64,
-    pub fetch_max_bytes: u32,
-    pub fetch_min_bytes: u32,
-    pub fetch_max_wait_ms: u64,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        let k = hermet_kafka::KafkaSettings::default();
-        Self {
-            client_id: k.client_id,
-            topic_prefix: k.topic_prefix,
-            partitions: k.partitions,
-            replication_factor: k.replication_factor,
-            acks: k.acks,
-            compression: k.compression,
-            batch_size_bytes: k.batch_size_bytes,
-            linger_ms: k.linger_ms,
-            idempotence: k.idempotence,
-            message_timeout_ms: k.message_timeout_ms,
-            relay_batch_size: k.relay_batch_size,
-            relay_lease_ms: k.relay_lease_ms,
-            fetch_max_bytes: k.fetch_max_bytes,
-            fetch_min_bytes: k.fetch_min_bytes,
-            fetch_max_wait_ms: k.fetch_max_wait_ms,
         }
     }
 }
@@ -219,7 +176,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
             pipeline: PipelineConfig::default(),
-            kafka: KafkaConfig::default(),
+            kafka: hermet_kafka::KafkaSettings::default(),
         }
     }
 }
@@ -508,25 +465,7 @@ impl Config {
     /// The Kafka transport's settings, when `kafka_brokers` is set.
     pub fn kafka_settings(&self) -> Option<hermet_kafka::KafkaSettings> {
         let brokers = self.kafka_brokers.clone()?;
-        let k = &self.kafka;
-        Some(hermet_kafka::KafkaSettings {
-            brokers,
-            client_id: k.client_id.clone(),
-            topic_prefix: k.topic_prefix.clone(),
-            partitions: k.partitions,
-            replication_factor: k.replication_factor,
-            acks: k.acks.clone(),
-            compression: k.compression.clone(),
-            batch_size_bytes: k.batch_size_bytes,
-            linger_ms: k.linger_ms,
-            idempotence: k.idempotence,
-            message_timeout_ms: k.message_timeout_ms,
-            relay_batch_size: k.relay_batch_size,
-            relay_lease_ms: k.relay_lease_ms,
-            fetch_max_bytes: k.fetch_max_bytes,
-            fetch_min_bytes: k.fetch_min_bytes,
-            fetch_max_wait_ms: k.fetch_max_wait_ms,
-        })
+        Some(hermet_kafka::KafkaSettings { brokers, ..self.kafka.clone() })
     }
 
     pub fn limits(&self) -> Limits {
