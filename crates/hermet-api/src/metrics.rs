@@ -10,6 +10,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Pipeline delays (sync lag, relay publish latency): fine steps where they usually fall,
+/// so `histogram_quantile` (and `hermet bench sync-lag`) can tell 2 ms from 4 ms.
+const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
 /// The process's Prometheus recorder. The `metrics` facade has one global recorder per
 /// process, so this installs it once; every server in the process (tests run several)
 /// shares it.
@@ -19,6 +26,8 @@ pub fn recorder() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("sync_lag_seconds".into()), LAG_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("relay_publish_seconds".into()), LAG_BUCKETS))
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

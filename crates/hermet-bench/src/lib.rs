@@ -39,6 +39,7 @@ impl Stats {
 }
 
 /// A client of one hermet server, signed in as an administrator.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -127,6 +128,188 @@ impl Client {
         }
         Ok(elapsed)
     }
+}
+
+impl Client {
+    /// The server's Prometheus exposition.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let r = self.http.get(format!("{}/metrics", self.base)).send().await.context("GET /metrics")?;
+        if !r.status().is_success() {
+            bail!("GET /metrics: {}", r.status());
+        }
+        Ok(r.text().await?)
+    }
+}
+
+/// One histogram's cumulative buckets (`le` → count), per value of `label`, from a
+/// Prometheus text exposition.
+pub fn histogram_buckets(
+    exposition: &str,
+    metric: &str,
+    label: &str,
+) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    let prefix = format!("{metric}_bucket{{");
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else { continue };
+        let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
+        let mut key = String::new();
+        let mut le = None;
+        for kv in labels.split("\",") {
+            let Some((k, v)) = kv.split_once("=\"") else { continue };
+            let v = v.trim_end_matches('"');
+            if k == label {
+                key = v.to_owned();
+            } else if k == "le" {
+                le = Some(if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::NAN) });
+            }
+        }
+        if let (Some(le), Ok(count)) = (le, value.trim().parse::<f64>()) {
+            out.entry(key).or_default().push((le, count));
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// The `q` quantile of the observations between two scrapes of one histogram, by linear
+/// interpolation inside the bucket (what PromQL's `histogram_quantile` does).
+pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(l, _)| l == le).map(|(_, c)| *c).unwrap_or(0.0);
+            (*le, n - was)
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, cum) in &delta {
+        if cum >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let in_bucket = cum - prev.1;
+            let frac = if in_bucket > 0.0 { (rank - prev.1) / in_bucket } else { 1.0 };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, cum);
+    }
+    Some(prev.0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct LagRow {
+    pub consumer: String,
+    pub events: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncLagReport {
+    pub target_events_per_sec: f64,
+    pub achieved_events_per_sec: f64,
+    pub messages: usize,
+    pub groups: usize,
+    /// Send latency; in async mode it includes the read-your-writes wait.
+    pub api: Stats,
+    /// Commit → read model updated, from the server's `sync_lag_seconds` histogram.
+    pub lag: Vec<LagRow>,
+}
+
+/// `hermet bench sync-lag`: the admin sends messages to `groups` groups of three at
+/// `rate` per second (open loop: a send starts on schedule whatever the others do, up to
+/// `max_in_flight`) for `seconds`; once the projectors have caught up, the sync lag of
+/// those events is read from the server's histogram (the difference of two scrapes).
+pub async fn sync_lag(
+    client: &Client,
+    rate: f64,
+    seconds: f64,
+    groups: usize,
+    max_in_flight: usize,
+) -> anyhow::Result<SyncLagReport> {
+    eprintln!("creating {} users and {groups} groups…", groups * 2);
+    let users = client.create_users("l", groups * 2, |_| {}).await?;
+    let mut channels = Vec::with_capacity(groups);
+    for pair in users.chunks(2) {
+        channels.push(client.create_group("lag bench", pair).await?.1);
+    }
+    for c in channels.iter().take(5) {
+        client.send(c, "warm-up").await?;
+    }
+    let messages = (rate * seconds).round() as usize;
+    let before = histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
+    let counted = |h: &std::collections::BTreeMap<String, Vec<(f64, f64)>>| {
+        h.get("conversation-view-updater").and_then(|b| b.last()).map(|(_, c)| *c).unwrap_or(0.0)
+    };
+    if before.is_empty() {
+        bail!("the server reports no sync_lag_seconds: run it with sync_mode = \"async\" (HERMET_SYNC_MODE=async)");
+    }
+    let base = counted(&before);
+    eprintln!("sending {messages} messages at {rate}/s…");
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
+    let channels = std::sync::Arc::new(channels);
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = tokio::time::Instant::now();
+    for i in 0..messages {
+        tokio::time::sleep_until(start + interval.mul_f64(i as f64)).await;
+        let permit = slots.clone().acquire_owned().await?;
+        let (client, channels) = (client.clone(), channels.clone());
+        tasks.spawn(async move {
+            let r = client.send(&channels[i % channels.len()], &format!("lag {i}")).await;
+            drop(permit);
+            r
+        });
+        if i % 1000 == 0 {
+            eprint!("\r  {i}/{messages}");
+        }
+    }
+    let mut samples = Vec::with_capacity(messages);
+    while let Some(r) = tasks.join_next().await {
+        samples.push(r??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    eprintln!("\r  {messages}/{messages} sent in {elapsed:.1} s; waiting for the projectors");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let after = loop {
+        let h = histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
+        if counted(&h) - base >= messages as f64 {
+            break h;
+        }
+        if Instant::now() > deadline {
+            bail!("the projectors did not catch up within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lag = after
+        .iter()
+        .map(|(consumer, b)| {
+            let empty = Vec::new();
+            let a = before.get(consumer).unwrap_or(&empty);
+            LagRow {
+                consumer: consumer.clone(),
+                events: b.last().map(|x| x.1).unwrap_or(0.0) - a.last().map(|x| x.1).unwrap_or(0.0),
+                p50_ms: quantile_between(a, b, 0.5).unwrap_or(0.0) * 1000.0,
+                p99_ms: quantile_between(a, b, 0.99).unwrap_or(0.0) * 1000.0,
+            }
+        })
+        .collect();
+    Ok(SyncLagReport {
+        target_events_per_sec: rate,
+        achieved_events_per_sec: messages as f64 / elapsed,
+        messages,
+        groups,
+        api: Stats::of(&samples),
+        lag,
+    })
 }
 
 /// The database's own limit: binary COPY of the rows a group of `n` members writes
@@ -277,6 +460,27 @@ pub async fn send(client: &Client, members: usize, messages: usize) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_quantiles_interpolate_between_scrapes() {
+        let text = |n: [u32; 3]| {
+            format!(
+                "# TYPE sync_lag_seconds histogram\n\
+                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"0.001\"}} {}\n\
+                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"0.002\"}} {}\n\
+                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"+Inf\"}} {}\n\
+                 sync_lag_seconds_count{{consumer=\"a\"}} {}\n",
+                n[0], n[1], n[2], n[2]
+            )
+        };
+        let before = histogram_buckets(&text([10, 10, 10]), "sync_lag_seconds", "consumer");
+        let after = histogram_buckets(&text([10, 110, 110]), "sync_lag_seconds", "consumer");
+        assert_eq!(after["a"].len(), 3);
+        // the 100 new observations all fall in (1 ms, 2 ms]
+        let p50 = quantile_between(&before["a"], &after["a"], 0.5).unwrap();
+        assert!((p50 - 0.0015).abs() < 1e-9, "{p50}");
+        assert!(quantile_between(&before["a"], &before["a"], 0.5).is_none(), "no new observations");
+    }
 
     #[test]
     fn percentiles() {

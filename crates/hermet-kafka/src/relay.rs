@@ -21,6 +21,7 @@ use futures::future::join_all;
 use hermet_app::App;
 use hermet_domain::time::now_ms;
 use hermet_store::{Database, OutboxRecord, PipelineWrites, Publication, Transaction};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -89,9 +90,10 @@ impl<D: Database> Relay<D> {
         if !held {
             return Ok(Step::NotLeader);
         }
+        let letters = self.publish_dead_letters().await?;
         let rows = self.app.db.unpublished(self.settings.relay_batch_size).await?;
         if rows.is_empty() {
-            return Ok(Step::Idle);
+            return Ok(if letters > 0 { Step::Published } else { Step::Idle });
         }
         let (published, failed) = self.publish(&rows).await;
         let mut tx = self.app.db.begin().await?;
@@ -106,6 +108,50 @@ impl<D: Database> Relay<D> {
                 Err(anyhow::anyhow!("{} of {} events not acknowledged: {e}", rows.len() - published.len(), rows.len()))
             }
         }
+    }
+
+    /// Copies new dead letters of the Kafka consumers to `<topic>.dlq` (key: the event id;
+    /// value: the payload as received; headers: what failed, where and why). The table
+    /// stays the store `hermet dlq` works on; the topic is for Kafka-native tooling.
+    async fn publish_dead_letters(&self) -> anyhow::Result<usize> {
+        let letters = self.app.db.dead_letters_to_publish(100).await?;
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let mut pending = Vec::with_capacity(letters.len());
+        for d in &letters {
+            let topic = dlq_topic(&d.source);
+            let key = d.event_id.to_string();
+            let error: String = d.error.chars().take(4_096).collect();
+            let headers = OwnedHeaders::new_with_capacity(8)
+                .insert(Header { key: "event_type", value: Some(&d.event_type) })
+                .insert(Header { key: "event_id", value: Some(&key) })
+                .insert(Header { key: "consumer", value: Some(&d.consumer) })
+                .insert(Header { key: "error", value: Some(&error) })
+                .insert(Header { key: "attempts", value: Some(&d.attempts.to_string()) })
+                .insert(Header { key: "source", value: Some(&d.source) })
+                .insert(Header { key: "dead_letter_id", value: Some(&d.id.to_string()) })
+                .insert(Header { key: "timestamp", value: Some(&d.updated_at.to_string()) });
+            let record = FutureRecord::to(&topic).key(&key).payload(&d.payload).headers(headers);
+            pending.push(self.producer.send_result(record).map_err(|(e, _)| e.to_string()));
+        }
+        let results = join_all(pending.into_iter().map(|p| async move {
+            match p {
+                Ok(f) => matches!(f.await, Ok(Ok(_))),
+                Err(_) => false,
+            }
+        }))
+        .await;
+        let acked: Vec<(i64, i64)> =
+            letters.iter().zip(&results).filter(|(_, ok)| **ok).map(|(d, _)| (d.id, d.updated_at)).collect();
+        let mut tx = self.app.db.begin().await?;
+        tx.mark_dead_letters_published(&acked, now_ms()).await?;
+        tx.commit().await?;
+        metrics::counter!("dead_letters_published_total").increment(acked.len() as u64);
+        if acked.len() < letters.len() {
+            anyhow::bail!("{} of {} dead letters not acknowledged", letters.len() - acked.len(), letters.len());
+        }
+        Ok(acked.len())
     }
 
     /// Sends every row (the producer batches and pipelines them) and waits for the acks.
@@ -152,10 +198,24 @@ impl<D: Database> Relay<D> {
     }
 }
 
+/// `kafka TOPIC/PARTITION@OFFSET` → `TOPIC.dlq`.
+fn dlq_topic(source: &str) -> String {
+    let topic = source.strip_prefix("kafka ").and_then(|r| r.rsplit_once('/')).map(|(t, _)| t).unwrap_or("unknown");
+    format!("{topic}.dlq")
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
     Published,
     Idle,
     /// Another relay holds the lease.
     NotLeader,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dead_letters_go_to_the_twin_of_their_topic() {
+        assert_eq!(super::dlq_topic("kafka p.channel-events/3@17"), "p.channel-events.dlq");
+    }
 }

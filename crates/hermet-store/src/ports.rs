@@ -304,6 +304,8 @@ pub trait PipelineReads {
     ) -> impl Future<Output = StoreResult<Vec<DeadLetter>>> + Send;
     fn dead_letter(&self, id: i64) -> impl Future<Output = StoreResult<Option<DeadLetter>>> + Send;
     fn pending_dead_letters(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Dead letters of Kafka consumers not yet copied to their `<topic>.dlq`, oldest first.
+    fn dead_letters_to_publish(&self, limit: u32) -> impl Future<Output = StoreResult<Vec<DeadLetter>>> + Send;
     /// (channel, member, is owner or admin) for the active members of `channels`
     /// (notification audiences).
     fn channel_audience(
@@ -344,6 +346,12 @@ pub trait PipelineWrites {
     /// Stores a dead letter; the same (consumer, event) again updates the error and adds
     /// its attempts.
     fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records that these dead letters, as of their `updated_at`, reached `<topic>.dlq`.
+    fn mark_dead_letters_published(
+        &mut self,
+        letters: &[(i64, i64)],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Moves a dead letter from status `from` to `change.status` (optionally replacing its
     /// payload or error); false when it was not in `from`.
     fn update_dead_letter(

@@ -199,11 +199,21 @@ pub(crate) const TAKE_LEASE: &str = "INSERT INTO relay_lease (name, holder, expi
      VALUES ($1, $2, CAST($3 AS BIGINT) + CAST($4 AS BIGINT))
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
      WHERE relay_lease.holder = excluded.holder OR relay_lease.expires_at < CAST($3 AS BIGINT)";
+/// A letter from Kafka waits for the relay to copy it to `<topic>.dlq` (again when it
+/// fails again); one from the embedded log never does (0).
 pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letter
-     (consumer, event_id, event_type, payload, source, error, attempts, status, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8)
+     (consumer, event_id, event_type, payload, source, error, attempts, status, created_at, updated_at, dlq_published_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8, CASE WHEN $5 LIKE 'kafka %' THEN NULL ELSE 0 END)
      ON CONFLICT (consumer, event_id) DO UPDATE SET error = excluded.error, source = excluded.source,
-       attempts = dead_letter.attempts + excluded.attempts, status = 'pending', updated_at = excluded.updated_at";
+       attempts = dead_letter.attempts + excluded.attempts, status = 'pending', updated_at = excluded.updated_at,
+       dlq_published_at = excluded.dlq_published_at";
+sql!(
+    DEAD_LETTERS_TO_PUBLISH,
+    "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letter WHERE dlq_published_at IS NULL ORDER BY id LIMIT $1"
+);
+/// Only the version that was published (a letter that failed again meanwhile stays due).
+pub(crate) const MARK_DEAD_LETTER_PUBLISHED: &str =
+    "UPDATE dead_letter SET dlq_published_at = $3 WHERE id = $1 AND updated_at = $2";
 pub(crate) const UPDATE_DEAD_LETTER: &str = "UPDATE dead_letter
      SET status = $3, payload = COALESCE($4, payload), error = COALESCE($5, error), updated_at = $6
      WHERE id = $1 AND status = $2";

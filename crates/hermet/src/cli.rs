@@ -31,6 +31,35 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 200)]
         messages: usize,
     },
+    /// Async mode: commit → read model updated (the server's sync_lag_seconds) while
+    /// messages arrive at a steady rate.
+    SyncLag {
+        /// Messages (one event each) per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Groups of three the messages are spread over.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+        /// Sends in flight at most (beyond it the rate falls behind, and the report says so).
+        #[arg(long, default_value_t = 256)]
+        max_in_flight: usize,
+    },
+    /// The pipeline's own throughput, in-process on the configured database (a fresh one)
+    /// and transport: the Kafka relay publishing a backlog, the conversation projector
+    /// draining it. Takes no --server.
+    Pipeline {
+        /// Messages in the backlog (one event each).
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Groups of three the messages are spread over.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+        /// Concurrent senders writing the backlog.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The hermet binary's library: configuration, telemetry and start-up, shared by
 //! `main.rs` and the integration tests.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod startup;

@@ -144,6 +144,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!("read models are inconsistent; run with --repair to fix them")
             }
         }
+        Command::Bench { scenario: BenchScenario::Pipeline { messages, groups, concurrency }, json, .. } => {
+            let r = startup::bench_pipeline(&config, messages, groups, concurrency, |m| eprintln!("  {m}")).await?;
+            println!(
+                "{:>9} {:>9} {:>8} {:>16} {:>20}",
+                "backend", "transport", "events", "relay events/s", "projector events/s"
+            );
+            let relay = r.relay.as_ref().map(|t| format!("{:.0}", t.events_per_sec)).unwrap_or_else(|| "-".into());
+            println!(
+                "{:>9} {:>9} {:>8} {:>16} {:>20.0}",
+                r.backend, r.transport, r.backlog_events, relay, r.projector.events_per_sec
+            );
+            write_json(json, &serde_json::to_value(&r)?)
+        }
         Command::Bench { scenario, server, admin_account, admin_password, repeat, seed, json } => {
             bench(scenario, &server, &admin_account, &admin_password, repeat, seed, json).await
         }
@@ -187,9 +200,26 @@ async fn bench(
             );
             serde_json::to_value(&r)?
         }
+        BenchScenario::SyncLag { rate, seconds, groups, max_in_flight } => {
+            let r = hermet_bench::sync_lag(&client, rate, seconds, groups, max_in_flight).await?;
+            println!(
+                "target {:.0} events/s, achieved {:.0} events/s; send p50 {:.2} ms p99 {:.2} ms",
+                r.target_events_per_sec, r.achieved_events_per_sec, r.api.p50_ms, r.api.p99_ms
+            );
+            println!("{:>28} {:>8} {:>12} {:>12}", "consumer", "events", "lag p50 ms", "lag p99 ms");
+            for l in &r.lag {
+                println!("{:>28} {:>8.0} {:>12.2} {:>12.2}", l.consumer, l.events, l.p50_ms, l.p99_ms);
+            }
+            serde_json::to_value(&r)?
+        }
+        BenchScenario::Pipeline { .. } => unreachable!("runs in-process, without a server"),
     };
+    write_json(json, &value)
+}
+
+fn write_json(json: Option<std::path::PathBuf>, value: &serde_json::Value) -> anyhow::Result<()> {
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&value)?)?;
+        std::fs::write(&path, serde_json::to_vec_pretty(value)?)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

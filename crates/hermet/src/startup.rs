@@ -293,6 +293,18 @@ pub async fn replay(
     })
 }
 
+/// `hermet bench pipeline`: the relay's and the projector's throughput on the configured
+/// database and transport (see `crate::bench`).
+pub async fn bench_pipeline(
+    config: &Config,
+    messages: usize,
+    groups: usize,
+    concurrency: usize,
+    progress: impl Fn(String),
+) -> anyhow::Result<crate::bench::PipelineReport> {
+    with_database!(config, |db| crate::bench::run(db, config, messages, groups, concurrency, progress).await)
+}
+
 /// `hermet migrate`: applies pending migrations and reports them.
 pub async fn migrate(config: &Config) -> anyhow::Result<MigrationReport> {
     with_database!(config, |db| {

@@ -62,6 +62,7 @@ pub struct LogSource<D: Database> {
 impl<D: Database> LogSource<D> {
     pub async fn new(app: &App<D>, consumer: &'static str) -> Result<Self> {
         let cursor = app.db.consumer_offset(consumer).await?;
+        tracing::info!(consumer, tx = cursor.0, "{consumer} resumes at committed position {}", cursor.1);
         if let Some(i) = PROJECTORS.iter().position(|p| *p == consumer) {
             app.pipeline.local.store(true, Ordering::Relaxed);
             app.pipeline.log_positions[i].send_replace(cursor);
@@ -311,11 +312,13 @@ impl<D: Database> App<D> {
             }
         }
         tx.commit().await?;
+        // Sync lag: from the event's commit (its outbox time) to this commit.
+        let done = now_ms();
         for (i, e) in events {
             metrics::counter!("events_processed_total", "consumer" => consumer, "type" => e.event_type()).increment(1);
             if consumer != NOTIFIER {
                 metrics::histogram!("sync_lag_seconds", "consumer" => consumer)
-                    .record((now - batch.events[*i].created_at).max(0) as f64 / 1000.0);
+                    .record((done - batch.events[*i].created_at).max(0) as f64 / 1000.0);
             }
         }
         for d in dead {

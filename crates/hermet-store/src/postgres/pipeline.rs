@@ -63,6 +63,11 @@ impl PipelineReads for PgDatabase {
         Ok(query_opt(&c, q::PENDING_DEAD_LETTERS, &[], count).await?.unwrap_or(0))
     }
 
+    async fn dead_letters_to_publish(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let c = self.write_conn().await?;
+        query_map(&c, &q::DEAD_LETTERS_TO_PUBLISH, &[&(limit as i64)], dead_letter_from).await
+    }
+
     async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
         let c = self.read_conn().await?;
         query_map(
@@ -134,6 +139,23 @@ impl PipelineWrites for PgTx {
             c,
             q::INSERT_DEAD_LETTER,
             &[&d.consumer, &d.event_id, &d.event_type, &d.payload, &d.source, &d.error, &d.attempts, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = letters.iter().map(|l| l.0).collect();
+        let versions: Vec<i64> = letters.iter().map(|l| l.1).collect();
+        let c = self.conn()?;
+        exec(
+            c,
+            "UPDATE dead_letter d SET dlq_published_at = $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS u(id, v)
+             WHERE d.id = u.id AND d.updated_at = u.v",
+            &[&ids, &versions, &now],
         )
         .await?;
         Ok(())

@@ -59,6 +59,10 @@ impl PipelineReads for SqliteDatabase {
         Ok(n.unwrap_or(0))
     }
 
+    async fn dead_letters_to_publish(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(move |c| qmap(c, &q::DEAD_LETTERS_TO_PUBLISH, [limit as i64], |r| dead_letter_from(r))).await
+    }
+
     async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
         let ids = json_ids(channels);
         self.read(move |c| {
@@ -115,6 +119,17 @@ impl PipelineWrites for SqliteTx {
             )?;
             for p in &rows {
                 stmt.execute(params![p.position, p.topic, p.partition, p.offset, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
+        let letters = letters.to_vec();
+        self.run(move |c| {
+            for (id, version) in &letters {
+                exec(c, q::MARK_DEAD_LETTER_PUBLISHED, params![id, version, now])?;
             }
             Ok(())
         })

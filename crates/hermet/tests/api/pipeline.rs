@@ -122,6 +122,41 @@ async fn poison_event(app: TestApp) {
         let expected = if app.config.kafka_brokers.is_some() { "kafka channel-events/" } else { "outbox " };
         assert!(d.source.starts_with(expected), "{}", d.source);
     }
+    if let Some(brokers) = &app.config.kafka_brokers {
+        // on Kafka the relay also copies them to channel-events.dlq, for Kafka tooling
+        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "dlq-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["channel-events.dlq"]).unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let m =
+                tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("a dead letter").unwrap();
+            let header = |k: &str| {
+                m.headers()
+                    .unwrap()
+                    .iter()
+                    .find(|h| h.key == k)
+                    .map(|h| String::from_utf8(h.value.unwrap().to_vec()).unwrap())
+                    .unwrap_or_default()
+            };
+            assert_eq!(m.key(), Some(&b"4242"[..]), "keyed by event id");
+            assert_eq!(header("event_type"), "channel.updated");
+            assert!(header("error").contains("unreadable event"), "{}", header("error"));
+            assert!(header("source").starts_with("kafka channel-events/"));
+            let payload: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(payload["name"], 7, "the payload as received");
+            seen.push(header("consumer"));
+        }
+        seen.sort();
+        assert_eq!(seen, ["contact-view-updater", "conversation-view-updater", "notifier"]);
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM dead_letter WHERE dlq_published_at IS NULL").await, 0);
+    } else {
+        assert_eq!(app.scalar("SELECT COUNT(*) FROM dead_letter WHERE dlq_published_at = 0").await, 3, "never");
+    }
     let (bob_list, _) = app.conversation_list(&bob).await;
     let name_of = |list: &[Value], id: &str| {
         list.iter().find(|c| c["channelId"] == id).map(|c| c["name"].as_str().unwrap().to_owned())
@@ -343,7 +378,184 @@ async fn poison_event_on_kafka(db: Db) {
     .await;
 }
 
+/// A pipeline role (`hermet project`, `hermet relay`) as its own process on `app`'s
+/// database and transport, logging JSON to `log`.
+fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::process::Child {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERMET_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg(role)
+        .env("HERMET_DATABASE_URL", &app.database_url)
+        .env("HERMET_NODE_ID", "7")
+        .env("HERMET_SYNC_MODE", "async")
+        .env("HERMET_LOG_FORMAT", "json")
+        .env("HERMET_LOG_LEVEL", "info,rdkafka=warn")
+        // small batches: a kill lands between or inside many of them
+        .env("HERMET_PIPELINE__BATCH_SIZE", "2")
+        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50");
+    if let Some(b) = &app.config.kafka_brokers {
+        c.env("HERMET_KAFKA_BROKERS", b)
+            .env("HERMET_KAFKA__PARTITIONS", app.config.kafka.partitions.to_string())
+            .env("HERMET_KAFKA__MESSAGE_TIMEOUT_MS", app.config.kafka.message_timeout_ms.to_string())
+            .env("HERMET_KAFKA__RELAY_LEASE_MS", app.config.kafka.relay_lease_ms.to_string());
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    c.stdout(out.try_clone().expect("log")).stderr(out).spawn().expect("spawn hermet")
+}
+
+/// The committed position of the conversation projector in one number: its log position
+/// on the embedded transport, the sum of its next offsets on Kafka (as its start-up log
+/// line reports it).
+async fn committed_position(app: &TestApp) -> i64 {
+    app.scalar(
+        "SELECT CAST(COALESCE(SUM(position), 0) AS BIGINT) FROM consumer_offset
+         WHERE consumer = 'conversation-view-updater' OR consumer LIKE 'conversation-view-updater@%'",
+    )
+    .await
+}
+
+/// Events `consumer` has not applied yet, on either transport.
+async fn pending_events(app: &TestApp, consumer: &str) -> i64 {
+    let sql = if app.config.kafka_brokers.is_some() {
+        format!(
+            "SELECT COUNT(*) FROM outbox o WHERE o.published_at IS NULL OR NOT EXISTS (SELECT 1 FROM consumer_offset co
+               WHERE co.consumer = '{consumer}@' || o.kafka_topic || '/' || o.kafka_partition AND co.position > o.kafka_offset)"
+        )
+    } else {
+        format!(
+            "SELECT COUNT(*) FROM outbox e JOIN consumer_offset co ON co.consumer = '{consumer}'
+               AND (e.tx_id, e.position) > (co.tx_id, co.position)"
+        )
+    };
+    app.scalar(&sql).await
+}
+
+/// The projectors run as their own process (`hermet project`) and are killed (SIGKILL)
+/// three times, each time as soon as they committed a batch of a fresh backlog. Each restart
+/// resumes from the committed position (its log says where, and that is what the
+/// database held when it died); at the end unread counts are exact, nothing is counted
+/// twice, and the checker says 100%.
+async fn consumer_killed_mid_batch_resumes(app: TestApp) {
+    let logs = tempfile::tempdir().unwrap();
+    let _relay = app
+        .config
+        .kafka_brokers
+        .as_ref()
+        .map(|_| KillOnDrop(role_process(&app, "relay", &logs.path().join("relay.log"))));
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let g = app.create_group(&ann, "Crash", &[&bob, &cat]).await;
+    let ab = app.make_friends(&ann, &bob).await;
+    let (mut to_group, mut to_ann) = (0i64, 0i64);
+    let mut last_text = String::new();
+    let mut resumed_at = Vec::new();
+    let mut killed_with_work_left = 0;
+    for round in 0..3 {
+        // a backlog written while no projector runs
+        for i in 0..60 {
+            last_text = format!("round {round} {i}");
+            app.send_text(&ann, &g, &last_text, Value::Null).await;
+            app.send_text(&bob, &ab, &last_text, Value::Null).await;
+            to_group += 1;
+            to_ann += 1;
+        }
+        let log = logs.path().join(format!("project-{round}.log"));
+        let before = committed_position(&app).await;
+        let mut child = KillOnDrop(role_process(&app, "project", &log));
+        // it resumes where the previous one committed
+        eventually(30, "the projector reports where it resumes", || async {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("conversation-view-updater resumes at")
+        })
+        .await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let line = text.lines().find(|l| l.contains("conversation-view-updater resumes at")).unwrap();
+        assert!(
+            line.contains(&format!("resumes at committed position {before}")),
+            "round {round}: resumed at the committed {before}: {line}"
+        );
+        resumed_at.push(before);
+        // killed as soon as it has committed a batch, while it drains the rest
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while committed_position(&app).await <= before {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(Instant::now() < deadline, "round {round}: the projector committed nothing:\n{text}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().unwrap();
+        if pending_events(&app, "conversation-view-updater").await > 0 {
+            killed_with_work_left += 1;
+        }
+    }
+    assert!(resumed_at.windows(2).all(|w| w[0] < w[1]), "every run committed work: {resumed_at:?}");
+    assert!(killed_with_work_left > 0, "at least one kill interrupted a drain");
+    let mut last = KillOnDrop(role_process(&app, "project", &logs.path().join("project-last.log")));
+    wait_drained(&app, 60).await;
+    last.0.kill().ok();
+    app.assert_consistent().await;
+    let unread = |list: &[Value], channel: &str| {
+        list.iter().find(|c| c["channelId"] == channel).map(|c| c["unreadCount"].as_i64().unwrap())
+    };
+    let (bob_list, _) = app.conversation_list(&bob).await;
+    let (cat_list, _) = app.conversation_list(&cat).await;
+    let (ann_list, _) = app.conversation_list(&ann).await;
+    assert_eq!(unread(&bob_list, &g), Some(to_group), "bob's unread in the group: every message once");
+    assert_eq!(unread(&cat_list, &g), Some(to_group));
+    assert_eq!(unread(&ann_list, &g), Some(0), "her own messages are not unread");
+    assert_eq!(unread(&ann_list, &ab), Some(to_ann));
+    assert_eq!(unread(&bob_list, &ab), Some(0));
+    let shown = bob_list.iter().find(|c| c["channelId"] == g).unwrap()["lastMessage"]["content"].clone();
+    assert_eq!(shown, last_text.as_str(), "the last message is the latest");
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) FROM (SELECT user_id, channel_id FROM user_conversation_view GROUP BY user_id, channel_id HAVING COUNT(*) > 1) d"
+        )
+        .await,
+        0
+    );
+    app.stop().await;
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The API alone (its pipeline runs elsewhere), answering without waiting long for a
+/// projector that may be dead.
+fn api_only(c: &mut Config) {
+    async_mode(c);
+    c.pipeline.serve_runs_pipeline = false;
+    c.pipeline.read_your_writes_timeout_ms = 20;
+}
+
+async fn consumer_killed_on_the_embedded_log(db: Db) {
+    consumer_killed_mid_batch_resumes(spawn_app_with(db, api_only).await).await;
+}
+
+async fn consumer_killed_on_kafka(db: Db) {
+    let broker = Broker::start_new().await;
+    consumer_killed_mid_batch_resumes(
+        spawn_app_with(db, |c| {
+            api_only(c);
+            on_kafka(c, &broker);
+        })
+        .await,
+    )
+    .await;
+}
+
 crate::both_backends!(
+    consumer_killed_on_the_embedded_log,
+    consumer_killed_on_kafka,
     notifier_pushes_to_the_audience,
     poison_event_on_the_embedded_log,
     compensation_reemits_what_is_missing,
