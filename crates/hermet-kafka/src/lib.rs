@@ -95,6 +95,10 @@ impl KafkaSettings {
         if self.partitions < 1 {
             p.push("kafka.partitions: at least 1".into());
         }
+        if self.fetch_max_bytes < 1_000_000 {
+            // librdkafka refuses a consumer whose fetch.max.bytes is below message.max.bytes
+            p.push("kafka.fetch_max_bytes: at least 1000000 (librdkafka's message.max.bytes)".into());
+        }
         if self.message_timeout_ms >= self.relay_lease_ms {
             p.push("kafka.message_timeout_ms: must be shorter than kafka.relay_lease_ms".into());
         }

@@ -57,6 +57,8 @@ fn on_kafka(c: &mut Config, broker: &Broker) {
     c.kafka.partitions = 4;
     c.kafka.message_timeout_ms = 3_000;
     c.kafka.relay_lease_ms = 10_000;
+    // tansu answers an empty fetch only after the whole wait, even when data arrives
+    c.kafka.fetch_max_wait_ms = 50;
 }
 
 fn delivered(app: &TestApp, user: &str, event_type: &str, channel: &str) -> usize {
@@ -400,7 +402,8 @@ fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::proces
         c.env("HERMET_KAFKA_BROKERS", b)
             .env("HERMET_KAFKA__PARTITIONS", app.config.kafka.partitions.to_string())
             .env("HERMET_KAFKA__MESSAGE_TIMEOUT_MS", app.config.kafka.message_timeout_ms.to_string())
-            .env("HERMET_KAFKA__RELAY_LEASE_MS", app.config.kafka.relay_lease_ms.to_string());
+            .env("HERMET_KAFKA__RELAY_LEASE_MS", app.config.kafka.relay_lease_ms.to_string())
+            .env("HERMET_KAFKA__FETCH_MAX_WAIT_MS", app.config.kafka.fetch_max_wait_ms.to_string());
     }
     let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
     c.stdout(out.try_clone().expect("log")).stderr(out).spawn().expect("spawn hermet")
