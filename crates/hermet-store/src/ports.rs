@@ -346,6 +346,15 @@ pub trait PipelineWrites {
     /// Stores a dead letter; the same (consumer, event) again updates the error and adds
     /// its attempts.
     fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes at most `limit` outbox rows created before `before` and at or behind
+    /// `floor` in log order (and published, if `published_only`); returns how many.
+    fn prune_outbox(
+        &mut self,
+        before: i64,
+        floor: LogCursor,
+        published_only: bool,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Records that these dead letters, as of their `updated_at`, reached `<topic>.dlq`.
     fn mark_dead_letters_published(
         &mut self,

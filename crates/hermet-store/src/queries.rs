@@ -217,6 +217,11 @@ pub(crate) const MARK_DEAD_LETTER_PUBLISHED: &str =
 pub(crate) const UPDATE_DEAD_LETTER: &str = "UPDATE dead_letter
      SET status = $3, payload = COALESCE($4, payload), error = COALESCE($5, error), updated_at = $6
      WHERE id = $1 AND status = $2";
+/// Old outbox rows no consumer needs: created before $1, at or behind the cursor
+/// ($2, $3) in log order, published unless $4 = 0; at most $5 per statement.
+pub(crate) const PRUNE_OUTBOX: &str = "DELETE FROM outbox WHERE position IN (SELECT position FROM outbox
+     WHERE created_at < $1 AND (tx_id, position) <= ($2, $3) AND (CAST($4 AS BIGINT) = 0 OR published_at IS NOT NULL)
+     ORDER BY position LIMIT $5)";
 /// `substr` rather than `LIKE`: consumer names may contain `_`.
 pub(crate) const OFFSETS_WITH_PREFIX: &str = "SELECT consumer, tx_id, position FROM consumer_offset
      WHERE substr(consumer, 1, length($1)) = $1 ORDER BY consumer";

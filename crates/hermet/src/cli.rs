@@ -98,7 +98,8 @@ pub enum Command {
     Project,
     /// Run only the outbox relay to Kafka, until SIGTERM/SIGINT.
     Relay,
-    /// Rewind (or move) a consumer; it re-consumes from there (with progress in its metrics).
+    /// Rewind (or move) a consumer; the running consumer re-consumes from there, and this
+    /// command shows its progress until it has caught up.
     Replay {
         /// conversation-view-updater, contact-view-updater or notifier.
         #[arg(long)]
@@ -106,7 +107,14 @@ pub enum Command {
         /// `earliest`, a log cursor `TX:POSITION` (embedded log), or a Unix time in ms.
         #[arg(long, default_value = "earliest")]
         from: String,
+        /// Move the offsets and return, without following the consumer's progress.
+        #[arg(long)]
+        no_wait: bool,
     },
+    /// Delete outbox rows older than pipeline.outbox_retention_secs that every consumer
+    /// has passed (embedded) or that were published (Kafka); the upkeep does this every
+    /// pipeline.outbox_prune_interval_secs.
+    PruneOutbox,
     /// The dead-letter store: events a consumer gave up on.
     Dlq {
         #[command(subcommand)]

@@ -58,51 +58,9 @@ pub enum SyncModeConfig {
     Async,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineConfig {
-    /// Events per consumer batch.
-    pub batch_size: u32,
-    /// How often consumers look for events written by other processes.
-    pub poll_interval_ms: u64,
-    /// How long an async-mode command waits for its own projection.
-    pub read_your_writes_timeout_ms: u64,
-    /// Attempts at an event before it goes to the dead-letter store.
-    pub max_attempts: u32,
-    /// First retry delay (doubles per attempt) and its ceiling.
-    pub retry_backoff_ms: u64,
-    pub retry_backoff_max_ms: u64,
-    /// Concurrent push tasks of the notifier and recipients per task (seed 000 §4.3).
-    pub notify_workers: usize,
-    pub notify_chunk_size: usize,
-    /// Compensation scanner: how often (0 = never), how far back, how recent is too recent.
-    pub compensation_interval_secs: u64,
-    pub compensation_lookback_secs: u64,
-    pub compensation_grace_secs: u64,
-    /// Whether `serve` also runs the relay, the consumers and the scanner (default); set
-    /// false to run them apart with `hermet relay` and `hermet project`.
-    pub serve_runs_pipeline: bool,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        let p = hermet_app::PipelineSettings::default();
-        Self {
-            batch_size: p.batch_size,
-            poll_interval_ms: p.poll_interval_ms,
-            read_your_writes_timeout_ms: p.read_your_writes_timeout_ms,
-            max_attempts: p.max_attempts,
-            retry_backoff_ms: p.retry_backoff_ms,
-            retry_backoff_max_ms: p.retry_backoff_max_ms,
-            notify_workers: p.notify_workers,
-            notify_chunk_size: p.notify_chunk_size,
-            compensation_interval_secs: p.compensation_interval_secs,
-            compensation_lookback_secs: p.compensation_lookback_secs,
-            compensation_grace_secs: p.compensation_grace_secs,
-            serve_runs_pipeline: true,
-        }
-    }
-}
+/// The `[pipeline]` section: the pipeline's own settings struct (serde), so the two
+/// cannot drift apart.
+pub type PipelineConfig = hermet_app::PipelineSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -383,6 +341,12 @@ impl Config {
         if self.pipeline.notify_workers == 0 || self.pipeline.notify_chunk_size == 0 {
             errors.push("pipeline.notify_workers and pipeline.notify_chunk_size: must be at least 1".into());
         }
+        if self.pipeline.outbox_prune_interval_secs > 0
+            && self.pipeline.outbox_retention_secs < self.pipeline.compensation_lookback_secs
+        {
+            // the compensation scanner looks for outbox rows of recent groups
+            errors.push("pipeline.outbox_retention_secs: must be at least pipeline.compensation_lookback_secs".into());
+        }
         if let Some(k) = self.kafka_settings() {
             errors.extend(k.problems().into_iter().map(|p| {
                 if p.starts_with("kafka_brokers") {
@@ -448,17 +412,7 @@ impl Config {
             } else {
                 hermet_app::Transport::Embedded
             },
-            batch_size: self.pipeline.batch_size,
-            poll_interval_ms: self.pipeline.poll_interval_ms,
-            read_your_writes_timeout_ms: self.pipeline.read_your_writes_timeout_ms,
-            max_attempts: self.pipeline.max_attempts,
-            retry_backoff_ms: self.pipeline.retry_backoff_ms,
-            retry_backoff_max_ms: self.pipeline.retry_backoff_max_ms,
-            notify_workers: self.pipeline.notify_workers,
-            notify_chunk_size: self.pipeline.notify_chunk_size,
-            compensation_interval_secs: self.pipeline.compensation_interval_secs,
-            compensation_lookback_secs: self.pipeline.compensation_lookback_secs,
-            compensation_grace_secs: self.pipeline.compensation_grace_secs,
+            ..self.pipeline.clone()
         }
     }
 
@@ -506,5 +460,19 @@ mod tests {
         assert!(errors[0].starts_with("listen"));
         assert!(errors[1].starts_with("database_url"));
         assert!(errors[2].starts_with("node_id"));
+    }
+
+    #[test]
+    fn pipeline_and_kafka_settings_are_checked_together() {
+        let mut c = Config::default();
+        c.pipeline.outbox_retention_secs = 60;
+        c.kafka_brokers = Some("127.0.0.1:9092".into());
+        c.kafka.fetch_max_bytes = 65_536;
+        let errors = c.validate().unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("pipeline.outbox_retention_secs")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("kafka.fetch_max_bytes")), "{errors:?}");
+        c.pipeline.outbox_prune_interval_secs = 0; // never pruned: any retention will do
+        c.kafka.fetch_max_bytes = 1_048_576;
+        assert!(c.validate().is_ok());
     }
 }

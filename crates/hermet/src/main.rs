@@ -86,7 +86,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
-        Command::Replay { consumer, from } => {
+        Command::Replay { consumer, from, no_wait } => {
             use hermet_app::pipeline::ReplayFrom;
             let from = if from == "earliest" {
                 ReplayFrom::Earliest
@@ -103,6 +103,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     }
                 }
             }
+            if !no_wait {
+                let start = std::time::Instant::now();
+                let stalled = std::cell::Cell::new((i64::MAX, std::time::Instant::now()));
+                startup::follow_consumer(&config, &consumer, |left| {
+                    eprint!("\r{consumer}: {left} events left ({:.0} s)   ", start.elapsed().as_secs_f64());
+                    let (last, since) = stalled.get();
+                    if left < last {
+                        stalled.set((left, std::time::Instant::now()));
+                    } else if since.elapsed() > std::time::Duration::from_secs(10) {
+                        eprint!("\n  no progress for 10 s: is {consumer} running (hermet serve or hermet project)?\n");
+                        stalled.set((left, std::time::Instant::now()));
+                    }
+                })
+                .await?;
+                eprintln!("\n{consumer} has caught up");
+            }
+            Ok(())
+        }
+        Command::PruneOutbox => {
+            let n = startup::prune_outbox(&config).await?;
+            println!("pruned {n} outbox rows");
             Ok(())
         }
         Command::Migrate => {

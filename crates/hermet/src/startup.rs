@@ -168,6 +168,8 @@ fn spawn_pipeline<D: Database>(
             spawner.spawn(async move { a.run_pipeline_metrics(t).await });
             let (a, t) = (app.clone(), token.clone());
             spawner.spawn(async move { a.run_compensation(holder, t).await });
+            let (a, t) = (app.clone(), token.clone());
+            spawner.spawn(async move { a.run_outbox_pruning(t).await });
         }
     });
 }
@@ -200,6 +202,16 @@ pub async fn compensate(
         let r = app.compensate(since, until).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         db.close();
         Ok(r)
+    })
+}
+
+/// `hermet prune-outbox`: one pruning pass (what the upkeep does periodically).
+pub async fn prune_outbox(config: &Config) -> anyhow::Result<u64> {
+    with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
+        let r = app.prune_outbox().await.map_err(|e| anyhow::anyhow!("{e:?}"));
+        db.close();
+        r
     })
 }
 
@@ -303,6 +315,31 @@ pub async fn bench_pipeline(
     progress: impl Fn(String),
 ) -> anyhow::Result<crate::bench::PipelineReport> {
     with_database!(config, |db| crate::bench::run(db, config, messages, groups, concurrency, progress).await)
+}
+
+/// After `hermet replay`: reports how many events `consumer` still has to apply (every
+/// 500 ms, through `progress`) until it has caught up. The consumer runs elsewhere
+/// (`hermet serve` or `hermet project`); this only watches its offsets.
+pub async fn follow_consumer(config: &Config, consumer: &str, progress: impl Fn(i64)) -> anyhow::Result<()> {
+    use hermet_store::{EventLog, PipelineReads};
+    with_database!(config, |db| {
+        loop {
+            let left = match config.kafka_brokers {
+                None => {
+                    let at = db.consumer_offset(consumer).await?;
+                    db.events_after(at).await?
+                }
+                Some(_) => db.undrained_on_kafka(consumer).await?,
+            };
+            progress(left);
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        db.close();
+        Ok(())
+    })
 }
 
 /// `hermet migrate`: applies pending migrations and reports them.

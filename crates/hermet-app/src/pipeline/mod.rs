@@ -59,9 +59,15 @@ pub enum Transport {
     Kafka,
 }
 
-#[derive(Debug, Clone)]
+/// The pipeline's settings; the `[pipeline]` section of hermet's configuration is this
+/// struct (serde), except `sync_mode` and `transport`, which come from the top-level
+/// `sync_mode` and `kafka_brokers` settings.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineSettings {
+    #[serde(skip, default = "dual_write")]
     pub sync_mode: SyncMode,
+    #[serde(skip, default = "embedded")]
     pub transport: Transport,
     /// Events per consumer batch (one transaction, one statement per kind of row).
     pub batch_size: u32,
@@ -84,6 +90,22 @@ pub struct PipelineSettings {
     pub compensation_lookback_secs: u64,
     /// How recent a change may be and still be left to the pipeline.
     pub compensation_grace_secs: u64,
+    /// How long outbox rows are kept once every consumer has passed them (embedded) or
+    /// they were published (Kafka); replays from `earliest` reach back this far.
+    pub outbox_retention_secs: u64,
+    /// How often old outbox rows are pruned (0: never).
+    pub outbox_prune_interval_secs: u64,
+    /// Whether `serve` also runs the relay, the consumers and the upkeep (default); false
+    /// to run them apart with `hermet relay` and `hermet project`.
+    pub serve_runs_pipeline: bool,
+}
+
+fn dual_write() -> SyncMode {
+    SyncMode::DualWrite
+}
+
+fn embedded() -> Transport {
+    Transport::Embedded
 }
 
 impl Default for PipelineSettings {
@@ -102,6 +124,9 @@ impl Default for PipelineSettings {
             compensation_interval_secs: 60,
             compensation_lookback_secs: 3_600,
             compensation_grace_secs: 60,
+            outbox_retention_secs: 7 * 24 * 3_600,
+            outbox_prune_interval_secs: 300,
+            serve_runs_pipeline: true,
         }
     }
 }

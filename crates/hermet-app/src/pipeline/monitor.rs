@@ -8,7 +8,9 @@ use hermet_domain::time::now_ms;
 use hermet_store::Database;
 use tokio_util::sync::CancellationToken;
 
-use super::Transport;
+use hermet_store::{PipelineWrites, Transaction};
+
+use super::{CONSUMERS, Transport};
 use crate::App;
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -44,6 +46,63 @@ impl<D: Database> App<D> {
             }
         }
         Ok(())
+    }
+
+    /// Prunes old outbox rows every `outbox_prune_interval_secs` until `shutdown`. Nodes
+    /// may prune at the same time: each DELETE removes what the other has not.
+    pub async fn run_outbox_pruning(&self, shutdown: CancellationToken) {
+        let every = self.settings.pipeline.outbox_prune_interval_secs;
+        if every == 0 {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match self.prune_outbox().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old outbox rows"),
+                Err(e) => tracing::warn!(error = %e, "outbox pruning failed"),
+            }
+        }
+    }
+
+    /// Deletes outbox rows older than `outbox_retention_secs` that nothing needs any more:
+    /// on the embedded log, rows every consumer group has passed (a group that keeps an
+    /// offset, or that this node runs, counts; one without an offset yet holds everything);
+    /// on Kafka, published rows. In statements of 10,000 rows, each its own transaction.
+    pub async fn prune_outbox(&self) -> hermet_domain::Result<u64> {
+        const CHUNK: u32 = 10_000;
+        let s = &self.settings.pipeline;
+        let before = now_ms() - (s.outbox_retention_secs as i64).saturating_mul(1000);
+        let (floor, published_only) = match s.transport {
+            Transport::Kafka => ((i64::MAX, i64::MAX), true),
+            Transport::Embedded => {
+                let stored = self.db.consumer_offsets("").await?;
+                let mut floor = (i64::MAX, i64::MAX);
+                for name in CONSUMERS {
+                    let at = stored.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+                    match at {
+                        Some(c) => floor = floor.min(c),
+                        None if self.active_consumers().contains(&name) => floor = (0, 0),
+                        None => {}
+                    }
+                }
+                (floor, false)
+            }
+        };
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let n = tx.prune_outbox(before, floor, published_only, CHUNK).await?;
+            tx.commit().await?;
+            total += n;
+            metrics::counter!("outbox_pruned_total").increment(n);
+            if n < u64::from(CHUNK) {
+                return Ok(total);
+            }
+        }
     }
 
     /// Runs the compensation scanner every `compensation_interval_secs` (one node at a

@@ -144,6 +144,17 @@ impl PipelineWrites for PgTx {
         Ok(())
     }
 
+    async fn prune_outbox(
+        &mut self,
+        before: i64,
+        floor: LogCursor,
+        published_only: bool,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let c = self.conn()?;
+        exec(c, q::PRUNE_OUTBOX, &[&before, &floor.0, &floor.1, &i64::from(published_only), &(limit as i64)]).await
+    }
+
     async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
         if letters.is_empty() {
             return Ok(());

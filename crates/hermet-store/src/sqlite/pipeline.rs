@@ -125,6 +125,20 @@ impl PipelineWrites for SqliteTx {
         .await
     }
 
+    async fn prune_outbox(
+        &mut self,
+        before: i64,
+        floor: LogCursor,
+        published_only: bool,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.run(move |c| {
+            exec(c, q::PRUNE_OUTBOX, params![before, floor.0, floor.1, i64::from(published_only), limit as i64])
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
     async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
         let letters = letters.to_vec();
         self.run(move |c| {

@@ -409,6 +409,91 @@ fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::proces
     c.stdout(out.try_clone().expect("log")).stderr(out).spawn().expect("spawn hermet")
 }
 
+/// `hermet replay` (the binary) rewinds a running server's projector and follows it
+/// until it has re-applied everything; the read models end as they were.
+async fn replay_command_follows_progress(db: Db) {
+    let app = spawn_app_with(db, async_mode).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Replayed", &[&bob]).await;
+    for i in 0..20 {
+        app.send_text(&ann, &g, &format!("m{i}"), Value::Null).await;
+    }
+    let before = app.conversation_list(&bob).await;
+    app.exec("DELETE FROM user_conversation_view").await;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERMET_") {
+            c.env_remove(k);
+        }
+    }
+    let out = c
+        .args(["replay", "--consumer", "conversation-view-updater", "--from", "earliest"])
+        .env("HERMET_DATABASE_URL", &app.database_url)
+        .env("HERMET_SYNC_MODE", "async")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("now starts after log cursor 0:0"), "{stdout}");
+    assert!(stderr.contains("events left") && stderr.contains("conversation-view-updater has caught up"), "{stderr}");
+    assert_eq!(app.conversation_list(&bob).await, before, "rebuilt by the replay");
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
+/// Outbox pruning keeps every row some consumer group has not passed yet, however old,
+/// and deletes the old rows behind all of them; the read models are untouched.
+async fn outbox_pruning_keeps_what_consumers_need(db: Db) {
+    // dual-write, pipeline not running here: the notifier is the group this node runs
+    let app = spawn_app_with(db, |c| {
+        c.pipeline.serve_runs_pipeline = false;
+        c.pipeline.outbox_retention_secs = 0;
+        c.pipeline.outbox_prune_interval_secs = 0;
+        c.pipeline.compensation_lookback_secs = 0;
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Pruned", &[&bob]).await;
+    for i in 0..8 {
+        app.send_text(&ann, &g, &format!("m{i}"), Value::Null).await;
+    }
+    let total = app.scalar("SELECT COUNT(*) FROM outbox").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // no consumer has an offset yet: the ones this node runs hold everything
+    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap(), 0);
+    // the slowest group (the notifier, at the 3rd event) bounds what goes
+    let at = |consumer: &str, nth: i64| {
+        format!(
+            "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at)
+             SELECT '{consumer}', tx_id, position, 0 FROM outbox ORDER BY tx_id, position LIMIT 1 OFFSET {}",
+            nth - 1
+        )
+    };
+    app.exec(&format!(
+        "{}; {}; {};",
+        at("conversation-view-updater", 6),
+        at("contact-view-updater", total),
+        at("notifier", 3)
+    ))
+    .await;
+    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap(), 3);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, total - 3);
+    app.exec("DELETE FROM consumer_offset").await;
+    app.exec(&format!(
+        "{}; {}; {};",
+        at("conversation-view-updater", total - 3),
+        at("contact-view-updater", total - 3),
+        at("notifier", total - 3)
+    ))
+    .await;
+    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap() as i64, total - 3);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 0);
+    assert_eq!(app.conversation(&bob, &g).await.unwrap()["unreadCount"], 8, "read models untouched");
+    app.stop().await;
+}
+
 /// The committed position of the conversation projector in one number: its log position
 /// on the embedded transport, the sum of its next offsets on Kafka (as its start-up log
 /// line reports it).
@@ -557,6 +642,8 @@ async fn consumer_killed_on_kafka(db: Db) {
 }
 
 crate::both_backends!(
+    outbox_pruning_keeps_what_consumers_need,
+    replay_command_follows_progress,
     consumer_killed_on_the_embedded_log,
     consumer_killed_on_kafka,
     notifier_pushes_to_the_audience,
