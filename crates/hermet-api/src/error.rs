@@ -62,6 +62,15 @@ pub fn status_of(e: &Error) -> StatusCode {
     }
 }
 
+/// What a client is told about `e` (HTTP bodies and WebSocket `error` frames).
+pub fn detail(e: &Error) -> ErrorDetail {
+    let details = match e {
+        Error::Unprocessable { details, .. } => details.as_deref().cloned(),
+        _ => None,
+    };
+    ErrorDetail { code: e.code().to_owned(), message: e.to_string(), field: e.field().map(str::to_owned), details }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
@@ -69,18 +78,7 @@ impl IntoResponse for ApiError {
         if let Error::Internal(cause) = &e {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
-        let details = match &e {
-            Error::Unprocessable { details, .. } => details.as_deref().cloned(),
-            _ => None,
-        };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: e.code().to_owned(),
-                message: e.to_string(),
-                field: e.field().map(str::to_owned),
-                details,
-            },
-        };
+        let body = ErrorBody { error: detail(&e) };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -49,11 +49,13 @@ impl Default for HttpSettings {
 pub struct AppState<D: Database> {
     pub app: App<D>,
     pub metrics: PrometheusHandle,
+    /// This node's WebSocket connections.
+    pub gateway: std::sync::Arc<hermet_app::gateway::Registry>,
 }
 
 impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
-        Self { app: self.app.clone(), metrics: self.metrics.clone() }
+        Self { app: self.app.clone(), metrics: self.metrics.clone(), gateway: self.gateway.clone() }
     }
 }
 
@@ -61,7 +63,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface of one node.
 pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
-    use routes::{admin, auth, channels, contacts, conversations, ops, users};
+    use routes::{admin, auth, channels, contacts, conversations, ops, users, ws};
 
     let admin_routes = Router::new()
         .route("/api/v1/admin/users", post(admin::bulk_create::<D>))
@@ -108,6 +110,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .merge(api)
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
+        .route("/api/v1/ws", get(ws::upgrade::<D>))
         .route("/readyz", get(ops::readyz::<D>))
         .route("/metrics", get(ops::metrics::<D>))
         .fallback(|| async { ApiError(Error::NotFound("route")) })

@@ -10,6 +10,7 @@ pub mod channels;
 pub mod consistency;
 pub mod contacts;
 pub mod conversations;
+pub mod gateway;
 pub mod messages;
 pub mod page;
 mod password;

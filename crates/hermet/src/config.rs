@@ -49,6 +49,8 @@ pub struct Config {
     /// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults), used only
     /// when `kafka_brokers` is set.
     pub kafka: hermet_kafka::KafkaSettings,
+    /// The WebSocket gateway: connections per user, send queue, timeouts.
+    pub gateway: hermet_app::gateway::GatewaySettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -135,6 +137,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             pipeline: PipelineConfig::default(),
             kafka: hermet_kafka::KafkaSettings::default(),
+            gateway: hermet_app::gateway::GatewaySettings::default(),
         }
     }
 }
@@ -340,6 +343,9 @@ impl Config {
         }
         if self.pipeline.notify_workers == 0 || self.pipeline.notify_chunk_size == 0 {
             errors.push("pipeline.notify_workers and pipeline.notify_chunk_size: must be at least 1".into());
+        }
+        if self.gateway.max_connections_per_user == 0 || self.gateway.send_queue == 0 {
+            errors.push("gateway.max_connections_per_user and gateway.send_queue: must be at least 1".into());
         }
         if self.pipeline.outbox_prune_interval_secs > 0
             && self.pipeline.outbox_retention_secs < self.pipeline.compensation_lookback_secs

@@ -364,13 +364,19 @@ impl Application {
             }
         }
         let push = Arc::new(MemoryPush::new(10_000));
-        let app = app_with_push(db.clone(), config, push.clone()).await?;
+        let gateway = Arc::new(hermet_app::gateway::Registry::new(config.gateway.clone()));
+        // The notifier delivers to this node's sockets, and to the in-process observer.
+        let sink = hermet_app::gateway::TeePush(vec![
+            Arc::new(hermet_app::gateway::GatewayPush::new(gateway.clone())),
+            push.clone(),
+        ]);
+        let app = app_with_push(db.clone(), config, Arc::new(sink)).await?;
         let (background_app, background_config) = (app.clone(), config.clone());
         let roles = if config.pipeline.serve_runs_pipeline { Roles::ALL } else { Roles::NONE };
         let start_background: StartBackground = Box::new(move |tasks, token| {
             spawn_pipeline(&background_app, &background_config, roles, tasks, token);
         });
-        let state = AppState { app, metrics: hermet_api::metrics::recorder() };
+        let state = AppState { app, metrics: hermet_api::metrics::recorder(), gateway };
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
             .await

@@ -92,6 +92,9 @@ async fn set_status<D: Database>(
     status: UserStatus,
 ) -> ApiResult<StatusCode> {
     st.app.set_user_status(who, id, status).await?;
+    if status != UserStatus::Active {
+        st.gateway.close(id, None, hermet_app::gateway::CloseReason::Revoked);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

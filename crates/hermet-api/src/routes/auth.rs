@@ -117,5 +117,7 @@ pub async fn refresh_token<D: Database>(
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn sign_out<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<StatusCode> {
     st.app.sign_out(who).await?;
+    // this node's sockets of the session close now (other nodes: not yet, see docs/PROTOCOL.md)
+    st.gateway.close(who.user_id, Some(who.session_id), hermet_app::gateway::CloseReason::Revoked);
     Ok(StatusCode::NO_CONTENT)
 }

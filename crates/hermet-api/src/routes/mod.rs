@@ -7,3 +7,4 @@ pub mod contacts;
 pub mod conversations;
 pub mod ops;
 pub mod users;
+pub mod ws;

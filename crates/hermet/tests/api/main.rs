@@ -10,4 +10,5 @@ mod helpers;
 mod im;
 mod ops;
 mod pipeline;
+mod realtime;
 mod users;
