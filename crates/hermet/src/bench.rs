@@ -203,8 +203,7 @@ async fn measure<D: Database>(
             let (a, t) = (app.clone(), shutdown.clone());
             tokio::spawn(async move { a.run_consumer(CONVERSATION_VIEW_UPDATER, source, t).await });
             let took = until_zero("projector", progress, || async {
-                let at = db.consumer_offset(CONVERSATION_VIEW_UPDATER).await.map_err(err)?;
-                db.events_after(at).await.map_err(err)
+                app.events_left(CONVERSATION_VIEW_UPDATER).await.map_err(err)
             })
             .await?;
             Ok((None, Throughput::of(backlog, took)))
@@ -220,7 +219,7 @@ async fn measure<D: Database>(
             let (a, t) = (app.clone(), shutdown.clone());
             tokio::spawn(async move { a.run_consumer(CONVERSATION_VIEW_UPDATER, source, t).await });
             let took = until_zero("projector", progress, || async {
-                db.undrained_on_kafka(CONVERSATION_VIEW_UPDATER).await.map_err(err)
+                app.events_left(CONVERSATION_VIEW_UPDATER).await.map_err(err)
             })
             .await?;
             Ok((Some(Throughput::of(backlog, relay_took)), Throughput::of(backlog, took)))

@@ -321,16 +321,10 @@ pub async fn bench_pipeline(
 /// 500 ms, through `progress`) until it has caught up. The consumer runs elsewhere
 /// (`hermet serve` or `hermet project`); this only watches its offsets.
 pub async fn follow_consumer(config: &Config, consumer: &str, progress: impl Fn(i64)) -> anyhow::Result<()> {
-    use hermet_store::{EventLog, PipelineReads};
     with_database!(config, |db| {
+        let app = app_for(db.clone(), config).await?;
         loop {
-            let left = match config.kafka_brokers {
-                None => {
-                    let at = db.consumer_offset(consumer).await?;
-                    db.events_after(at).await?
-                }
-                Some(_) => db.undrained_on_kafka(consumer).await?,
-            };
+            let left = app.events_left(consumer).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             progress(left);
             if left == 0 {
                 break;

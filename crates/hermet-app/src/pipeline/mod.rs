@@ -297,17 +297,22 @@ impl<D: Database> App<D> {
         Ok(true)
     }
 
+    /// Events `consumer` has not applied yet on this node's transport (on Kafka, counting
+    /// the rows the relay has not published).
+    pub async fn events_left(&self, consumer: &str) -> Result<i64> {
+        Ok(match self.settings.pipeline.transport {
+            Transport::Embedded => self.db.events_after(self.db.consumer_offset(consumer).await?).await?,
+            Transport::Kafka => self.db.undrained_on_kafka(consumer).await?,
+        })
+    }
+
     /// Waits until every consumer this node runs has applied every event (tests, tools).
     pub async fn wait_drained(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut behind = false;
             for name in self.active_consumers() {
-                let pending = match self.settings.pipeline.transport {
-                    Transport::Embedded => self.db.events_after(self.db.consumer_offset(name).await?).await?,
-                    Transport::Kafka => self.db.undrained_on_kafka(name).await?,
-                };
-                behind |= pending > 0;
+                behind |= self.events_left(name).await? > 0;
             }
             if !behind {
                 return Ok(());

@@ -34,7 +34,7 @@ impl<D: Database> App<D> {
         match self.settings.pipeline.transport {
             Transport::Embedded => {
                 for name in self.active_consumers() {
-                    let lag = self.db.events_after(self.db.consumer_offset(name).await?).await?;
+                    let lag = self.events_left(name).await?;
                     metrics::gauge!("consumer_lag_events", "consumer" => name).set(lag as f64);
                 }
             }
@@ -51,21 +51,14 @@ impl<D: Database> App<D> {
     /// Prunes old outbox rows every `outbox_prune_interval_secs` until `shutdown`. Nodes
     /// may prune at the same time: each DELETE removes what the other has not.
     pub async fn run_outbox_pruning(&self, shutdown: CancellationToken) {
-        let every = self.settings.pipeline.outbox_prune_interval_secs;
-        if every == 0 {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-                _ = shutdown.cancelled() => return,
-            }
+        every(self.settings.pipeline.outbox_prune_interval_secs, &shutdown, || async {
             match self.prune_outbox().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned old outbox rows"),
                 Err(e) => tracing::warn!(error = %e, "outbox pruning failed"),
             }
-        }
+        })
+        .await
     }
 
     /// Deletes outbox rows older than `outbox_retention_secs` that nothing needs any more:
@@ -108,15 +101,7 @@ impl<D: Database> App<D> {
     /// Runs the compensation scanner every `compensation_interval_secs` (one node at a
     /// time: the scan takes a lease) until `shutdown`.
     pub async fn run_compensation(&self, node: String, shutdown: CancellationToken) {
-        let every = self.settings.pipeline.compensation_interval_secs;
-        if every == 0 {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-                _ = shutdown.cancelled() => return,
-            }
+        every(self.settings.pipeline.compensation_interval_secs, &shutdown, || async {
             match self.compensate_now(&node).await {
                 Ok(Some(r)) if !r.unannounced.is_empty() || !r.unprojected.is_empty() => {
                     tracing::warn!(?r, "compensation re-emitted events");
@@ -124,6 +109,26 @@ impl<D: Database> App<D> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "compensation scan failed"),
             }
+        })
+        .await
+    }
+}
+
+/// Runs `f` every `secs` seconds (the first time after one period) until `shutdown`;
+/// never when `secs` is 0.
+async fn every<F, Fut>(secs: u64, shutdown: &CancellationToken, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    if secs == 0 {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+            _ = shutdown.cancelled() => return,
         }
+        f().await;
     }
 }
