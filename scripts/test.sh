@@ -2,6 +2,7 @@
 # Runs every hermet test. Installs (apt) and starts what the tests need when it is
 # missing, so it works on a bare Debian/Ubuntu machine with Rust as well as on ours:
 #   - PostgreSQL (the postgres half of the integration tests), on 127.0.0.1:5432
+#   - redis-server (the multi-node gateway tests start their own on free loopback ports)
 #   - tansu, an Apache-Kafka-compatible broker written in Rust (the Kafka tests start
 #     their own brokers on free loopback ports), installed with `cargo install` into
 #     ~/.cache/hermet/tools and reused by later runs
@@ -55,6 +56,9 @@ drop_test_databases() {
 }
 drop_test_databases
 trap drop_test_databases EXIT
+
+# ── Redis (binary only: tests start their own servers) ──
+command -v redis-server >/dev/null || { log "installing Redis"; apt_install redis-server; }
 
 # ── tansu (Kafka-protocol broker) ──
 # 0.6.0 with its libsql (file) storage engine: its default features have no durable

@@ -49,13 +49,13 @@ impl Default for HttpSettings {
 pub struct AppState<D: Database> {
     pub app: App<D>,
     pub metrics: PrometheusHandle,
-    /// This node's WebSocket connections.
-    pub gateway: std::sync::Arc<hermet_app::gateway::Registry>,
+    /// The gateway: this node's WebSocket connections, presence, routing between nodes.
+    pub cluster: std::sync::Arc<dyn hermet_app::gateway::Cluster>,
 }
 
 impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
-        Self { app: self.app.clone(), metrics: self.metrics.clone(), gateway: self.gateway.clone() }
+        Self { app: self.app.clone(), metrics: self.metrics.clone(), cluster: self.cluster.clone() }
     }
 }
 
@@ -80,6 +80,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/users/me", get(users::me::<D>).patch(users::update_me::<D>))
         .route("/api/v1/users/search", get(users::search::<D>))
         .route("/api/v1/users/{id}", get(users::get_user::<D>))
+        .route("/api/v1/users/{id}/presence", get(users::presence::<D>))
         .route("/api/v1/contacts/applications", post(contacts::apply::<D>).get(contacts::applications::<D>))
         .route("/api/v1/contacts/applications/{id}/accept", post(contacts::accept::<D>))
         .route("/api/v1/contacts/applications/{id}/reject", post(contacts::reject::<D>))

@@ -11,7 +11,7 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
     info(title = "hermet", description = "Instant-messaging backend. JSON is camelCase; ids are strings; errors are {\"error\": {code, message, field?}}."),
     paths(
         auth::sign_up, auth::sign_in, auth::refresh_token, auth::sign_out,
-        users::me, users::update_me, users::search, users::get_user,
+        users::me, users::update_me, users::search, users::get_user, users::presence,
         admin::bulk_create, admin::disable, admin::enable, admin::delete,
         contacts::apply, contacts::applications, contacts::accept, contacts::reject, contacts::list, contacts::update, contacts::delete,
         channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,

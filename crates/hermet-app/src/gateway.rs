@@ -8,11 +8,14 @@
 //! client that cannot keep up costs bounded memory and never slows the others.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hermet_domain::id::{SessionId, UserId};
-use serde::Serialize;
+use hermet_store::ConversationRow;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::pipeline::notify::{Notification, PushFuture, PushSink};
@@ -32,11 +35,31 @@ pub struct GatewaySettings {
     pub idle_timeout_secs: u64,
     /// How long a browser has to send its `auth` frame.
     pub auth_timeout_secs: u64,
+    /// A frame the socket cannot write within this long (the client stopped reading)
+    /// makes it a slow consumer: closed, so it never pins memory.
+    pub write_timeout_secs: u64,
+    /// Catch-up reads the inbox in pages of this many entries.
+    pub sync_page_size: u32,
+    /// How often a node renews its liveness key and re-asserts its users' presence in
+    /// Redis.
+    pub heartbeat_secs: u64,
+    /// A node that has not renewed its liveness key for this long counts as gone: its
+    /// presence entries are ignored (and removed when it restarts).
+    pub node_ttl_secs: u64,
 }
 
 impl Default for GatewaySettings {
     fn default() -> Self {
-        Self { max_connections_per_user: 10, send_queue: 1_024, idle_timeout_secs: 90, auth_timeout_secs: 10 }
+        Self {
+            max_connections_per_user: 10,
+            send_queue: 1_024,
+            idle_timeout_secs: 90,
+            auth_timeout_secs: 10,
+            write_timeout_secs: 10,
+            sync_page_size: 200,
+            heartbeat_secs: 10,
+            node_ttl_secs: 30,
+        }
     }
 }
 
@@ -77,7 +100,8 @@ impl CloseReason {
     }
 }
 
-/// A server → client frame that is not a reply (replies are built by the socket).
+/// A server → client event frame (live or catch-up), serialized without its cursor: the
+/// same body goes to every recipient, each with their own cursor ([`Frame::text`]).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventFrame<'a> {
@@ -87,6 +111,15 @@ pub struct EventFrame<'a> {
     pub event_id: String,
     pub occurred_at: i64,
     pub data: &'a serde_json::Value,
+}
+
+impl EventFrame<'_> {
+    /// The frame body of a domain event, if it is pushed at all.
+    pub fn body(event_type: &str, event_id: i64, occurred_at: i64, data: &serde_json::Value) -> Option<Arc<str>> {
+        let frame_type = frame_type(event_type)?;
+        let frame = EventFrame { frame_type, event_id: event_id.to_string(), occurred_at, data };
+        serde_json::to_string(&frame).ok().map(Arc::from)
+    }
 }
 
 /// The frame type a domain event is pushed as (docs/PROTOCOL.md).
@@ -109,10 +142,51 @@ pub fn frame_type(event_type: &str) -> Option<&'static str> {
     })
 }
 
+/// A frame queued on a connection.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The recipient's cursor for this event; 0 for state frames (`conversation.updated`),
+    /// which are not in the inbox.
+    pub cursor: i64,
+    pub body: Arc<str>,
+}
+
+impl Frame {
+    /// The text sent: the body with `"cursor"` first when it has one.
+    pub fn text(&self) -> String {
+        if self.cursor == 0 {
+            return self.body.to_string();
+        }
+        let rest = self.body.strip_prefix('{').unwrap_or(&self.body);
+        let sep = if rest.starts_with('}') { "" } else { "," };
+        format!("{{\"cursor\":{}{sep}{rest}", self.cursor)
+    }
+}
+
+/// Pushes on their way to connections, possibly on other nodes: distinct bodies and who
+/// gets which, with which cursor. This is also the message nodes exchange.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Pushes {
+    pub bodies: Vec<Arc<str>>,
+    /// (user, cursor or 0, index into `bodies`).
+    pub to: Vec<(UserId, i64, u32)>,
+}
+
+impl Pushes {
+    /// Keeps only the recipients `keep` accepts (a node's share).
+    pub fn only(&self, keep: impl Fn(UserId) -> bool) -> Pushes {
+        Pushes { bodies: self.bodies.clone(), to: self.to.iter().filter(|t| keep(t.0)).copied().collect() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.to.is_empty()
+    }
+}
+
 struct Conn {
     id: u64,
     session: SessionId,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Frame>,
     close: watch::Sender<Option<CloseReason>>,
 }
 
@@ -120,7 +194,7 @@ struct Conn {
 pub struct Registration {
     pub id: u64,
     /// Frames to send, in order.
-    pub frames: mpsc::Receiver<Arc<str>>,
+    pub frames: mpsc::Receiver<Frame>,
     /// Set when the server wants the connection closed.
     pub close: watch::Receiver<Option<CloseReason>>,
 }
@@ -180,14 +254,26 @@ impl Registry {
         self.lock().values().map(Vec::len).sum()
     }
 
-    /// Queues `frame` on every connection of `users`; a connection whose queue is full is
-    /// removed and told to close (slow consumer). Returns how many connections got it.
-    pub fn deliver(&self, users: &[UserId], frame: &Arc<str>) -> usize {
+    /// Connections of `user` on this node.
+    pub fn connections_of(&self, user: UserId) -> usize {
+        self.lock().get(&user).map_or(0, Vec::len)
+    }
+
+    /// Every user with a connection here, with how many (presence heartbeats).
+    pub fn users(&self) -> Vec<(UserId, usize)> {
+        self.lock().iter().map(|(u, l)| (*u, l.len())).collect()
+    }
+
+    /// Queues each push on every connection of its user on this node; a connection whose
+    /// queue is full is removed and told to close (slow consumer). Returns how many
+    /// frames were queued.
+    pub fn deliver(&self, pushes: &Pushes) -> usize {
         let mut delivered = 0;
         let mut conns = self.lock();
-        for u in users {
-            let Some(list) = conns.get_mut(u) else { continue };
-            list.retain(|c| match c.tx.try_send(frame.clone()) {
+        for &(user, cursor, body) in &pushes.to {
+            let Some(body) = pushes.bodies.get(body as usize) else { continue };
+            let Some(list) = conns.get_mut(&user) else { continue };
+            list.retain(|c| match c.tx.try_send(Frame { cursor, body: body.clone() }) {
                 Ok(()) => {
                     delivered += 1;
                     true
@@ -204,7 +290,7 @@ impl Registry {
                 }
             });
             if list.is_empty() {
-                conns.remove(u);
+                conns.remove(&user);
             }
         }
         delivered
@@ -222,33 +308,132 @@ impl Registry {
         }
         n
     }
+
+    /// Asks every connection to close (the node is shutting down).
+    pub fn close_all(&self, reason: CloseReason) {
+        for c in self.lock().values().flatten() {
+            let _ = c.close.send(Some(reason));
+        }
+    }
 }
 
-/// The notifier's sink on a node that runs the gateway: each notification is serialized
-/// once and queued on the recipients' connections on this node.
-pub struct GatewayPush {
+/// Whether and where a user is connected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceStatus {
+    pub online: bool,
+    /// Open connections, all nodes together.
+    pub connections: u64,
+    /// When the user's last connection closed (ms), if known and offline.
+    pub last_seen_at: Option<i64>,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The gateway nodes as one: presence (user → node → connections), push routing to the
+/// nodes that hold the recipients, and session revocation everywhere. [`LocalCluster`]
+/// is a single node (the embedded default); `hermet-redis` spans nodes.
+pub trait Cluster: Send + Sync + 'static {
+    /// This node's connections.
+    fn registry(&self) -> &Arc<Registry>;
+    /// A connection of `user` opened on this node (after [`Registry::register`]).
+    fn connected(&self, user: UserId) -> BoxFuture<'_, ()>;
+    /// A connection of `user` closed on this node (after [`Registry::unregister`]).
+    fn disconnected(&self, user: UserId) -> BoxFuture<'_, ()>;
+    /// Delivers `pushes` on this node and sends the rest to the nodes that hold them.
+    /// Best effort: a device that misses a push catches up by cursor.
+    fn route(&self, pushes: Pushes) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn presence(&self, user: UserId) -> BoxFuture<'_, anyhow::Result<PresenceStatus>>;
+    /// Closes the connections of `session` (or all of `user`'s) on every node.
+    fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>>;
+}
+
+/// One node: presence is this node's registry.
+pub struct LocalCluster {
     registry: Arc<Registry>,
+    last_seen: Mutex<HashMap<UserId, i64>>,
+}
+
+impl LocalCluster {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry, last_seen: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl Cluster for LocalCluster {
+    fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn connected(&self, _user: UserId) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn disconnected(&self, user: UserId) -> BoxFuture<'_, ()> {
+        if self.registry.connections_of(user) == 0
+            && let Ok(mut seen) = self.last_seen.lock()
+        {
+            seen.insert(user, hermet_domain::time::now_ms());
+        }
+        Box::pin(async {})
+    }
+
+    fn route(&self, pushes: Pushes) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.registry.deliver(&pushes);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn presence(&self, user: UserId) -> BoxFuture<'_, anyhow::Result<PresenceStatus>> {
+        let connections = self.registry.connections_of(user) as u64;
+        let last_seen_at =
+            if connections == 0 { self.last_seen.lock().ok().and_then(|s| s.get(&user).copied()) } else { None };
+        Box::pin(async move { Ok(PresenceStatus { online: connections > 0, connections, last_seen_at }) })
+    }
+
+    fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.registry.close(user, session, CloseReason::Revoked);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Turns a conversation-view row into its JSON (the API's DTO, given by the HTTP layer).
+pub type ConversationJson = fn(ConversationRow) -> serde_json::Value;
+
+/// The notifier's sink on a node that runs the gateway (or on a `hermet project` node
+/// with a cluster): each notification is serialized once and routed to the recipients'
+/// connections, here or on their nodes.
+pub struct GatewayPush {
+    cluster: Arc<dyn Cluster>,
+    conversation_json: ConversationJson,
 }
 
 impl GatewayPush {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub fn new(cluster: Arc<dyn Cluster>, conversation_json: ConversationJson) -> Self {
+        Self { cluster, conversation_json }
     }
 }
 
 impl PushSink for GatewayPush {
-    fn push<'a>(&'a self, users: &'a [UserId], n: &'a Arc<Notification>) -> PushFuture<'a> {
+    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], n: &'a Arc<Notification>) -> PushFuture<'a> {
         Box::pin(async move {
-            let Some(frame_type) = frame_type(&n.event_type) else { return Ok(()) };
-            let frame = EventFrame {
-                frame_type,
-                event_id: n.event_id.to_string(),
-                occurred_at: n.occurred_at,
-                data: &n.payload,
+            let Some(body) = EventFrame::body(&n.event_type, n.event_id, n.occurred_at, &n.payload) else {
+                return Ok(());
             };
-            let text: Arc<str> = serde_json::to_string(&frame)?.into();
-            self.registry.deliver(users, &text);
-            Ok(())
+            let pushes = Pushes { bodies: vec![body], to: targets.iter().map(|&(u, c)| (u, c, 0)).collect() };
+            self.cluster.route(pushes).await
+        })
+    }
+
+    fn push_conversations(&self, rows: Vec<ConversationRow>) -> PushFuture<'_> {
+        Box::pin(async move {
+            let mut pushes = Pushes::default();
+            for row in rows {
+                let user = row.user_id;
+                let frame = serde_json::json!({"type": "conversation.updated", "data": (self.conversation_json)(row)});
+                pushes.to.push((user, 0, pushes.bodies.len() as u32));
+                pushes.bodies.push(frame.to_string().into());
+            }
+            self.cluster.route(pushes).await
         })
     }
 }
@@ -257,10 +442,19 @@ impl PushSink for GatewayPush {
 pub struct TeePush(pub Vec<Arc<dyn PushSink>>);
 
 impl PushSink for TeePush {
-    fn push<'a>(&'a self, users: &'a [UserId], n: &'a Arc<Notification>) -> PushFuture<'a> {
+    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], n: &'a Arc<Notification>) -> PushFuture<'a> {
         Box::pin(async move {
             for sink in &self.0 {
-                sink.push(users, n).await?;
+                sink.push(targets, n).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn push_conversations(&self, rows: Vec<ConversationRow>) -> PushFuture<'_> {
+        Box::pin(async move {
+            for sink in &self.0 {
+                sink.push_conversations(rows.clone()).await?;
             }
             Ok(())
         })
@@ -271,22 +465,35 @@ impl PushSink for TeePush {
 mod tests {
     use super::*;
 
+    fn one(users: &[UserId], cursor: i64) -> Pushes {
+        Pushes { bodies: vec![Arc::from("{\"type\":\"x\"}")], to: users.iter().map(|u| (*u, cursor, 0)).collect() }
+    }
+
     #[test]
     fn a_full_queue_drops_the_connection_and_asks_it_to_close() {
         let r = Registry::new(GatewaySettings { send_queue: 2, max_connections_per_user: 2, ..Default::default() });
         let (slow, fast) = (UserId(1), UserId(2));
         let mut s = r.register(slow, SessionId(1)).unwrap();
         let mut f = r.register(fast, SessionId(2)).unwrap();
-        let frame: Arc<str> = Arc::from("{}");
-        for _ in 0..2 {
-            assert_eq!(r.deliver(&[slow, fast], &frame), 2);
+        for i in 0..2 {
+            assert_eq!(r.deliver(&one(&[slow, fast], i + 1)), 2);
             f.frames.try_recv().unwrap();
         }
-        assert_eq!(r.deliver(&[slow, fast], &frame), 1, "the slow one is dropped");
+        assert_eq!(r.deliver(&one(&[slow, fast], 3)), 1, "the slow one is dropped");
         assert_eq!(*s.close.borrow_and_update(), Some(CloseReason::SlowConsumer));
         assert_eq!(r.connection_count(), 1);
         assert!(r.register(fast, SessionId(3)).is_ok());
         assert_eq!(r.register(fast, SessionId(4)).err(), Some(CloseReason::TooManyConnections));
         assert!(s.frames.try_recv().is_ok(), "what was queued before stays readable");
+    }
+
+    #[test]
+    fn frames_carry_the_recipients_cursor_first() {
+        let body: Arc<str> = Arc::from("{\"type\":\"message.new\",\"eventId\":\"7\"}");
+        let f = Frame { cursor: 42, body: body.clone() };
+        let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
+        assert_eq!(v["cursor"], 42);
+        assert_eq!(v["type"], "message.new");
+        assert_eq!(Frame { cursor: 0, body }.text(), "{\"type\":\"message.new\",\"eventId\":\"7\"}");
     }
 }

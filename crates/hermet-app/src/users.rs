@@ -99,6 +99,23 @@ impl<D: Database> App<D> {
         }
     }
 
+    /// Whether `who` may see `id`'s presence: themselves, or a live friend (the friendship
+    /// as `id` keeps it, so removing or blocking someone hides one's presence from them).
+    pub async fn may_see_presence(&self, who: Principal, id: UserId) -> Result<()> {
+        if who.user_id == id {
+            return Ok(());
+        }
+        match self.db.friendship(id, who.user_id).await? {
+            Some(f) if f.is_live() && !f.is_blocked => Ok(()),
+            _ => match self.db.user_by_id(id).await? {
+                Some(u) if u.status != UserStatus::Deleted => {
+                    Err(Error::forbidden("presence is visible to the user's friends only"))
+                }
+                _ => Err(Error::NotFound("user")),
+            },
+        }
+    }
+
     /// `GET /users/search?q=`: exact e-mail or mobile, or a nickname prefix (case
     /// folded); active users only; ordered by nickname.
     pub async fn search_users(

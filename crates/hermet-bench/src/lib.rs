@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod fanout;
+
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -42,10 +44,10 @@ impl Stats {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     pub admin_token: String,
     pub admin_id: String,
-    tag: String,
+    pub(crate) tag: String,
 }
 
 impl Client {
@@ -76,7 +78,7 @@ impl Client {
         })
     }
 
-    async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await?;
         let status = r.status().as_u16();
         let v = r.json().await.unwrap_or(Value::Null);

@@ -225,3 +225,18 @@ pub(crate) const PRUNE_OUTBOX: &str = "DELETE FROM outbox WHERE position IN (SEL
 /// `substr` rather than `LIKE`: consumer names may contain `_`.
 pub(crate) const OFFSETS_WITH_PREFIX: &str = "SELECT consumer, tx_id, position FROM consumer_offset
      WHERE substr(consumer, 1, length($1)) = $1 ORDER BY consumer";
+
+// ── realtime: per-user inbox ──
+pub(crate) const INBOX_HEAD: &str = "SELECT seq FROM user_inbox_head WHERE user_id = $1";
+pub(crate) const INBOX_AFTER: &str = "SELECT i.seq, i.event_id, o.event_type, o.payload, o.created_at
+     FROM user_inbox i JOIN outbox o ON o.event_id = i.event_id
+     WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3";
+sql!(
+    CONVERSATIONS_CHANGED,
+    "SELECT {} FROM user_conversation_view WHERE user_id = $1 AND updated_at >= $2 ORDER BY updated_at, channel_id LIMIT $3",
+    crate::views::conversation_select("")
+);
+/// Old entries, and entries more than $2 behind their user's cursor.
+pub(crate) const PRUNE_INBOX: &str = "DELETE FROM user_inbox WHERE (user_id, seq) IN (
+     SELECT i.user_id, i.seq FROM user_inbox i JOIN user_inbox_head h ON h.user_id = i.user_id
+     WHERE i.created_at < $1 OR i.seq <= h.seq - $2 LIMIT $3)";

@@ -283,3 +283,13 @@ pub(crate) fn dead_letter_from<R: Cols>(r: &R) -> Result<crate::ports::DeadLette
         updated_at: r.int(10)?,
     })
 }
+
+pub(crate) fn inbox_entry_from<R: Cols>(r: &R) -> Result<crate::ports::InboxEntry, R::Err> {
+    Ok(crate::ports::InboxEntry {
+        seq: r.int(0)?,
+        event_id: r.int(1)?,
+        event_type: r.text(2)?,
+        payload: r.json(3)?,
+        occurred_at: r.int(4)?,
+    })
+}

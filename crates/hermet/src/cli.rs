@@ -46,6 +46,24 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 256)]
         max_in_flight: usize,
     },
+    /// Real WebSocket clients: N members online, one sends; latency until every member
+    /// has the message, and deliveries per second.
+    Fanout {
+        #[arg(long, value_delimiter = ',', default_value = "100,500,1000,5000")]
+        members: Vec<usize>,
+        /// Messages per group size (each waited for by every member).
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+    },
+    /// The server's resident memory with many idle authenticated WebSocket connections
+    /// (reads /proc/PID/status of the server: run it on the same machine).
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// The server's process id.
+        #[arg(long)]
+        server_pid: u32,
+    },
     /// The pipeline's own throughput, in-process on the configured database (a fresh one)
     /// and transport: the Kafka relay publishing a backlog, the conversation projector
     /// draining it. Takes no --server.

@@ -41,6 +41,9 @@ pub struct Config {
     /// Kafka bootstrap servers `host:port,…`; unset: the embedded event log
     /// (`HERMET_KAFKA_BROKERS`).
     pub kafka_brokers: Option<String>,
+    /// `redis://host:port` of the Redis that gateway nodes share for presence and push
+    /// routing; unset: a single node, presence in memory (`HERMET_REDIS_URL`).
+    pub redis_url: Option<String>,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
@@ -131,6 +134,7 @@ impl Default for Config {
             migrate_on_start: true,
             sync_mode: SyncModeConfig::DualWrite,
             kafka_brokers: None,
+            redis_url: None,
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -254,6 +258,8 @@ impl fmt::Debug for Config {
             .field("pipeline", &self.pipeline)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka", &self.kafka)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("gateway", &self.gateway)
             .field("database", &self.database)
             .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("http", &self.http)
@@ -307,6 +313,11 @@ impl Config {
                 errors.push("read_database_url (HERMET_READ_DATABASE_URL): a read replica needs database_url to be PostgreSQL too".into());
             }
         }
+        if let Some(r) = &self.redis_url
+            && !(r.starts_with("redis://") || r.starts_with("rediss://") || r.starts_with("redis+unix://"))
+        {
+            errors.push("redis_url (HERMET_REDIS_URL): must be a redis:// or rediss:// URL".into());
+        }
         if self.node_id > hermet_domain::id::MAX_NODE_ID {
             errors.push(format!("node_id (HERMET_NODE_ID): {} is out of range 0..=1023", self.node_id));
         }
@@ -352,6 +363,17 @@ impl Config {
         {
             // the compensation scanner looks for outbox rows of recent groups
             errors.push("pipeline.outbox_retention_secs: must be at least pipeline.compensation_lookback_secs".into());
+        }
+        if self.pipeline.outbox_prune_interval_secs > 0
+            && self.pipeline.inbox_retention_secs > self.pipeline.outbox_retention_secs
+        {
+            errors.push("pipeline.inbox_retention_secs: must be at most pipeline.outbox_retention_secs (inbox payloads are read from the outbox)".into());
+        }
+        if self.pipeline.inbox_max_per_user == 0 || self.gateway.sync_page_size == 0 {
+            errors.push("pipeline.inbox_max_per_user and gateway.sync_page_size: must be at least 1".into());
+        }
+        if self.gateway.heartbeat_secs == 0 || self.gateway.node_ttl_secs <= self.gateway.heartbeat_secs {
+            errors.push("gateway.node_ttl_secs: must be greater than gateway.heartbeat_secs (at least 1)".into());
         }
         if let Some(k) = self.kafka_settings() {
             errors.extend(k.problems().into_iter().map(|p| {
@@ -477,6 +499,7 @@ mod tests {
         let errors = c.validate().unwrap_err();
         assert!(errors.iter().any(|e| e.starts_with("pipeline.outbox_retention_secs")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("kafka.fetch_max_bytes")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("pipeline.inbox_retention_secs")), "{errors:?}");
         c.pipeline.outbox_prune_interval_secs = 0; // never pruned: any retention will do
         c.kafka.fetch_max_bytes = 1_048_576;
         assert!(c.validate().is_ok());

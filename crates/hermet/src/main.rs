@@ -233,6 +233,42 @@ async fn bench(
             }
             serde_json::to_value(&r)?
         }
+        BenchScenario::Fanout { members, messages } => {
+            let rows = hermet_bench::fanout::fanout(&client, &members, messages).await?;
+            println!(
+                "{:>8} {:>9} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14}",
+                "members",
+                "messages",
+                "all p50 ms",
+                "all p99 ms",
+                "all max ms",
+                "deliv p50 ms",
+                "deliv p99 ms",
+                "deliveries/s"
+            );
+            for r in &rows {
+                println!(
+                    "{:>8} {:>9} {:>12.2} {:>12.2} {:>12.2} {:>14.2} {:>14.2} {:>14.0}",
+                    r.members,
+                    r.messages,
+                    r.all_members.p50_ms,
+                    r.all_members.p99_ms,
+                    r.all_members.max_ms,
+                    r.delivery.p50_ms,
+                    r.delivery.p99_ms,
+                    r.deliveries_per_sec
+                );
+            }
+            serde_json::to_value(&rows)?
+        }
+        BenchScenario::Idle { connections, server_pid } => {
+            let r = hermet_bench::fanout::idle(&client, connections, server_pid).await?;
+            println!(
+                "{} idle connections: server RSS {:.1} MB → {:.1} MB ({:.1} KB per connection)",
+                r.connections, r.rss_before_mb, r.rss_after_mb, r.per_connection_kb
+            );
+            serde_json::to_value(&r)?
+        }
         BenchScenario::Pipeline { .. } => unreachable!("runs in-process, without a server"),
     };
     write_json(json, &value)

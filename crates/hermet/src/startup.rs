@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use hermet_api::AppState;
+use hermet_app::gateway::{CloseReason, Cluster, GatewayPush, LocalCluster, Registry, TeePush};
 use hermet_app::pipeline::consumer::LogSource;
 use hermet_app::{App, MemoryPush, PushSink};
 use hermet_domain::id::IdGenerator;
+use hermet_redis::RedisCluster;
 use hermet_store::postgres::PgDatabase;
 use hermet_store::sqlite::SqliteDatabase;
-use hermet_store::{Backend, Database, MigrationReport};
+use hermet_store::{Backend, Database, MigrationReport, PipelineWrites, Transaction};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -71,6 +73,28 @@ async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSi
     App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))
+}
+
+/// A conversation row as the API shows it (`conversation.updated` frames).
+fn conversation_json(row: hermet_store::ConversationRow) -> serde_json::Value {
+    serde_json::to_value(hermet_api::routes::conversations::ConversationDto::from(row)).unwrap_or_default()
+}
+
+/// The gateway's cluster: Redis when `redis_url` is set (also returned, to run its
+/// heartbeats and subscription), else this node alone.
+async fn cluster(config: &Config) -> anyhow::Result<(Arc<dyn Cluster>, Option<Arc<RedisCluster>>)> {
+    let registry = Arc::new(Registry::new(config.gateway.clone()));
+    match &config.redis_url {
+        Some(url) => {
+            let redis = Arc::new(
+                RedisCluster::connect(url, config.node_id, registry)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {}", redact_url(url)))?,
+            );
+            Ok((redis.clone(), Some(redis)))
+        }
+        None => Ok((Arc::new(LocalCluster::new(registry)), None)),
+    }
 }
 
 /// Which pipeline roles a process runs.
@@ -140,17 +164,12 @@ fn spawn_pipeline<D: Database>(
                         };
                         spawner.spawn(async move { app2.run_consumer(name, source, token2).await });
                     }
-                    None => {
-                        let Some(source) = until_ok("reading a consumer offset", &token, || async {
-                            Ok(LogSource::new(&app, name).await?)
-                        })
-                        .await
-                        else {
-                            return;
-                        };
-                        spawner.spawn(async move { app2.run_consumer(name, source, token2).await });
-                    }
+                    None => {} // below, under the lease
                 }
+            }
+            if kafka.is_none() {
+                let (app2, token2, holder2) = (app.clone(), token.clone(), holder.clone());
+                spawner.spawn(async move { run_log_consumers_under_lease(app2, holder2, token2).await });
             }
         }
         if roles.relay
@@ -174,6 +193,56 @@ fn spawn_pipeline<D: Database>(
     });
 }
 
+/// The lease that lets one node at a time run the consumers of the embedded log.
+const LOG_CONSUMERS_LEASE: &str = "embedded-log-consumers";
+
+/// Runs the embedded log's consumer groups while this process holds their lease, so
+/// several nodes on one PostgreSQL do not repeat the same work; another node takes over
+/// within `pipeline.consumer_lease_ms` of the holder dying. (The offsets' compare-and-set
+/// keeps even an overlap harmless: a batch commits once.)
+async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String, shutdown: CancellationToken) {
+    let ttl = app.pipeline_settings().consumer_lease_ms.max(300);
+    let renew = Duration::from_millis(ttl / 3);
+    let take = |app: App<D>, holder: String| async move {
+        let mut tx = app.db.begin().await?;
+        let held = tx.take_lease(LOG_CONSUMERS_LEASE, &holder, ttl as i64, hermet_domain::time::now_ms()).await?;
+        tx.commit().await?;
+        Ok::<bool, hermet_store::StoreError>(held)
+    };
+    while !shutdown.is_cancelled() {
+        if !matches!(take(app.clone(), holder.clone()).await, Ok(true)) {
+            tokio::select! {
+                _ = tokio::time::sleep(renew) => continue,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        tracing::info!(holder, "holding the embedded log's consumer lease: consumers start");
+        let (running, tasks) = (shutdown.child_token(), TaskTracker::new());
+        for name in app.active_consumers() {
+            let Some(source) =
+                until_ok("reading a consumer offset", &running, || async { Ok(LogSource::new(&app, name).await?) })
+                    .await
+            else {
+                break;
+            };
+            let (a, t) = (app.clone(), running.clone());
+            tasks.spawn(async move { a.run_consumer(name, source, t).await });
+        }
+        tasks.close();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(renew) => {}
+                _ = running.cancelled() => break,
+            }
+            if !matches!(take(app.clone(), holder.clone()).await, Ok(true)) {
+                tracing::warn!(holder, "lost the embedded log's consumer lease: consumers stop");
+                running.cancel();
+            }
+        }
+        tasks.wait().await;
+    }
+}
+
 /// `hermet project` and `hermet relay`: pipeline roles without HTTP, until `shutdown`
 /// (scaled apart from the API; `serve` runs them too unless told not to).
 pub async fn run_roles(config: &Config, roles: Roles, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -181,7 +250,14 @@ pub async fn run_roles(config: &Config, roles: Roles, shutdown: CancellationToke
         anyhow::bail!("the relay publishes to Kafka: set kafka_brokers (HERMET_KAFKA_BROKERS)");
     }
     with_database!(config, |db| {
-        let app = app_for(db.clone(), config).await?;
+        // With Redis, a notifier here routes its pushes to the gateway nodes.
+        let app = match &config.redis_url {
+            Some(_) if roles.consumers => {
+                let (cluster, _) = cluster(config).await?;
+                app_with_push(db.clone(), config, Arc::new(GatewayPush::new(cluster, conversation_json))).await?
+            }
+            _ => app_for(db.clone(), config).await?,
+        };
         let tasks = TaskTracker::new();
         spawn_pipeline(&app, config, roles, &tasks, &shutdown);
         tasks.close();
@@ -358,19 +434,27 @@ impl Application {
             }
         }
         let push = Arc::new(MemoryPush::new(10_000));
-        let gateway = Arc::new(hermet_app::gateway::Registry::new(config.gateway.clone()));
-        // The notifier delivers to this node's sockets, and to the in-process observer.
-        let sink = hermet_app::gateway::TeePush(vec![
-            Arc::new(hermet_app::gateway::GatewayPush::new(gateway.clone())),
-            push.clone(),
-        ]);
+        let (cluster, redis) = cluster(config).await?;
+        // The notifier delivers to the gateway (this node's sockets and, through Redis,
+        // other nodes'), and to the in-process observer.
+        let sink = TeePush(vec![Arc::new(GatewayPush::new(cluster.clone(), conversation_json)), push.clone()]);
         let app = app_with_push(db.clone(), config, Arc::new(sink)).await?;
         let (background_app, background_config) = (app.clone(), config.clone());
         let roles = if config.pipeline.serve_runs_pipeline { Roles::ALL } else { Roles::NONE };
+        let registry = cluster.registry().clone();
         let start_background: StartBackground = Box::new(move |tasks, token| {
             spawn_pipeline(&background_app, &background_config, roles, tasks, token);
+            if let Some(r) = redis {
+                tasks.spawn(r.run(token.clone()));
+            }
+            // Sockets are not requests: tell them to go (4011) when the node stops.
+            let token = token.clone();
+            tasks.spawn(async move {
+                token.cancelled().await;
+                registry.close_all(CloseReason::ShuttingDown);
+            });
         });
-        let state = AppState { app, metrics: hermet_api::metrics::recorder(), gateway };
+        let state = AppState { app, metrics: hermet_api::metrics::recorder(), cluster };
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
             .await

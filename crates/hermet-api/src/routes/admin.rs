@@ -93,7 +93,9 @@ async fn set_status<D: Database>(
 ) -> ApiResult<StatusCode> {
     st.app.set_user_status(who, id, status).await?;
     if status != UserStatus::Active {
-        st.gateway.close(id, None, hermet_app::gateway::CloseReason::Revoked);
+        if let Err(e) = st.cluster.revoke(id, None).await {
+            tracing::warn!(error = %e, "cannot close the user's sockets on other nodes");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -118,6 +118,8 @@ pub async fn refresh_token<D: Database>(
 pub async fn sign_out<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<StatusCode> {
     st.app.sign_out(who).await?;
     // this node's sockets of the session close now (other nodes: not yet, see docs/PROTOCOL.md)
-    st.gateway.close(who.user_id, Some(who.session_id), hermet_app::gateway::CloseReason::Revoked);
+    if let Err(e) = st.cluster.revoke(who.user_id, Some(who.session_id)).await {
+        tracing::warn!(error = %e, "cannot close the session's sockets on other nodes");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -165,3 +165,36 @@ pub async fn get_user<D: Database>(
 ) -> ApiResult<Json<PublicUser>> {
     Ok(Json(st.app.user_profile(who, id).await?.into()))
 }
+
+/// A user's presence across the gateway nodes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceResponse {
+    pub user_id: UserId,
+    pub online: bool,
+    /// Open WebSocket connections (devices), all nodes together.
+    pub connections: u64,
+    /// When the last connection closed (Unix ms), when offline and known.
+    pub last_seen_at: Option<i64>,
+}
+
+/// GET /api/v1/users/{id}/presence — online or not; for the user's friends (and the user).
+#[utoipa::path(get, path = "/api/v1/users/{id}/presence", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 200, body = PresenceResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn presence<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<UserId>,
+) -> ApiResult<Json<PresenceResponse>> {
+    st.app.may_see_presence(who, id).await?;
+    let p = st.cluster.presence(id).await.map_err(|e| {
+        tracing::warn!(error = %e, "presence lookup failed");
+        hermet_domain::Error::Unavailable("presence")
+    })?;
+    Ok(Json(PresenceResponse {
+        user_id: id,
+        online: p.online,
+        connections: p.connections,
+        last_seen_at: p.last_seen_at,
+    }))
+}

@@ -4,8 +4,15 @@
 //! frame `{"type": "auth", "token": "…"}`. The server answers `ready`, then pushes events
 //! as the notifier delivers them (through the node's [`Registry`]) and answers the
 //! client's frames: `ping` → `pong`, `send` → `ack` (same rules and idempotency as
-//! `POST …/messages`), `read` → `ack`; a bad frame gets an `error` frame naming the
-//! problem and the connection stays open.
+//! `POST …/messages`), `read` → `ack`, `sync` → catch-up then `sync.done`; a bad frame
+//! gets an `error` frame naming the problem and the connection stays open.
+//!
+//! Delivery: every event frame carries the user's cursor. The connection remembers the
+//! last cursor it sent and never sends one twice or out of order: a pushed frame at or
+//! behind it is skipped, and one that would leave a gap (a push lost between nodes, a
+//! notifier that died after committing) is preceded by the missing entries, read from the
+//! user's inbox. A `ping` also checks the user's latest cursor, so a lost push is caught
+//! up within one ping interval even when no later push reveals it.
 
 use std::time::Duration;
 
@@ -14,7 +21,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use hermet_app::Principal;
-use hermet_app::gateway::{CloseReason, PROTOCOL_VERSION};
+use hermet_app::gateway::{CloseReason, EventFrame, Frame, GatewaySettings, PROTOCOL_VERSION, Registration};
 use hermet_app::messages::SendMessage;
 use hermet_domain::Error;
 use hermet_domain::id::ChannelId;
@@ -52,6 +59,8 @@ enum ClientFrame {
     },
     #[serde(rename_all = "camelCase")]
     Read { channel_id: ChannelId, seq: i64 },
+    /// Catch up from `cursor` (the last cursor the client processed).
+    Sync { cursor: i64 },
 }
 
 /// The token in the upgrade request's headers, if any (checked once upgraded, so a bad
@@ -89,13 +98,14 @@ fn error_frame(e: &Error, reply_to: Option<&Value>) -> Value {
     v
 }
 
+/// Sends the close frame (a client that does not read gets 5 s, then the socket drops).
 async fn close(socket: &mut WebSocket, reason: CloseReason) {
     let frame = CloseFrame { code: reason.code(), reason: Utf8Bytes::from_static(reason.text()) };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.send(Message::Close(Some(frame)))).await;
 }
 
 async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket: WebSocket) {
-    let registry = st.gateway.clone();
+    let registry = st.cluster.registry().clone();
     let settings = registry.settings().clone();
     let token = match token {
         Some(t) => t,
@@ -114,71 +124,244 @@ async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket
             return close(&mut socket, CloseReason::Unauthenticated).await;
         }
     };
-    let mut reg = match registry.register(who.user_id, who.session_id) {
+    let reg = match registry.register(who.user_id, who.session_id) {
         Ok(r) => r,
         Err(reason) => return close(&mut socket, reason).await,
     };
-    let ready = json!({
-        "type": "ready",
-        "version": PROTOCOL_VERSION,
-        "userId": who.user_id.to_string(),
-        "sessionId": who.session_id.to_string(),
-        "connectionId": reg.id.to_string(),
-        "serverTime": now_ms(),
-    });
-    if socket.send(text(&ready)).await.is_ok() {
-        let reason = serve(&st, who, &mut socket, &mut reg, &settings).await;
-        if let Some(r) = reason {
-            close(&mut socket, r).await;
+    st.cluster.connected(who.user_id).await;
+    // Registered first, cursor read second: a push committed in between is queued and
+    // either skipped (at or behind the cursor) or sent.
+    let mut conn = Connection { st: &st, who, socket, reg, settings, sent: 0 };
+    let reason = match st.app.db.inbox_head(who.user_id).await {
+        Ok(head) => {
+            conn.sent = head;
+            let ready = json!({
+                "type": "ready",
+                "version": PROTOCOL_VERSION,
+                "userId": who.user_id.to_string(),
+                "sessionId": who.session_id.to_string(),
+                "connectionId": conn.reg.id.to_string(),
+                "serverTime": now_ms(),
+                "cursor": head,
+            });
+            if conn.send(&ready).await { conn.serve().await } else { None }
         }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the user's cursor; closing the socket");
+            Some(CloseReason::ShuttingDown)
+        }
+    };
+    if let Some(r) = reason {
+        close(&mut conn.socket, r).await;
     }
-    registry.unregister(who.user_id, reg.id);
+    registry.unregister(who.user_id, conn.reg.id);
+    st.cluster.disconnected(who.user_id).await;
 }
 
-/// The connection's loop; `Some(reason)` when the server closes it.
-async fn serve<D: Database>(
-    st: &AppState<D>,
+/// One authenticated connection.
+struct Connection<'a, D: Database> {
+    st: &'a AppState<D>,
     who: Principal,
-    socket: &mut WebSocket,
-    reg: &mut hermet_app::gateway::Registration,
-    settings: &hermet_app::gateway::GatewaySettings,
-) -> Option<CloseReason> {
-    let idle = Duration::from_secs(settings.idle_timeout_secs.max(1));
-    loop {
-        tokio::select! {
-            biased;
-            changed = reg.close.changed() => {
-                return match changed {
-                    Ok(()) => *reg.close.borrow(),
-                    Err(_) => Some(CloseReason::ShuttingDown),
-                };
+    socket: WebSocket,
+    reg: Registration,
+    settings: GatewaySettings,
+    /// The last cursor sent on this connection.
+    sent: i64,
+}
+
+/// The socket is gone.
+struct Gone;
+
+impl<D: Database> Connection<'_, D> {
+    async fn send(&mut self, v: &Value) -> bool {
+        self.write(text(v)).await.is_ok()
+    }
+
+    /// Writes one frame, within `write_timeout_secs`.
+    async fn write(&mut self, m: Message) -> Result<(), Gone> {
+        let limit = Duration::from_secs(self.settings.write_timeout_secs.max(1));
+        match tokio::time::timeout(limit, self.socket.send(m)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Gone),
+            Err(_) => {
+                metrics::counter!("gateway_slow_consumers_total").increment(1);
+                Err(Gone)
             }
-            frame = reg.frames.recv() => match frame {
-                Some(f) => {
-                    if socket.send(Message::Text(Utf8Bytes::from(&*f))).await.is_err() {
-                        return None;
-                    }
-                }
-                None => return Some(CloseReason::SlowConsumer),
-            },
-            incoming = tokio::time::timeout(idle, socket.recv()) => match incoming {
-                Err(_) => return Some(CloseReason::IdleTimeout),
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    let reply = handle(st, who, t.as_str()).await;
-                    if socket.send(text(&reply)).await.is_err() {
-                        return None;
-                    }
-                }
-                Ok(Some(Ok(Message::Binary(_)))) => {
-                    let e = Error::invalid("frame", "frames are JSON text");
-                    if socket.send(text(&error_frame(&e, None))).await.is_err() {
-                        return None;
-                    }
-                }
-                Ok(Some(Ok(_))) => {} // WebSocket-level ping/pong: answered by the library
-            },
         }
+    }
+
+    /// The connection's loop; `Some(reason)` when the server closes it.
+    async fn serve(&mut self) -> Option<CloseReason> {
+        let idle = Duration::from_secs(self.settings.idle_timeout_secs.max(1));
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.reg.close.changed() => {
+                    return match changed {
+                        Ok(()) => *self.reg.close.borrow(),
+                        Err(_) => Some(CloseReason::ShuttingDown),
+                    };
+                }
+                frame = self.reg.frames.recv() => match frame {
+                    Some(f) => {
+                        if self.push(f).await.is_err() {
+                            return None;
+                        }
+                    }
+                    None => return Some(CloseReason::SlowConsumer),
+                },
+                incoming = tokio::time::timeout(idle, self.socket.recv()) => match incoming {
+                    Err(_) => return Some(CloseReason::IdleTimeout),
+                    Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
+                    Ok(Some(Ok(Message::Text(t)))) => {
+                        if self.answer(t.as_str()).await.is_err() {
+                            return None;
+                        }
+                    }
+                    Ok(Some(Ok(Message::Binary(_)))) => {
+                        let e = Error::invalid("frame", "frames are JSON text");
+                        if !self.send(&error_frame(&e, None)).await {
+                            return None;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {} // WebSocket-level ping/pong: answered by the library
+                },
+            }
+        }
+    }
+
+    /// Sends a pushed frame in cursor order: skipped if already sent, preceded by the
+    /// missing inbox entries if it would leave a gap.
+    async fn push(&mut self, f: Frame) -> Result<(), Gone> {
+        if f.cursor != 0 {
+            if f.cursor <= self.sent {
+                return Ok(());
+            }
+            if f.cursor > self.sent + 1 {
+                self.catch_up(Some(f.cursor - 1)).await?;
+                if f.cursor <= self.sent {
+                    return Ok(()); // a reset moved past it
+                }
+            }
+            self.sent = f.cursor;
+        }
+        self.write(Message::Text(Utf8Bytes::from(f.text()))).await
+    }
+
+    /// Sends the inbox entries after `sent` (up to `until`, else to the end), in order,
+    /// read in pages. If entries are missing (beyond the retention), sends `sync.reset`
+    /// and moves to the latest cursor. Returns the oldest event time sent, if any.
+    async fn catch_up(&mut self, until: Option<i64>) -> Result<Option<i64>, Gone> {
+        let user = self.who.user_id;
+        let page = self.settings.sync_page_size.max(1);
+        let mut oldest = None;
+        loop {
+            let entries = match self.st.app.db.inbox_after(user, self.sent, page).await {
+                Ok(e) => e,
+                Err(e) => {
+                    // The pushes keep flowing; the next gap or ping retries.
+                    tracing::warn!(error = %e, "cannot read the inbox to catch up");
+                    return Ok(oldest);
+                }
+            };
+            let full = entries.len() == page as usize;
+            for e in entries {
+                if until.is_some_and(|u| e.seq > u) {
+                    return Ok(oldest);
+                }
+                if e.seq != self.sent + 1 {
+                    return self.reset().await.map(|_| oldest);
+                }
+                oldest.get_or_insert(e.occurred_at);
+                self.sent = e.seq;
+                if let Some(body) = EventFrame::body(&e.event_type, e.event_id, e.occurred_at, &e.payload) {
+                    let frame = Frame { cursor: e.seq, body };
+                    self.write(Message::Text(Utf8Bytes::from(frame.text()))).await?;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        // Entries the inbox no longer holds, up to a known cursor: beyond retention.
+        if let Some(u) = until
+            && self.sent < u
+        {
+            self.reset().await?;
+        }
+        Ok(oldest)
+    }
+
+    /// The inbox no longer holds what the client missed: it must refetch its lists.
+    async fn reset(&mut self) -> Result<(), Gone> {
+        let head = self.st.app.db.inbox_head(self.who.user_id).await.unwrap_or(self.sent);
+        self.sent = self.sent.max(head);
+        metrics::counter!("gateway_sync_resets_total").increment(1);
+        let frame = json!({
+            "type": "sync.reset",
+            "cursor": self.sent,
+            "reason": "the events after your cursor are no longer kept: refetch conversations and contacts over HTTP",
+        });
+        if self.send(&frame).await { Ok(()) } else { Err(Gone) }
+    }
+
+    /// Answers one client frame.
+    async fn answer(&mut self, raw: &str) -> Result<(), Gone> {
+        let value: Value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                let reply = error_frame(&Error::invalid("frame", format!("not JSON: {e}")), None);
+                return if self.send(&reply).await { Ok(()) } else { Err(Gone) };
+            }
+        };
+        let reply_to = value.get("clientMsgId").or_else(|| value.get("id")).cloned();
+        let frame: ClientFrame = match serde_json::from_value(value) {
+            Ok(f) => f,
+            Err(e) => {
+                let e = Error::invalid("frame", format!("unknown or malformed frame: {e}"));
+                let reply = error_frame(&e, reply_to.as_ref());
+                return if self.send(&reply).await { Ok(()) } else { Err(Gone) };
+            }
+        };
+        let reply = match frame {
+            ClientFrame::Sync { cursor } => self.sync(cursor, reply_to.as_ref()).await?,
+            ClientFrame::Ping { id } => {
+                // A push lost on its way (between nodes) shows here at the latest.
+                if let Ok(head) = self.st.app.db.inbox_head(self.who.user_id).await
+                    && head > self.sent
+                {
+                    self.catch_up(Some(head)).await?;
+                }
+                json!({"type": "pong", "id": id, "serverTime": now_ms(), "cursor": self.sent})
+            }
+            other => handle(self.st, self.who, other, reply_to.as_ref()).await,
+        };
+        if self.send(&reply).await { Ok(()) } else { Err(Gone) }
+    }
+
+    /// `sync {cursor}`: everything after `cursor`, then `sync.done` with the latest cursor
+    /// and the conversation rows that changed meanwhile.
+    async fn sync(&mut self, cursor: i64, reply_to: Option<&Value>) -> Result<Value, Gone> {
+        let head = match self.st.app.db.inbox_head(self.who.user_id).await {
+            Ok(h) => h,
+            Err(e) => return Ok(error_frame(&Error::from(e), reply_to)),
+        };
+        if cursor < 0 || cursor > head {
+            let e = Error::invalid("cursor", format!("must be between 0 and your latest cursor {head}"));
+            return Ok(error_frame(&e, reply_to));
+        }
+        self.sent = cursor;
+        let oldest = self.catch_up(None).await?;
+        let conversations: Vec<ConversationDto> = match oldest {
+            // Rows change in the same transaction as their events (dual-write) or shortly
+            // after (async); a second of slack covers clock skew between nodes.
+            Some(t) => match self.st.app.db.conversations_changed(self.who.user_id, t - 1_000, 1_000).await {
+                Ok(rows) => rows.into_iter().map(ConversationDto::from).collect(),
+                Err(e) => return Ok(error_frame(&Error::from(e), reply_to)),
+            },
+            None => Vec::new(),
+        };
+        Ok(json!({"type": "sync.done", "cursor": self.sent, "conversations": conversations}))
     }
 }
 
@@ -192,25 +375,13 @@ async fn first_frame_token(socket: &mut WebSocket, wait: Duration) -> Option<Str
     }
 }
 
-/// Answers one client frame.
-async fn handle<D: Database>(st: &AppState<D>, who: Principal, raw: &str) -> Value {
-    let value: Value = match serde_json::from_str(raw) {
-        Ok(v) => v,
-        Err(e) => return error_frame(&Error::invalid("frame", format!("not JSON: {e}")), None),
-    };
-    let reply_to = value.get("clientMsgId").or_else(|| value.get("id")).cloned();
-    let frame: ClientFrame = match serde_json::from_value(value) {
-        Ok(f) => f,
-        Err(e) => {
-            return error_frame(
-                &Error::invalid("frame", format!("unknown or malformed frame: {e}")),
-                reply_to.as_ref(),
-            );
-        }
-    };
+/// Answers `send` and `read`.
+async fn handle<D: Database>(st: &AppState<D>, who: Principal, frame: ClientFrame, reply_to: Option<&Value>) -> Value {
     match frame {
         ClientFrame::Auth { .. } => error_frame(&Error::invalid("frame", "already authenticated"), None),
-        ClientFrame::Ping { id } => json!({"type": "pong", "id": id, "serverTime": now_ms()}),
+        ClientFrame::Ping { .. } | ClientFrame::Sync { .. } => {
+            error_frame(&Error::invalid("frame", "handled by the connection"), reply_to)
+        }
         ClientFrame::Send { channel_id, msg_type, content, mentions, client_msg_id } => {
             let req = SendMessage { msg_type, content, mentions: mentions.0, client_msg_id: client_msg_id.clone() };
             match st.app.send_message(who, channel_id, req).await {
@@ -222,18 +393,18 @@ async fn handle<D: Database>(st: &AppState<D>, who: Principal, raw: &str) -> Val
                     "seq": sent.seq,
                     "sentAt": sent.sent_at,
                 }),
-                Err(e) => error_frame(&e, reply_to.as_ref()),
+                Err(e) => error_frame(&e, reply_to),
             }
         }
         ClientFrame::Read { channel_id, seq } => {
             if seq < 0 {
-                return error_frame(&Error::invalid("seq", "seq must not be negative"), reply_to.as_ref());
+                return error_frame(&Error::invalid("seq", "seq must not be negative"), reply_to);
             }
             match st.app.mark_read(who, channel_id, seq).await {
                 Ok(row) => {
                     json!({"type": "ack", "channelId": channel_id.to_string(), "conversation": ConversationDto::from(row)})
                 }
-                Err(e) => error_frame(&e, reply_to.as_ref()),
+                Err(e) => error_frame(&e, reply_to),
             }
         }
     }

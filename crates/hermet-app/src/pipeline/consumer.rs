@@ -11,8 +11,8 @@ use hermet_domain::projection::{Refresh, project};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{
-    Database, DeadLetterChange, LogCursor, NewDeadLetter, OffsetWrites, PipelineWrites, ProjectionWrites, StoredEvent,
-    Transaction,
+    Database, DeadLetterChange, InboxWrites, LogCursor, NewDeadLetter, OffsetWrites, PipelineWrites, ProjectionWrites,
+    StoredEvent, Transaction,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -287,11 +287,20 @@ impl<D: Database> App<D> {
         moves: Option<&[OffsetMove]>,
     ) -> Result<Outcome> {
         let now = now_ms();
-        if consumer == NOTIFIER && !events.is_empty() {
+        let plan = if consumer == NOTIFIER && !events.is_empty() {
             let list: Vec<(&StoredEvent, &DomainEvent)> = events.iter().map(|(i, e)| (&batch.events[*i], e)).collect();
-            self.notify(&list).await?;
-        }
+            self.plan_notifications(&list).await?
+        } else {
+            Vec::new()
+        };
         let mut tx = self.db.begin().await?;
+        // The notifier: each recipient's cursor moves on in the same transaction as the
+        // offsets, so a redelivered batch never numbers an event twice.
+        let mut deliveries = Vec::with_capacity(plan.len());
+        for p in plan {
+            let targets = tx.append_inbox(&p.users, p.notification.event_id, now).await?;
+            deliveries.push((p, targets));
+        }
         if consumer != NOTIFIER {
             let mut refresh = Refresh::default();
             for (_, e) in events {
@@ -312,6 +321,7 @@ impl<D: Database> App<D> {
             }
         }
         tx.commit().await?;
+        self.deliver(deliveries).await;
         // Sync lag: from the event's commit (its outbox time) to this commit.
         let done = now_ms();
         for (i, e) in events {

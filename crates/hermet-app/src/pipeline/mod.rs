@@ -95,6 +95,14 @@ pub struct PipelineSettings {
     pub outbox_retention_secs: u64,
     /// How often old outbox rows are pruned (0: never).
     pub outbox_prune_interval_secs: u64,
+    /// Users' inbox entries (catch-up by cursor, docs/PROTOCOL.md) are kept this long; at
+    /// most `outbox_retention_secs`, since their payloads are read from the outbox.
+    pub inbox_retention_secs: u64,
+    /// At most this many inbox entries are kept per user (the newest).
+    pub inbox_max_per_user: u64,
+    /// On the embedded log, one node at a time runs the consumers: it renews a lease of
+    /// this length every third of it, and another node takes over once it lapses.
+    pub consumer_lease_ms: u64,
     /// Whether `serve` also runs the relay, the consumers and the upkeep (default); false
     /// to run them apart with `hermet relay` and `hermet project`.
     pub serve_runs_pipeline: bool,
@@ -126,6 +134,9 @@ impl Default for PipelineSettings {
             compensation_grace_secs: 60,
             outbox_retention_secs: 7 * 24 * 3_600,
             outbox_prune_interval_secs: 300,
+            inbox_retention_secs: 7 * 24 * 3_600,
+            inbox_max_per_user: 10_000,
+            consumer_lease_ms: 10_000,
             serve_runs_pipeline: true,
         }
     }
@@ -152,6 +163,9 @@ pub(crate) struct Pipeline {
     /// Whether the embedded projectors run in this process (else their offsets are polled).
     local: AtomicBool,
     push: Arc<dyn notify::PushSink>,
+    /// The queue of the background task that pushes changed conversation rows, in
+    /// order (started on first use).
+    conversation_pushes: std::sync::OnceLock<tokio::sync::mpsc::Sender<notify::ConversationPush>>,
 }
 
 impl Pipeline {
@@ -162,6 +176,7 @@ impl Pipeline {
             log_positions: [watch::channel((0, 0)).0, watch::channel((0, 0)).0],
             local: AtomicBool::new(false),
             push,
+            conversation_pushes: std::sync::OnceLock::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hermet_domain::time::now_ms;
 use hermet_store::Database;
+use hermet_store::InboxWrites;
 use tokio_util::sync::CancellationToken;
 
 use hermet_store::{PipelineWrites, Transaction};
@@ -52,6 +53,11 @@ impl<D: Database> App<D> {
     /// may prune at the same time: each DELETE removes what the other has not.
     pub async fn run_outbox_pruning(&self, shutdown: CancellationToken) {
         every(self.settings.pipeline.outbox_prune_interval_secs, &shutdown, || async {
+            match self.prune_inbox().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old inbox entries"),
+                Err(e) => tracing::warn!(error = %e, "inbox pruning failed"),
+            }
             match self.prune_outbox().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned old outbox rows"),
@@ -92,6 +98,27 @@ impl<D: Database> App<D> {
             tx.commit().await?;
             total += n;
             metrics::counter!("outbox_pruned_total").increment(n);
+            if n < u64::from(CHUNK) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes users' inbox entries older than `inbox_retention_secs` or more than
+    /// `inbox_max_per_user` behind their user's cursor, 10,000 per transaction. A client
+    /// whose cursor is older is told to refetch its lists (`sync.reset`).
+    pub async fn prune_inbox(&self) -> hermet_domain::Result<u64> {
+        const CHUNK: u32 = 10_000;
+        let s = &self.settings.pipeline;
+        let before = now_ms() - (s.inbox_retention_secs as i64).saturating_mul(1000);
+        let keep = i64::try_from(s.inbox_max_per_user).unwrap_or(i64::MAX);
+        let mut total = 0;
+        loop {
+            let mut tx = self.db.begin().await?;
+            let n = tx.prune_inbox(before, keep, CHUNK).await?;
+            tx.commit().await?;
+            total += n;
+            metrics::counter!("inbox_pruned_total").increment(n);
             if n < u64::from(CHUNK) {
                 return Ok(total);
             }

@@ -9,14 +9,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use hermet_domain::Result;
 use hermet_domain::event::DomainEvent;
 use hermet_domain::id::{ChannelId, UserId};
-use hermet_domain::{Error, Result};
-use hermet_store::{Database, StoredEvent};
+use hermet_store::{ConversationRow, Database, StoredEvent};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::App;
+use crate::gateway::frame_type;
 
 /// What a recipient is told: the event as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,7 +33,13 @@ pub type PushFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send
 
 /// Delivery to users' devices (implemented by the realtime gateway).
 pub trait PushSink: Send + Sync + 'static {
-    fn push<'a>(&'a self, users: &'a [UserId], notification: &'a Arc<Notification>) -> PushFuture<'a>;
+    /// Pushes `notification` to each (user, the user's cursor for it).
+    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], notification: &'a Arc<Notification>) -> PushFuture<'a>;
+
+    /// Pushes changed conversation rows to their owners (`conversation.updated`).
+    fn push_conversations(&self, _rows: Vec<ConversationRow>) -> PushFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// An in-process sink that keeps the latest deliveries and broadcasts them to observers.
@@ -58,17 +65,17 @@ impl MemoryPush {
 }
 
 impl PushSink for MemoryPush {
-    fn push<'a>(&'a self, users: &'a [UserId], n: &'a Arc<Notification>) -> PushFuture<'a> {
+    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], n: &'a Arc<Notification>) -> PushFuture<'a> {
         Box::pin(async move {
             if let Ok(mut recent) = self.recent.lock() {
-                for u in users {
+                for (u, _) in targets {
                     if recent.len() == self.capacity {
                         recent.pop_front();
                     }
                     recent.push_back((*u, n.clone()));
                 }
             }
-            for u in users {
+            for (u, _) in targets {
                 let _ = self.live.send((*u, n.clone()));
             }
             Ok(())
@@ -112,10 +119,37 @@ fn audience(e: &DomainEvent) -> Audience {
     }
 }
 
+/// What the notifier decided for one event: who hears of it.
+pub(crate) struct Planned {
+    pub notification: Arc<Notification>,
+    /// Distinct, ascending.
+    pub users: Vec<UserId>,
+    /// The channel whose conversation rows the event changes for `users`.
+    pub conversations_of: Option<ChannelId>,
+}
+
+/// Events after which the recipients' conversation rows are pushed.
+fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
+    match e {
+        DomainEvent::MessageSent(x) => Some(x.channel_id),
+        DomainEvent::ConversationRead(x) => Some(x.channel_id),
+        DomainEvent::ConversationSettingsChanged(x) => Some(x.channel_id),
+        _ => None,
+    }
+}
+
+/// Conversation-row pushes queued at most; beyond, they are skipped (a client keeps its
+/// list from the events, and `sync` returns the rows that changed).
+const CONVERSATION_PUSH_QUEUE: usize = 1_024;
+
+/// The conversation rows of `users` in a channel, to push.
+pub(crate) type ConversationPush = (ChannelId, Vec<UserId>);
+
 impl<D: Database> App<D> {
-    /// Notifies the recipients of `events`, in order; the lookups are one query per kind
-    /// for the whole batch. Fails if a push fails (the batch is retried: at-least-once).
-    pub(crate) async fn notify(&self, events: &[(&StoredEvent, &DomainEvent)]) -> Result<()> {
+    /// Decides the recipients of `events`, in order; the lookups are one query per kind
+    /// for the whole batch. Events that are not pushed (no frame type) are left out.
+    pub(crate) async fn plan_notifications(&self, events: &[(&StoredEvent, &DomainEvent)]) -> Result<Vec<Planned>> {
+        let events: Vec<_> = events.iter().filter(|(_, e)| frame_type(e.event_type()).is_some()).collect();
         let audiences: Vec<Audience> = events.iter().map(|(_, e)| audience(e)).collect();
         let channels: BTreeSet<ChannelId> = audiences
             .iter()
@@ -138,6 +172,7 @@ impl<D: Database> App<D> {
                 owners.entry(u).or_default().push(owner);
             }
         }
+        let mut plan = Vec::with_capacity(events.len());
         for ((stored, event), a) in events.iter().zip(audiences) {
             let mut to: BTreeSet<UserId> = BTreeSet::new();
             match a {
@@ -155,19 +190,59 @@ impl<D: Database> App<D> {
                     to.insert(u);
                 }
             }
-            let n = Arc::new(Notification {
+            let notification = Arc::new(Notification {
                 event_id: stored.event_id,
                 event_type: event.event_type().to_owned(),
                 payload: stored.payload.clone(),
                 occurred_at: stored.created_at,
             });
-            self.fan_out(to.into_iter().collect(), n).await?;
+            plan.push(Planned {
+                notification,
+                users: to.into_iter().collect(),
+                conversations_of: changes_conversations(event),
+            });
         }
-        Ok(())
+        Ok(plan)
     }
 
-    /// Pushes `n` to `users` in chunks through at most `notify_workers` concurrent tasks.
-    async fn fan_out(&self, users: Vec<UserId>, n: Arc<Notification>) -> Result<()> {
+    /// After the inbox entries are committed: pushes each event to its recipients, in
+    /// order, then (in the background, bounded) their changed conversation rows. Push
+    /// failures are counted and logged, not retried: a device that misses a push sees
+    /// the gap in its cursor and catches up from the inbox.
+    pub(crate) async fn deliver(&self, done: Vec<(Planned, Vec<(UserId, i64)>)>) {
+        for (planned, targets) in done {
+            self.fan_out(targets, planned.notification.clone()).await;
+            if let Some(channel) = planned.conversations_of {
+                self.push_conversations(channel, planned.users);
+            }
+        }
+    }
+
+    fn push_conversations(&self, channel: ChannelId, users: Vec<UserId>) {
+        let queue = self.pipeline.conversation_pushes.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<ConversationPush>(CONVERSATION_PUSH_QUEUE);
+            let (db, sink) = (self.db.clone(), self.pipeline.push.clone());
+            tokio::spawn(async move {
+                while let Some((channel, users)) = rx.recv().await {
+                    match db.channel_conversations(channel, &users).await {
+                        Ok(rows) => {
+                            if let Err(e) = sink.push_conversations(rows).await {
+                                tracing::warn!(error = %e, "conversation rows not pushed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot read conversation rows to push"),
+                    }
+                }
+            });
+            tx
+        });
+        if queue.try_send((channel, users)).is_err() {
+            metrics::counter!("conversation_pushes_skipped_total").increment(1);
+        }
+    }
+
+    /// Pushes `n` to `targets` in chunks through at most `notify_workers` concurrent tasks.
+    async fn fan_out(&self, users: Vec<(UserId, i64)>, n: Arc<Notification>) {
         let s = &self.settings.pipeline;
         let sink = self.pipeline.push.clone();
         let chunk = s.notify_chunk_size.max(1);
@@ -175,7 +250,7 @@ impl<D: Database> App<D> {
         // any lifetime the spawning code picks).
         let tasks: Vec<_> = users
             .chunks(chunk)
-            .map(<[UserId]>::to_vec)
+            .map(<[(UserId, i64)]>::to_vec)
             .map(|part| {
                 let (sink, n) = (sink.clone(), n.clone());
                 async move {
@@ -186,18 +261,13 @@ impl<D: Database> App<D> {
             .collect();
         let results: Vec<(usize, anyhow::Result<()>)> =
             futures::stream::iter(tasks).buffer_unordered(s.notify_workers.max(1)).collect().await;
-        let mut failed = None;
         for (count, r) in results {
             let status = if r.is_ok() { "ok" } else { "failed" };
             metrics::counter!("notification_sent_total", "type" => n.event_type.clone(), "status" => status)
                 .increment(count as u64);
             if let Err(e) = r {
-                failed = Some(e);
+                tracing::warn!(error = %e, event_id = n.event_id, "push failed; the devices catch up by cursor");
             }
-        }
-        match failed {
-            None => Ok(()),
-            Some(e) => Err(Error::internal(e.context("push failed"))),
         }
     }
 }

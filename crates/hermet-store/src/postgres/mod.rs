@@ -6,6 +6,7 @@
 //! is a separate pool on a replica when `read_database_url` is set.
 
 mod im;
+mod inbox;
 mod pipeline;
 mod users;
 

@@ -8,6 +8,7 @@
 //! run on tokio's blocking threads (`interact`).
 
 mod im;
+mod inbox;
 mod pipeline;
 mod users;
 

@@ -16,7 +16,7 @@ const CONSUMERS: &str =
     "SELECT 'conversation-view-updater' AS c UNION ALL SELECT 'contact-view-updater' UNION ALL SELECT 'notifier'";
 
 /// Waits until `cond` holds, polling; fails with `what` after `secs`.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
+pub(crate) async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -382,7 +382,7 @@ async fn poison_event_on_kafka(db: Db) {
 
 /// A pipeline role (`hermet project`, `hermet relay`) as its own process on `app`'s
 /// database and transport, logging JSON to `log`.
-fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::process::Child {
+pub(crate) fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::process::Child {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
     for (k, _) in std::env::vars() {
         if k.starts_with("HERMET_") {
@@ -397,7 +397,9 @@ fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> std::proces
         .env("HERMET_LOG_LEVEL", "info,rdkafka=warn")
         // small batches: a kill lands between or inside many of them
         .env("HERMET_PIPELINE__BATCH_SIZE", "2")
-        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50");
+        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
+        // a restarted process takes over the embedded log's consumers quickly
+        .env("HERMET_PIPELINE__CONSUMER_LEASE_MS", "1500");
     if let Some(b) = &app.config.kafka_brokers {
         c.env("HERMET_KAFKA_BROKERS", b)
             .env("HERMET_KAFKA__PARTITIONS", app.config.kafka.partitions.to_string())
@@ -608,7 +610,7 @@ async fn consumer_killed_mid_batch_resumes(app: TestApp) {
     app.stop().await;
 }
 
-struct KillOnDrop(std::process::Child);
+pub(crate) struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -10,18 +10,23 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{Db, TestApp, TestUser, spawn_app};
+use crate::helpers::{Db, TestApp, TestUser, spawn_app, spawn_app_with};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Client {
-    ws: Socket,
+pub(crate) struct Client {
+    pub ws: Socket,
 }
 
 impl Client {
     /// Connects with the token in the Authorization header and reads `ready`.
     async fn connect(app: &TestApp, user: &TestUser) -> (Client, Value) {
-        let url = format!("{}/api/v1/ws", app.address.replace("http://", "ws://"));
+        Client::connect_to(&app.address, user).await
+    }
+
+    /// Connects to the node at `address` (`http://…`).
+    pub(crate) async fn connect_to(address: &str, user: &TestUser) -> (Client, Value) {
+        let url = format!("{}/api/v1/ws", address.replace("http://", "ws://"));
         let mut req = url.into_client_request().unwrap();
         req.headers_mut().insert("Authorization", format!("Bearer {}", user.access).parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("upgrade");
@@ -38,12 +43,12 @@ impl Client {
         Client { ws }
     }
 
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
     }
 
     /// The next JSON frame (10 s at most).
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             let m = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
                 .await
@@ -59,7 +64,7 @@ impl Client {
     }
 
     /// The next frame of `frame_type`, skipping others.
-    async fn next_of(&mut self, frame_type: &str) -> Value {
+    pub(crate) async fn next_of(&mut self, frame_type: &str) -> Value {
         loop {
             let v = self.next().await;
             if v["type"] == frame_type {
@@ -69,7 +74,7 @@ impl Client {
     }
 
     /// Reads until the server closes; returns the close code.
-    async fn closed(&mut self) -> u16 {
+    pub(crate) async fn closed(&mut self) -> u16 {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await.expect("closed within 10 s") {
                 Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
@@ -102,6 +107,9 @@ async fn two_users_chat_in_real_time(db: Db) {
     assert_eq!(m["data"]["content"]["text"], "hi bob");
     assert_eq!(m["data"]["messageId"], ack["messageId"]);
     assert!(m["eventId"].as_str().is_some_and(|s| !s.is_empty()), "event ids make duplicates detectable");
+    assert!(m["cursor"].as_i64().is_some_and(|c| c > 0), "every event frame carries the user's cursor: {m}");
+    let row = b.next_of("conversation.updated").await;
+    assert_eq!((row["data"]["channelId"].as_str(), row["data"]["unreadCount"].as_i64()), (Some(ab.as_str()), Some(1)));
     // a retried send with the same clientMsgId is the same message
     a.send(json!({"type": "send", "channelId": ab, "msgType": "text", "content": {"text": "hi bob"}, "clientMsgId": "c-1"}))
         .await;
@@ -194,9 +202,220 @@ async fn revoked_sessions_close_their_sockets(db: Db) {
     app.stop().await;
 }
 
+/// Reads frames until `sync.done`; returns the event frames before it and `sync.done`.
+pub(crate) async fn synced(c: &mut Client) -> (Vec<Value>, Value) {
+    let mut frames = Vec::new();
+    loop {
+        let v = c.next().await;
+        match v["type"].as_str() {
+            Some("sync.done") => return (frames, v),
+            Some("conversation.updated") | Some("pong") => {}
+            _ => frames.push(v),
+        }
+    }
+}
+
+/// Cursors are consecutive from `from + 1`: nothing missing, nothing twice, in order.
+pub(crate) fn assert_consecutive(frames: &[Value], from: i64) {
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(f["cursor"].as_i64(), Some(from + 1 + i as i64), "frame {i}: {f}");
+    }
+}
+
+/// A user offline during 100 messages (and a rename) reconnects with its cursor and gets
+/// all of them once, in order, then the conversation rows that changed; live pushes
+/// continue from there. A cursor ahead of the server is refused.
+async fn offline_user_catches_up_by_cursor(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let (mut b, ready) = Client::connect(&app, &bob).await;
+    let g = app.create_group(&ann, "Catch-up", &[&bob]).await;
+    // the group's creation reached bob's inbox; his cursor is where he stands
+    let first = b.next_of("channel.created").await;
+    let cursor = first["cursor"].as_i64().unwrap();
+    assert!(cursor >= 1 && cursor > ready["cursor"].as_i64().unwrap(), "{first} after {ready}");
+    drop(b);
+    let mut seqs = Vec::new();
+    for i in 0..100 {
+        seqs.push(app.send_text(&ann, &g, &format!("m{i}"), Value::Null).await);
+    }
+    let r = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/channels/{g}"),
+            Some(&ann.access),
+            Some(json!({"name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let expected_head = cursor + 101;
+    crate::pipeline::eventually(30, "the notifier numbered all 101 events for bob", || async {
+        app.scalar(&format!("SELECT COALESCE(MAX(seq), 0) FROM user_inbox WHERE user_id = {}", bob.id)).await
+            == expected_head
+    })
+    .await;
+
+    let (mut b, ready) = Client::connect(&app, &bob).await;
+    assert_eq!(ready["cursor"], expected_head, "ready tells the latest cursor");
+    b.send(json!({"type": "sync", "cursor": expected_head + 1})).await;
+    let e = b.next_of("error").await;
+    assert_eq!(e["error"]["field"], "cursor", "{e}");
+    b.send(json!({"type": "sync", "cursor": cursor})).await;
+    let (frames, done) = synced(&mut b).await;
+    assert_eq!(frames.len(), 101, "every missed event once");
+    assert_consecutive(&frames, cursor);
+    let got: Vec<i64> = frames[..100].iter().map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
+    assert_eq!(got, seqs, "messages in order");
+    assert!(frames[..100].iter().all(|f| f["type"] == "message.new"));
+    assert_eq!(frames[100]["type"], "channel.updated");
+    assert_eq!(done["cursor"], expected_head);
+    let row = done["conversations"].as_array().unwrap().iter().find(|c| c["channelId"] == g.as_str()).cloned();
+    let row = row.expect("the changed conversation row comes with sync.done");
+    assert_eq!(row["unreadCount"], 100, "{row}");
+    // live from here: the next push carries the next cursor, and its conversation row
+    let seq = app.send_text(&ann, &g, "live", Value::Null).await;
+    let live = b.next_of("message.new").await;
+    assert_eq!((live["cursor"].as_i64(), live["data"]["seq"].as_i64()), (Some(expected_head + 1), Some(seq)));
+    let updated = b.next_of("conversation.updated").await;
+    assert_eq!(updated["data"]["unreadCount"], 101, "{updated}");
+    // syncing again from an old cursor resends (at-least-once, same event ids)
+    b.send(json!({"type": "sync", "cursor": expected_head})).await;
+    let (again, _) = synced(&mut b).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["eventId"], live["eventId"]);
+    app.stop().await;
+}
+
+/// Beyond the inbox's bound the client is told to refetch its lists (`sync.reset`)
+/// instead of getting a list with holes.
+async fn sync_beyond_retention_resets(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.pipeline.inbox_max_per_user = 5;
+        c.pipeline.outbox_prune_interval_secs = 1;
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Small inbox", &[&bob]).await;
+    for i in 0..20 {
+        app.send_text(&ann, &g, &format!("m{i}"), Value::Null).await;
+    }
+    crate::pipeline::eventually(30, "bob's inbox pruned to 5 entries", || async {
+        app.scalar(&format!("SELECT COUNT(*) FROM user_inbox WHERE user_id = {}", bob.id)).await == 5
+    })
+    .await;
+    let (mut b, ready) = Client::connect(&app, &bob).await;
+    let head = ready["cursor"].as_i64().unwrap();
+    assert_eq!(head, 21);
+    b.send(json!({"type": "sync", "cursor": 3})).await;
+    let reset = b.next().await;
+    assert_eq!((reset["type"].as_str(), reset["cursor"].as_i64()), (Some("sync.reset"), Some(head)), "{reset}");
+    assert_eq!(b.next_of("sync.done").await["cursor"], head);
+    // within the bound, a normal catch-up
+    b.send(json!({"type": "sync", "cursor": head - 5})).await;
+    let (frames, _) = synced(&mut b).await;
+    assert_eq!(frames.len(), 5);
+    assert_consecutive(&frames, head - 5);
+    app.stop().await;
+}
+
+/// A client that stops reading is disconnected (its queue overflows) while another
+/// member keeps receiving everything.
+async fn slow_consumer_is_disconnected_others_unaffected(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.gateway.send_queue = 32;
+        c.gateway.write_timeout_secs = 2;
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let g = app.create_group(&ann, "Firehose", &[&bob, &cat]).await;
+    // bob's client reads nothing, through a tiny receive buffer
+    let url = format!("{}/api/v1/ws", app.address.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {}", bob.access).parse().unwrap());
+    let addr: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(sock.connect(addr).await.unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.expect("upgrade");
+    let mut slow = Client { ws };
+    let (mut c, _) = Client::connect(&app, &cat).await;
+    let n = 200;
+    // cat reads as fast as the server sends
+    let reader = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        while texts.len() < n {
+            texts.push(c.next_of("message.new").await["data"]["content"]["text"].as_str().unwrap().to_owned());
+        }
+        texts
+    });
+    // 200 messages of 60 KB: far more than the socket buffers between server and bob
+    let pad = "x".repeat(60_000);
+    for i in 0..n {
+        let body = json!({"type": "text", "content": {"text": format!("m{i}"), "pad": pad}});
+        let r = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&ann.access), body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let texts = reader.await.unwrap();
+    assert_eq!(texts, (0..n).map(|i| format!("m{i}")).collect::<Vec<_>>(), "cat gets all, in order");
+    // bob's socket ends before all n messages
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), slow.ws.next()).await.expect("the slow socket ends") {
+            Some(Ok(Message::Text(t))) if t.contains("message.new") => got += 1,
+            Some(Ok(Message::Close(f))) => {
+                assert_eq!(f.map(|f| u16::from(f.code)), Some(4008));
+                break;
+            }
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
+    assert!(got < n, "the slow consumer was cut off ({got} of {n})");
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("gateway_slow_consumers_total") && !l.ends_with(" 0")), "{metrics}");
+    app.stop().await;
+}
+
+/// Presence is for friends (and oneself): online with the device count, then offline
+/// with the time last seen; strangers are refused.
+async fn presence_is_for_friends(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    app.make_friends(&ann, &bob).await;
+    let path = format!("/api/v1/users/{}/presence", bob.id);
+    let r = app.get(&path, &ann.access).await;
+    assert_eq!((r.status, r.body["online"].as_bool()), (StatusCode::OK, Some(false)), "{}", r.body);
+    let (b1, _) = Client::connect(&app, &bob).await;
+    let (b2, _) = Client::connect(&app, &bob).await;
+    let r = app.get(&path, &ann.access).await;
+    assert_eq!((r.body["online"].as_bool(), r.body["connections"].as_u64()), (Some(true), Some(2)), "{}", r.body);
+    let r = app.get(&path, &cat.access).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(app.get(&path, &bob.access).await.status, StatusCode::OK, "oneself");
+    let r = app.get("/api/v1/users/123/presence", &ann.access).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    drop((b1, b2));
+    crate::pipeline::eventually(10, "bob offline", || async {
+        let r = app.get(&path, &ann.access).await;
+        r.body["online"] == false && r.body["lastSeenAt"].as_i64().is_some()
+    })
+    .await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     two_users_chat_in_real_time,
     two_devices_both_receive_and_reads_sync,
     auth_frames_and_bad_input,
     revoked_sessions_close_their_sockets,
+    offline_user_catches_up_by_cursor,
+    sync_beyond_retention_resets,
+    slow_consumer_is_disconnected_others_unaffected,
+    presence_is_for_friends,
 );

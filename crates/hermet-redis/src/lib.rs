@@ -1,0 +1,300 @@
+//! hermet's cluster layer on Redis ([`RedisCluster`]): several `hermet` nodes share
+//! presence and route pushes to each other (docs/ARCHITECTURE.md "Realtime").
+//!
+//! Keys (all under `hermet:`):
+//! - `node:{id}`: the node is alive; `SET … EX node_ttl_secs`, renewed every
+//!   `heartbeat_secs`. A node that stops renewing counts as gone: its presence entries
+//!   are ignored, and removed when it starts again.
+//! - `presence:{user}`: hash node → that node's open connections of the user. Written
+//!   with the node's exact local count (never incremented), so a lost write is corrected
+//!   by the next heartbeat, which re-asserts every local user.
+//! - `node:{id}:users`: the users a node wrote presence for (its clean-up list).
+//! - `lastseen:{user}`: when the user's last connection on some node closed.
+//!
+//! Channels: `push:{id}` carries [`Pushes`] for the node's connections; `control`
+//! carries revocations to every node. Pub/sub is at-most-once: a push lost here is
+//! caught up by cursor (docs/PROTOCOL.md), which is what makes delivery at-least-once.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hermet_app::gateway::{BoxFuture, CloseReason, Cluster, GatewaySettings, PresenceStatus, Pushes, Registry};
+use hermet_domain::id::{SessionId, UserId};
+use hermet_domain::time::now_ms;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+const PRESENCE_KEY_TTL_SECS: i64 = 24 * 3600;
+const LAST_SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
+fn node_key(node: u16) -> String {
+    format!("hermet:node:{node}")
+}
+fn node_users_key(node: u16) -> String {
+    format!("hermet:node:{node}:users")
+}
+fn presence_key(user: UserId) -> String {
+    format!("hermet:presence:{user}")
+}
+fn last_seen_key(user: UserId) -> String {
+    format!("hermet:lastseen:{user}")
+}
+fn push_channel(node: u16) -> String {
+    format!("hermet:push:{node}")
+}
+const CONTROL_CHANNEL: &str = "hermet:control";
+
+/// A revocation, sent to every node.
+#[derive(Debug, Serialize, Deserialize)]
+struct Revoke {
+    from: u16,
+    user: UserId,
+    session: Option<SessionId>,
+}
+
+/// Presence and routing through Redis for the node `node`.
+pub struct RedisCluster {
+    client: redis::Client,
+    conn: ConnectionManager,
+    node: u16,
+    registry: Arc<Registry>,
+    settings: GatewaySettings,
+}
+
+impl RedisCluster {
+    /// Connects, and clears what this node left behind in an earlier life (entries of
+    /// connections that died with it).
+    pub async fn connect(url: &str, node: u16, registry: Arc<Registry>) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        let settings = registry.settings().clone();
+        let cluster = Self { client, conn, node, registry, settings };
+        let stale = cluster.forget_node().await?;
+        if stale > 0 {
+            tracing::info!(node, users = stale, "cleared presence left by this node's previous run");
+        }
+        cluster.heartbeat().await?;
+        Ok(cluster)
+    }
+
+    /// Removes this node's presence entries; returns how many users it had.
+    async fn forget_node(&self) -> anyhow::Result<usize> {
+        let mut c = self.conn.clone();
+        let users: Vec<i64> = c.smembers(node_users_key(self.node)).await?;
+        let mut p = redis::pipe();
+        for u in &users {
+            p.hdel(presence_key(UserId(*u)), self.node).ignore();
+        }
+        p.del(node_users_key(self.node)).ignore();
+        p.query_async::<()>(&mut c).await?;
+        Ok(users.len())
+    }
+
+    /// Renews the liveness key and re-asserts every local user's presence.
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        let mut p = redis::pipe();
+        p.set_ex(node_key(self.node), now_ms(), self.settings.node_ttl_secs).ignore();
+        for (user, n) in self.registry.users() {
+            p.hset(presence_key(user), self.node, n)
+                .ignore()
+                .expire(presence_key(user), PRESENCE_KEY_TTL_SECS)
+                .ignore()
+                .sadd(node_users_key(self.node), user.get())
+                .ignore();
+        }
+        p.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    /// Writes the exact local connection count of `user`.
+    async fn assert_presence(&self, user: UserId) -> anyhow::Result<()> {
+        let n = self.registry.connections_of(user);
+        let mut c = self.conn.clone();
+        let mut p = redis::pipe();
+        if n > 0 {
+            p.hset(presence_key(user), self.node, n)
+                .ignore()
+                .expire(presence_key(user), PRESENCE_KEY_TTL_SECS)
+                .ignore()
+                .sadd(node_users_key(self.node), user.get())
+                .ignore();
+        } else {
+            p.hdel(presence_key(user), self.node)
+                .ignore()
+                .srem(node_users_key(self.node), user.get())
+                .ignore()
+                .set_ex(last_seen_key(user), now_ms(), LAST_SEEN_TTL_SECS)
+                .ignore();
+        }
+        p.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    /// The live nodes among `nodes`.
+    async fn alive(&self, nodes: &BTreeSet<u16>) -> anyhow::Result<BTreeSet<u16>> {
+        if nodes.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<String> = nodes.iter().map(|n| node_key(*n)).collect();
+        let mut c = self.conn.clone();
+        let found: Vec<Option<i64>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        Ok(nodes.iter().zip(found).filter(|(_, f)| f.is_some()).map(|(n, _)| *n).collect())
+    }
+
+    /// Heartbeats and the subscription to this node's channels, until `shutdown`; then
+    /// removes this node's presence, so others see its users offline at once.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let beat = {
+            let (me, token) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(me.settings.heartbeat_secs.max(1)));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = me.heartbeat().await {
+                                tracing::warn!(error = %e, "presence heartbeat failed");
+                            }
+                        }
+                        _ = token.cancelled() => break,
+                    }
+                }
+            })
+        };
+        while !shutdown.is_cancelled() {
+            match self.subscribe(&shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Redis subscription lost; resubscribing (devices catch up by cursor)");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        let _ = beat.await;
+        let mut c = self.conn.clone();
+        let _ = c.del::<_, ()>(node_key(self.node)).await;
+        if let Err(e) = self.forget_node().await {
+            tracing::warn!(error = %e, "cannot clear this node's presence on shutdown");
+        }
+    }
+
+    /// Delivers what other nodes send here until `shutdown` (Ok) or a connection error.
+    async fn subscribe(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        let mine = push_channel(self.node);
+        pubsub.subscribe(&mine).await?;
+        pubsub.subscribe(CONTROL_CHANNEL).await?;
+        tracing::info!(node = self.node, "subscribed to pushes from other nodes");
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                m = messages.next() => m,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            let Some(msg) = msg else { anyhow::bail!("subscription closed") };
+            let payload: Vec<u8> = msg.get_payload()?;
+            if msg.get_channel_name() == mine {
+                match serde_json::from_slice::<Pushes>(&payload) {
+                    Ok(p) => {
+                        metrics::counter!("gateway_routed_in_total").increment(p.to.len() as u64);
+                        self.registry.deliver(&p);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable push from another node"),
+                }
+            } else {
+                match serde_json::from_slice::<Revoke>(&payload) {
+                    Ok(r) if r.from != self.node => {
+                        self.registry.close(r.user, r.session, CloseReason::Revoked);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "unreadable control message"),
+                }
+            }
+        }
+    }
+
+    /// Other live nodes holding each of `users`.
+    async fn remote_nodes(&self, users: &[UserId]) -> anyhow::Result<HashMap<u16, BTreeSet<UserId>>> {
+        let mut c = self.conn.clone();
+        let mut p = redis::pipe();
+        for u in users {
+            p.hkeys(presence_key(*u));
+        }
+        let found: Vec<Vec<u16>> = p.query_async(&mut c).await?;
+        let all: BTreeSet<u16> = found.iter().flatten().copied().filter(|n| *n != self.node).collect();
+        let alive = self.alive(&all).await?;
+        let mut by_node: HashMap<u16, BTreeSet<UserId>> = HashMap::new();
+        for (u, nodes) in users.iter().zip(found) {
+            for n in nodes.into_iter().filter(|n| alive.contains(n)) {
+                by_node.entry(n).or_default().insert(*u);
+            }
+        }
+        Ok(by_node)
+    }
+}
+
+impl Cluster for RedisCluster {
+    fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    fn connected(&self, user: UserId) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.assert_presence(user).await {
+                tracing::warn!(error = %e, "cannot record presence (the next heartbeat retries)");
+            }
+        })
+    }
+
+    fn disconnected(&self, user: UserId) -> BoxFuture<'_, ()> {
+        self.connected(user)
+    }
+
+    fn route(&self, pushes: Pushes) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.registry.deliver(&pushes);
+            let users: Vec<UserId> = pushes.to.iter().map(|t| t.0).collect::<BTreeSet<_>>().into_iter().collect();
+            let by_node = self.remote_nodes(&users).await?;
+            if by_node.is_empty() {
+                return Ok(());
+            }
+            let mut c = self.conn.clone();
+            let mut p = redis::pipe();
+            for (node, users) in by_node {
+                let share = pushes.only(|u| users.contains(&u));
+                metrics::counter!("gateway_routed_out_total").increment(share.to.len() as u64);
+                p.publish(push_channel(node), serde_json::to_vec(&share)?).ignore();
+            }
+            p.query_async::<()>(&mut c).await?;
+            Ok(())
+        })
+    }
+
+    fn presence(&self, user: UserId) -> BoxFuture<'_, anyhow::Result<PresenceStatus>> {
+        Box::pin(async move {
+            let mut c = self.conn.clone();
+            let counts: HashMap<u16, u64> = c.hgetall(presence_key(user)).await?;
+            let alive = self.alive(&counts.keys().copied().collect()).await?;
+            let connections: u64 = counts.iter().filter(|(n, _)| alive.contains(n)).map(|(_, k)| *k).sum();
+            let last_seen_at = if connections == 0 { c.get(last_seen_key(user)).await? } else { None };
+            Ok(PresenceStatus { online: connections > 0, connections, last_seen_at })
+        })
+    }
+
+    fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            self.registry.close(user, session, CloseReason::Revoked);
+            let msg = serde_json::to_vec(&Revoke { from: self.node, user, session })?;
+            let mut c = self.conn.clone();
+            c.publish::<_, _, ()>(CONTROL_CHANNEL, msg).await?;
+            Ok(())
+        })
+    }
+}

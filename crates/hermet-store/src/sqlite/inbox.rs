@@ -1,0 +1,89 @@
+//! The realtime gateway's storage on SQLite: per-user cursors, the inbox, catch-up.
+
+use hermet_domain::id::{ChannelId, UserId};
+use rusqlite::params;
+
+use super::im::{exec, json_ids, qmap, qopt};
+use super::{SqliteDatabase, SqliteTx};
+use crate::StoreError;
+use crate::ports::*;
+use crate::queries as q;
+use crate::rows::*;
+
+impl InboxReads for SqliteDatabase {
+    async fn inbox_head(&self, user: UserId) -> Result<i64, StoreError> {
+        let n = self.read(move |c| qopt(c, q::INBOX_HEAD, [user.get()], |r| r.get(0))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn inbox_after(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<InboxEntry>, StoreError> {
+        self.read(move |c| qmap(c, q::INBOX_AFTER, params![user.get(), after, limit as i64], |r| inbox_entry_from(r)))
+            .await
+    }
+
+    async fn channel_conversations(
+        &self,
+        channel: ChannelId,
+        users: &[UserId],
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        let u = json_ids(users);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM user_conversation_view
+                 WHERE channel_id = ?1 AND user_id IN (SELECT value FROM json_each(?2))",
+                crate::views::conversation_select("")
+            );
+            qmap(c, &sql, params![channel.get(), u], |r| conversation_from(r))
+        })
+        .await
+    }
+
+    async fn conversations_changed(
+        &self,
+        user: UserId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ConversationRow>, StoreError> {
+        self.read(move |c| {
+            qmap(c, &q::CONVERSATIONS_CHANGED, params![user.get(), since, limit as i64], |r| conversation_from(r))
+        })
+        .await
+    }
+}
+
+impl InboxWrites for SqliteTx {
+    async fn append_inbox(
+        &mut self,
+        users: &[UserId],
+        event_id: i64,
+        now: i64,
+    ) -> Result<Vec<(UserId, i64)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let u = json_ids(users);
+        self.run(move |c| {
+            // Two set-based statements (SQLite has no data-modifying CTEs); the writer
+            // connection is exclusive, so nothing moves the heads in between.
+            exec(
+                c,
+                "INSERT INTO user_inbox_head (user_id, seq) SELECT value, 1 FROM json_each(?1) WHERE true
+                 ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1",
+                [&u],
+            )?;
+            qmap(
+                c,
+                "INSERT INTO user_inbox (user_id, seq, event_id, created_at)
+                 SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN (SELECT value FROM json_each(?1))
+                 RETURNING user_id, seq",
+                params![u, event_id, now],
+                |r| Ok((UserId(r.get(0)?), r.get(1)?)),
+            )
+        })
+        .await
+    }
+
+    async fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> Result<u64, StoreError> {
+        self.run(move |c| exec(c, q::PRUNE_INBOX, params![before, keep, limit as i64]).map(|n| n as u64)).await
+    }
+}

@@ -1,0 +1,169 @@
+//! Several `hermet` nodes sharing PostgreSQL and Redis (a real redis-server per test):
+//! pushes cross nodes, a killed node's users reconnect elsewhere and miss nothing, the
+//! notifier fails over, revocation reaches every node.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::pipeline::{KillOnDrop, eventually};
+use crate::realtime::{Client, assert_consecutive, synced};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// A redis-server on a free loopback port, without persistence.
+struct Redis {
+    port: u16,
+    _child: KillOnDrop,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Redis { port, _child: KillOnDrop(child) };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// `hermet serve` as its own process: node `node` on `port`.
+async fn node_process(app: &TestApp, redis: &Redis, node: u16, log: &std::path::Path) -> (KillOnDrop, String) {
+    let port = free_port();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERMET_") {
+            c.env_remove(k);
+        }
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    c.arg("serve")
+        .env("HERMET_DATABASE_URL", &app.database_url)
+        .env("HERMET_REDIS_URL", redis.url())
+        .env("HERMET_NODE_ID", node.to_string())
+        .env("HERMET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERMET_LOG_FORMAT", "json")
+        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
+        .env("HERMET_PIPELINE__CONSUMER_LEASE_MS", "1500")
+        .env("HERMET_GATEWAY__HEARTBEAT_SECS", "1")
+        .env("HERMET_GATEWAY__NODE_TTL_SECS", "3")
+        .env("HERMET_AUTH__ARGON2_MEMORY_KIB", "256")
+        .env("HERMET_AUTH__ARGON2_ITERATIONS", "1")
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out);
+    let child = KillOnDrop(c.spawn().expect("spawn hermet"));
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(60, "the node answers readyz", || async {
+        client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    (child, address)
+}
+
+/// Three nodes: node 1 in process (API only, no pipeline), nodes 2 and 3 as processes;
+/// node 2 starts first, so it runs the notifier. A message sent through node 1 reaches
+/// users on nodes 2 and 3; node 2 is killed; node 3 takes over the notifier; bob, who was
+/// on node 2, reconnects to node 3 with his cursor and misses nothing; presence and
+/// revocation work across nodes.
+async fn three_nodes_with_redis(_db: Db) {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(Db::Postgres, |c| {
+        c.redis_url = Some(url.clone());
+        c.node_id = 1;
+        c.pipeline.serve_runs_pipeline = false;
+        c.gateway.heartbeat_secs = 1;
+        c.gateway.node_ttl_secs = 3;
+    })
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let (mut node2, addr2) = node_process(&app, &redis, 2, &logs.path().join("node2.log")).await;
+    eventually(30, "node 2 runs the notifier", || async {
+        std::fs::read_to_string(logs.path().join("node2.log")).unwrap_or_default().contains("consumers start")
+    })
+    .await;
+    let (_node3, addr3) = node_process(&app, &redis, 3, &logs.path().join("node3.log")).await;
+
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    app.make_friends(&ann, &bob).await;
+    let (mut a, _) = Client::connect_to(&app.address, &ann).await;
+    let (mut b, _) = Client::connect_to(&addr2, &bob).await;
+    let (mut c, _) = Client::connect_to(&addr3, &cat).await;
+    let g = app.create_group(&ann, "Cluster", &[&bob, &cat]).await;
+    let created = b.next_of("channel.created").await;
+    c.next_of("channel.created").await;
+    a.next_of("channel.created").await;
+
+    // cross-node delivery: sent through node 1, heard on nodes 2 and 3
+    a.send(json!({"type": "send", "channelId": g, "msgType": "text", "content": {"text": "hello nodes"}})).await;
+    let seq = a.next_of("ack").await["seq"].as_i64().unwrap();
+    let on2 = b.next_of("message.new").await;
+    assert_eq!(on2["data"]["seq"], seq);
+    assert_eq!(c.next_of("message.new").await["data"]["seq"], seq);
+    let bob_cursor = on2["cursor"].as_i64().unwrap();
+    assert_eq!(bob_cursor, created["cursor"].as_i64().unwrap() + 1);
+    let presence = format!("/api/v1/users/{}/presence", bob.id);
+    let r = app.get(&presence, &ann.access).await;
+    assert_eq!((r.body["online"].as_bool(), r.body["connections"].as_u64()), (Some(true), Some(1)), "{}", r.body);
+
+    // node 2 dies (with the notifier); messages keep coming through node 1
+    node2.0.kill().expect("SIGKILL");
+    node2.0.wait().unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..50 {
+        seqs.push(app.send_text(&ann, &g, &format!("while node 2 is down {i}"), Value::Null).await);
+    }
+    // cat, on node 3, hears them all once node 3 has taken over the notifier
+    for s in &seqs {
+        assert_eq!(c.next_of("message.new").await["data"]["seq"].as_i64(), Some(*s));
+    }
+    // bob's node is gone: he shows offline once its liveness key lapses
+    eventually(15, "bob offline after his node died", || async {
+        app.get(&presence, &ann.access).await.body["online"] == false
+    })
+    .await;
+    // bob reconnects to node 3 with his cursor and gets everything he missed, once
+    drop(b);
+    let (mut b, _) = Client::connect_to(&addr3, &bob).await;
+    b.send(json!({"type": "sync", "cursor": bob_cursor})).await;
+    let (frames, done) = synced(&mut b).await;
+    assert_consecutive(&frames, bob_cursor);
+    let got: Vec<i64> =
+        frames.iter().filter(|f| f["type"] == "message.new").map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
+    assert_eq!(got, seqs, "every message sent while he was away, in order, once");
+    assert_eq!(done["cursor"].as_i64(), Some(bob_cursor + 50));
+    let r = app.get(&presence, &ann.access).await;
+    assert_eq!(r.body["online"], true, "{}", r.body);
+
+    // signing out through node 1 closes bob's socket on node 3
+    let r = app.call(reqwest::Method::POST, "/api/v1/auth/sign-out", Some(&bob.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(b.closed().await, 4003);
+    app.stop().await;
+}
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_with_redis() {
+        super::three_nodes_with_redis(crate::helpers::Db::Postgres).await;
+    }
+}
