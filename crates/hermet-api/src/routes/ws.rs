@@ -75,12 +75,22 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
     }
 }
 
+const READ_BUFFER: usize = 4 * 1024;
+const MAX_CLIENT_FRAME: usize = 256 * 1024;
+
 pub async fn upgrade<D: Database>(
     State(st): State<AppState<D>>,
     MaybeBearer(token): MaybeBearer,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| session(st, token, socket))
+    // Small buffers: an idle connection should cost kilobytes, not tungstenite's default
+    // 128 KiB read buffer. Client frames are small (a `send` carries at most 64 KiB of
+    // content), so larger frames are refused.
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_FRAME)
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .on_upgrade(move |socket| session(st, token, socket))
 }
 
 fn text(v: &Value) -> Message {
@@ -117,7 +127,9 @@ async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket
             }
         },
     };
-    let who = match st.app.authenticate(&token).await {
+    // The heavy futures (database work) are boxed: the connection's task then keeps only
+    // a small state while it waits, which is what 10,000 idle connections cost.
+    let who = match Box::pin(st.app.authenticate(&token)).await {
         Ok(p) => p,
         Err(e) => {
             let _ = socket.send(text(&error_frame(&e, None))).await;
@@ -132,7 +144,7 @@ async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket
     // Registered first, cursor read second: a push committed in between is queued and
     // either skipped (at or behind the cursor) or sent.
     let mut conn = Connection { st: &st, who, socket, reg, settings, sent: 0 };
-    let reason = match st.app.db.inbox_head(who.user_id).await {
+    let reason = match Box::pin(st.app.db.inbox_head(who.user_id)).await {
         Ok(head) => {
             conn.sent = head;
             let ready = json!({
@@ -144,7 +156,7 @@ async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket
                 "serverTime": now_ms(),
                 "cursor": head,
             });
-            if conn.send(&ready).await { conn.serve().await } else { None }
+            if conn.send(&ready).await { Box::pin(conn.serve()).await } else { None }
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the user's cursor; closing the socket");
@@ -204,7 +216,7 @@ impl<D: Database> Connection<'_, D> {
                 }
                 frame = self.reg.frames.recv() => match frame {
                     Some(f) => {
-                        if self.push(f).await.is_err() {
+                        if Box::pin(self.push(f)).await.is_err() {
                             return None;
                         }
                     }
@@ -214,7 +226,7 @@ impl<D: Database> Connection<'_, D> {
                     Err(_) => return Some(CloseReason::IdleTimeout),
                     Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
                     Ok(Some(Ok(Message::Text(t)))) => {
-                        if self.answer(t.as_str()).await.is_err() {
+                        if Box::pin(self.answer(t.as_str())).await.is_err() {
                             return None;
                         }
                     }
