@@ -151,10 +151,11 @@ fn spawn_pipeline<D: Database>(
             return;
         }
         if roles.consumers {
-            for name in app.active_consumers() {
-                let (app2, token2) = (app.clone(), token.clone());
-                match &kafka {
-                    Some(k) => {
+            match &kafka {
+                // Kafka: the consumer groups share the work out.
+                Some(k) => {
+                    for name in app.active_consumers() {
+                        let (app2, token2) = (app.clone(), token.clone());
                         let Some(source) = until_ok("connecting a Kafka consumer", &token, || async {
                             Ok(hermet_kafka::source::KafkaSource::new(&app, k, name).await?)
                         })
@@ -164,12 +165,12 @@ fn spawn_pipeline<D: Database>(
                         };
                         spawner.spawn(async move { app2.run_consumer(name, source, token2).await });
                     }
-                    None => {} // below, under the lease
                 }
-            }
-            if kafka.is_none() {
-                let (app2, token2, holder2) = (app.clone(), token.clone(), holder.clone());
-                spawner.spawn(async move { run_log_consumers_under_lease(app2, holder2, token2).await });
+                // The embedded log: one node at a time, under a lease.
+                None => {
+                    let (app2, token2, holder2) = (app.clone(), token.clone(), holder.clone());
+                    spawner.spawn(async move { run_log_consumers_under_lease(app2, holder2, token2).await });
+                }
             }
         }
         if roles.relay

@@ -92,10 +92,10 @@ async fn set_status<D: Database>(
     status: UserStatus,
 ) -> ApiResult<StatusCode> {
     st.app.set_user_status(who, id, status).await?;
-    if status != UserStatus::Active {
-        if let Err(e) = st.cluster.revoke(id, None).await {
-            tracing::warn!(error = %e, "cannot close the user's sockets on other nodes");
-        }
+    if status != UserStatus::Active
+        && let Err(e) = st.cluster.revoke(id, None).await
+    {
+        tracing::warn!(error = %e, "cannot close the user's sockets on other nodes");
     }
     Ok(StatusCode::NO_CONTENT)
 }

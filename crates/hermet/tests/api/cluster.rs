@@ -24,14 +24,16 @@ struct Redis {
 impl Redis {
     async fn start() -> Redis {
         let port = free_port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let child = KillOnDrop(
+            std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test.sh installs it)"),
+        );
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Redis { port, _child: KillOnDrop(child) };
+                return Redis { port, _child: child };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
