@@ -424,12 +424,13 @@ impl PushSink for GatewayPush {
         })
     }
 
-    fn push_conversations(&self, rows: Vec<ConversationRow>) -> PushFuture<'_> {
+    fn push_conversations<'a>(&'a self, rows: &'a [ConversationRow]) -> PushFuture<'a> {
         Box::pin(async move {
             let mut pushes = Pushes::default();
             for row in rows {
                 let user = row.user_id;
-                let frame = serde_json::json!({"type": "conversation.updated", "data": (self.conversation_json)(row)});
+                let data = (self.conversation_json)(row.clone());
+                let frame = serde_json::json!({"type": "conversation.updated", "data": data});
                 pushes.to.push((user, 0, pushes.bodies.len() as u32));
                 pushes.bodies.push(frame.to_string().into());
             }
@@ -451,10 +452,10 @@ impl PushSink for TeePush {
         })
     }
 
-    fn push_conversations(&self, rows: Vec<ConversationRow>) -> PushFuture<'_> {
+    fn push_conversations<'a>(&'a self, rows: &'a [ConversationRow]) -> PushFuture<'a> {
         Box::pin(async move {
             for sink in &self.0 {
-                sink.push_conversations(rows.clone()).await?;
+                sink.push_conversations(rows).await?;
             }
             Ok(())
         })

@@ -100,15 +100,20 @@ impl RedisCluster {
         let mut p = redis::pipe();
         p.set_ex(node_key(self.node), now_ms(), self.settings.node_ttl_secs).ignore();
         for (user, n) in self.registry.users() {
-            p.hset(presence_key(user), self.node, n)
-                .ignore()
-                .expire(presence_key(user), PRESENCE_KEY_TTL_SECS)
-                .ignore()
-                .sadd(node_users_key(self.node), user.get())
-                .ignore();
+            self.record(&mut p, user, n);
         }
         p.query_async::<()>(&mut c).await?;
         Ok(())
+    }
+
+    /// Adds to `p`: `user` has `n` connections on this node.
+    fn record(&self, p: &mut redis::Pipeline, user: UserId, n: usize) {
+        p.hset(presence_key(user), self.node, n)
+            .ignore()
+            .expire(presence_key(user), PRESENCE_KEY_TTL_SECS)
+            .ignore()
+            .sadd(node_users_key(self.node), user.get())
+            .ignore();
     }
 
     /// Writes the exact local connection count of `user`.
@@ -117,12 +122,7 @@ impl RedisCluster {
         let mut c = self.conn.clone();
         let mut p = redis::pipe();
         if n > 0 {
-            p.hset(presence_key(user), self.node, n)
-                .ignore()
-                .expire(presence_key(user), PRESENCE_KEY_TTL_SECS)
-                .ignore()
-                .sadd(node_users_key(self.node), user.get())
-                .ignore();
+            self.record(&mut p, user, n);
         } else {
             p.hdel(presence_key(user), self.node)
                 .ignore()

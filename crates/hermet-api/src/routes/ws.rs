@@ -156,7 +156,7 @@ async fn session<D: Database>(st: AppState<D>, token: Option<String>, mut socket
                 "serverTime": now_ms(),
                 "cursor": head,
             });
-            if conn.send(&ready).await { Box::pin(conn.serve()).await } else { None }
+            if conn.send(&ready).await.is_ok() { Box::pin(conn.serve()).await } else { None }
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the user's cursor; closing the socket");
@@ -185,8 +185,8 @@ struct Connection<'a, D: Database> {
 struct Gone;
 
 impl<D: Database> Connection<'_, D> {
-    async fn send(&mut self, v: &Value) -> bool {
-        self.write(text(v)).await.is_ok()
+    async fn send(&mut self, v: &Value) -> Result<(), Gone> {
+        self.write(text(v)).await
     }
 
     /// Writes one frame, within `write_timeout_secs`.
@@ -232,7 +232,7 @@ impl<D: Database> Connection<'_, D> {
                     }
                     Ok(Some(Ok(Message::Binary(_)))) => {
                         let e = Error::invalid("frame", "frames are JSON text");
-                        if !self.send(&error_frame(&e, None)).await {
+                        if self.send(&error_frame(&e, None)).await.is_err() {
                             return None;
                         }
                     }
@@ -314,7 +314,7 @@ impl<D: Database> Connection<'_, D> {
             "cursor": self.sent,
             "reason": "the events after your cursor are no longer kept: refetch conversations and contacts over HTTP",
         });
-        if self.send(&frame).await { Ok(()) } else { Err(Gone) }
+        self.send(&frame).await
     }
 
     /// Answers one client frame.
@@ -323,7 +323,7 @@ impl<D: Database> Connection<'_, D> {
             Ok(v) => v,
             Err(e) => {
                 let reply = error_frame(&Error::invalid("frame", format!("not JSON: {e}")), None);
-                return if self.send(&reply).await { Ok(()) } else { Err(Gone) };
+                return self.send(&reply).await;
             }
         };
         let reply_to = value.get("clientMsgId").or_else(|| value.get("id")).cloned();
@@ -332,7 +332,7 @@ impl<D: Database> Connection<'_, D> {
             Err(e) => {
                 let e = Error::invalid("frame", format!("unknown or malformed frame: {e}"));
                 let reply = error_frame(&e, reply_to.as_ref());
-                return if self.send(&reply).await { Ok(()) } else { Err(Gone) };
+                return self.send(&reply).await;
             }
         };
         let reply = match frame {
@@ -346,9 +346,14 @@ impl<D: Database> Connection<'_, D> {
                 }
                 json!({"type": "pong", "id": id, "serverTime": now_ms(), "cursor": self.sent})
             }
-            other => handle(self.st, self.who, other, reply_to.as_ref()).await,
+            ClientFrame::Auth { .. } => error_frame(&Error::invalid("frame", "already authenticated"), None),
+            ClientFrame::Send { channel_id, msg_type, content, mentions, client_msg_id } => {
+                let req = SendMessage { msg_type, content, mentions: mentions.0, client_msg_id };
+                send_message(self.st, self.who, channel_id, req, reply_to.as_ref()).await
+            }
+            ClientFrame::Read { channel_id, seq } => read(self.st, self.who, channel_id, seq, reply_to.as_ref()).await,
         };
-        if self.send(&reply).await { Ok(()) } else { Err(Gone) }
+        self.send(&reply).await
     }
 
     /// `sync {cursor}`: everything after `cursor`, then `sync.done` with the latest cursor
@@ -387,37 +392,43 @@ async fn first_frame_token(socket: &mut WebSocket, wait: Duration) -> Option<Str
     }
 }
 
-/// Answers `send` and `read`.
-async fn handle<D: Database>(st: &AppState<D>, who: Principal, frame: ClientFrame, reply_to: Option<&Value>) -> Value {
-    match frame {
-        ClientFrame::Auth { .. } => error_frame(&Error::invalid("frame", "already authenticated"), None),
-        ClientFrame::Ping { .. } | ClientFrame::Sync { .. } => {
-            error_frame(&Error::invalid("frame", "handled by the connection"), reply_to)
+/// `send`: the rules and idempotency of `POST …/messages`, answered with `ack`.
+async fn send_message<D: Database>(
+    st: &AppState<D>,
+    who: Principal,
+    channel_id: ChannelId,
+    req: SendMessage,
+    reply_to: Option<&Value>,
+) -> Value {
+    let client_msg_id = req.client_msg_id.clone();
+    match st.app.send_message(who, channel_id, req).await {
+        Ok(sent) => json!({
+            "type": "ack",
+            "clientMsgId": client_msg_id,
+            "channelId": channel_id.to_string(),
+            "messageId": sent.message_id.to_string(),
+            "seq": sent.seq,
+            "sentAt": sent.sent_at,
+        }),
+        Err(e) => error_frame(&e, reply_to),
+    }
+}
+
+/// `read`: marks the channel read up to `seq`, answered with `ack` and the row.
+async fn read<D: Database>(
+    st: &AppState<D>,
+    who: Principal,
+    channel_id: ChannelId,
+    seq: i64,
+    reply_to: Option<&Value>,
+) -> Value {
+    if seq < 0 {
+        return error_frame(&Error::invalid("seq", "seq must not be negative"), reply_to);
+    }
+    match st.app.mark_read(who, channel_id, seq).await {
+        Ok(row) => {
+            json!({"type": "ack", "channelId": channel_id.to_string(), "conversation": ConversationDto::from(row)})
         }
-        ClientFrame::Send { channel_id, msg_type, content, mentions, client_msg_id } => {
-            let req = SendMessage { msg_type, content, mentions: mentions.0, client_msg_id: client_msg_id.clone() };
-            match st.app.send_message(who, channel_id, req).await {
-                Ok(sent) => json!({
-                    "type": "ack",
-                    "clientMsgId": client_msg_id,
-                    "channelId": channel_id.to_string(),
-                    "messageId": sent.message_id.to_string(),
-                    "seq": sent.seq,
-                    "sentAt": sent.sent_at,
-                }),
-                Err(e) => error_frame(&e, reply_to),
-            }
-        }
-        ClientFrame::Read { channel_id, seq } => {
-            if seq < 0 {
-                return error_frame(&Error::invalid("seq", "seq must not be negative"), reply_to);
-            }
-            match st.app.mark_read(who, channel_id, seq).await {
-                Ok(row) => {
-                    json!({"type": "ack", "channelId": channel_id.to_string(), "conversation": ConversationDto::from(row)})
-                }
-                Err(e) => error_frame(&e, reply_to),
-            }
-        }
+        Err(e) => error_frame(&e, reply_to),
     }
 }

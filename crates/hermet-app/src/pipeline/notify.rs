@@ -37,7 +37,7 @@ pub trait PushSink: Send + Sync + 'static {
     fn push<'a>(&'a self, targets: &'a [(UserId, i64)], notification: &'a Arc<Notification>) -> PushFuture<'a>;
 
     /// Pushes changed conversation rows to their owners (`conversation.updated`).
-    fn push_conversations(&self, _rows: Vec<ConversationRow>) -> PushFuture<'_> {
+    fn push_conversations<'a>(&'a self, _rows: &'a [ConversationRow]) -> PushFuture<'a> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -226,7 +226,7 @@ impl<D: Database> App<D> {
                 while let Some((channel, users)) = rx.recv().await {
                     match db.channel_conversations(channel, &users).await {
                         Ok(rows) => {
-                            if let Err(e) = sink.push_conversations(rows).await {
+                            if let Err(e) = sink.push_conversations(&rows).await {
                                 tracing::warn!(error = %e, "conversation rows not pushed");
                             }
                         }
