@@ -157,7 +157,7 @@ impl<D: Database> App<D> {
             })
             .collect();
         tx.upsert_members(id, &members, now).await?;
-        let count = tx.recount_members(id, now).await?;
+        let (count, read_diffusion) = tx.recount_members(id, self.settings.limits.large_groups(), now).await?;
         let ev = DomainEvent::ChannelCreated(event::ChannelCreated {
             channel_id: id,
             channel_type: "group".into(),
@@ -179,6 +179,7 @@ impl<D: Database> App<D> {
             member_count: count,
             last_seq: 0,
             last_message_at: None,
+            read_diffusion,
             creator_id: who.user_id,
             single_pair: None,
             created_at: now,
@@ -334,13 +335,14 @@ impl<D: Database> App<D> {
             })
             .collect();
         tx.upsert_members(channel.id, &members, now).await?;
-        let count = tx.recount_members(channel.id, now).await?;
+        let (count, read_diffusion) = tx.recount_members(channel.id, self.settings.limits.large_groups(), now).await?;
         let ev = DomainEvent::MemberAdded(event::MemberAdded {
             channel_id: channel.id,
             user_ids: users.to_vec(),
             added_by: who.user_id,
             join_seq: channel.last_seq,
             joined_at: now,
+            diffusion_changed: read_diffusion != channel.read_diffusion,
         });
         self.record(tx, &[ev], now).await?;
         Ok(count)
@@ -376,7 +378,7 @@ impl<D: Database> App<D> {
         now: i64,
     ) -> Result<()> {
         tx.remove_members(channel.id, &[user], channel.last_seq, now).await?;
-        tx.recount_members(channel.id, now).await?;
+        let (_, read_diffusion) = tx.recount_members(channel.id, self.settings.limits.large_groups(), now).await?;
         let ev = DomainEvent::MemberRemoved(event::MemberRemoved {
             channel_id: channel.id,
             user_ids: vec![user],
@@ -384,6 +386,7 @@ impl<D: Database> App<D> {
             reason: reason.into(),
             left_seq: channel.last_seq,
             left_at: now,
+            diffusion_changed: read_diffusion != channel.read_diffusion,
         });
         self.record(tx, &[ev], now).await
     }

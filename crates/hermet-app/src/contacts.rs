@@ -186,7 +186,7 @@ impl<D: Database> App<D> {
                         joined_at: now,
                     });
                     tx.upsert_members(cid, &members, now).await?;
-                    tx.recount_members(cid, now).await?;
+                    tx.recount_members(cid, self.settings.limits.large_groups(), now).await?;
                     cid
                 }
             };

@@ -57,18 +57,29 @@ impl Default for AuthSettings {
     }
 }
 
-/// Limits on request sizes that the services enforce.
-#[derive(Debug, Clone)]
+/// Limits on request sizes that the services enforce, and the large-group threshold;
+/// the `[limits]` configuration section itself (serde).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Most users one admin bulk-create request may carry.
     pub max_bulk_users: usize,
     /// Most members of a group, its creator included (one request, one transaction).
     pub max_group_members: usize,
+    /// Groups of at least this many members use read diffusion: a message writes O(1)
+    /// rows and members' conversation rows are computed when read.
+    pub large_group_threshold: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bulk_users: 10_000, max_group_members: 10_000 }
+        Self { max_bulk_users: 10_000, max_group_members: 10_000, large_group_threshold: 500 }
+    }
+}
+
+impl Limits {
+    pub(crate) fn large_groups(&self) -> hermet_store::LargeGroups {
+        hermet_store::LargeGroups::with_threshold(self.large_group_threshold)
     }
 }
 

@@ -191,6 +191,7 @@ impl<D: Database> App<D> {
             mention_all,
             client_msg_id: msg.client_msg_id.clone(),
             sent_at: now,
+            read_diffusion: channel.read_diffusion,
         });
         self.record(&mut tx, &[ev], now).await?;
         self.commit(tx).await?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
-use serde_json::{Value, json};
+
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -40,30 +40,6 @@ async fn open_all(client: &Client, tokens: &[String], concurrency: usize) -> any
     sockets.into_iter().collect()
 }
 
-/// Members with tokens (bulk-created, sessions issued by the server).
-async fn users_with_tokens(client: &Client, label: &str, n: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let (mut ids, mut tokens) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut start = 0;
-    while start < n {
-        let end = (start + 10_000).min(n);
-        let users: Vec<Value> = (start..end)
-            .map(|i| json!({"account": format!("{label}-{}-{i}@bench.hermet", client.tag), "accountType": "email", "nickname": format!("{label} {i}")}))
-            .collect();
-        let (status, v) = client
-            .post("/api/v1/admin/users", &client.admin_token, &json!({"users": users, "issueTokens": true}))
-            .await?;
-        if status != 201 {
-            bail!("bulk user creation failed: {status} {v}");
-        }
-        for u in v["users"].as_array().into_iter().flatten() {
-            ids.push(u["userId"].as_str().unwrap_or_default().to_owned());
-            tokens.push(u["accessToken"].as_str().unwrap_or_default().to_owned());
-        }
-        start = end;
-    }
-    Ok((ids, tokens))
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutRow {
     pub members: usize,
@@ -82,7 +58,7 @@ pub async fn fanout(client: &Client, sizes: &[usize], messages: usize) -> anyhow
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("  fanout {n}: creating members and opening {n} connections");
-        let (ids, tokens) = users_with_tokens(client, &format!("fan{n}"), n).await?;
+        let (ids, tokens) = client.users_with_tokens(&format!("fan{n}"), n).await?;
         let (_, group) = client.create_group(&format!("fanout {n}"), &ids).await?;
         let sockets = open_all(client, &tokens, 64).await?;
         // Each reader reports (message number, when) for every bench message it gets.
@@ -172,7 +148,7 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
 /// timeout), and reports the server's resident size before and after.
 pub async fn idle(client: &Client, n: usize, server_pid: u32) -> anyhow::Result<IdleReport> {
     eprintln!("  idle: creating {n} users");
-    let (_, tokens) = users_with_tokens(client, "idle", n).await?;
+    let (_, tokens) = client.users_with_tokens("idle", n).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = rss(server_pid)?;
     eprintln!("  idle: server RSS {:.1} MB; opening {n} connections", before as f64 / 1e6);

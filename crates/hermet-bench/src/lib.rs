@@ -78,6 +78,51 @@ impl Client {
         })
     }
 
+    pub(crate) async fn get(&self, path: &str, token: &str) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await?;
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Users created in bulk with sessions issued by the server: (ids, access tokens).
+    pub async fn users_with_tokens(&self, label: &str, n: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let (mut ids, mut tokens) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut start = 0;
+        while start < n {
+            let end = (start + 10_000).min(n);
+            let users: Vec<Value> = (start..end)
+                .map(|i| json!({"account": format!("{label}-{}-{i}@bench.hermet", self.tag), "accountType": "email", "nickname": format!("{label} {i}")}))
+                .collect();
+            let (status, v) = self
+                .post("/api/v1/admin/users", &self.admin_token, &json!({"users": users, "issueTokens": true}))
+                .await?;
+            if status != 201 {
+                bail!("bulk user creation failed: {status} {v}");
+            }
+            for u in v["users"].as_array().into_iter().flatten() {
+                ids.push(u["userId"].as_str().unwrap_or_default().to_owned());
+                tokens.push(u["accessToken"].as_str().unwrap_or_default().to_owned());
+            }
+            start = end;
+        }
+        Ok((ids, tokens))
+    }
+
+    /// `a` applies to `b`, `b` accepts: returns their one-to-one channel.
+    pub async fn befriend(&self, a: (&str, &str), b: (&str, &str)) -> anyhow::Result<String> {
+        let (status, v) = self.post("/api/v1/contacts/applications", a.1, &json!({"contactId": b.0})).await?;
+        if status != 201 {
+            bail!("friend application failed: {status} {v}");
+        }
+        let id = v["id"].as_str().unwrap_or_default();
+        let (status, v) = self.post(&format!("/api/v1/contacts/applications/{id}/accept"), b.1, &json!({})).await?;
+        if status != 200 {
+            bail!("accepting the application failed: {status} {v}");
+        }
+        Ok(v["channelId"].as_str().unwrap_or_default().to_owned())
+    }
+
     pub(crate) async fn post(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await?;
         let status = r.status().as_u16();
@@ -121,9 +166,14 @@ impl Client {
 
     /// Sends a text message as the admin; returns the latency.
     pub async fn send(&self, channel: &str, text: &str) -> anyhow::Result<Duration> {
+        self.send_as(&self.admin_token, channel, text).await
+    }
+
+    /// Sends a text message as the holder of `token`; returns the latency.
+    pub async fn send_as(&self, token: &str, channel: &str, text: &str) -> anyhow::Result<Duration> {
         let body = json!({"type": "text", "content": {"text": text}});
         let t = Instant::now();
-        let (status, v) = self.post(&format!("/api/v1/channels/{channel}/messages"), &self.admin_token, &body).await?;
+        let (status, v) = self.post(&format!("/api/v1/channels/{channel}/messages"), token, &body).await?;
         let elapsed = t.elapsed();
         if status != 201 {
             bail!("send failed: {status} {v}");
@@ -431,32 +481,98 @@ pub async fn create_group(
 
 #[derive(Debug, Serialize)]
 pub struct SendRow {
+    /// Members of the group; 2 is a one-to-one chat between friends.
     pub members: usize,
+    /// Senders sending at once (each one after another): group members, or for 1:1 chats
+    /// one pair of friends each.
+    pub concurrency: usize,
     pub messages: usize,
     pub api: Stats,
     pub messages_per_sec: f64,
+    /// The server put the group in read diffusion (`largeGroup`).
+    pub large_group: bool,
 }
 
-/// `hermet bench send`: sequential sends to a group of `members`.
-pub async fn send(client: &Client, members: usize, messages: usize) -> anyhow::Result<SendRow> {
-    eprintln!("creating {} users…", members.saturating_sub(1));
-    let users = client.create_users("s", members.saturating_sub(1), |n| eprint!("\r  {n} users")).await?;
-    eprintln!();
-    let (_, channel) = client.create_group("send bench", &users).await?;
-    for i in 0..5 {
-        client.send(&channel, &format!("warm-up {i}")).await?;
-    }
-    let start = Instant::now();
-    let mut samples = Vec::with_capacity(messages);
-    for i in 0..messages {
-        samples.push(client.send(&channel, &format!("message {i}")).await?);
-        if i % 50 == 0 {
-            eprint!("\r  {i}/{messages}");
+/// `hermet bench send`: for each size, `messages` sends by `concurrency` senders at once.
+/// Size 2 is a one-to-one chat: `concurrency` pairs of friends, each pair's first user
+/// sending. Otherwise one group of that size with `concurrency` of its members sending.
+pub async fn send(
+    client: &Client,
+    sizes: &[usize],
+    messages: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<SendRow>> {
+    let concurrency = concurrency.max(1);
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let (senders, channels, large) = if n <= 2 {
+            eprintln!("  send 1:1: {concurrency} pairs of friends");
+            let (ids, tokens) = client.users_with_tokens(&format!("p{concurrency}"), concurrency * 2).await?;
+            let mut channels = Vec::with_capacity(concurrency);
+            for k in 0..concurrency {
+                channels
+                    .push(client.befriend((&ids[2 * k], &tokens[2 * k]), (&ids[2 * k + 1], &tokens[2 * k + 1])).await?);
+            }
+            let senders: Vec<String> = tokens.iter().step_by(2).cloned().collect();
+            (senders, channels, false)
+        } else {
+            eprintln!("  send {n}: creating the group's members");
+            let others = n.saturating_sub(1);
+            let with_tokens = concurrency.min(others);
+            let (mut ids, tokens) = client.users_with_tokens(&format!("s{n}"), with_tokens).await?;
+            ids.extend(
+                client.create_users(&format!("s{n}"), others - with_tokens, |k| eprint!("\r  {k} users")).await?,
+            );
+            eprintln!();
+            let (_, channel) = client.create_group(&format!("send {n}"), &ids).await?;
+            let (_, info) = client.get(&format!("/api/v1/channels/{channel}"), &client.admin_token).await?;
+            let large = info["largeGroup"].as_bool().unwrap_or(false);
+            (tokens, vec![channel; with_tokens], large)
+        };
+        for (t, c) in senders.iter().zip(&channels).take(5) {
+            client.send_as(t, c, "warm-up").await?;
         }
+        let per_sender = messages.div_ceil(senders.len());
+        let total = per_sender * senders.len();
+        let start = Instant::now();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<anyhow::Result<Vec<Duration>>> =
+            futures::future::join_all(senders.iter().zip(&channels).map(|(t, c)| {
+                let done = &done;
+                async move {
+                    let mut v = Vec::with_capacity(per_sender);
+                    for i in 0..per_sender {
+                        v.push(client.send_as(t, c, &format!("message {i}")).await?);
+                        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if k.is_multiple_of(100) {
+                            eprint!("\r  {k}/{total}");
+                        }
+                    }
+                    Ok(v)
+                }
+            }))
+            .await;
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!();
+        let mut samples = Vec::new();
+        for r in results {
+            samples.extend(r?);
+        }
+        let row = SendRow {
+            members: n.max(2),
+            concurrency: senders.len(),
+            messages: samples.len(),
+            messages_per_sec: samples.len() as f64 / secs,
+            api: Stats::of(&samples),
+            large_group: large,
+        };
+        eprintln!(
+            "  send {}: p50 {:.2} ms p99 {:.2} ms, {:.0} msg/s",
+            row.members, row.api.p50_ms, row.api.p99_ms, row.messages_per_sec
+        );
+        rows.push(row);
     }
-    eprintln!();
-    let secs = start.elapsed().as_secs_f64();
-    Ok(SendRow { members, messages, api: Stats::of(&samples), messages_per_sec: messages as f64 / secs })
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub struct Channel {
     pub member_count: i32,
     pub last_seq: i64,
     pub last_message_at: Option<i64>,
+    /// A large group: messages use read diffusion (docs/ARCHITECTURE.md "Large groups").
+    pub read_diffusion: bool,
     pub creator_id: UserId,
     /// `lo:hi` user ids of a single channel.
     pub single_pair: Option<String>,

@@ -164,6 +164,10 @@ pub struct MemberAdded {
     /// Members see history after this seq.
     pub join_seq: i64,
     pub joined_at: i64,
+    /// The change moved the group across the large-group threshold (write ↔ read
+    /// diffusion): every member's conversation row changes form.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diffusion_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,6 +180,9 @@ pub struct MemberRemoved {
     pub reason: String,
     pub left_seq: i64,
     pub left_at: i64,
+    /// As in [`MemberAdded::diffusion_changed`].
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diffusion_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +240,14 @@ pub struct MessageSent {
     pub mention_all: bool,
     pub client_msg_id: Option<String>,
     pub sent_at: i64,
+    /// Sent to a large group (read diffusion): its members' conversation rows are computed
+    /// when read, so no per-member row changes and no `conversation.updated` follows.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,8 +102,13 @@ pub fn project(event: &DomainEvent) -> Refresh {
         }
         ChannelUpdated(e) => r.channels.push(e.channel_id),
         ChannelDismissed(e) => r.channels.push(e.channel_id),
+        MemberAdded(e) if e.diffusion_changed => r.channels.push(e.channel_id),
         MemberAdded(e) => r.conversations.extend(e.user_ids.iter().map(|u| (*u, e.channel_id))),
+        MemberRemoved(e) if e.diffusion_changed => r.channels.push(e.channel_id),
         MemberRemoved(e) => r.conversations.extend(e.user_ids.iter().map(|u| (*u, e.channel_id))),
+        // A large group's message changes no stored row: its members' rows are computed
+        // when read (the sender's read position and mention rows are write side).
+        MessageSent(e) if e.read_diffusion => {}
         MessageSent(e) => r.channels.push(e.channel_id),
         ConversationRead(e) => r.conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),

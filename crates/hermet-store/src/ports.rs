@@ -465,6 +465,23 @@ pub struct NewMember {
     pub joined_at: i64,
 }
 
+/// When a group uses read diffusion (docs/ARCHITECTURE.md "Large groups"): from `enter_at`
+/// active members on, until it falls below `leave_below` (hysteresis, so a group that
+/// hovers at the threshold does not rewrite its members' rows on every join and leave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargeGroups {
+    pub enter_at: i64,
+    pub leave_below: i64,
+}
+
+impl LargeGroups {
+    /// Enter at `threshold`, leave 10% below it.
+    pub fn with_threshold(threshold: usize) -> Self {
+        let t = threshold as i64;
+        Self { enter_at: t, leave_below: t - t / 10 }
+    }
+}
+
 /// A user row as commands need it: status and display name.
 #[derive(Debug, Clone)]
 pub struct UserBrief {
@@ -513,6 +530,9 @@ pub struct ConversationRow {
     pub mention_count: i64,
     pub opened_at: i64,
     pub closed_at: Option<i64>,
+    /// The row of an active member of a large group: computed when read. As stored, its
+    /// message-derived columns hold neutral values (docs/ARCHITECTURE.md "Large groups").
+    pub read_diffusion: bool,
 }
 
 impl ConversationRow {
@@ -543,7 +563,8 @@ impl ConversationRow {
             unread_count,
             mention_count,
             opened_at,
-            closed_at
+            closed_at,
+            read_diffusion
         );
         d
     }
@@ -771,8 +792,16 @@ pub trait ChannelWrites {
         nickname: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Recounts active members into `channel.member_count`; returns the count.
-    fn recount_members(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<i32>> + Send;
+    /// Recounts active members into `channel.member_count` and sets the group's
+    /// `read_diffusion` from it: on from `large.enter_at` members, off below
+    /// `large.leave_below`, unchanged between (single channels: off). Returns the count and
+    /// the mode.
+    fn recount_members(
+        &mut self,
+        channel: ChannelId,
+        large: LargeGroups,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<(i32, bool)>> + Send;
     /// The active admin who joined first (ownership passes to them when the owner leaves).
     fn oldest_admin(
         &mut self,

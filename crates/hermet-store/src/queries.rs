@@ -83,8 +83,14 @@ pub(crate) const SET_ROLE: &str =
     "UPDATE channel_member SET role = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
 pub(crate) const SET_GROUP_NICKNAME: &str =
     "UPDATE channel_member SET group_nickname = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
-pub(crate) const RECOUNT_MEMBERS: &str = "UPDATE channel SET member_count = (SELECT COUNT(*) FROM channel_member m WHERE m.channel_id = $1 AND m.left_at IS NULL), updated_at = $2
-     WHERE id = $1 RETURNING member_count";
+pub(crate) const RECOUNT_MEMBERS: &str = "UPDATE channel SET member_count = k.n,
+       read_diffusion = CASE WHEN channel.channel_type <> 'group' THEN FALSE
+                             WHEN k.n >= $3 THEN TRUE
+                             WHEN k.n < $4 THEN FALSE
+                             ELSE channel.read_diffusion END,
+       updated_at = $2
+     FROM (SELECT COUNT(*) AS n FROM channel_member m WHERE m.channel_id = $1 AND m.left_at IS NULL) k
+     WHERE channel.id = $1 RETURNING member_count, read_diffusion";
 pub(crate) const OLDEST_ADMIN: &str =
     "SELECT user_id FROM channel_member WHERE channel_id = $1 AND role = 'admin' AND left_at IS NULL AND user_id <> $2
      ORDER BY joined_at, id LIMIT 1";
@@ -121,26 +127,13 @@ pub(crate) const UPSERT_FRIENDSHIP: &str = "INSERT INTO friendship (user_id, fri
        source = excluded.source, tags = excluded.tags, group_name = excluded.group_name, is_starred = excluded.is_starred,
        is_blocked = excluded.is_blocked, added_at = excluded.added_at, deleted_at = excluded.deleted_at,
        updated_at = excluded.updated_at";
-pub(crate) const TOTAL_UNREAD: &str =
-    "SELECT CAST(COALESCE(SUM(unread_count), 0) AS BIGINT) FROM user_conversation_view
-     WHERE user_id = $1 AND closed_at IS NULL AND NOT is_hidden AND NOT is_muted";
 pub(crate) const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
 
-sql!(
-    CONVERSATIONS,
-    "SELECT {} FROM user_conversation_view
-     WHERE user_id = $1 AND closed_at IS NULL AND NOT is_hidden
-       AND ($2 = '' OR conversation_type = $2)
-       AND ($3 = FALSE OR unread_count > 0)
-       AND ($4 = FALSE OR (is_pinned, last_active_at, channel_id) < ($5, $6, $7))
-     ORDER BY is_pinned DESC, last_active_at DESC, channel_id DESC LIMIT $8",
-    crate::views::conversation_select("")
-);
-sql!(
-    CONVERSATION,
-    "SELECT {} FROM user_conversation_view WHERE user_id = $1 AND channel_id = $2",
-    crate::views::conversation_select("")
-);
+// Conversation reads see effective rows: stored ones merged with large groups' computed
+// rows (crate::views).
+pub(crate) use crate::views::{
+    CONVERSATION_LIST as CONVERSATIONS, CONVERSATION_ONE as CONVERSATION, CONVERSATIONS_CHANGED, TOTAL_UNREAD,
+};
 sql!(
     CONTACT,
     "SELECT {} FROM user_contact_view WHERE user_id = $1 AND contact_id = $2",
@@ -231,11 +224,6 @@ pub(crate) const INBOX_HEAD: &str = "SELECT seq FROM user_inbox_head WHERE user_
 pub(crate) const INBOX_AFTER: &str = "SELECT i.seq, i.event_id, o.event_type, o.payload, o.created_at
      FROM user_inbox i JOIN outbox o ON o.event_id = i.event_id
      WHERE i.user_id = $1 AND i.seq > $2 ORDER BY i.seq LIMIT $3";
-sql!(
-    CONVERSATIONS_CHANGED,
-    "SELECT {} FROM user_conversation_view WHERE user_id = $1 AND updated_at >= $2 ORDER BY updated_at, channel_id LIMIT $3",
-    crate::views::conversation_select("")
-);
 /// Old entries, and entries more than $2 behind their user's cursor.
 pub(crate) const PRUNE_INBOX: &str = "DELETE FROM user_inbox WHERE (user_id, seq) IN (
      SELECT i.user_id, i.seq FROM user_inbox i JOIN user_inbox_head h ON h.user_id = i.user_id

@@ -26,7 +26,7 @@ macro_rules! parse {
     }};
 }
 
-pub(crate) const CHANNEL_COLUMNS: &str = "id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, last_message_at, creator_id, created_at, updated_at, single_pair";
+pub(crate) const CHANNEL_COLUMNS: &str = "id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, last_message_at, creator_id, created_at, updated_at, single_pair, read_diffusion";
 
 pub(crate) fn channel_from<R: Cols>(r: &R) -> Result<Channel, R::Err> {
     Ok(Channel {
@@ -43,6 +43,7 @@ pub(crate) fn channel_from<R: Cols>(r: &R) -> Result<Channel, R::Err> {
         created_at: r.int(10)?,
         updated_at: r.int(11)?,
         single_pair: r.opt_text(12)?,
+        read_diffusion: r.boolean(13)?,
     })
 }
 
@@ -163,6 +164,7 @@ pub(crate) fn conversation_from<R: Cols>(r: &R) -> Result<ConversationRow, R::Er
         mention_count: r.int(22)?,
         opened_at: r.int(23)?,
         closed_at: r.opt_int(24)?,
+        read_diffusion: r.boolean(25)?,
     })
 }
 

@@ -36,6 +36,7 @@ pub const CONVERSATION_COLUMNS: &[&str] = &[
     "mention_count",
     "opened_at",
     "closed_at",
+    "read_diffusion",
 ];
 
 /// Columns of `user_contact_view` computed from the write side, in order.
@@ -64,7 +65,10 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 ///   gap-free and a member's own message advances their read position;
 /// - mentions = mention rows plus @all messages of others after the read position;
 /// - hidden/closed hold until a message newer than the seq recorded when hiding/closing;
-///   leaving or a dismissed group closes the conversation for good.
+///   leaving or a dismissed group closes the conversation for good;
+/// - an active member of a read-diffusion (large) group has `read_diffusion`: `expected_full`
+///   is the row as readers see it, `expected` the row as stored, whose message-derived
+///   columns are neutral (see [`READ_DIFFUSION_NEUTRAL`]); other rows are the same in both.
 const CONVERSATION_BODY: &str = "
 , base0 AS (
     SELECT m.user_id, m.channel_id, c.channel_type, c.name AS c_name, c.avatar AS c_avatar,
@@ -74,6 +78,7 @@ const CONVERSATION_BODY: &str = "
            COALESCE(s.is_pinned, FALSE) AS is_pinned, COALESCE(s.is_muted, FALSE) AS is_muted,
            COALESCE(s.is_hidden, FALSE) AS s_hidden, COALESCE(s.hidden_seq, 0) AS hidden_seq,
            s.closed_at AS s_closed_at, COALESCE(s.closed_seq, 0) AS closed_seq,
+           (c.read_diffusion AND m.left_at IS NULL AND c.archived_at IS NULL) AS rd,
            CASE WHEN c.channel_type = 'single' THEN
                (SELECT pm.user_id FROM channel_member pm WHERE pm.channel_id = m.channel_id AND pm.user_id <> m.user_id LIMIT 1)
            END AS peer_id
@@ -90,7 +95,7 @@ base AS (
     LEFT JOIN users pu ON pu.id = b0.peer_id
     LEFT JOIN friendship f ON f.user_id = b0.user_id AND f.friend_id = b0.peer_id AND f.deleted_at IS NULL
 ),
-expected AS (
+expected_full AS (
     SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,
            CASE WHEN b.channel_type = 'single' THEN COALESCE(NULLIF(b.remark, ''), b.peer_nickname, '') ELSE b.c_name END
                AS conversation_name,
@@ -113,10 +118,43 @@ expected AS (
            CASE WHEN b.left_at IS NOT NULL THEN b.left_at
                 WHEN b.archived_at IS NOT NULL THEN b.archived_at
                 WHEN b.s_closed_at IS NOT NULL AND b.vis_seq <= b.closed_seq THEN b.s_closed_at
-                ELSE NULL END AS closed_at
+                ELSE NULL END AS closed_at,
+           b.rd AS read_diffusion
     FROM base b
     LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.vis_seq AND b.vis_seq > b.join_seq
+),
+expected AS (
+    SELECT {stored} FROM expected_full
 )";
+
+/// The columns a read-diffusion row stores as fixed neutral values (they follow every
+/// message, so they are computed when read instead), with those values.
+pub const READ_DIFFUSION_NEUTRAL: &[(&str, &str)] = &[
+    ("is_hidden", "FALSE"),
+    ("last_message_id", "NULL"),
+    ("last_message_seq", "0"),
+    ("last_message_type", "NULL"),
+    ("last_message_content", "NULL"),
+    ("last_message_sender_id", "NULL"),
+    ("last_message_sender_name", "NULL"),
+    ("last_message_time", "NULL"),
+    ("last_active_at", "opened_at"),
+    ("unread_count", "0"),
+    ("mention_count", "0"),
+    ("closed_at", "NULL"),
+];
+
+/// [`CONVERSATION_BODY`] with the stored form's select list filled in.
+static CONVERSATION_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
+    let stored: Vec<String> = CONVERSATION_COLUMNS
+        .iter()
+        .map(|c| match READ_DIFFUSION_NEUTRAL.iter().find(|(n, _)| n == c) {
+            Some((_, v)) => format!("CASE WHEN read_diffusion THEN {v} ELSE {c} END AS {c}"),
+            None => (*c).to_owned(),
+        })
+        .collect();
+    CONVERSATION_BODY.replace("{stored}", &stored.join(", "))
+});
 
 /// Expected contact rows for the `keys(user_id, contact_id)` CTE that precedes it.
 const CONTACT_BODY: &str = "
@@ -157,8 +195,9 @@ WHERE {differs}",
 }
 
 /// Upserts the expected conversation rows (prefix with a `WITH keys(…) AS (…)` CTE).
-pub static CONVERSATION_REFRESH: LazyLock<String> =
-    LazyLock::new(|| upsert("user_conversation_view", "user_id, channel_id", CONVERSATION_COLUMNS, CONVERSATION_BODY));
+pub static CONVERSATION_REFRESH: LazyLock<String> = LazyLock::new(|| {
+    upsert("user_conversation_view", "user_id, channel_id", CONVERSATION_COLUMNS, &CONVERSATION_BODY_SQL)
+});
 
 /// Upserts the expected contact rows (prefix with a `WITH keys(…) AS (…)` CTE).
 pub static CONTACT_REFRESH: LazyLock<String> =
@@ -166,7 +205,7 @@ pub static CONTACT_REFRESH: LazyLock<String> =
 
 /// Selects the expected conversation rows, integers as BIGINT (prefix with the keys CTE).
 pub static CONVERSATION_EXPECTED: LazyLock<String> =
-    LazyLock::new(|| format!("{CONVERSATION_BODY}\nSELECT {} FROM expected", conversation_select("")));
+    LazyLock::new(|| format!("{}\nSELECT {} FROM expected", &*CONVERSATION_BODY_SQL, conversation_select("")));
 
 /// Selects the expected contact rows (prefix with the keys CTE).
 pub static CONTACT_EXPECTED: LazyLock<String> =
@@ -233,3 +272,103 @@ WHERE m.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";
 pub const OWNER_REVERSE_CONTACTS_SQLITE: &str = "
 INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
 SELECT f.friend_id, f.user_id, ?2 FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";
+
+/// The start of a query over *effective* conversation rows (as readers see them): a
+/// `keys` CTE of the read-diffusion rows of `user_conversation_view` matching `read_keys`,
+/// then the body, so `expected_full` holds those rows computed now. The query unions them
+/// with the stored rows that are not read-diffusion (`read_diffusion = FALSE`).
+pub fn effective_prefix(read_keys: &str) -> String {
+    format!(
+        "WITH keys(user_id, channel_id) AS (
+    SELECT user_id, channel_id FROM user_conversation_view WHERE {read_keys} AND read_diffusion = TRUE
+){}",
+        &*CONVERSATION_BODY_SQL
+    )
+}
+
+/// Filters of `GET /conversations` on a row source (stored or computed), `$2`…`$7`.
+const LIST_FILTER: &str = "closed_at IS NULL AND NOT is_hidden
+       AND ($2 = '' OR conversation_type = $2)
+       AND ($3 = FALSE OR unread_count > 0)
+       AND ($4 = FALSE OR (is_pinned, last_active_at, channel_id) < ($5, $6, $7))";
+const LIST_ORDER: &str = "ORDER BY is_pinned DESC, last_active_at DESC, channel_id DESC LIMIT $8";
+
+/// `GET /conversations` (`$1` user, filters `$2`…`$7`, `$8` limit): the stored list
+/// (through `user_conversation_view_list`) merged with the user's read-diffusion rows,
+/// computed now, in one order. The read-diffusion rows come from their partial index:
+/// a user's large groups, never a large group's members.
+pub static CONVERSATION_LIST: LazyLock<String> = LazyLock::new(|| {
+    let sel = conversation_select("");
+    format!(
+        "{prefix}
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT {sel} FROM user_conversation_view
+        WHERE user_id = $1 AND read_diffusion = FALSE AND {LIST_FILTER}
+        {LIST_ORDER}
+    ) stored
+    UNION ALL
+    SELECT {sel} FROM expected_full WHERE {LIST_FILTER}
+) x {LIST_ORDER}",
+        prefix = effective_prefix("user_id = $1"),
+    )
+});
+
+/// One effective conversation row (`$1` user, `$2` channel).
+pub static CONVERSATION_ONE: LazyLock<String> = LazyLock::new(|| {
+    let sel = conversation_select("");
+    format!(
+        "{prefix}
+SELECT {sel} FROM user_conversation_view WHERE user_id = $1 AND channel_id = $2 AND read_diffusion = FALSE
+UNION ALL
+SELECT {sel} FROM expected_full",
+        prefix = effective_prefix("user_id = $1 AND channel_id = $2"),
+    )
+});
+
+/// Sum of the unread counts of the user's open, unmuted, visible conversations (`$1`).
+pub static TOTAL_UNREAD: LazyLock<String> = LazyLock::new(|| {
+    const OPEN: &str = "closed_at IS NULL AND NOT is_hidden AND NOT is_muted";
+    format!(
+        "{prefix}
+SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM (
+    SELECT unread_count AS n FROM user_conversation_view WHERE user_id = $1 AND read_diffusion = FALSE AND {OPEN}
+    UNION ALL
+    SELECT unread_count FROM expected_full WHERE {OPEN}
+) t",
+        prefix = effective_prefix("user_id = $1"),
+    )
+});
+
+/// The effective rows of `users` in channel `$1`; `users` is the driver's predicate on
+/// `user_id` (an array or a JSON list in `$2`).
+pub fn channel_conversations(users: &str) -> String {
+    let sel = conversation_select("");
+    format!(
+        "{prefix}
+SELECT {sel} FROM user_conversation_view WHERE channel_id = $1 AND {users} AND read_diffusion = FALSE
+UNION ALL
+SELECT {sel} FROM expected_full",
+        prefix = effective_prefix(&format!("channel_id = $1 AND {users}")),
+    )
+}
+
+/// The user's (`$1`) conversation rows changed at or after `$2` (at most `$3`, oldest
+/// change first), then every read-diffusion row of the user, computed now: those change
+/// with every message of their group, which their stored row does not record.
+pub static CONVERSATIONS_CHANGED: LazyLock<String> = LazyLock::new(|| {
+    let sel = conversation_select("");
+    format!(
+        "{prefix}
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT {sel}, 0 AS part, updated_at AS changed FROM user_conversation_view
+        WHERE user_id = $1 AND updated_at >= $2 AND read_diffusion = FALSE
+        ORDER BY updated_at, channel_id LIMIT $3
+    ) stored
+    UNION ALL
+    SELECT {sel}, 1, 0 FROM expected_full
+) x ORDER BY part, changed, channel_id",
+        prefix = effective_prefix("user_id = $1"),
+    )
+});

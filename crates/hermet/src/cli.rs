@@ -24,12 +24,16 @@ pub enum BenchScenario {
         #[arg(long)]
         database_url: Option<String>,
     },
-    /// Sequential message sends to a group.
+    /// Message sends per group size (2: a one-to-one chat): API latency and messages/s
+    /// with --concurrency senders at once.
     Send {
-        #[arg(long, default_value_t = 500)]
-        members: usize,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, value_delimiter = ',', default_value = "2,10,500,5000,50000")]
+        members: Vec<usize>,
+        #[arg(long, default_value_t = 300)]
         messages: usize,
+        /// Senders at once: group members sending to their group, or for 1:1 that many pairs.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
     },
     /// Async mode: commit → read model updated (the server's sync_lag_seconds) while
     /// messages arrive at a steady rate.

@@ -47,7 +47,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     pub pipeline: PipelineConfig,
     /// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults), used only
     /// when `kafka_brokers` is set.
@@ -113,14 +113,6 @@ pub struct HttpConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    pub max_bulk_users: usize,
-    /// Most members of a group, its creator included.
-    pub max_group_members: usize,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -138,7 +130,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
             pipeline: PipelineConfig::default(),
             kafka: hermet_kafka::KafkaSettings::default(),
             gateway: hermet_app::gateway::GatewaySettings::default(),
@@ -182,13 +174,6 @@ impl Default for HttpConfig {
             request_timeout_secs: h.request_timeout_secs,
             shutdown_grace_secs: 20,
         }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        Self { max_bulk_users: l.max_bulk_users, max_group_members: l.max_group_members }
     }
 }
 
@@ -387,6 +372,9 @@ impl Config {
         if self.limits.max_group_members < 2 {
             errors.push("limits.max_group_members: must be at least 2".into());
         }
+        if self.limits.large_group_threshold < 2 {
+            errors.push("limits.large_group_threshold: must be at least 2".into());
+        }
         if self.limits.max_bulk_users == 0 {
             errors.push("limits.max_bulk_users: must be at least 1".into());
         }
@@ -451,7 +439,7 @@ impl Config {
     }
 
     pub fn limits(&self) -> Limits {
-        Limits { max_bulk_users: self.limits.max_bulk_users, max_group_members: self.limits.max_group_members }
+        self.limits.clone()
     }
 }
 

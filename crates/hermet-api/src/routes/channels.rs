@@ -31,6 +31,9 @@ pub struct ChannelDto {
     pub creator_id: UserId,
     /// Seq of the newest message (0: none yet).
     pub last_seq: i64,
+    /// A large group (read diffusion): members' conversation rows follow its messages
+    /// when read, and no `conversation.updated` frame follows a `message.new` of it.
+    pub large_group: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -47,6 +50,7 @@ impl From<Channel> for ChannelDto {
             channel_info_ver: c.channel_info_ver,
             creator_id: c.creator_id,
             last_seq: c.last_seq,
+            large_group: c.read_diffusion,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }

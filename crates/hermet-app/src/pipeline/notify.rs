@@ -131,6 +131,9 @@ pub(crate) struct Planned {
 /// Events after which the recipients' conversation rows are pushed.
 fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
     match e {
+        // A large group's rows are computed when read; clients apply `message.new` to
+        // their list themselves (docs/PROTOCOL.md), so no row per member is read or pushed.
+        DomainEvent::MessageSent(x) if x.read_diffusion => None,
         DomainEvent::MessageSent(x) => Some(x.channel_id),
         DomainEvent::ConversationRead(x) => Some(x.channel_id),
         DomainEvent::ConversationSettingsChanged(x) => Some(x.channel_id),

@@ -145,7 +145,7 @@ impl ImReads for PgDatabase {
 
     async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
         let c = self.read_conn().await?;
-        let stmt = c.prepare_cached(q::TOTAL_UNREAD).await.map_err(pg_err)?;
+        let stmt = c.prepare_cached(&q::TOTAL_UNREAD).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&user.get()]).await.map_err(pg_err)?.get(0))
     }
 
@@ -389,10 +389,17 @@ impl ChannelWrites for PgTx {
         exec(self.conn()?, q::SET_GROUP_NICKNAME, &[&channel.get(), &user.get(), &nickname, &now]).await.map(|_| ())
     }
 
-    async fn recount_members(&mut self, channel: ChannelId, now: i64) -> Result<i32, StoreError> {
+    async fn recount_members(
+        &mut self,
+        channel: ChannelId,
+        large: LargeGroups,
+        now: i64,
+    ) -> Result<(i32, bool), StoreError> {
         let c = self.conn()?;
         let stmt = c.prepare_cached(q::RECOUNT_MEMBERS).await.map_err(pg_err)?;
-        Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
+        let row =
+            c.query_one(&stmt, &[&channel.get(), &now, &large.enter_at, &large.leave_below]).await.map_err(pg_err)?;
+        Ok((row.get(0), row.get(1)))
     }
 
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {

@@ -1,6 +1,8 @@
 //! The realtime gateway's storage on PostgreSQL: per-user cursors, the inbox, catch-up.
 //! Reads go to the primary: catch-up must see every committed entry (a replica may lag).
 
+use std::sync::LazyLock;
+
 use hermet_domain::id::{ChannelId, UserId};
 
 use super::im::{exec, ids, query_map, query_opt};
@@ -27,11 +29,9 @@ impl InboxReads for PgDatabase {
         users: &[UserId],
     ) -> Result<Vec<ConversationRow>, StoreError> {
         let c = self.write_conn().await?;
-        let sql = format!(
-            "SELECT {} FROM user_conversation_view WHERE channel_id = $1 AND user_id = ANY($2)",
-            crate::views::conversation_select("")
-        );
-        query_map(&c, &sql, &[&channel.get(), &ids(users)], conversation_from).await
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| crate::views::channel_conversations("user_id = ANY($2::bigint[])"));
+        query_map(&c, &SQL, &[&channel.get(), &ids(users)], conversation_from).await
     }
 
     async fn conversations_changed(

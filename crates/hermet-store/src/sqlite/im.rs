@@ -160,7 +160,7 @@ impl ImReads for SqliteDatabase {
 
     async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
         self.read(move |c| {
-            c.prepare_cached(&sqlite_placeholders(q::TOTAL_UNREAD))?.query_row([user.get()], |r| r.get(0))
+            c.prepare_cached(&sqlite_placeholders(&q::TOTAL_UNREAD))?.query_row([user.get()], |r| r.get(0))
         })
         .await
     }
@@ -413,10 +413,17 @@ impl ChannelWrites for SqliteTx {
             .await
     }
 
-    async fn recount_members(&mut self, channel: ChannelId, now: i64) -> Result<i32, StoreError> {
+    async fn recount_members(
+        &mut self,
+        channel: ChannelId,
+        large: LargeGroups,
+        now: i64,
+    ) -> Result<(i32, bool), StoreError> {
         self.run(move |c| {
             c.prepare_cached(&sqlite_placeholders(q::RECOUNT_MEMBERS))?
-                .query_row(params![channel.get(), now], |r| r.get(0))
+                .query_row(params![channel.get(), now, large.enter_at, large.leave_below], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
         })
         .await
     }

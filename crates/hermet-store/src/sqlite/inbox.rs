@@ -1,5 +1,7 @@
 //! The realtime gateway's storage on SQLite: per-user cursors, the inbox, catch-up.
 
+use std::sync::LazyLock;
+
 use hermet_domain::id::{ChannelId, UserId};
 use rusqlite::params;
 
@@ -28,12 +30,9 @@ impl InboxReads for SqliteDatabase {
     ) -> Result<Vec<ConversationRow>, StoreError> {
         let u = json_ids(users);
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM user_conversation_view
-                 WHERE channel_id = ?1 AND user_id IN (SELECT value FROM json_each(?2))",
-                crate::views::conversation_select("")
-            );
-            qmap(c, &sql, params![channel.get(), u], |r| conversation_from(r))
+            static SQL: LazyLock<String> =
+                LazyLock::new(|| crate::views::channel_conversations("user_id IN (SELECT value FROM json_each($2))"));
+            qmap(c, &SQL, params![channel.get(), u], |r| conversation_from(r))
         })
         .await
     }

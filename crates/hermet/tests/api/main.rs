@@ -9,6 +9,7 @@ mod binary;
 mod cluster;
 mod helpers;
 mod im;
+mod large_groups;
 mod ops;
 mod pipeline;
 mod realtime;

@@ -60,7 +60,10 @@ async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
     let (url, _dir) = fresh_database(db).await;
     let config = test_config(url);
     let first = hermet::startup::migrate(&config).await.expect("migrate");
-    assert_eq!(first.applied, ["V1__initial_schema", "V2__event_pipeline", "V3__dead_letter_topics", "V4__user_inbox"]);
+    assert_eq!(
+        first.applied,
+        ["V1__initial_schema", "V2__event_pipeline", "V3__dead_letter_topics", "V4__user_inbox", "V5__large_groups"]
+    );
     let second = hermet::startup::migrate(&config).await.expect("migrate again");
     assert!(second.applied.is_empty(), "{:?}", second.applied);
     // serve on an already-migrated database works and changes nothing

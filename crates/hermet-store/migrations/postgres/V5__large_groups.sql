@@ -1,0 +1,13 @@
+-- Large groups (issue 6, docs/ARCHITECTURE.md "Large groups"): a group whose member count
+-- reached `limits.large_group_threshold` uses read diffusion. A message then writes the
+-- message, the channel's seq and mention rows only; its members' conversation rows keep
+-- no message-derived columns and are computed when read.
+ALTER TABLE channel ADD COLUMN read_diffusion BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- TRUE on the row of an active member of a read-diffusion group: its last message,
+-- counts, hidden and closed state are computed at read time, and the stored columns hold
+-- fixed neutral values (no last message, zero counts, last_active_at = opened_at).
+ALTER TABLE user_conversation_view ADD COLUMN read_diffusion BOOLEAN NOT NULL DEFAULT FALSE;
+-- A user's read-diffusion rows, merged into the list without scanning the group.
+CREATE INDEX user_conversation_view_read_diffusion ON user_conversation_view (user_id, channel_id)
+    WHERE read_diffusion = TRUE;

@@ -1,0 +1,330 @@
+//! Large groups (issue 6 §3): write diffusion below the threshold, read diffusion at or
+//! above it, with the same conversation lists, field by field, and exact counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, TestUser, spawn_app_with};
+
+/// A small deterministic generator (SplitMix64): the history is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+}
+
+/// One server with its own database and a diffusion strategy, and the ids it gave.
+struct Replica {
+    name: &'static str,
+    app: TestApp,
+    users: Vec<TestUser>,
+    groups: Vec<String>,
+}
+
+impl Replica {
+    async fn start(db: Db, name: &'static str, threshold: usize, users: usize) -> Replica {
+        let app = spawn_app_with(db, |c| c.limits.large_group_threshold = threshold).await;
+        let admin = app.admin().await;
+        let users = app.many_users(&admin, "member", users).await;
+        Replica { name, app, users, groups: Vec::new() }
+    }
+
+    fn user_index(&self, id: &str) -> Value {
+        match self.users.iter().position(|u| u.id == id) {
+            Some(i) => json!(i),
+            None => json!(format!("unknown user {id}")),
+        }
+    }
+
+    /// A conversation row with this replica's ids and clock readings replaced by what
+    /// every replica agrees on: group and user indexes, and whether a time is set.
+    fn normalize(&self, mut c: Value) -> Value {
+        let group = self.groups.iter().position(|g| c["channelId"] == g.as_str());
+        c["channelId"] = json!(group);
+        for t in ["lastActiveAt", "openedAt", "closedAt"] {
+            c[t] = json!(!c[t].is_null());
+        }
+        if let Some(m) = c.get_mut("lastMessage").filter(|m| !m.is_null()) {
+            m["id"] = json!(m["id"].is_string());
+            m["sentAt"] = json!(m["sentAt"].is_i64());
+            let sender = m["senderId"].as_str().unwrap_or_default().to_owned();
+            m["senderId"] = self.user_index(&sender);
+        }
+        c
+    }
+
+    /// Every user's normalized list (all pages, in order) and total unread.
+    async fn lists(&self) -> Vec<(Vec<Value>, i64)> {
+        let mut out = Vec::new();
+        for u in &self.users {
+            let (items, total) = self.app.conversation_list(u).await;
+            out.push((items.into_iter().map(|c| self.normalize(c)).collect(), total));
+        }
+        out
+    }
+
+    /// Sends one request on behalf of user `u`; `{g}` in the path is the group's id here.
+    async fn call(&self, method: Method, path: &str, u: usize, group: usize, body: Option<Value>) -> StatusCode {
+        let path = path.replace("{g}", &self.groups[group]);
+        let body = body.map(|b| self.with_ids(b));
+        let r = self.app.call(method, &path, Some(&self.users[u].access), body).await;
+        assert!(r.status.is_success(), "{}: {path}: {} {}", self.name, r.status, r.body);
+        r.status
+    }
+
+    /// `{"u": i}` placeholders in a request body become this replica's user ids.
+    fn with_ids(&self, body: Value) -> Value {
+        match body {
+            Value::Object(m) if m.len() == 1 && m.contains_key("u") => {
+                json!(self.users[m["u"].as_u64().unwrap_or_default() as usize].id)
+            }
+            Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, self.with_ids(v))).collect()),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.with_ids(v)).collect()),
+            v => v,
+        }
+    }
+}
+
+/// What the history generator knows of a group, to make only valid requests.
+struct GroupModel {
+    owner: usize,
+    members: BTreeSet<usize>,
+    last_seq: i64,
+    dismissed: bool,
+}
+
+fn uid(i: usize) -> Value {
+    json!({"u": i})
+}
+
+/// The same random history of sends, reads, mentions, joins, leaves, hides, closes, pins,
+/// mutes and a dismissal, replayed on three servers: write diffusion only, read diffusion
+/// for every group of two or more, and a threshold of 5 that groups cross both ways.
+/// Their conversation lists and total unread counts agree field by field at every
+/// checkpoint, and each passes the consistency checker.
+async fn random_history_same_lists_under_every_strategy(db: Db) {
+    const USERS: usize = 9;
+    let mut replicas = Vec::new();
+    for (name, threshold) in [("write", 10_000), ("read", 2), ("crossing", 5)] {
+        replicas.push(Replica::start(db, name, threshold, USERS).await);
+    }
+    let mut rng = Rng(0x5EED_0006);
+    let mut groups: Vec<GroupModel> = Vec::new();
+    let everyone: Vec<usize> = (0..USERS).collect();
+
+    for step in 0..220 {
+        let live: Vec<usize> = (0..groups.len()).filter(|g| !groups[*g].dismissed).collect();
+        let roll = rng.below(100);
+        // (method, path, acting user, group, body); None: nothing valid to do this step
+        let op: Option<(Method, String, usize, usize, Option<Value>)> = if live.is_empty()
+            || (roll < 6 && live.len() < 7)
+        {
+            let owner = rng.pick(&everyone);
+            let mut members: BTreeSet<usize> = BTreeSet::new();
+            for _ in 0..1 + rng.below(5) {
+                members.insert(rng.pick(&everyone));
+            }
+            members.remove(&owner);
+            let ids: Vec<Value> = members.iter().map(|m| uid(*m)).collect();
+            let body = json!({"name": format!("group {}", groups.len()), "memberIds": ids});
+            for r in &mut replicas {
+                let body = r.with_ids(body.clone());
+                let resp = r.app.post("/api/v1/channels/groups", Some(&r.users[owner].access), body).await;
+                assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.body);
+                r.groups.push(resp.body["id"].as_str().unwrap().to_owned());
+            }
+            members.insert(owner);
+            groups.push(GroupModel { owner, members, last_seq: 0, dismissed: false });
+            None
+        } else {
+            let g = rng.pick(&live);
+            let model = &mut groups[g];
+            let members: Vec<usize> = model.members.iter().copied().collect();
+            let outsiders: Vec<usize> = everyone.iter().copied().filter(|u| !model.members.contains(u)).collect();
+            let member = rng.pick(&members);
+            match roll {
+                6..=49 => {
+                    model.last_seq += 1;
+                    let mentions = match rng.below(10) {
+                        0..=5 => Value::Null,
+                        6 | 7 => json!((0..1 + rng.below(3)).map(|_| uid(rng.pick(&everyone))).collect::<Vec<_>>()),
+                        _ => json!("all"),
+                    };
+                    let body = json!({"type": "text", "content": {"text": format!("m{step}")}, "mentions": mentions});
+                    Some((Method::POST, "/api/v1/channels/{g}/messages".into(), member, g, Some(body)))
+                }
+                50..=64 => {
+                    let seq = rng.below(model.last_seq as usize + 3) as i64;
+                    Some((Method::POST, "/api/v1/channels/{g}/read".into(), member, g, Some(json!({"seq": seq}))))
+                }
+                65..=74 if !outsiders.is_empty() => {
+                    let mut add: BTreeSet<usize> = BTreeSet::new();
+                    for _ in 0..1 + rng.below(3) {
+                        add.insert(rng.pick(&outsiders));
+                    }
+                    model.members.extend(add.iter().copied());
+                    let ids: Vec<Value> = add.iter().map(|u| uid(*u)).collect();
+                    let body = json!({"userIds": ids});
+                    Some((Method::POST, "/api/v1/channels/{g}/members".into(), model.owner, g, Some(body)))
+                }
+                75..=83 if members.len() > 1 => {
+                    let others: Vec<usize> = members.iter().copied().filter(|u| *u != model.owner).collect();
+                    let leaver = rng.pick(&others);
+                    model.members.remove(&leaver);
+                    if rng.below(2) == 0 {
+                        Some((Method::POST, "/api/v1/channels/{g}/leave".into(), leaver, g, None))
+                    } else {
+                        let path = format!("/api/v1/channels/{{g}}/members/{}", leaver);
+                        Some((Method::DELETE, path, model.owner, g, None))
+                    }
+                }
+                84..=88 => {
+                    let body = json!({"isHidden": true});
+                    Some((Method::PATCH, "/api/v1/conversations/{g}".into(), member, g, Some(body)))
+                }
+                89..=92 => Some((Method::DELETE, "/api/v1/conversations/{g}".into(), member, g, None)),
+                93..=97 => {
+                    let body = if rng.below(2) == 0 {
+                        json!({"isPinned": rng.below(2) == 0})
+                    } else {
+                        json!({"isMuted": rng.below(2) == 0})
+                    };
+                    Some((Method::PATCH, "/api/v1/conversations/{g}".into(), member, g, Some(body)))
+                }
+                98 => {
+                    model.dismissed = true;
+                    Some((Method::DELETE, "/api/v1/channels/{g}".into(), model.owner, g, None))
+                }
+                _ => None,
+            }
+        };
+        if let Some((method, path, user, g, body)) = op {
+            for r in &replicas {
+                // a path naming a user by index: this replica's id
+                let path = match path.rsplit_once("/members/") {
+                    Some((head, i)) => format!("{head}/members/{}", r.users[i.parse::<usize>().unwrap()].id),
+                    None => path.clone(),
+                };
+                r.call(method.clone(), &path, user, g, body.clone()).await;
+            }
+        }
+        // distinct clock readings per step, so every replica orders by time the same way
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+
+        if step % 40 == 39 || step == 219 {
+            let reference = replicas[0].lists().await;
+            for r in &replicas[1..] {
+                let lists = r.lists().await;
+                for (u, (want, got)) in reference.iter().zip(&lists).enumerate() {
+                    assert_eq!(
+                        want, got,
+                        "step {step}: user {u}'s list differs between write diffusion and {}",
+                        r.name
+                    );
+                }
+            }
+        }
+    }
+
+    // the strategies really were exercised: read-diffusion rows exist, and the crossing
+    // replica moved groups across its threshold in both directions
+    let read_rows =
+        replicas[1].app.scalar("SELECT COUNT(*) FROM user_conversation_view WHERE read_diffusion = TRUE").await;
+    assert!(read_rows > 0, "the read replica has read-diffusion rows");
+    assert_eq!(
+        replicas[0].app.scalar("SELECT COUNT(*) FROM user_conversation_view WHERE read_diffusion = TRUE").await,
+        0
+    );
+    let crossings = replicas[2]
+        .app
+        .scalar(
+            "SELECT COUNT(*) FROM outbox WHERE event_type IN ('channel.member_added', 'channel.member_removed')
+             AND CAST(payload AS TEXT) LIKE '%diffusionChanged%'",
+        )
+        .await;
+    assert!(crossings >= 2, "groups crossed the threshold {crossings} times");
+    let mut seen = BTreeMap::new();
+    for r in &replicas {
+        r.app.assert_consistent().await;
+        seen.insert(r.name, r.groups.len());
+    }
+    assert!(seen.values().all(|n| *n == groups.len()));
+}
+
+/// A message to a large group writes no member's conversation row (O(1) writes), while
+/// its counts stay exact; one to a small group rewrites every member's row.
+async fn large_group_message_writes_no_member_rows(db: Db) {
+    let app = spawn_app_with(db, |c| c.limits.large_group_threshold = 20).await;
+    let admin = app.admin().await;
+    let users = app.many_users(&admin, "big", 30).await;
+    let big_members: Vec<&TestUser> = users[1..25].iter().collect();
+    let small_members: Vec<&TestUser> = users[1..5].iter().collect();
+    let big = app.create_group(&users[0], "big", &big_members).await;
+    let small = app.create_group(&users[0], "small", &small_members).await;
+    let r = app.get(&format!("/api/v1/channels/{big}"), &users[0].access).await;
+    assert_eq!((r.body["memberCount"].as_i64(), r.body["largeGroup"].as_bool()), (Some(25), Some(true)));
+    let r = app.get(&format!("/api/v1/channels/{small}"), &users[0].access).await;
+    assert_eq!(r.body["largeGroup"], false);
+
+    let versions = |c: &str| {
+        format!("SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM user_conversation_view WHERE channel_id = {c}")
+    };
+    let (big_before, small_before) = (app.scalar(&versions(&big)).await, app.scalar(&versions(&small)).await);
+    app.send_text(&users[3], &big, "hello all", json!("all")).await;
+    app.send_text(&users[4], &big, "hello 2", json!([users[2].id])).await;
+    app.send_text(&users[3], &small, "hello small", Value::Null).await;
+    assert_eq!(app.scalar(&versions(&big)).await, big_before, "no member row of the large group was written");
+    assert!(app.scalar(&versions(&small)).await >= small_before + 5, "every member row of the small group");
+
+    // counts are exact when read: user 2 has two unread and two mentions (@all, @user2)
+    let c = app.conversation(&users[2], &big).await.expect("conversation");
+    assert_eq!((c["unreadCount"].as_i64(), c["mentionCount"].as_i64()), (Some(2), Some(2)), "{c}");
+    assert_eq!(c["lastMessage"]["content"], "hello 2");
+    // the senders: their own message advanced their read position
+    let c = app.conversation(&users[4], &big).await.unwrap();
+    assert_eq!((c["unreadCount"].as_i64(), c["mentionCount"].as_i64()), (Some(0), Some(0)));
+    let c = app.conversation(&users[3], &big).await.unwrap();
+    assert_eq!((c["unreadCount"].as_i64(), c["mentionCount"].as_i64()), (Some(1), Some(0)));
+    // total unread counts both kinds: user 2 has 2 (big) + 1 (small)
+    let (list, total) = app.conversation_list(&users[2]).await;
+    assert_eq!(total, 3);
+    assert_eq!(list[0]["channelId"], small.as_str(), "newest activity first across both kinds");
+    assert_eq!(list[1]["channelId"], big.as_str());
+    // reading clears it
+    let r = app.post(&format!("/api/v1/channels/{big}/read"), Some(&users[2].access), json!({"seq": 2})).await;
+    assert_eq!((r.body["unreadCount"].as_i64(), r.body["mentionCount"].as_i64()), (Some(0), Some(0)), "{}", r.body);
+
+    // leaving below the hysteresis bound (20 - 2 = 18: down to 17) turns write diffusion back on
+    for u in &users[1..9] {
+        let r = app.call(Method::POST, &format!("/api/v1/channels/{big}/leave"), Some(&u.access), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    let r = app.get(&format!("/api/v1/channels/{big}"), &users[0].access).await;
+    assert_eq!((r.body["memberCount"].as_i64(), r.body["largeGroup"].as_bool()), (Some(17), Some(false)));
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM user_conversation_view WHERE channel_id = {big} AND read_diffusion = TRUE"
+        ))
+        .await,
+        0
+    );
+    let c = app.conversation(&users[9], &big).await.unwrap();
+    assert_eq!((c["unreadCount"].as_i64(), c["mentionCount"].as_i64()), (Some(2), Some(1)), "{c}");
+    app.assert_consistent().await;
+}
+
+crate::both_backends!(random_history_same_lists_under_every_strategy, large_group_message_writes_no_member_rows);
