@@ -146,7 +146,7 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
 
 /// Opens `n` authenticated connections that then stay idle (pinging within the idle
 /// timeout), and reports the server's resident size before and after.
-pub async fn idle(client: &Client, n: usize, server_pid: u32) -> anyhow::Result<IdleReport> {
+pub async fn idle(client: &Client, n: usize, server_pid: u32, hold_secs: u64) -> anyhow::Result<IdleReport> {
     eprintln!("  idle: creating {n} users");
     let (_, tokens) = client.users_with_tokens("idle", n).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -169,6 +169,10 @@ pub async fn idle(client: &Client, n: usize, server_pid: u32) -> anyhow::Result<
         rss_after_mb: after as f64 / 1e6,
         per_connection_kb: (after.saturating_sub(before)) as f64 / 1e3 / sockets.len().max(1) as f64,
     };
+    if hold_secs > 0 {
+        eprintln!("  idle: server RSS {:.1} MB; holding the connections {hold_secs} s", after as f64 / 1e6);
+        tokio::time::sleep(Duration::from_secs(hold_secs)).await;
+    }
     drop(sockets);
     Ok(report)
 }

@@ -67,6 +67,9 @@ pub enum BenchScenario {
         /// The server's process id.
         #[arg(long)]
         server_pid: u32,
+        /// Keep the connections open this long after measuring (to inspect the server).
+        #[arg(long, default_value_t = 0)]
+        hold_secs: u64,
     },
     /// The pipeline's own throughput, in-process on the configured database (a fresh one)
     /// and transport: the Kafka relay publishing a backlog, the conversation projector

@@ -7,12 +7,11 @@ use hermet::startup::{self, Application};
 use hermet::telemetry;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of glibc's malloc: glibc keeps a heap arena per thread that touched
-/// it and returns little of it, which left 10,000 idle WebSocket connections at ~237 MB
-/// resident; mimalloc's per-thread free lists and page reset keep the same load well
-/// under the 200 MB target (docs/BENCHMARKS.md, "Idle connections").
+/// jemalloc instead of glibc's malloc: with 10,000 idle WebSocket connections the
+/// server stays at ~190 MB resident against ~237 MB with glibc's per-thread arenas
+/// (docs/BENCHMARKS.md, "Realtime fan-out and idle connections"; mimalloc did worse).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,7 +23,11 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Blocking threads run SQLite statements (at most one per pooled connection) and
+    // password hashing (CPU-bound): tokio's default of 512 only adds idle threads, each
+    // with a stack and an allocator cache (measured: 133 threads under 10,000 WebSocket
+    // handshakes on SQLite).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(64).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hermet: cannot start the runtime: {e}");
@@ -273,8 +276,8 @@ async fn bench(
             }
             serde_json::to_value(&rows)?
         }
-        BenchScenario::Idle { connections, server_pid } => {
-            let r = hermet_bench::fanout::idle(&client, connections, server_pid).await?;
+        BenchScenario::Idle { connections, server_pid, hold_secs } => {
+            let r = hermet_bench::fanout::idle(&client, connections, server_pid, hold_secs).await?;
             println!(
                 "{} idle connections: server RSS {:.1} MB → {:.1} MB ({:.1} KB per connection)",
                 r.connections, r.rss_before_mb, r.rss_after_mb, r.per_connection_kb
