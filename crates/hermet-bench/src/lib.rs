@@ -496,16 +496,21 @@ pub struct SendRow {
 /// `hermet bench send`: for each size, `messages` sends by `concurrency` senders at once.
 /// Size 2 is a one-to-one chat: `concurrency` pairs of friends, each pair's first user
 /// sending. Otherwise one group of that size with `concurrency` of its members sending.
+/// Every channel is set up first and the database given `settle` to finish its own
+/// work (autovacuum after a 50,000-row insert), so each size is measured on the same
+/// database.
 pub async fn send(
     client: &Client,
     sizes: &[usize],
     messages: usize,
     concurrency: usize,
+    settle: Duration,
 ) -> anyhow::Result<Vec<SendRow>> {
     let concurrency = concurrency.max(1);
-    let mut rows = Vec::new();
+    // (size, senders' tokens, their channels, large group)
+    let mut setups = Vec::new();
     for &n in sizes {
-        let (senders, channels, large) = if n <= 2 {
+        setups.push(if n <= 2 {
             eprintln!("  send 1:1: {concurrency} pairs of friends");
             let (ids, tokens) = client.users_with_tokens(&format!("p{concurrency}"), concurrency * 2).await?;
             let mut channels = Vec::with_capacity(concurrency);
@@ -514,12 +519,12 @@ pub async fn send(
                     .push(client.befriend((&ids[2 * k], &tokens[2 * k]), (&ids[2 * k + 1], &tokens[2 * k + 1])).await?);
             }
             let senders: Vec<String> = tokens.iter().step_by(2).cloned().collect();
-            (senders, channels, false)
+            (2, senders, channels, false)
         } else {
             eprintln!("  send {n}: creating the group's members");
             let others = n.saturating_sub(1);
             let with_tokens = concurrency.min(others);
-            let (mut ids, tokens) = client.users_with_tokens(&format!("s{n}"), with_tokens).await?;
+            let (mut ids, tokens) = client.users_with_tokens(&format!("s{n}t"), with_tokens).await?;
             ids.extend(
                 client.create_users(&format!("s{n}"), others - with_tokens, |k| eprint!("\r  {k} users")).await?,
             );
@@ -527,9 +532,14 @@ pub async fn send(
             let (_, channel) = client.create_group(&format!("send {n}"), &ids).await?;
             let (_, info) = client.get(&format!("/api/v1/channels/{channel}"), &client.admin_token).await?;
             let large = info["largeGroup"].as_bool().unwrap_or(false);
-            (tokens, vec![channel; with_tokens], large)
-        };
-        for (t, c) in senders.iter().zip(&channels).take(5) {
+            (n, tokens, vec![channel; with_tokens], large)
+        });
+    }
+    eprintln!("  settling {} s", settle.as_secs());
+    tokio::time::sleep(settle).await;
+    let mut rows = Vec::new();
+    for (n, senders, channels, large) in setups {
+        for (t, c) in senders.iter().zip(&channels).take(10) {
             client.send_as(t, c, "warm-up").await?;
         }
         let per_sender = messages.div_ceil(senders.len());
@@ -559,7 +569,7 @@ pub async fn send(
             samples.extend(r?);
         }
         let row = SendRow {
-            members: n.max(2),
+            members: n,
             concurrency: senders.len(),
             messages: samples.len(),
             messages_per_sec: samples.len() as f64 / secs,

@@ -34,6 +34,9 @@ pub enum BenchScenario {
         /// Senders at once: group members sending to their group, or for 1:1 that many pairs.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// Seconds to wait between setting up every channel and measuring.
+        #[arg(long, default_value_t = 20)]
+        settle_secs: u64,
     },
     /// Async mode: commit → read model updated (the server's sync_lag_seconds) while
     /// messages arrive at a steady rate.

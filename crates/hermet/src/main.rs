@@ -222,8 +222,9 @@ async fn bench(
             }
             serde_json::to_value(&rows)?
         }
-        BenchScenario::Send { members, messages, concurrency } => {
-            let rows = hermet_bench::send(&client, &members, messages, concurrency).await?;
+        BenchScenario::Send { members, messages, concurrency, settle_secs } => {
+            let settle = std::time::Duration::from_secs(settle_secs);
+            let rows = hermet_bench::send(&client, &members, messages, concurrency, settle).await?;
             println!(
                 "{:>8} {:>6} {:>11} {:>9} {:>10} {:>10} {:>10}",
                 "members", "large", "concurrency", "messages", "p50 ms", "p99 ms", "msg/s"

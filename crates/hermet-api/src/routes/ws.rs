@@ -7,7 +7,8 @@
 //! `POST …/messages`), `read` → `ack`, `sync` → catch-up then `sync.done`; a bad frame
 //! gets an `error` frame naming the problem and the connection stays open.
 //!
-//! Delivery: every event frame carries the user's cursor. The connection remembers the
+//! Delivery: every event frame carries the user's cursor (but a large group's `message.new`,
+//! which its members order by the channel's seq). The connection remembers the
 //! last cursor it sent and never sends one twice or out of order: a pushed frame at or
 //! behind it is skipped, and one that would leave a gap (a push lost between nodes, a
 //! notifier that died after committing) is preceded by the missing entries, read from the
@@ -373,15 +374,16 @@ impl<D: Database> Connection<'_, D> {
         }
         self.sent = cursor;
         let oldest = self.catch_up(None).await?;
-        let conversations: Vec<ConversationDto> = match oldest {
-            // Rows change in the same transaction as their events (dual-write) or shortly
-            // after (async); a second of slack covers clock skew between nodes.
-            Some(t) => match self.st.app.db.conversations_changed(self.who.user_id, t - 1_000, 1_000).await {
+        // Rows change in the same transaction as their events (dual-write) or shortly
+        // after (async); a second of slack covers clock skew between nodes. With no
+        // event missed, only the large groups' rows (always included: their messages are
+        // not in the inbox) can have changed.
+        let since = oldest.map_or(i64::MAX, |t| t - 1_000);
+        let conversations: Vec<ConversationDto> =
+            match self.st.app.db.conversations_changed(self.who.user_id, since, 1_000).await {
                 Ok(rows) => rows.into_iter().map(ConversationDto::from).collect(),
                 Err(e) => return Ok(error_frame(&Error::from(e), reply_to)),
-            },
-            None => Vec::new(),
-        };
+            };
         Ok(json!({"type": "sync.done", "cursor": self.sent, "conversations": conversations}))
     }
 }

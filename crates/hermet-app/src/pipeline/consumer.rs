@@ -298,7 +298,11 @@ impl<D: Database> App<D> {
         // offsets, so a redelivered batch never numbers an event twice.
         let mut deliveries = Vec::with_capacity(plan.len());
         for p in plan {
-            let targets = tx.append_inbox(&p.users, p.notification.event_id, now).await?;
+            let targets = if p.numbered {
+                tx.append_inbox(&p.users, p.notification.event_id, now).await?
+            } else {
+                p.users.iter().map(|u| (*u, 0)).collect()
+            };
             deliveries.push((p, targets));
         }
         if consumer != NOTIFIER {

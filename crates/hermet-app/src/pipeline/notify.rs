@@ -126,6 +126,10 @@ pub(crate) struct Planned {
     pub users: Vec<UserId>,
     /// The channel whose conversation rows the event changes for `users`.
     pub conversations_of: Option<ChannelId>,
+    /// Numbered in each recipient's inbox (cursor). A large group's message is not: its
+    /// members catch up by the channel's seq (docs/PROTOCOL.md "Large groups"), so a
+    /// message costs no write per member here either.
+    pub numbered: bool,
 }
 
 /// Events after which the recipients' conversation rows are pushed.
@@ -199,10 +203,12 @@ impl<D: Database> App<D> {
                 payload: stored.payload.clone(),
                 occurred_at: stored.created_at,
             });
+            let numbered = !matches!(event, DomainEvent::MessageSent(m) if m.read_diffusion);
             plan.push(Planned {
                 notification,
                 users: to.into_iter().collect(),
                 conversations_of: changes_conversations(event),
+                numbered,
             });
         }
         Ok(plan)

@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, TestApp, TestUser, spawn_app_with};
+use crate::realtime::Client;
 
 /// A small deterministic generator (SplitMix64): the history is the same on every run.
 struct Rng(u64);
@@ -327,4 +328,58 @@ async fn large_group_message_writes_no_member_rows(db: Db) {
     app.assert_consistent().await;
 }
 
-crate::both_backends!(random_history_same_lists_under_every_strategy, large_group_message_writes_no_member_rows);
+/// A large group's messages reach online members' sockets without a cursor (members
+/// order them by the channel's seq) and are not written to anyone's inbox; an offline
+/// member learns of them from `sync.done`, which always carries the large groups' rows,
+/// and reads them by seq.
+async fn large_group_messages_skip_the_inbox_and_are_caught_up_by_seq(db: Db) {
+    let app = spawn_app_with(db, |c| c.limits.large_group_threshold = 4).await;
+    let admin = app.admin().await;
+    let users = app.many_users(&admin, "rt", 5).await;
+    let (a, b, c) = (&users[0], &users[1], &users[2]);
+    let members: Vec<&TestUser> = users[1..].iter().collect();
+    let g = app.create_group(a, "large", &members).await;
+    let (mut bs, _) = Client::connect_to(&app.address, b).await;
+    for i in 1..=3 {
+        app.send_text(a, &g, &format!("large {i}"), if i == 2 { json!([c.id]) } else { Value::Null }).await;
+    }
+    for i in 1..=3 {
+        let m = bs.next_of("message.new").await;
+        assert_eq!((m["data"]["seq"].as_i64(), m["data"]["readDiffusion"].as_bool()), (Some(i), Some(true)), "{m}");
+        assert!(m.get("cursor").is_none(), "no inbox cursor on a large group's message: {m}");
+    }
+    let in_inboxes = app
+        .scalar(
+            "SELECT COUNT(*) FROM user_inbox i JOIN outbox o ON o.event_id = i.event_id WHERE o.event_type = 'message.sent'",
+        )
+        .await;
+    assert_eq!(in_inboxes, 0, "no inbox row per member for a large group's message");
+
+    // c was offline: the inbox has the group's creation, sync.done the group's row
+    let (mut cs, ready) = Client::connect_to(&app.address, c).await;
+    let head = ready["cursor"].as_i64().unwrap();
+    assert!(head >= 1, "channel.created is in c's inbox");
+    cs.send(json!({"type": "sync", "cursor": 0})).await;
+    let (frames, done) = crate::realtime::synced(&mut cs).await;
+    assert!(frames.iter().all(|f| f["type"] != "message.new"), "{frames:?}");
+    let row = done["conversations"].as_array().unwrap().iter().find(|r| r["channelId"] == g.as_str()).cloned();
+    let row = row.expect("the large group's row in sync.done");
+    assert_eq!((row["unreadCount"].as_i64(), row["mentionCount"].as_i64()), (Some(3), Some(1)), "{row}");
+    assert_eq!(row["lastMessage"]["seq"], 3);
+    // nothing missed in the inbox: the large group's row still comes
+    cs.send(json!({"type": "sync", "cursor": head})).await;
+    let (frames, done) = crate::realtime::synced(&mut cs).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert!(done["conversations"].as_array().unwrap().iter().any(|r| r["channelId"] == g.as_str()), "{done}");
+    // and the messages by seq
+    let h = app.get(&format!("/api/v1/channels/{g}/messages?afterSeq=0"), &c.access).await;
+    let seqs: Vec<i64> = h.body["items"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    app.assert_consistent().await;
+}
+
+crate::both_backends!(
+    random_history_same_lists_under_every_strategy,
+    large_group_message_writes_no_member_rows,
+    large_group_messages_skip_the_inbox_and_are_caught_up_by_seq
+);
