@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+pub mod baseline;
 pub mod fanout;
+pub mod list;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -76,6 +78,13 @@ impl Client {
             admin_id: v["userId"].as_str().unwrap_or_default().to_owned(),
             tag,
         })
+    }
+
+    pub(crate) async fn patch(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let r = self.http.patch(format!("{}{path}", self.base)).bearer_auth(token).json(body).send().await?;
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
     }
 
     pub(crate) async fn get(&self, path: &str, token: &str) -> anyhow::Result<(u16, Value)> {

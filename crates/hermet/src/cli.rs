@@ -38,6 +38,42 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 20)]
         settle_secs: u64,
     },
+    /// Conversation-list reads on a dataset of --groups × --group-size conversation rows
+    /// (built through the API): users with --conversations conversations, at each
+    /// --concurrency; with --database-url also the same query through a prepared statement.
+    ConversationList {
+        #[arg(long, value_delimiter = ',', default_value = "50,500,5000")]
+        conversations: Vec<usize>,
+        #[arg(long, default_value_t = 10_000)]
+        groups: usize,
+        #[arg(long, default_value_t = 100)]
+        group_size: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// A user who is the peer in N one-to-one conversations renames: API time and time
+    /// until a friend's list shows it; with --database-url also the fan-out UPDATE by hand.
+    ProfileFanout {
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
+        peers: Vec<usize>,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The database's own limits on the server's PostgreSQL: single-row INSERT
+    /// transactions per second at each --concurrency (what 1:1 messaging is compared with).
+    Baseline {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// Async mode: commit → read model updated (the server's sync_lag_seconds) while
     /// messages arrive at a steady rate.
     SyncLag {

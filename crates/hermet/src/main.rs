@@ -237,6 +237,73 @@ async fn bench(
             }
             serde_json::to_value(&rows)?
         }
+        BenchScenario::ConversationList { conversations, groups, group_size, concurrency, seconds, database_url } => {
+            let r = hermet_bench::list::conversation_list(
+                &client,
+                &conversations,
+                groups,
+                group_size,
+                &concurrency,
+                seconds,
+                database_url.as_deref(),
+            )
+            .await?;
+            println!(
+                "dataset: {} groups of {} ({} conversation rows), built in {:.0} s",
+                r.groups,
+                r.group_size,
+                r.dataset_rows.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+                r.setup_secs
+            );
+            println!(
+                "{:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                "conversations", "concurrency", "p50 ms", "p99 ms", "req/s", "SQL q/s", "ratio"
+            );
+            for row in &r.rows {
+                let (b, ratio) = match (&row.baseline, row.throughput_ratio) {
+                    (Some(b), Some(x)) => (format!("{:.0}", b.per_sec), format!("{x:.2}")),
+                    _ => ("-".into(), "-".into()),
+                };
+                println!(
+                    "{:>13} {:>11} {:>10.2} {:>10.2} {:>10.0} {:>10} {:>8}",
+                    row.conversations,
+                    row.api.concurrency,
+                    row.api.latency.p50_ms,
+                    row.api.latency.p99_ms,
+                    row.api.per_sec,
+                    b,
+                    ratio
+                );
+            }
+            serde_json::to_value(&r)?
+        }
+        BenchScenario::ProfileFanout { peers, database_url } => {
+            let rows = hermet_bench::list::profile_fanout(&client, &peers, repeat, database_url.as_deref()).await?;
+            println!(
+                "{:>6} {:>12} {:>16} {:>18} {:>8}",
+                "peers", "API p50 ms", "visible p50 ms", "UPDATE p50 ms", "ratio"
+            );
+            for r in &rows {
+                let (b, ratio) = match (&r.baseline_update, r.ratio) {
+                    (Some(b), Some(x)) => (format!("{:.2}", b.p50_ms), format!("{x:.2}")),
+                    _ => ("-".into(), "-".into()),
+                };
+                println!("{:>6} {:>12.2} {:>16.2} {:>18} {:>8}", r.peers, r.api.p50_ms, r.visible.p50_ms, b, ratio);
+            }
+            serde_json::to_value(&rows)?
+        }
+        BenchScenario::Baseline { database_url, concurrency, seconds } => {
+            let mut rows = Vec::new();
+            println!("{:>11} {:>12} {:>10} {:>10}", "concurrency", "INSERT tx/s", "p50 ms", "p99 ms");
+            for c in concurrency {
+                let r =
+                    hermet_bench::baseline::insert_tps(&database_url, c, std::time::Duration::from_secs_f64(seconds))
+                        .await?;
+                println!("{:>11} {:>12.0} {:>10.2} {:>10.2}", c, r.per_sec, r.latency.p50_ms, r.latency.p99_ms);
+                rows.push(r);
+            }
+            serde_json::to_value(&rows)?
+        }
         BenchScenario::SyncLag { rate, seconds, groups, max_in_flight } => {
             let r = hermet_bench::sync_lag(&client, rate, seconds, groups, max_in_flight).await?;
             println!(

@@ -1,0 +1,134 @@
+//! Raw-SQL baselines on the server's own PostgreSQL, measured in the same run as the
+//! scenario they frame, so each result can be stated as a ratio to what the database
+//! itself does on this machine: single-row INSERT transactions per second, the
+//! conversation-list query through a prepared statement, and the profile fan-out UPDATE.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client as Pg, NoTls};
+
+use crate::Stats;
+
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Pg> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.context("connecting to --database-url")?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub concurrency: usize,
+    pub operations: usize,
+    pub per_sec: f64,
+    pub latency: Stats,
+}
+
+/// Runs the prepared statement `sql` on `concurrency` connections for `duration`, each
+/// connection one execution after another, with the parameters `params(worker, i)`.
+async fn drive<P>(url: &str, sql: &str, concurrency: usize, duration: Duration, params: P) -> anyhow::Result<Throughput>
+where
+    P: Fn(usize, usize) -> Vec<Box<dyn ToSql + Sync + Send>> + Clone + Send + 'static,
+{
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let c = connect(url).await?;
+        let stmt = c.prepare(sql).await?;
+        clients.push((c, stmt));
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, (c, stmt))| {
+            let params = params.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut i = 0;
+                while start.elapsed() < duration {
+                    let p = params(w, i);
+                    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+                    let t = Instant::now();
+                    c.query(&stmt, &refs).await?;
+                    samples.push(t.elapsed());
+                    i += 1;
+                }
+                anyhow::Ok(samples)
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(Throughput {
+        concurrency,
+        operations: samples.len(),
+        per_sec: samples.len() as f64 / secs,
+        latency: Stats::of(&samples),
+    })
+}
+
+/// Single-row INSERT transactions (autocommit, durable as configured) per second on
+/// `concurrency` connections: the database's own ceiling for small writes.
+pub async fn insert_tps(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Throughput> {
+    let setup = connect(url).await?;
+    setup
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS bench_insert (id BIGSERIAL PRIMARY KEY, channel_id BIGINT NOT NULL,
+             sender_id BIGINT NOT NULL, content TEXT NOT NULL, created_at BIGINT NOT NULL)",
+        )
+        .await?;
+    let sql = "INSERT INTO bench_insert (channel_id, sender_id, content, created_at) VALUES ($1, $2, $3, $4)";
+    let r = drive(url, sql, concurrency, duration, |w, i| {
+        vec![
+            Box::new(w as i64) as Box<dyn ToSql + Sync + Send>,
+            Box::new(i as i64),
+            Box::new("hello, this is a benchmark message"),
+            Box::new(0i64),
+        ]
+    })
+    .await?;
+    setup.batch_execute("DROP TABLE bench_insert").await?;
+    Ok(r)
+}
+
+/// The conversation list's first page for `user` through a prepared statement, the
+/// plainest form of the query (no auth, no HTTP, no total).
+pub async fn list_query(url: &str, user: i64, concurrency: usize, duration: Duration) -> anyhow::Result<Throughput> {
+    let sql = "SELECT * FROM user_conversation_view WHERE user_id = $1 AND closed_at IS NULL AND NOT is_hidden
+               ORDER BY is_pinned DESC, last_active_at DESC, channel_id DESC LIMIT 20";
+    drive(url, sql, concurrency, duration, move |_, _| vec![Box::new(user) as Box<dyn ToSql + Sync + Send>]).await
+}
+
+/// One profile fan-out by hand: the conversation rows whose peer is `user` (through the
+/// reverse index) and the contact rows listing them, in one transaction.
+pub async fn fanout_update(url: &str, user: i64, repeat: usize) -> anyhow::Result<Stats> {
+    let mut c = connect(url).await?;
+    let mut samples = Vec::with_capacity(repeat);
+    for k in 0..repeat {
+        let name = format!("baseline {k}");
+        let t = Instant::now();
+        let tx = c.transaction().await?;
+        tx.execute(
+            "UPDATE user_conversation_view v SET peer_nickname = $2, conversation_name = $2, version = v.version + 1
+             FROM conversation_reverse_index r
+             WHERE r.peer_user_id = $1 AND v.user_id = r.owner_user_id AND v.channel_id = r.channel_id",
+            &[&user, &name],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE user_contact_view v SET contact_nickname = $2, version = v.version + 1
+             FROM contact_reverse_index r
+             WHERE r.contact_user_id = $1 AND v.user_id = r.owner_user_id AND v.contact_id = $1",
+            &[&user, &name],
+        )
+        .await?;
+        tx.commit().await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Stats::of(&samples))
+}
