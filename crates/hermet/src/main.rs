@@ -175,6 +175,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 anyhow::bail!("read models are inconsistent; run with --repair to fix them")
             }
         }
+        Command::Bench { scenario: BenchScenario::Baseline { database_url, concurrency, seconds }, json, .. } => {
+            let mut rows = Vec::new();
+            println!("{:>11} {:>12} {:>10} {:>10}", "concurrency", "INSERT tx/s", "p50 ms", "p99 ms");
+            for c in concurrency {
+                let d = std::time::Duration::from_secs_f64(seconds);
+                let r = hermet_bench::baseline::insert_tps(&database_url, c, d).await?;
+                println!("{:>11} {:>12.0} {:>10.2} {:>10.2}", c, r.per_sec, r.latency.p50_ms, r.latency.p99_ms);
+                rows.push(r);
+            }
+            write_json(json, &serde_json::to_value(&rows)?)
+        }
         Command::Bench { scenario: BenchScenario::Pipeline { messages, groups, concurrency }, json, .. } => {
             let r = startup::bench_pipeline(&config, messages, groups, concurrency, |m| eprintln!("  {m}")).await?;
             println!(
@@ -292,18 +303,6 @@ async fn bench(
             }
             serde_json::to_value(&rows)?
         }
-        BenchScenario::Baseline { database_url, concurrency, seconds } => {
-            let mut rows = Vec::new();
-            println!("{:>11} {:>12} {:>10} {:>10}", "concurrency", "INSERT tx/s", "p50 ms", "p99 ms");
-            for c in concurrency {
-                let r =
-                    hermet_bench::baseline::insert_tps(&database_url, c, std::time::Duration::from_secs_f64(seconds))
-                        .await?;
-                println!("{:>11} {:>12.0} {:>10.2} {:>10.2}", c, r.per_sec, r.latency.p50_ms, r.latency.p99_ms);
-                rows.push(r);
-            }
-            serde_json::to_value(&rows)?
-        }
         BenchScenario::SyncLag { rate, seconds, groups, max_in_flight } => {
             let r = hermet_bench::sync_lag(&client, rate, seconds, groups, max_in_flight).await?;
             println!(
@@ -352,7 +351,9 @@ async fn bench(
             );
             serde_json::to_value(&r)?
         }
-        BenchScenario::Pipeline { .. } => unreachable!("runs in-process, without a server"),
+        BenchScenario::Pipeline { .. } | BenchScenario::Baseline { .. } => {
+            unreachable!("runs without a server")
+        }
     };
     write_json(json, &value)
 }

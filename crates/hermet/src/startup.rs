@@ -494,8 +494,14 @@ impl Application {
         tasks.close();
         tracing::info!(%addr, backend = self.backend, "hermet listening");
         let signal = shutdown.clone();
-        let server =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { signal.cancelled().await });
+        // TCP_NODELAY: responses and WebSocket frames are small and latency-bound; with
+        // Nagle's algorithm a second small write waits for the peer's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(async move { signal.cancelled().await });
         let grace = self.grace;
         tokio::select! {
             res = server => res.context("server error")?,
