@@ -11,7 +11,7 @@ use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewMember};
+use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember};
 
 use crate::contacts::{already_reviewed, conflict_pending};
 use crate::page::{Page, decode_cursor};
@@ -134,6 +134,10 @@ impl<D: Database> App<D> {
         let mut tx = self.db.begin().await?;
         self.require_active_users(&mut tx, "memberIds", &all).await?;
         let id: ChannelId = self.next_id()?;
+        let large = self.settings.limits.large_groups();
+        // A new group's count and mode are known: no recount (it would scan the members).
+        let count = all.len() as i32;
+        let read_diffusion = i64::from(count) >= large.enter_at;
         tx.insert_channel(&NewChannel {
             id,
             channel_type: ChannelType::Group,
@@ -142,6 +146,8 @@ impl<D: Database> App<D> {
             creator_id: who.user_id,
             single_pair: None,
             created_at: now,
+            member_count: count,
+            read_diffusion,
         })
         .await?;
         let row_ids = self.ids.next_many(all.len()).map_err(Error::internal)?;
@@ -156,8 +162,19 @@ impl<D: Database> App<D> {
                 joined_at: now,
             })
             .collect();
-        tx.upsert_members(id, &members, now).await?;
-        let (count, read_diffusion) = tx.recount_members(id, self.settings.limits.large_groups(), now).await?;
+        // Dual-write: the members' conversation rows are written with the members (COPY on
+        // PostgreSQL), as the refresh would compute them for a group without messages.
+        let dual_write = self.sync_mode() == crate::SyncMode::DualWrite;
+        tx.insert_new_group(&NewGroupRows {
+            channel: id,
+            name: &name,
+            avatar: &avatar,
+            members: &members,
+            views: dual_write,
+            read_diffusion,
+            now,
+        })
+        .await?;
         let ev = DomainEvent::ChannelCreated(event::ChannelCreated {
             channel_id: id,
             channel_type: "group".into(),
@@ -167,7 +184,11 @@ impl<D: Database> App<D> {
             member_ids: all,
             created_at: now,
         });
-        self.record(&mut tx, &[ev], now).await?;
+        if dual_write {
+            self.append_only(&mut tx, &[ev], now).await?;
+        } else {
+            self.record(&mut tx, &[ev], now).await?;
+        }
         self.commit(tx).await?;
         Ok(Channel {
             id,

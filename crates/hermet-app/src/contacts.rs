@@ -175,6 +175,8 @@ impl<D: Database> App<D> {
                         creator_id: a,
                         single_pair: Some(pair),
                         created_at: now,
+                        member_count: 0,
+                        read_diffusion: false,
                     })
                     .await?;
                     let ids = self.ids.next_many(2).map_err(Error::internal)?;

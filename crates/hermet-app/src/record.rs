@@ -20,16 +20,25 @@ impl<D: Database> App<D> {
         if events.is_empty() {
             return Ok(());
         }
-        let ids = self.ids.next_many(events.len()).map_err(Error::internal)?;
-        let rows: Vec<OutboxEvent> =
-            events.iter().zip(ids).map(|(e, id)| OutboxEvent::new(EventId(id), now, e)).collect();
-        tx.append_events(&rows).await?;
+        self.append_only(tx, events, now).await?;
         if self.sync_mode() == crate::SyncMode::DualWrite {
             let refresh = project_all(events);
             if !refresh.is_empty() {
                 tx.apply_refresh(&refresh, now).await?;
             }
         }
+        Ok(())
+    }
+}
+
+impl<D: Database> App<D> {
+    /// Appends `events` to the outbox only: for a command that wrote the rows their
+    /// projection would compute itself (a new group's views, by COPY), in dual-write mode.
+    pub(crate) async fn append_only(&self, tx: &mut D::Tx, events: &[DomainEvent], now: i64) -> Result<()> {
+        let ids = self.ids.next_many(events.len()).map_err(Error::internal)?;
+        let rows: Vec<OutboxEvent> =
+            events.iter().zip(ids).map(|(e, id)| OutboxEvent::new(EventId(id), now, e)).collect();
+        tx.append_events(&rows).await?;
         Ok(())
     }
 }

@@ -454,6 +454,9 @@ pub struct NewChannel {
     pub creator_id: UserId,
     pub single_pair: Option<String>,
     pub created_at: i64,
+    /// Members it is created with (a group's creation writes them in the same command).
+    pub member_count: i32,
+    pub read_diffusion: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +466,19 @@ pub struct NewMember {
     pub role: MemberRole,
     pub join_seq: i64,
     pub joined_at: i64,
+}
+
+/// The rows of a group being created: its members and, when `views` (dual-write), each
+/// member's conversation row.
+#[derive(Debug, Clone)]
+pub struct NewGroupRows<'a> {
+    pub channel: ChannelId,
+    pub name: &'a str,
+    pub avatar: &'a str,
+    pub members: &'a [NewMember],
+    pub views: bool,
+    pub read_diffusion: bool,
+    pub now: i64,
 }
 
 /// When a group uses read diffusion (docs/ARCHITECTURE.md "Large groups"): from `enter_at`
@@ -762,6 +778,11 @@ pub trait ChannelWrites {
         users: &[UserId],
     ) -> impl Future<Output = StoreResult<Vec<UserId>>> + Send;
     fn insert_channel(&mut self, c: &NewChannel) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A brand-new group's members and, with `views`, their conversation rows as the
+    /// refresh computes them for a group without messages or settings (the consistency
+    /// checker holds the two to the same definition). PostgreSQL: binary COPY, the
+    /// database's fastest bulk path; SQLite: one prepared insert per row.
+    fn insert_new_group(&mut self, g: &NewGroupRows<'_>) -> impl Future<Output = StoreResult<()>> + Send;
     /// Inserts members in one set-based statement; a former member joins again (join
     /// seq and time reset, role as given).
     fn upsert_members(

@@ -76,8 +76,8 @@ sql!(
 );
 sql!(CHANNEL_APP_BY_ID, "SELECT {CHANNEL_APPLICATION_COLUMNS} FROM channel_application WHERE id = $1");
 
-pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channel (id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, single_pair, creator_id, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, 'active', 1, 0, 0, $5, $6, $7, $7)";
+pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channel (id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, single_pair, creator_id, created_at, updated_at, read_diffusion)
+     VALUES ($1, $2, $3, $4, 'active', 1, $8, 0, $5, $6, $7, $7, $9)";
 pub(crate) const REMOVE_MEMBER: &str = "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3 WHERE channel_id = $1 AND user_id = $2 AND left_at IS NULL";
 pub(crate) const SET_ROLE: &str =
     "UPDATE channel_member SET role = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";

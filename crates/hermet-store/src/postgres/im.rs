@@ -323,10 +323,108 @@ impl ChannelWrites for PgTx {
                 &ch.single_pair,
                 &ch.creator_id.get(),
                 &ch.created_at,
+                &ch.member_count,
+                &ch.read_diffusion,
             ],
         )
         .await
         .map(|_| ())
+    }
+
+    async fn insert_new_group(&mut self, g: &NewGroupRows<'_>) -> Result<(), StoreError> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+        // COPY costs an extra round trip per table: below this, one INSERT … UNNEST each.
+        const COPY_FROM: usize = 64;
+        let channel = g.channel.get();
+        if g.members.len() < COPY_FROM {
+            self.upsert_members(g.channel, g.members, g.now).await?;
+            if g.views {
+                let users: Vec<i64> = g.members.iter().map(|m| m.user_id.get()).collect();
+                let joined: Vec<i64> = g.members.iter().map(|m| m.joined_at).collect();
+                exec(
+                    self.conn()?,
+                    "INSERT INTO user_conversation_view (user_id, channel_id, conversation_type, conversation_name,
+                       conversation_avatar, conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at)
+                     SELECT x.u, $1, 'group', $2, $3, 1, x.j, x.j, $4, $5, $5
+                     FROM UNNEST($6::bigint[], $7::bigint[]) AS x(u, j)",
+                    &[&channel, &g.name, &g.avatar, &g.read_diffusion, &g.now, &users, &joined],
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let c = self.conn()?;
+        let sink = c
+            .copy_in(
+                "COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at)
+                 FROM STDIN BINARY",
+            )
+            .await
+            .map_err(pg_err)?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for m in g.members {
+            let row: [&(dyn ToSql + Sync); 9] =
+                [&m.id, &channel, &m.user_id.get(), &m.role.as_str(), &"", &m.joined_at, &m.join_seq, &g.now, &g.now];
+            w.as_mut().write(&row).await.map_err(pg_err)?;
+        }
+        w.finish().await.map_err(pg_err)?;
+        if !g.views {
+            return Ok(());
+        }
+        // As CONVERSATION_BODY computes them for a group with no message, read record or
+        // setting: every other column takes its default (no peer, no last message, zero
+        // counts, not pinned, muted or hidden, open, version 1).
+        let sink = c
+            .copy_in(
+                "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
+                 conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at) FROM STDIN BINARY",
+            )
+            .await
+            .map_err(pg_err)?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::BOOL,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for m in g.members {
+            let row: [&(dyn ToSql + Sync); 11] = [
+                &m.user_id.get(),
+                &channel,
+                &"group",
+                &g.name,
+                &g.avatar,
+                &1i64,
+                &m.joined_at,
+                &m.joined_at,
+                &g.read_diffusion,
+                &g.now,
+                &g.now,
+            ];
+            w.as_mut().write(&row).await.map_err(pg_err)?;
+        }
+        w.finish().await.map_err(pg_err)?;
+        Ok(())
     }
 
     async fn upsert_members(&mut self, channel: ChannelId, members: &[NewMember], now: i64) -> Result<(), StoreError> {

@@ -347,10 +347,36 @@ impl ChannelWrites for SqliteTx {
                     ch.avatar,
                     ch.single_pair,
                     ch.creator_id.get(),
-                    ch.created_at
+                    ch.created_at,
+                    ch.member_count,
+                    ch.read_diffusion
                 ],
             )
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn insert_new_group(&mut self, g: &NewGroupRows<'_>) -> Result<(), StoreError> {
+        self.upsert_members(g.channel, g.members, g.now).await?;
+        if !g.views {
+            return Ok(());
+        }
+        let (channel, name, avatar) = (g.channel.get(), g.name.to_owned(), g.avatar.to_owned());
+        let (rows, rd, now): (Vec<(i64, i64)>, bool, i64) =
+            (g.members.iter().map(|m| (m.user_id.get(), m.joined_at)).collect(), g.read_diffusion, g.now);
+        // As CONVERSATION_BODY computes them for a group with no message, read record or
+        // setting; every other column takes its default.
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO user_conversation_view (user_id, channel_id, conversation_type, conversation_name,
+                   conversation_avatar, conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at)
+                 VALUES (?1, ?2, 'group', ?3, ?4, 1, ?5, ?5, ?6, ?7, ?7)",
+            )?;
+            for (user, joined) in &rows {
+                stmt.execute(params![user, channel, name, avatar, joined, rd, now])?;
+            }
+            Ok(())
         })
         .await
     }
