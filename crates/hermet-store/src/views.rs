@@ -332,7 +332,8 @@ pub static TOTAL_UNREAD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{prefix}
 SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM (
-    SELECT unread_count AS n FROM user_conversation_view WHERE user_id = $1 AND read_diffusion = FALSE AND {OPEN}
+    SELECT unread_count AS n FROM user_conversation_view
+    WHERE user_id = $1 AND unread_count > 0 AND read_diffusion = FALSE AND {OPEN}
     UNION ALL
     SELECT unread_count FROM expected_full WHERE {OPEN}
 ) t",
