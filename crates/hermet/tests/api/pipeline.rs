@@ -29,7 +29,7 @@ where
 }
 
 /// Every consumer has applied every event, on either transport.
-async fn wait_drained(app: &TestApp, secs: u64) {
+pub(crate) async fn wait_drained(app: &TestApp, secs: u64) {
     let sql = if app.config.kafka_brokers.is_some() {
         format!(
             "SELECT COUNT(*) FROM outbox o WHERE o.published_at IS NULL OR EXISTS (SELECT 1 FROM ({CONSUMERS}) k
@@ -45,7 +45,7 @@ async fn wait_drained(app: &TestApp, secs: u64) {
     eventually(secs, "the pipeline drained", || async { app.scalar(&sql).await == 0 }).await;
 }
 
-fn async_mode(c: &mut Config) {
+pub(crate) fn async_mode(c: &mut Config) {
     c.sync_mode = SyncModeConfig::Async;
     c.pipeline.poll_interval_ms = 100;
     c.pipeline.retry_backoff_ms = 10;
