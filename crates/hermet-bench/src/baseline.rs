@@ -3,6 +3,7 @@
 //! itself does on this machine: single-row INSERT transactions per second, the
 //! conversation-list query through a prepared statement, and the profile fan-out UPDATE.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,46 +31,25 @@ pub struct Throughput {
 /// connection one execution after another, with the parameters `params(worker, i)`.
 async fn drive<P>(url: &str, sql: &str, concurrency: usize, duration: Duration, params: P) -> anyhow::Result<Throughput>
 where
-    P: Fn(usize, usize) -> Vec<Box<dyn ToSql + Sync + Send>> + Clone + Send + 'static,
+    P: Fn(usize, usize) -> Vec<Box<dyn ToSql + Sync + Send>> + Clone + Send + Sync + 'static,
 {
-    let mut clients = Vec::with_capacity(concurrency);
+    let mut conns = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let c = connect(url).await?;
         let stmt = c.prepare(sql).await?;
-        clients.push((c, stmt));
+        conns.push((c, stmt));
     }
-    let start = Instant::now();
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(w, (c, stmt))| {
-            let params = params.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut i = 0;
-                while start.elapsed() < duration {
-                    let p = params(w, i);
-                    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-                    let t = Instant::now();
-                    c.query(&stmt, &refs).await?;
-                    samples.push(t.elapsed());
-                    i += 1;
-                }
-                anyhow::Ok(samples)
-            })
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for t in tasks {
-        samples.extend(t.await??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(Throughput {
-        concurrency,
-        operations: samples.len(),
-        per_sec: samples.len() as f64 / secs,
-        latency: Stats::of(&samples),
+    let conns = Arc::new(conns);
+    crate::sustained(concurrency, duration, move |w, i| {
+        let (conns, p) = (conns.clone(), params(w, i));
+        async move {
+            let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+            let (c, stmt) = &conns[w];
+            c.query(stmt, &refs).await?;
+            Ok(())
+        }
     })
+    .await
 }
 
 /// Single-row INSERT transactions (autocommit, durable as configured) per second on

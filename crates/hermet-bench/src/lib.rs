@@ -42,6 +42,45 @@ impl Stats {
     }
 }
 
+/// Runs `op(worker, i)` on `concurrency` tasks for `duration`, each task one call after
+/// another: the calls' latencies and their rate.
+pub(crate) async fn sustained<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<baseline::Throughput>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while start.elapsed() < duration {
+                    let t = Instant::now();
+                    op(w, samples.len()).await?;
+                    samples.push(t.elapsed());
+                }
+                anyhow::Ok(samples)
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(baseline::Throughput {
+        concurrency,
+        operations: samples.len(),
+        per_sec: samples.len() as f64 / secs,
+        latency: Stats::of(&samples),
+    })
+}
+
 /// A client of one hermet server, signed in as an administrator.
 #[derive(Clone)]
 pub struct Client {
@@ -96,26 +135,36 @@ impl Client {
 
     /// Users created in bulk with sessions issued by the server: (ids, access tokens).
     pub async fn users_with_tokens(&self, label: &str, n: usize) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-        let (mut ids, mut tokens) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let users = self.bulk_users(label, n, true, |_| {}).await?;
+        let text = |u: &Value, k: &str| u[k].as_str().unwrap_or_default().to_owned();
+        Ok(users.iter().map(|u| (text(u, "userId"), text(u, "accessToken"))).unzip())
+    }
+
+    /// `n` users named after `label`, 10,000 per admin request: the server's answers.
+    async fn bulk_users(
+        &self,
+        label: &str,
+        n: usize,
+        issue_tokens: bool,
+        progress: impl Fn(usize),
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::with_capacity(n);
         let mut start = 0;
         while start < n {
             let end = (start + 10_000).min(n);
             let users: Vec<Value> = (start..end)
                 .map(|i| json!({"account": format!("{label}-{}-{i}@bench.hermet", self.tag), "accountType": "email", "nickname": format!("{label} {i}")}))
                 .collect();
-            let (status, v) = self
-                .post("/api/v1/admin/users", &self.admin_token, &json!({"users": users, "issueTokens": true}))
-                .await?;
+            let body = json!({"users": users, "issueTokens": issue_tokens});
+            let (status, v) = self.post("/api/v1/admin/users", &self.admin_token, &body).await?;
             if status != 201 {
                 bail!("bulk user creation failed: {status} {v}");
             }
-            for u in v["users"].as_array().into_iter().flatten() {
-                ids.push(u["userId"].as_str().unwrap_or_default().to_owned());
-                tokens.push(u["accessToken"].as_str().unwrap_or_default().to_owned());
-            }
+            out.extend(v["users"].as_array().into_iter().flatten().cloned());
             start = end;
+            progress(out.len());
         }
-        Ok((ids, tokens))
+        Ok(out)
     }
 
     /// `a` applies to `b`, `b` accepts: returns their one-to-one channel.
@@ -141,24 +190,8 @@ impl Client {
 
     /// Creates `n` users (no password) in bulk; returns their ids.
     pub async fn create_users(&self, label: &str, n: usize, progress: impl Fn(usize)) -> anyhow::Result<Vec<String>> {
-        let mut ids = Vec::with_capacity(n);
-        let mut start = 0;
-        while start < n {
-            let end = (start + 10_000).min(n);
-            let users: Vec<Value> = (start..end)
-                .map(|i| json!({"account": format!("{label}-{}-{i}@bench.hermet", self.tag), "accountType": "email", "nickname": format!("{label} {i}")}))
-                .collect();
-            let (status, v) = self.post("/api/v1/admin/users", &self.admin_token, &json!({"users": users})).await?;
-            if status != 201 {
-                bail!("bulk user creation failed: {status} {v}");
-            }
-            ids.extend(
-                v["users"].as_array().into_iter().flatten().filter_map(|u| u["userId"].as_str().map(str::to_owned)),
-            );
-            start = end;
-            progress(ids.len());
-        }
-        Ok(ids)
+        let users = self.bulk_users(label, n, false, progress).await?;
+        Ok(users.iter().filter_map(|u| u["userId"].as_str().map(str::to_owned)).collect())
     }
 
     /// Creates a group as the admin; returns (latency, channel id).

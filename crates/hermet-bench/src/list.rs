@@ -40,35 +40,18 @@ async fn drive_get(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Throughput> {
-    let start = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, path, token) = (client.clone(), path.to_owned(), token.to_owned());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                while start.elapsed() < duration {
-                    let t = Instant::now();
-                    let (status, v) = client.get(&path, &token).await?;
-                    if status != 200 {
-                        bail!("GET {path}: {status} {v}");
-                    }
-                    samples.push(t.elapsed());
-                }
-                anyhow::Ok(samples)
-            })
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for w in workers {
-        samples.extend(w.await??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(Throughput {
-        concurrency,
-        operations: samples.len(),
-        per_sec: samples.len() as f64 / secs,
-        latency: Stats::of(&samples),
+    let (client, path, token) = (client.clone(), path.to_owned(), token.to_owned());
+    crate::sustained(concurrency, duration, move |_, _| {
+        let (client, path, token) = (client.clone(), path.clone(), token.clone());
+        async move {
+            let (status, v) = client.get(&path, &token).await?;
+            if status != 200 {
+                bail!("GET {path}: {status} {v}");
+            }
+            Ok(())
+        }
     })
+    .await
 }
 
 /// `hermet bench conversation-list`: builds a dataset of `groups` groups of `group_size`
