@@ -29,9 +29,7 @@ impl<D: Database> App<D> {
         }
         Ok(())
     }
-}
 
-impl<D: Database> App<D> {
     /// Appends `events` to the outbox only: for a command that wrote the rows their
     /// projection would compute itself (a new group's views, by COPY), in dual-write mode.
     pub(crate) async fn append_only(&self, tx: &mut D::Tx, events: &[DomainEvent], now: i64) -> Result<()> {

@@ -1,6 +1,8 @@
 //! The IM core on PostgreSQL: channels, members, messages, friendships, applications,
 //! read models (queries and refreshes) and the consistency reads.
 
+use std::sync::LazyLock;
+
 use hermet_domain::channel::{Channel, Member, MemberRole};
 use hermet_domain::contact::{ApplicationStatus, ContactApplication, Friendship};
 use hermet_domain::id::{ApplicationId, ChannelId, UserId};
@@ -775,6 +777,15 @@ async fn plan_for(c: &deadpool_postgres::Object, n: i64) -> Result<(), StoreErro
     c.batch_execute(settings).await.map_err(pg_err)
 }
 
+// The refresh statements and their key counts, built once (they are several KB).
+static COUNT_CONVERSATION_KEYS: LazyLock<String> =
+    LazyLock::new(|| format!("{CONVERSATION_KEYS} SELECT COUNT(*) FROM keys"));
+static REFRESH_CONVERSATIONS: LazyLock<String> =
+    LazyLock::new(|| format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$6::bigint")));
+static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| format!("{CONTACT_KEYS} SELECT COUNT(*) FROM keys"));
+static REFRESH_CONTACTS: LazyLock<String> =
+    LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint")));
+
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
      SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on";
 
@@ -807,16 +818,17 @@ impl ProjectionWrites for PgTx {
             exec(c, views::OWNER_REVERSE_CONVERSATIONS_PG, &[&o, &now]).await?;
             exec(c, views::OWNER_REVERSE_CONTACTS_PG, &[&o, &now]).await?;
         }
+        let mut planned = false;
         if !(r.channels.is_empty() && r.conversations.is_empty() && r.peers.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
             let (channels, peers, owners) = (ids(&r.channels), ids(&r.peers), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &peers, &owners];
-            let n = count(c, &format!("{CONVERSATION_KEYS} SELECT COUNT(*) FROM keys"), &keys).await?;
+            let n = count(c, &COUNT_CONVERSATION_KEYS, &keys).await?;
             if n > 0 {
                 plan_for(c, n).await?;
-                let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$6::bigint"));
-                exec(c, &sql, &[&channels, &us, &cs, &peers, &owners, &now]).await?;
+                planned = true;
+                exec(c, &REFRESH_CONVERSATIONS, &[&channels, &us, &cs, &peers, &owners, &now]).await?;
             }
         }
         if !(r.contacts.is_empty() && r.contact_of.is_empty() && r.owners.is_empty()) {
@@ -824,15 +836,17 @@ impl ProjectionWrites for PgTx {
             let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
             let (of, owners) = (ids(&r.contact_of), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 4] = [&us, &cs, &of, &owners];
-            let n = count(c, &format!("{CONTACT_KEYS} SELECT COUNT(*) FROM keys"), &keys).await?;
+            let n = count(c, &COUNT_CONTACT_KEYS, &keys).await?;
             if n > 0 {
                 plan_for(c, n).await?;
-                let sql = format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint"));
-                exec(c, &sql, &[&us, &cs, &of, &owners, &now]).await?;
+                planned = true;
+                exec(c, &REFRESH_CONTACTS, &[&us, &cs, &of, &owners, &now]).await?;
             }
         }
-        // What follows in this transaction plans as usual.
-        c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
+        if planned {
+            // What follows in this transaction plans as usual.
+            c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
+        }
         Ok(())
     }
 
