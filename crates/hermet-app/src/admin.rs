@@ -7,7 +7,7 @@ use hermet_domain::id::UserId;
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, SessionWrites, UserWrites};
+use hermet_store::{Database, SessionWrites, Transaction, UserWrites};
 
 use crate::auth::{IssuedTokens, account_taken};
 use crate::{App, Principal, password};
@@ -130,6 +130,7 @@ impl<D: Database> App<D> {
             _ => {}
         }
         tx.set_user_status(id, status, now).await?;
+        tx.touched().accounts.push(id);
         if status != UserStatus::Active {
             let n = tx.revoke_user_sessions(id, status.as_str(), now).await?;
             tracing::info!(user_id = %id, sessions = n, status = status.as_str(), "user locked out");

@@ -10,7 +10,7 @@ use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{Database, NewSession, SessionWrites, StoreError, UserWrites};
+use hermet_store::{Database, NewSession, SessionWrites, StoreError, Transaction, UserWrites};
 
 use crate::{App, password, tokens};
 
@@ -128,6 +128,7 @@ impl<D: Database> App<D> {
             // A rotated-out token came back: someone holds a copy. End the session for
             // everyone holding any token of this family.
             tx.revoke_session(rec.session_id, "refresh_token_reuse", now).await?;
+            tx.touched().sessions.push(rec.session_id);
             self.commit(tx).await?;
             tracing::warn!(session_id = %rec.session_id, user_id = %rec.user_id, "rotated refresh token reused; session revoked");
             return Err(Error::Unauthorized {
@@ -138,6 +139,7 @@ impl<D: Database> App<D> {
         let (new_token, new_hash) = tokens::new_refresh_token()?;
         let expires_at = now + self.settings.auth.refresh_token_ttl_secs as i64 * 1000;
         tx.rotate_refresh_token(rec.session_id, &old_hash, &new_hash, now, expires_at).await?;
+        tx.touched().sessions.push(rec.session_id);
         self.commit(tx).await?;
         Ok(IssuedTokens {
             user_id: rec.user_id,
@@ -151,6 +153,7 @@ impl<D: Database> App<D> {
     pub async fn sign_out(&self, who: Principal) -> Result<()> {
         let mut tx = self.db.begin().await?;
         tx.revoke_session(who.session_id, "sign_out", now_ms()).await?;
+        tx.touched().sessions.push(who.session_id);
         self.commit(tx).await?;
         Ok(())
     }
@@ -159,7 +162,7 @@ impl<D: Database> App<D> {
     /// active user.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let (user_id, session_id) = self.auth.verify(access_token)?;
-        let ctx = self.db.auth_context(session_id).await?.ok_or_else(Error::invalid_token)?;
+        let ctx = self.auth_context(user_id, session_id).await?.ok_or_else(Error::invalid_token)?;
         if ctx.user_id != user_id || ctx.session_revoked || ctx.session_expires_at <= now_ms() {
             return Err(Error::invalid_token());
         }

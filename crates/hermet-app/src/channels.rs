@@ -11,7 +11,9 @@ use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember};
+use hermet_store::{
+    ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember, Transaction,
+};
 
 use crate::contacts::{already_reviewed, conflict_pending};
 use crate::page::{Page, decode_cursor};
@@ -175,6 +177,7 @@ impl<D: Database> App<D> {
             now,
         })
         .await?;
+        tx.touched().list_owners.extend(members.iter().map(|m| m.user_id));
         let ev = DomainEvent::ChannelCreated(event::ChannelCreated {
             channel_id: id,
             channel_type: "group".into(),

@@ -197,7 +197,8 @@ impl<D: Database> App<D> {
         let mut tx = self.db.begin().await?;
         tx.delete_orphans(owners).await?;
         tx.apply_refresh(&Refresh { owners: owners.to_vec(), ..Refresh::default() }, now).await?;
-        tx.commit().await?;
+        tx.touched().list_owners.extend_from_slice(owners);
+        self.commit_touching(tx).await?;
         Ok(())
     }
 

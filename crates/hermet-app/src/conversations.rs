@@ -2,7 +2,7 @@
 
 use hermet_domain::channel::ChannelType;
 use hermet_domain::event::{self, DomainEvent};
-use hermet_domain::id::ChannelId;
+use hermet_domain::id::{ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database};
@@ -11,6 +11,7 @@ use crate::page::{Page, decode_cursor};
 use crate::record::timed;
 use crate::{App, Principal};
 
+#[derive(Debug, Clone)]
 pub struct ConversationList {
     pub page: Page<ConversationRow>,
     /// Unread messages over open, unmuted conversations.
@@ -30,8 +31,23 @@ impl<D: Database> App<D> {
     ) -> Result<ConversationList> {
         let limit = validate::limit(limit)?;
         let after: Option<(bool, i64, i64)> = cursor.map(decode_cursor).transpose()?;
-        let q = ConversationQuery { user_id: who.user_id, conversation_type, unread_only, after, limit: limit + 1 };
-        let (rows, total_unread) = tokio::try_join!(self.db.conversations(&q), self.db.total_unread(who.user_id))?;
+        if after.is_none() && self.cache().enabled() {
+            return self.first_page_cached((who.user_id, conversation_type, unread_only, limit)).await;
+        }
+        self.read_conversations(who.user_id, conversation_type, unread_only, after, limit).await
+    }
+
+    /// A page of the list and the total unread, from the database.
+    pub(crate) async fn read_conversations(
+        &self,
+        user_id: UserId,
+        conversation_type: Option<ChannelType>,
+        unread_only: bool,
+        after: Option<(bool, i64, i64)>,
+        limit: u32,
+    ) -> Result<ConversationList> {
+        let q = ConversationQuery { user_id, conversation_type, unread_only, after, limit: limit + 1 };
+        let (rows, total_unread) = tokio::try_join!(self.db.conversations(&q), self.db.total_unread(user_id))?;
         let page = Page::from_overfetch(rows, limit, |c| (c.is_pinned, c.last_active_at, c.channel_id.get()));
         Ok(ConversationList { page, total_unread })
     }

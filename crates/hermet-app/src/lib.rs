@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod channels;
 pub mod consistency;
 pub mod contacts;
@@ -91,6 +92,7 @@ pub struct App<D: Database> {
     auth: Arc<tokens::AuthKeys>,
     settings: Arc<Settings>,
     pipeline: Arc<pipeline::Pipeline>,
+    cache: Arc<cache::Cache>,
 }
 
 struct Settings {
@@ -108,6 +110,7 @@ impl<D: Database> Clone for App<D> {
             auth: self.auth.clone(),
             settings: self.settings.clone(),
             pipeline: self.pipeline.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -139,7 +142,18 @@ impl<D: Database> App<D> {
             auth: Arc::new(keys),
             settings: Arc::new(Settings { auth, limits, pipeline, admins }),
             pipeline: Arc::new(pipeline::Pipeline::new(push)),
+            cache: Arc::new(cache::Cache::disabled()),
         })
+    }
+
+    /// Serves reads through `cache` (built disabled; see [`cache`]).
+    pub fn with_cache(mut self, cache: cache::Cache) -> Self {
+        self.cache = Arc::new(cache);
+        self
+    }
+
+    pub fn cache(&self) -> &cache::Cache {
+        &self.cache
     }
 
     fn next_id<T: From<i64>>(&self) -> Result<T> {

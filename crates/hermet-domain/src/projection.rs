@@ -23,11 +23,13 @@ pub struct Refresh {
     pub channels: Vec<ChannelId>,
     /// These (owner, channel) conversation views.
     pub conversations: Vec<(UserId, ChannelId)>,
-    /// Conversation views whose peer is this user (through `conversation_reverse_index`).
+    /// The profile-derived columns of conversation views whose peer is this user
+    /// (through `conversation_reverse_index`; nothing else in them follows a profile).
     pub peers: Vec<UserId>,
     /// These (owner, contact) contact views.
     pub contacts: Vec<(UserId, UserId)>,
-    /// Contact views listing this user (through `contact_reverse_index`).
+    /// The profile-derived columns of contact views listing this user (through
+    /// `contact_reverse_index`).
     pub contact_of: Vec<UserId>,
     /// Conversation reverse-index rows of these (single) channels.
     pub reverse_channels: Vec<ChannelId>,

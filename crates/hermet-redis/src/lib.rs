@@ -15,6 +15,8 @@
 //! carries revocations to every node. Pub/sub is at-most-once: a push lost here is
 //! caught up by cursor (docs/PROTOCOL.md), which is what makes delivery at-least-once.
 
+mod generations;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,8 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+pub use generations::RedisGenerations;
 
 const PRESENCE_KEY_TTL_SECS: i64 = 24 * 3600;
 const LAST_SEEN_TTL_SECS: u64 = 30 * 24 * 3600;

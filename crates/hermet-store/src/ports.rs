@@ -60,6 +60,28 @@ pub trait Transaction:
     /// Commits; returns the log cursor of the last event this transaction appended to the
     /// outbox, if any (so the caller can wait for its projection).
     fn commit(self) -> impl Future<Output = StoreResult<Option<LogCursor>>> + Send;
+    /// What this transaction changed that read caches may hold: filled as it writes,
+    /// taken by the caller before commit and invalidated after it.
+    fn touched(&mut self) -> &mut Touched;
+}
+
+/// Owners and keys whose cached reads a transaction made stale (`hermet_app::cache`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Owners of conversation rows written (or whose computed rows changed).
+    pub list_owners: Vec<UserId>,
+    /// Channels whose members' computed rows changed (large groups) or were refreshed.
+    pub channels: Vec<ChannelId>,
+    /// Sessions revoked or rotated.
+    pub sessions: Vec<SessionId>,
+    /// Users whose status or accounts changed.
+    pub accounts: Vec<UserId>,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        *self == Touched::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -711,6 +733,8 @@ pub trait ImReads {
     ) -> impl Future<Output = StoreResult<Option<ConversationRow>>> + Send;
     /// Sum of unread counts of the user's open, unmuted conversations.
     fn total_unread(&self, user: UserId) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// The user's large groups (conversation rows in read-diffusion form).
+    fn large_groups(&self, user: UserId) -> impl Future<Output = StoreResult<Vec<ChannelId>>> + Send;
     fn contacts(&self, q: &ContactQuery) -> impl Future<Output = StoreResult<Vec<ContactRow>>> + Send;
     fn contact(&self, user: UserId, contact: UserId) -> impl Future<Output = StoreResult<Option<ContactRow>>> + Send;
 }

@@ -127,6 +127,8 @@ pub(crate) const UPSERT_FRIENDSHIP: &str = "INSERT INTO friendship (user_id, fri
        source = excluded.source, tags = excluded.tags, group_name = excluded.group_name, is_starred = excluded.is_starred,
        is_blocked = excluded.is_blocked, added_at = excluded.added_at, deleted_at = excluded.deleted_at,
        updated_at = excluded.updated_at";
+pub(crate) const LARGE_GROUPS: &str =
+    "SELECT channel_id FROM user_conversation_view WHERE user_id = $1 AND read_diffusion = TRUE";
 pub(crate) const USER_IDS_AFTER: &str = "SELECT id FROM users WHERE id > $1 ORDER BY id LIMIT $2";
 
 // Conversation reads see effective rows: stored ones merged with large groups' computed

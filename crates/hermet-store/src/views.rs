@@ -188,11 +188,53 @@ fn upsert(table: &str, key: &str, columns: &[&str], body: &str) -> String {
 INSERT INTO {table} ({cols}, version, created_at, updated_at)
 SELECT {cols}, 1, {{now}}, {{now}} FROM expected WHERE TRUE
 ON CONFLICT ({key}) DO UPDATE SET {updates}, version = {table}.version + 1, updated_at = excluded.updated_at
-WHERE {differs}",
+WHERE {differs}
+RETURNING user_id",
         updates = updates.join(", "),
         differs = differs.join(" OR "),
     )
 }
+
+/// A profile change, on the rows that show the user (found through the reverse
+/// indexes): only the profile-derived columns, set to what the refresh would compute
+/// (no other column of these rows depends on the profile; the consistency checker holds
+/// the two to one definition). Close to the hand-written fan-out UPDATE, where
+/// recomputing whole rows cost twice as much (BENCHMARKS.md, "Profile fan-out").
+/// Prefix with `WITH p(user_id) AS (…)`; returns the owners of the rows changed.
+pub const PEER_PROFILE_CONVERSATIONS: &str = "
+UPDATE user_conversation_view
+SET peer_nickname = u.nickname, peer_avatar = u.avatar,
+    conversation_name = CASE WHEN user_conversation_view.remark_name <> '' THEN user_conversation_view.remark_name
+                             ELSE u.nickname END,
+    conversation_avatar = u.avatar, conversation_info_ver = u.profile_ver,
+    version = user_conversation_view.version + 1, updated_at = {now}
+FROM p
+JOIN conversation_reverse_index r ON r.peer_user_id = p.user_id
+JOIN users u ON u.id = p.user_id
+WHERE user_conversation_view.user_id = r.owner_user_id AND user_conversation_view.channel_id = r.channel_id
+  AND (user_conversation_view.peer_nickname IS DISTINCT FROM u.nickname
+       OR user_conversation_view.peer_avatar IS DISTINCT FROM u.avatar
+       OR user_conversation_view.conversation_info_ver IS DISTINCT FROM u.profile_ver)
+RETURNING user_conversation_view.user_id";
+
+/// The same for the contact rows listing the user (a remark, where set, keeps deciding
+/// the sort name and initial).
+pub const PEER_PROFILE_CONTACTS: &str = "
+UPDATE user_contact_view
+SET contact_nickname = u.nickname, contact_avatar = u.avatar, contact_info_ver = u.profile_ver,
+    sort_name = CASE WHEN user_contact_view.remark_name <> '' THEN user_contact_view.sort_name ELSE u.search_name END,
+    initial = CASE WHEN user_contact_view.remark_name <> '' THEN user_contact_view.initial
+                   WHEN substr(u.search_name, 1, 1) BETWEEN 'a' AND 'z' THEN upper(substr(u.search_name, 1, 1))
+                   ELSE '#' END,
+    version = user_contact_view.version + 1, updated_at = {now}
+FROM p
+JOIN contact_reverse_index r ON r.contact_user_id = p.user_id
+JOIN users u ON u.id = p.user_id
+WHERE user_contact_view.user_id = r.owner_user_id AND user_contact_view.contact_id = p.user_id
+  AND (user_contact_view.contact_nickname IS DISTINCT FROM u.nickname
+       OR user_contact_view.contact_avatar IS DISTINCT FROM u.avatar
+       OR user_contact_view.contact_info_ver IS DISTINCT FROM u.profile_ver
+       OR (user_contact_view.remark_name = '' AND user_contact_view.sort_name IS DISTINCT FROM u.search_name))";
 
 /// Upserts the expected conversation rows (prefix with a `WITH keys(…) AS (…)` CTE).
 pub static CONVERSATION_REFRESH: LazyLock<String> = LazyLock::new(|| {
@@ -202,6 +244,8 @@ pub static CONVERSATION_REFRESH: LazyLock<String> = LazyLock::new(|| {
 /// Upserts the expected contact rows (prefix with a `WITH keys(…) AS (…)` CTE).
 pub static CONTACT_REFRESH: LazyLock<String> =
     LazyLock::new(|| upsert("user_contact_view", "user_id, contact_id", CONTACT_COLUMNS, CONTACT_BODY));
+// (Both return the owners of the rows they wrote: conversation owners feed cache
+// invalidation; the contact refresh's are not used.)
 
 /// Selects the expected conversation rows, integers as BIGINT (prefix with the keys CTE).
 pub static CONVERSATION_EXPECTED: LazyLock<String> =

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use hermet_app::cache::CacheMode;
 use hermet_app::{AuthSettings, Limits, PasswordParams};
 use hermet_store::{Backend, PoolSettings};
 use secrecy::{ExposeSecret, SecretString};
@@ -54,6 +55,8 @@ pub struct Config {
     pub kafka: hermet_kafka::KafkaSettings,
     /// The WebSocket gateway: connections per user, send queue, timeouts.
     pub gateway: hermet_app::gateway::GatewaySettings,
+    /// Read caches (conversation-list first pages, sessions) and their invalidation.
+    pub cache: hermet_app::cache::CacheSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -134,6 +137,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             kafka: hermet_kafka::KafkaSettings::default(),
             gateway: hermet_app::gateway::GatewaySettings::default(),
+            cache: hermet_app::cache::CacheSettings::default(),
         }
     }
 }
@@ -276,6 +280,24 @@ impl Config {
     }
 
     /// Every problem at once, each naming its setting.
+    /// Where cache generations live, `auto` resolved; `Off` when not caching.
+    pub fn cache_mode(&self) -> CacheMode {
+        match self.cache.mode {
+            CacheMode::Auto if self.read_database_url.is_some() => CacheMode::Off,
+            CacheMode::Auto if self.redis_url.is_some() => CacheMode::Redis,
+            // The embedded default is one process; its projectors run in it unless told
+            // not to (then, in async mode, another process moves the read models).
+            CacheMode::Auto
+                if Backend::from_url(&self.database_url) == Some(Backend::Sqlite)
+                    && (self.sync_mode == SyncModeConfig::DualWrite || self.pipeline.serve_runs_pipeline) =>
+            {
+                CacheMode::Local
+            }
+            CacheMode::Auto => CacheMode::Off,
+            m => m,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {
@@ -297,6 +319,15 @@ impl Config {
             } else if backend != Some(Backend::Postgres) {
                 errors.push("read_database_url (HERMET_READ_DATABASE_URL): a read replica needs database_url to be PostgreSQL too".into());
             }
+        }
+        match self.cache.mode {
+            CacheMode::Redis if self.redis_url.is_none() => {
+                errors.push("cache.mode (HERMET_CACHE__MODE): redis needs redis_url (HERMET_REDIS_URL)".into())
+            }
+            CacheMode::Local | CacheMode::Redis if self.read_database_url.is_some() => errors.push(
+                "cache.mode (HERMET_CACHE__MODE): not with read_database_url: a replica may not have a write the cache was told of yet".into(),
+            ),
+            _ => {}
         }
         if let Some(r) = &self.redis_url
             && !(r.starts_with("redis://") || r.starts_with("rediss://") || r.starts_with("redis+unix://"))

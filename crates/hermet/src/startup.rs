@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use hermet_api::AppState;
+use hermet_app::cache::{Cache, CacheMode, Coherence, LocalGenerations};
 use hermet_app::gateway::{CloseReason, Cluster, GatewayPush, LocalCluster, Registry, TeePush};
 use hermet_app::pipeline::consumer::LogSource;
 use hermet_app::{App, MemoryPush, PushSink};
 use hermet_domain::id::IdGenerator;
-use hermet_redis::RedisCluster;
+use hermet_redis::{RedisCluster, RedisGenerations};
 use hermet_store::postgres::PgDatabase;
 use hermet_store::sqlite::SqliteDatabase;
 use hermet_store::{Backend, Database, MigrationReport, PipelineWrites, Transaction};
@@ -70,9 +71,24 @@ async fn app_for<D: Database>(db: D, config: &Config) -> anyhow::Result<App<D>> 
 
 async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSink>) -> anyhow::Result<App<D>> {
     let ids = Arc::new(IdGenerator::new(config.node_id)?);
-    App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
+    let app = App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))
+        .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))?;
+    Ok(app.with_cache(cache(config).await?))
+}
+
+/// The read caches and where their generations live (hermet_app::cache).
+async fn cache(config: &Config) -> anyhow::Result<Cache> {
+    let coherence: Arc<dyn Coherence> = match (config.cache_mode(), &config.redis_url) {
+        (CacheMode::Local, _) => Arc::new(LocalGenerations::default()),
+        (CacheMode::Redis, Some(url)) => Arc::new(
+            RedisGenerations::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {} (cache)", redact_url(url)))?,
+        ),
+        _ => return Ok(Cache::disabled()),
+    };
+    Ok(Cache::new(coherence, &config.cache))
 }
 
 /// A conversation row as the API shows it (`conversation.updated` frames).

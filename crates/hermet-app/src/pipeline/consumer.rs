@@ -324,7 +324,7 @@ impl<D: Database> App<D> {
                 return Ok(Outcome::Moved);
             }
         }
-        tx.commit().await?;
+        self.commit_touching(tx).await?;
         self.deliver(deliveries).await;
         // Sync lag: from the event's commit (its outbox time) to this commit.
         let done = now_ms();

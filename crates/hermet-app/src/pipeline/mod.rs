@@ -241,7 +241,7 @@ impl<D: Database> App<D> {
     /// Commits `tx`; wakes the relay and consumers when it wrote events and, in `async`
     /// mode, waits for their projection (read-your-writes).
     pub(crate) async fn commit(&self, tx: D::Tx) -> Result<()> {
-        let cursor = tx.commit().await?;
+        let cursor = self.commit_touching(tx).await?;
         if let Some(c) = cursor {
             self.wake_consumers();
             if self.sync_mode() == SyncMode::Async {

@@ -151,6 +151,13 @@ impl ImReads for PgDatabase {
         Ok(c.query_one(&stmt, &[&user.get()]).await.map_err(pg_err)?.get(0))
     }
 
+    async fn large_groups(&self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
+        let c = self.read_conn().await?;
+        let stmt = c.prepare_cached(q::LARGE_GROUPS).await.map_err(pg_err)?;
+        let rows = c.query(&stmt, &[&user.get()]).await.map_err(pg_err)?;
+        Ok(rows.iter().map(|r| ChannelId::from(r.get::<_, i64>(0))).collect())
+    }
+
     async fn contact(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
         self.contact_row(user, contact).await
     }
@@ -786,6 +793,19 @@ static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| format!("{CONTACT
 static REFRESH_CONTACTS: LazyLock<String> =
     LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint")));
 
+static PEER_PROFILE_CONVERSATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p(user_id) AS (SELECT * FROM UNNEST($1::bigint[])) {}",
+        views::PEER_PROFILE_CONVERSATIONS.replace("{now}", "$2::bigint")
+    )
+});
+static PEER_PROFILE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p(user_id) AS (SELECT * FROM UNNEST($1::bigint[])) {}",
+        views::PEER_PROFILE_CONTACTS.replace("{now}", "$2::bigint")
+    )
+});
+
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
      SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on";
 
@@ -818,23 +838,35 @@ impl ProjectionWrites for PgTx {
             exec(c, views::OWNER_REVERSE_CONVERSATIONS_PG, &[&o, &now]).await?;
             exec(c, views::OWNER_REVERSE_CONTACTS_PG, &[&o, &now]).await?;
         }
+        let mut written = Vec::new();
+        // Profile changes: only the profile-derived columns (views::PEER_PROFILE_*).
+        if !r.peers.is_empty() {
+            let stmt = c.prepare_cached(&PEER_PROFILE_CONVERSATIONS).await.map_err(pg_err)?;
+            let rows = c.query(&stmt, &[&ids(&r.peers), &now]).await.map_err(pg_err)?;
+            written.extend(rows.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
+        }
+        if !r.contact_of.is_empty() {
+            exec(c, &PEER_PROFILE_CONTACTS, &[&ids(&r.contact_of), &now]).await?;
+        }
         let mut planned = false;
-        if !(r.channels.is_empty() && r.conversations.is_empty() && r.peers.is_empty() && r.owners.is_empty()) {
+        if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
-            let (channels, peers, owners) = (ids(&r.channels), ids(&r.peers), ids(&r.owners));
+            let (channels, peers, owners) = (ids(&r.channels), Vec::<i64>::new(), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &peers, &owners];
             let n = count(c, &COUNT_CONVERSATION_KEYS, &keys).await?;
             if n > 0 {
                 plan_for(c, n).await?;
                 planned = true;
-                exec(c, &REFRESH_CONVERSATIONS, &[&channels, &us, &cs, &peers, &owners, &now]).await?;
+                let stmt = c.prepare_cached(&REFRESH_CONVERSATIONS).await.map_err(pg_err)?;
+                let rows = c.query(&stmt, &[&channels, &us, &cs, &peers, &owners, &now]).await.map_err(pg_err)?;
+                written.extend(rows.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
             }
         }
-        if !(r.contacts.is_empty() && r.contact_of.is_empty() && r.owners.is_empty()) {
+        if !(r.contacts.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
-            let (of, owners) = (ids(&r.contact_of), ids(&r.owners));
+            let (of, owners) = (Vec::<i64>::new(), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 4] = [&us, &cs, &of, &owners];
             let n = count(c, &COUNT_CONTACT_KEYS, &keys).await?;
             if n > 0 {
@@ -847,6 +879,7 @@ impl ProjectionWrites for PgTx {
             // What follows in this transaction plans as usual.
             c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
         }
+        self.touched.list_owners.extend(written);
         Ok(())
     }
 

@@ -116,7 +116,7 @@ impl Database for PgDatabase {
     async fn begin(&self) -> Result<PgTx, StoreError> {
         let conn = self.write_conn().await?;
         conn.batch_execute("BEGIN").await.map_err(pg_err)?;
-        Ok(PgTx { conn: Some(conn), last_event: None })
+        Ok(PgTx { conn: Some(conn), last_event: None, touched: Touched::default() })
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
@@ -177,6 +177,7 @@ pub struct PgTx {
     conn: Option<Object>,
     /// Cursor of the last event appended in this transaction.
     last_event: Option<LogCursor>,
+    pub(crate) touched: Touched,
 }
 
 impl PgTx {
@@ -209,6 +210,10 @@ impl Transaction for PgTx {
             self.conn.take().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
         conn.batch_execute("COMMIT").await.map_err(pg_err)?;
         Ok(self.last_event)
+    }
+
+    fn touched(&mut self) -> &mut Touched {
+        &mut self.touched
     }
 }
 

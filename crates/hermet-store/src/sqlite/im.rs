@@ -165,6 +165,15 @@ impl ImReads for SqliteDatabase {
         .await
     }
 
+    async fn large_groups(&self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sqlite_placeholders(q::LARGE_GROUPS))?;
+            let rows = stmt.query_map([user.get()], |r| r.get::<_, i64>(0))?;
+            rows.map(|r| r.map(ChannelId::from)).collect()
+        })
+        .await
+    }
+
     async fn contact(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
         self.read(move |c| qopt(c, &q::CONTACT, [user.get(), contact.get()], |r| contact_from(r))).await
     }
@@ -729,7 +738,8 @@ impl ContactWrites for SqliteTx {
 impl ProjectionWrites for SqliteTx {
     async fn apply_refresh(&mut self, r: &Refresh, now: i64) -> Result<(), StoreError> {
         let r = r.clone();
-        self.run(move |c| {
+        let written = self.run(move |c| {
+            let mut written = Vec::new();
             if !r.reverse_channels.is_empty() {
                 let ch = json_ids(&r.reverse_channels);
                 let cte = "WITH rchannels(channel_id) AS (SELECT value FROM json_each(?1))";
@@ -749,23 +759,41 @@ impl ProjectionWrites for SqliteTx {
                 c.prepare_cached(views::OWNER_REVERSE_CONVERSATIONS_SQLITE)?.execute(params![o, now])?;
                 c.prepare_cached(views::OWNER_REVERSE_CONTACTS_SQLITE)?.execute(params![o, now])?;
             }
-            if !(r.channels.is_empty() && r.conversations.is_empty() && r.peers.is_empty() && r.owners.is_empty()) {
+            // Profile changes: only the profile-derived columns (views::PEER_PROFILE_*).
+            let profile = "WITH p(user_id) AS (SELECT value FROM json_each(?1))";
+            if !r.peers.is_empty() {
+                let sql = format!("{profile} {}", views::PEER_PROFILE_CONVERSATIONS.replace("{now}", "?2"));
+                let mut stmt = c.prepare_cached(&sql)?;
+                for u in stmt.query_map(params![json_ids(&r.peers), now], |row| row.get::<_, i64>(0))? {
+                    written.push(UserId::from(u?));
+                }
+            }
+            if !r.contact_of.is_empty() {
+                let sql = format!("{profile} {}", views::PEER_PROFILE_CONTACTS.replace("{now}", "?2"));
+                c.prepare_cached(&sql)?.execute(params![json_ids(&r.contact_of), now])?;
+            }
+            if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
                 let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "?5"));
-                c.prepare_cached(&sql)?.execute(params![
-                    json_ids(&r.channels),
-                    json_pairs(&r.conversations),
-                    json_ids(&r.peers),
-                    json_ids(&r.owners),
-                    now
-                ])?;
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(
+                    params![json_ids(&r.channels), json_pairs(&r.conversations), "[]", json_ids(&r.owners), now],
+                    |row| row.get::<_, i64>(0),
+                )?;
+                for u in rows {
+                    written.push(UserId::from(u?));
+                }
             }
-            if !(r.contacts.is_empty() && r.contact_of.is_empty() && r.owners.is_empty()) {
+            if !(r.contacts.is_empty() && r.owners.is_empty()) {
                 let sql = format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "?4"));
-                c.prepare_cached(&sql)?.execute(params![json_pairs(&r.contacts), json_ids(&r.contact_of), json_ids(&r.owners), now])?;
+                let mut stmt = c.prepare_cached(&sql)?;
+                let mut rows = stmt.query(params![json_pairs(&r.contacts), "[]", json_ids(&r.owners), now])?;
+                while rows.next()?.is_some() {}
             }
-            Ok(())
+            Ok(written)
         })
-        .await
+        .await?;
+        self.touched.list_owners.extend(written);
+        Ok(())
     }
 
     async fn delete_orphans(&mut self, owners: &[UserId]) -> Result<u64, StoreError> {

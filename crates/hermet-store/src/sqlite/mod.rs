@@ -239,7 +239,7 @@ impl Database for SqliteDatabase {
         .await
         .map_err(interact_err)?
         .map_err(sqlite_err)?;
-        Ok(SqliteTx { conn: Some(conn), last_event: None })
+        Ok(SqliteTx { conn: Some(conn), last_event: None, touched: Touched::default() })
     }
 
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
@@ -289,6 +289,7 @@ pub struct SqliteTx {
     conn: Option<Object>,
     /// Cursor of the last event appended in this transaction.
     last_event: Option<LogCursor>,
+    pub(crate) touched: Touched,
 }
 
 impl SqliteTx {
@@ -324,6 +325,10 @@ impl Transaction for SqliteTx {
         // on failure `drop` rolls back.
         self.run(|c| c.execute_batch("COMMIT")).await?;
         Ok(self.last_event)
+    }
+
+    fn touched(&mut self) -> &mut Touched {
+        &mut self.touched
     }
 }
 

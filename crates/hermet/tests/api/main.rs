@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod binary;
+mod cache;
 mod cluster;
 mod helpers;
 mod im;

@@ -1,0 +1,279 @@
+//! Read caches (issue 6 §4): the first page of a user's conversation list with its total
+//! unread, and the session check every authenticated request makes.
+//!
+//! **Never older than an acknowledged write.** An entry is valid only while the
+//! *generations* of the scopes it was read under are unchanged. A command bumps the
+//! generations of what it changed right after its transaction commits and before it
+//! answers (an asynchronous projector, after its batch commits and before it reports
+//! the position that read-your-writes waits for). A reader takes the generations
+//! *before* it reads the database and stores them with what it read. So an entry filled
+//! from a snapshot older than some commit always carries a generation older than that
+//! commit's bump, and the next lookup misses. Generations only ever increase.
+//!
+//! Scopes:
+//! - [`Scope::Lists`]`(u)`: u's stored conversation rows changed (the refresh reports
+//!   the owners of the rows it rewrote) or u's read position, settings or membership did.
+//! - [`Scope::Channel`]`(c)`: what every member's row of `c` is computed from at read
+//!   time changed: a large group's message (read diffusion stores nothing per member),
+//!   or any refresh of the channel. A list entry depends on the channels of the user's
+//!   large groups (a set that itself changes only with a `Lists` bump).
+//! - [`Scope::Session`] and [`Scope::Account`]: revocation, rotation, status, accounts.
+//!
+//! **Where generations live.** [`LocalGenerations`]: striped counters in this process,
+//! for one process that runs every role (the embedded default). With Redis
+//! (`hermet-redis`), in Redis, so every node and every separate projector process
+//! invalidates every node's entries; a lookup is then one `MGET`. Striping (a fixed hash
+//! of the scope onto 65,536 counters) bounds memory; a collision only costs a miss.
+//! If generations cannot be read, the cache is bypassed.
+//!
+//! Entries themselves stay in the process (bounded, with a maximum age as a backstop
+//! should a bump ever fail).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hermet_domain::Result;
+use hermet_domain::id::{ChannelId, SessionId, UserId};
+use hermet_store::{AuthContext, Database};
+use serde::{Deserialize, Serialize};
+
+use crate::App;
+use crate::conversations::ConversationList;
+use crate::gateway::BoxFuture;
+
+/// What a cached value depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Lists(UserId),
+    Channel(ChannelId),
+    Session(SessionId),
+    Account(UserId),
+}
+
+/// Number of generation counters (a power of two).
+pub const STRIPES: u64 = 1 << 16;
+
+impl Scope {
+    /// The counter this scope maps to: a fixed hash, the same on every node.
+    pub fn stripe(self) -> u64 {
+        let (kind, id) = match self {
+            Scope::Lists(u) => (1u64, u.get() as u64),
+            Scope::Channel(c) => (2, c.get() as u64),
+            Scope::Session(s) => (3, s.get() as u64),
+            Scope::Account(u) => (4, u.get() as u64),
+        };
+        // splitmix64 finaliser over (kind, id): ids are time-ordered, so mix well.
+        let mut z = id ^ kind.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & (STRIPES - 1)
+    }
+}
+
+/// Where generations are kept.
+pub trait Coherence: Send + Sync + 'static {
+    /// The current generations of `scopes` (compared as a whole; an implementation may
+    /// add its own epoch). `None`: unknown now, bypass the cache.
+    fn generations<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, Option<Vec<u64>>>;
+    /// Moves the generations of `scopes` forward.
+    fn bump<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, ()>;
+}
+
+/// Generations in this process.
+pub struct LocalGenerations {
+    stripes: Box<[AtomicU64]>,
+}
+
+impl Default for LocalGenerations {
+    fn default() -> Self {
+        Self { stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl LocalGenerations {
+    fn read(&self, scopes: &[Scope]) -> Vec<u64> {
+        scopes.iter().map(|s| self.stripes[s.stripe() as usize].load(Ordering::Acquire)).collect()
+    }
+}
+
+impl Coherence for LocalGenerations {
+    fn generations<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, Option<Vec<u64>>> {
+        let g = self.read(scopes);
+        Box::pin(async move { Some(g) })
+    }
+
+    fn bump<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, ()> {
+        for s in scopes {
+            self.stripes[s.stripe() as usize].fetch_add(1, Ordering::AcqRel);
+        }
+        Box::pin(async {})
+    }
+}
+
+/// The `[cache]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `auto`: Redis generations when `redis_url` is set; in-process ones on SQLite when
+    /// this process also runs the projectors (or in dual-write mode); off otherwise (on
+    /// PostgreSQL without Redis other nodes could not invalidate this one) and always
+    /// with a read replica. `local`: one process runs every role that writes. `redis`.
+    /// `off`.
+    pub mode: CacheMode,
+    /// Most conversation-list pages kept (each up to `limit` rows).
+    pub max_lists: usize,
+    /// Most sessions kept.
+    pub max_sessions: usize,
+    /// Backstop: an entry older than this is read again even if nothing invalidated it.
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    Auto,
+    Local,
+    Redis,
+    Off,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { mode: CacheMode::Auto, max_lists: 100_000, max_sessions: 100_000, max_age_secs: 300 }
+    }
+}
+
+/// Which first page: (user, type filter, unread only, limit).
+pub(crate) type ListKey = (UserId, Option<hermet_domain::channel::ChannelType>, bool, u32);
+
+pub(crate) struct ListEntry {
+    pub generations: Vec<u64>,
+    /// The user's large groups when read (the `Channel` scopes after `Lists`).
+    pub large: Vec<ChannelId>,
+    /// `None`: only `large` is known (the set changed during the fill).
+    pub list: Option<ConversationList>,
+    pub at: Instant,
+}
+
+pub(crate) struct AuthEntry {
+    pub generations: Vec<u64>,
+    pub ctx: AuthContext,
+    pub at: Instant,
+}
+
+/// The caches of one process.
+pub struct Cache {
+    coherence: Option<Arc<dyn Coherence>>,
+    pub(crate) lists: quick_cache::sync::Cache<ListKey, Arc<ListEntry>>,
+    pub(crate) sessions: quick_cache::sync::Cache<SessionId, Arc<AuthEntry>>,
+    max_age: Duration,
+}
+
+impl Cache {
+    /// No caching: every read goes to the database.
+    pub fn disabled() -> Self {
+        Self::build(None, &CacheSettings::default())
+    }
+
+    pub fn new(coherence: Arc<dyn Coherence>, settings: &CacheSettings) -> Self {
+        Self::build(Some(coherence), settings)
+    }
+
+    fn build(coherence: Option<Arc<dyn Coherence>>, s: &CacheSettings) -> Self {
+        Self {
+            coherence,
+            lists: quick_cache::sync::Cache::new(s.max_lists.max(1)),
+            sessions: quick_cache::sync::Cache::new(s.max_sessions.max(1)),
+            max_age: Duration::from_secs(s.max_age_secs),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.coherence.is_some()
+    }
+
+    /// Current generations of `scopes`; `None` when disabled or unknown.
+    pub(crate) async fn generations(&self, scopes: &[Scope]) -> Option<Vec<u64>> {
+        self.coherence.as_ref()?.generations(scopes).await
+    }
+
+    pub(crate) fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.max_age
+    }
+
+    /// After a commit: every entry read under these scopes is stale.
+    pub async fn invalidate(&self, scopes: &[Scope]) {
+        if let Some(c) = &self.coherence
+            && !scopes.is_empty()
+        {
+            c.bump(scopes).await;
+        }
+    }
+}
+
+/// Counts `cache_requests_total{cache, result}` (hit, miss, bypass).
+pub(crate) fn count(cache: &'static str, result: &'static str) {
+    metrics::counter!("cache_requests_total", "cache" => cache, "result" => result).increment(1);
+}
+
+impl<D: Database> App<D> {
+    /// The session check of every authenticated request, cached per session.
+    pub(crate) async fn auth_context(&self, user: UserId, session: SessionId) -> Result<Option<AuthContext>> {
+        let scopes = [Scope::Session(session), Scope::Account(user)];
+        let Some(generations) = self.cache.generations(&scopes).await else {
+            if self.cache.enabled() {
+                count("sessions", "bypass");
+            }
+            return Ok(self.db.auth_context(session).await?);
+        };
+        if let Some(e) = self.cache.sessions.get(&session)
+            && e.generations == generations
+            && self.cache.fresh(e.at)
+        {
+            count("sessions", "hit");
+            return Ok(Some(e.ctx.clone()));
+        }
+        count("sessions", "miss");
+        let ctx = self.db.auth_context(session).await?;
+        if let Some(c) = &ctx {
+            let entry = AuthEntry { generations, ctx: c.clone(), at: Instant::now() };
+            self.cache.sessions.insert(session, Arc::new(entry));
+        }
+        Ok(ctx)
+    }
+
+    /// The first page of a conversation list with the total unread, cached. An entry
+    /// depends on `Lists(user)` and on `Channel(c)` for each of the user's large groups,
+    /// a set known from the previous fill: when a fill finds another set (the user
+    /// joined or left one), it stores only the set, and the next read fills for real.
+    pub(crate) async fn first_page_cached(&self, key: ListKey) -> Result<ConversationList> {
+        let (user, conversation_type, unread_only, limit) = key;
+        let read = || self.read_conversations(user, conversation_type, unread_only, None, limit);
+        let previous = self.cache.lists.get(&key);
+        let large: Vec<ChannelId> = previous.as_ref().map(|e| e.large.clone()).unwrap_or_default();
+        let scopes: Vec<Scope> =
+            std::iter::once(Scope::Lists(user)).chain(large.iter().map(|c| Scope::Channel(*c))).collect();
+        let Some(generations) = self.cache.generations(&scopes).await else {
+            count("conversations", "bypass");
+            return read().await;
+        };
+        if let Some(e) = &previous
+            && e.generations == generations
+            && self.cache.fresh(e.at)
+            && let Some(list) = &e.list
+        {
+            count("conversations", "hit");
+            return Ok(list.clone());
+        }
+        count("conversations", "miss");
+        let (list, now_large) = tokio::try_join!(read(), async { Ok(self.db.large_groups(user).await?) })?;
+        let entry = if now_large == large {
+            ListEntry { generations, large, list: Some(list.clone()), at: Instant::now() }
+        } else {
+            ListEntry { generations: Vec::new(), large: now_large, list: None, at: Instant::now() }
+        };
+        self.cache.lists.insert(key, Arc::new(entry));
+        Ok(list)
+    }
+}
