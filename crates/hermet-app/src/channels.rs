@@ -9,7 +9,6 @@ use hermet_domain::contact::{APPLICATION_MESSAGE_MAX, ApplicationStatus};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
-use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{
     ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember, Transaction,
@@ -69,15 +68,14 @@ fn preview_ids(ids: &[String]) -> String {
 impl<D: Database> App<D> {
     /// Checks that every id names an active user; a 422 lists those that do not.
     async fn require_active_users(&self, tx: &mut D::Tx, field: &'static str, ids: &[UserId]) -> Result<()> {
-        let found = tx.lock_users(ids, false).await?;
-        let active: HashSet<UserId> = found.iter().filter(|u| u.status == UserStatus::Active).map(|u| u.id).collect();
-        let known: HashSet<UserId> = found.iter().map(|u| u.id).collect();
-        let unknown: Vec<String> = ids.iter().filter(|u| !known.contains(u)).map(|u| u.to_string()).collect();
-        let inactive: Vec<String> =
-            ids.iter().filter(|u| known.contains(u) && !active.contains(u)).map(|u| u.to_string()).collect();
-        if unknown.is_empty() && inactive.is_empty() {
+        let found = tx.inactive_users(ids).await?;
+        if found.is_empty() {
             return Ok(());
         }
+        let bad: std::collections::HashMap<UserId, bool> = found.iter().map(|(u, s)| (*u, s.is_none())).collect();
+        // in request order
+        let unknown: Vec<String> = ids.iter().filter(|u| bad.get(u) == Some(&true)).map(|u| u.to_string()).collect();
+        let inactive: Vec<String> = ids.iter().filter(|u| bad.get(u) == Some(&false)).map(|u| u.to_string()).collect();
         let mut parts = Vec::new();
         if !unknown.is_empty() {
             parts.push(format!("unknown users: {}", preview_ids(&unknown)));

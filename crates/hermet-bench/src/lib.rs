@@ -407,75 +407,69 @@ pub async fn sync_lag(
 }
 
 /// The database's own limit: binary COPY of the rows a group of `n` members writes
-/// (members and conversation views) in one committed transaction, then removed.
+/// (members and conversation views, in read-diffusion form when the server made the
+/// group a large one, as it did) in one committed transaction, into channel `channel`
+/// (negative: no real channel has it). The caller removes them ([`remove_copied`]) after
+/// its last repeat, so the tables grow between repeats as they do under the API.
 pub async fn baseline_copy(
-    database_url: &str,
+    pg: &mut tokio_postgres::Client,
     n: usize,
-    repeat: usize,
-    channel_base: i64,
-) -> anyhow::Result<Vec<Duration>> {
+    channel: i64,
+    read_diffusion: bool,
+) -> anyhow::Result<Duration> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::Type;
 
-    let (mut client, conn) =
-        tokio_postgres::connect(database_url, tokio_postgres::NoTls).await.context("baseline: cannot connect")?;
-    tokio::spawn(conn);
-    let mut samples = Vec::with_capacity(repeat);
-    for r in 0..repeat {
-        let channel = channel_base - r as i64;
-        let now = 1_800_000_000_000i64;
-        let t = Instant::now();
-        let tx = client.transaction().await?;
-        let sink = tx
-            .copy_in("COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at) FROM STDIN BINARY")
-            .await?;
-        let types = [
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-        ];
-        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-        for i in 0..n as i64 {
-            let (id, user) = (-(channel * 100_000 + i), -(i + 1));
-            w.as_mut().write(&[&id, &channel, &user, &"member", &"", &now, &0i64, &now, &now]).await?;
-        }
-        w.finish().await?;
-        let sink = tx
-            .copy_in(
-                "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
-                 conversation_info_ver, last_active_at, opened_at, created_at, updated_at) FROM STDIN BINARY",
-            )
-            .await?;
-        let types = [
-            Type::INT8,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-            Type::INT8,
-        ];
-        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-        for i in 0..n as i64 {
-            let user = -(i + 1);
-            w.as_mut().write(&[&user, &channel, &"group", &"bench", &"", &1i64, &now, &now, &now, &now]).await?;
-        }
-        w.finish().await?;
-        tx.commit().await?;
-        samples.push(t.elapsed());
-        client.execute("DELETE FROM channel_member WHERE channel_id = $1", &[&channel]).await?;
-        client.execute("DELETE FROM user_conversation_view WHERE channel_id = $1", &[&channel]).await?;
+    let now = 1_800_000_000_000i64;
+    let t = Instant::now();
+    let tx = pg.transaction().await?;
+    let sink = tx
+        .copy_in("COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at) FROM STDIN BINARY")
+        .await?;
+    let types =
+        [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT8];
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..n as i64 {
+        let (id, user) = (-(-channel * 100_000 + i), -(i + 1));
+        w.as_mut().write(&[&id, &channel, &user, &"member", &"", &now, &0i64, &now, &now]).await?;
     }
-    Ok(samples)
+    w.finish().await?;
+    let sink = tx
+        .copy_in(
+            "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
+             conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at) FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::BOOL,
+        Type::INT8,
+        Type::INT8,
+    ];
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..n as i64 {
+        let user = -(i + 1);
+        w.as_mut()
+            .write(&[&user, &channel, &"group", &"bench", &"", &1i64, &now, &now, &read_diffusion, &now, &now])
+            .await?;
+    }
+    w.finish().await?;
+    tx.commit().await?;
+    Ok(t.elapsed())
+}
+
+/// Removes the rows [`baseline_copy`] wrote into `channels`.
+pub async fn remove_copied(pg: &tokio_postgres::Client, channels: &[i64]) -> anyhow::Result<()> {
+    pg.execute("DELETE FROM channel_member WHERE channel_id = ANY($1)", &[&channels]).await?;
+    pg.execute("DELETE FROM user_conversation_view WHERE channel_id = ANY($1)", &[&channels]).await?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -503,18 +497,52 @@ pub async fn create_group(
         let members = &users[..n.saturating_sub(1)];
         // one warm-up, not measured
         client.create_group("warm-up", &members[..members.len().min(10)]).await?;
-        let mut samples = Vec::with_capacity(repeat);
+        // API creations and COPYs alternate, so both see the same background (checkpoints,
+        // autovacuum after the previous size's rows), each after a pause in which the
+        // server's notifier finishes with the previous group's inbox rows (for 500
+        // members and more; below, that work is short, and an idle pause costs more in
+        // wake-ups than it saves).
+        let settle = Duration::from_millis(if n >= 500 { n as u64 / 10 } else { 0 });
+        let mut pg = match database_url {
+            Some(url) => {
+                let (pg, conn) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("baseline: cannot connect")?;
+                tokio::spawn(conn);
+                Some(pg)
+            }
+            None => None,
+        };
+        let (mut samples, mut copies, mut channels) = (Vec::new(), Vec::new(), Vec::new());
+        let mut large = None;
         for r in 0..repeat {
-            let (d, _) = client.create_group(&format!("bench {n} #{r}"), members).await?;
+            if !settle.is_zero() {
+                tokio::time::sleep(settle).await;
+            }
+            let (d, id) = client.create_group(&format!("bench {n} #{r}"), members).await?;
             samples.push(d);
+            if let Some(pg) = pg.as_mut() {
+                if !settle.is_zero() {
+                    tokio::time::sleep(settle).await;
+                }
+                let large = match large {
+                    Some(l) => l,
+                    None => {
+                        let (_, g) = client.get(&format!("/api/v1/channels/{id}"), &client.admin_token).await?;
+                        *large.insert(g["largeGroup"].as_bool().unwrap_or(false))
+                    }
+                };
+                let channel = -1_000_000 - (k as i64) * 1_000 - r as i64;
+                copies.push(baseline_copy(pg, n, channel, large).await?);
+                channels.push(channel);
+            }
             eprint!("\r  {n} members: {}/{repeat}", r + 1);
         }
         eprintln!();
+        if let Some(pg) = &pg {
+            remove_copied(pg, &channels).await?;
+        }
         let api = Stats::of(&samples);
-        let baseline = match database_url {
-            Some(url) => Some(Stats::of(&baseline_copy(url, n, repeat, -1_000_000 - (k as i64) * 1_000).await?)),
-            None => None,
-        };
+        let baseline = (!copies.is_empty()).then(|| Stats::of(&copies));
         let ratio = baseline.as_ref().map(|b| api.p50_ms / b.p50_ms.max(1e-9));
         rows.push(GroupRow { members: n, api, baseline_copy: baseline, ratio });
     }

@@ -20,6 +20,23 @@ pub struct ListRow {
     pub baseline: Option<Throughput>,
     /// API requests/s ÷ baseline queries/s.
     pub throughput_ratio: Option<f64>,
+    /// Share of first-page reads the server answered from its cache (its
+    /// `cache_requests_total`) during the measurement; `None` when it does not cache.
+    pub cache_hit_rate: Option<f64>,
+}
+
+/// (hits, all lookups) of the server's conversation-list cache so far.
+async fn list_cache_counts(client: &Client) -> anyhow::Result<(f64, f64)> {
+    let text = client.metrics().await?;
+    let (mut hits, mut all) = (0.0, 0.0);
+    for l in text.lines().filter(|l| l.starts_with("cache_requests_total{") && l.contains("cache=\"conversations\"")) {
+        let n: f64 = l.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        all += n;
+        if l.contains("result=\"hit\"") {
+            hits += n;
+        }
+    }
+    Ok((hits, all))
 }
 
 #[derive(Debug, Serialize)]
@@ -125,20 +142,25 @@ pub async fn conversation_list(
         // warm the server's pools and caches for this user
         drive_get(client, "/api/v1/conversations?limit=20", token, 4, Duration::from_millis(500)).await?;
         for &c in concurrency {
+            let before = list_cache_counts(client).await?;
             let api = drive_get(client, "/api/v1/conversations?limit=20", token, c, duration).await?;
+            let after = list_cache_counts(client).await?;
+            let lookups = after.1 - before.1;
+            let cache_hit_rate = (lookups > 0.0).then(|| (after.0 - before.0) / lookups);
             let base = match database_url {
                 Some(url) => Some(baseline::list_query(url, id.parse()?, c, duration).await?),
                 None => None,
             };
             let throughput_ratio = base.as_ref().map(|b| api.per_sec / b.per_sec.max(1e-9));
             eprintln!(
-                "  list of {size} at {c}: p50 {:.2} ms p99 {:.2} ms, {:.0}/s{}",
+                "  list of {size} at {c}: p50 {:.2} ms p99 {:.2} ms, {:.0}/s{}{}",
                 api.latency.p50_ms,
                 api.latency.p99_ms,
                 api.per_sec,
-                base.as_ref().map(|b| format!(" (SQL {:.0}/s)", b.per_sec)).unwrap_or_default()
+                base.as_ref().map(|b| format!(" (SQL {:.0}/s)", b.per_sec)).unwrap_or_default(),
+                cache_hit_rate.map(|h| format!(", cache hits {:.1}%", h * 100.0)).unwrap_or_default()
             );
-            rows.push(ListRow { conversations: size, api, baseline: base, throughput_ratio });
+            rows.push(ListRow { conversations: size, api, baseline: base, throughput_ratio, cache_hit_rate });
         }
     }
     Ok(ListReport { groups, group_size, dataset_rows, setup_secs, rows })

@@ -774,6 +774,12 @@ pub trait Locks {
     /// Reads users rows (ascending id), locking them for share when `lock`; returns those
     /// that exist.
     fn lock_users(&mut self, ids: &[UserId], lock: bool) -> impl Future<Output = StoreResult<Vec<UserBrief>>> + Send;
+    /// Of `ids`, those that are not active users: unknown (`None`) or with their status.
+    /// Returns only the exceptions, so validating 50,000 members moves no rows.
+    fn inactive_users(
+        &mut self,
+        ids: &[UserId],
+    ) -> impl Future<Output = StoreResult<Vec<(UserId, Option<UserStatus>)>>> + Send;
     /// Locks a channel row, exclusively when the command changes it.
     fn lock_channel(
         &mut self,

@@ -267,23 +267,25 @@ async fn bench(
                 r.setup_secs
             );
             println!(
-                "{:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8}",
-                "conversations", "concurrency", "p50 ms", "p99 ms", "req/s", "SQL q/s", "ratio"
+                "{:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+                "conversations", "concurrency", "p50 ms", "p99 ms", "req/s", "SQL q/s", "ratio", "cache hit"
             );
             for row in &r.rows {
                 let (b, ratio) = match (&row.baseline, row.throughput_ratio) {
                     (Some(b), Some(x)) => (format!("{:.0}", b.per_sec), format!("{x:.2}")),
                     _ => ("-".into(), "-".into()),
                 };
+                let hit = row.cache_hit_rate.map(|h| format!("{:.1}%", h * 100.0)).unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>13} {:>11} {:>10.2} {:>10.2} {:>10.0} {:>10} {:>8}",
+                    "{:>13} {:>11} {:>10.2} {:>10.2} {:>10.0} {:>10} {:>8} {:>10}",
                     row.conversations,
                     row.api.concurrency,
                     row.api.latency.p50_ms,
                     row.api.latency.p99_ms,
                     row.api.per_sec,
                     b,
-                    ratio
+                    ratio,
+                    hit
                 );
             }
             serde_json::to_value(&r)?

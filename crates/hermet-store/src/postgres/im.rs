@@ -283,6 +283,17 @@ impl Locks for PgTx {
         .await
     }
 
+    async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
+        let sql = "SELECT x.id, u.status FROM UNNEST($1::bigint[]) AS x(id) LEFT JOIN users u ON u.id = x.id
+                   WHERE u.id IS NULL OR u.status <> 'active'";
+        query_map(self.conn()?, sql, &[&ids(users)], |r| {
+            let status: Option<&str> = r.get(1);
+            let status = status.map(UserStatus::parse_db).transpose();
+            Ok((UserId(r.get(0)), status.map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?))
+        })
+        .await
+    }
+
     async fn lock_channel(&mut self, id: ChannelId, exclusive: bool) -> Result<Option<Channel>, StoreError> {
         let sql = format!("{} {}", &*q::CHANNEL_BY_ID, if exclusive { "FOR UPDATE" } else { "FOR SHARE" });
         query_opt(self.conn()?, &sql, &[&id.get()], channel_from).await
@@ -347,20 +358,26 @@ impl ChannelWrites for PgTx {
         const COPY_FROM: usize = 64;
         let channel = g.channel.get();
         if g.members.len() < COPY_FROM {
-            self.upsert_members(g.channel, g.members, g.now).await?;
-            if g.views {
+            // Both inserts in one round trip (pipelined on the connection, in order).
+            let c = self.conn()?;
+            let views = async {
+                if !g.views {
+                    return Ok(());
+                }
                 let users: Vec<i64> = g.members.iter().map(|m| m.user_id.get()).collect();
                 let joined: Vec<i64> = g.members.iter().map(|m| m.joined_at).collect();
                 exec(
-                    self.conn()?,
+                    c,
                     "INSERT INTO user_conversation_view (user_id, channel_id, conversation_type, conversation_name,
                        conversation_avatar, conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at)
                      SELECT x.u, $1, 'group', $2, $3, 1, x.j, x.j, $4, $5, $5
                      FROM UNNEST($6::bigint[], $7::bigint[]) AS x(u, j)",
                     &[&channel, &g.name, &g.avatar, &g.read_diffusion, &g.now, &users, &joined],
                 )
-                .await?;
-            }
+                .await
+                .map(|_| ())
+            };
+            tokio::try_join!(upsert_members_on(c, g.channel, g.members, g.now), views)?;
             return Ok(());
         }
         let c = self.conn()?;
@@ -437,26 +454,7 @@ impl ChannelWrites for PgTx {
     }
 
     async fn upsert_members(&mut self, channel: ChannelId, members: &[NewMember], now: i64) -> Result<(), StoreError> {
-        if members.is_empty() {
-            return Ok(());
-        }
-        let mids: Vec<i64> = members.iter().map(|m| m.id).collect();
-        let users: Vec<i64> = members.iter().map(|m| m.user_id.get()).collect();
-        let roles: Vec<&str> = members.iter().map(|m| m.role.as_str()).collect();
-        let seqs: Vec<i64> = members.iter().map(|m| m.join_seq).collect();
-        let joined: Vec<i64> = members.iter().map(|m| m.joined_at).collect();
-        exec(
-            self.conn()?,
-            "INSERT INTO channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at)
-             SELECT x.id, $1, x.u, x.r, '', x.j, x.s, $7, $7
-             FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS x(id, u, r, s, j)
-             ON CONFLICT (channel_id, user_id) DO UPDATE SET role = excluded.role, group_nickname = '',
-               joined_at = excluded.joined_at, join_seq = excluded.join_seq, left_at = NULL, left_seq = NULL,
-               updated_at = excluded.updated_at",
-            &[&channel.get(), &mids, &users, &roles, &seqs, &joined, &now],
-        )
-        .await
-        .map(|_| ())
+        upsert_members_on(self.conn()?, channel, members, now).await
     }
 
     async fn remove_members(
@@ -763,33 +761,63 @@ impl ContactWrites for PgTx {
     }
 }
 
+async fn upsert_members_on(
+    c: &deadpool_postgres::Object,
+    channel: ChannelId,
+    members: &[NewMember],
+    now: i64,
+) -> Result<(), StoreError> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    let mids: Vec<i64> = members.iter().map(|m| m.id).collect();
+    let users: Vec<i64> = members.iter().map(|m| m.user_id.get()).collect();
+    let roles: Vec<&str> = members.iter().map(|m| m.role.as_str()).collect();
+    let seqs: Vec<i64> = members.iter().map(|m| m.join_seq).collect();
+    let joined: Vec<i64> = members.iter().map(|m| m.joined_at).collect();
+    exec(
+        c,
+        "INSERT INTO channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at)
+         SELECT x.id, $1, x.u, x.r, '', x.j, x.s, $7, $7
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS x(id, u, r, s, j)
+         ON CONFLICT (channel_id, user_id) DO UPDATE SET role = excluded.role, group_nickname = '',
+           joined_at = excluded.joined_at, join_seq = excluded.join_seq, left_at = NULL, left_seq = NULL,
+           updated_at = excluded.updated_at",
+        &[&channel.get(), &mids, &users, &roles, &seqs, &joined, &now],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Refreshes of at most this many rows run on a cached generic plan of index lookups.
 const SMALL_REFRESH: i64 = 2_000;
 
-/// Plans the next refresh statement for `n` rows. A refresh of a few rows (a message in a
-/// small group, a read, a rename) runs on the cached generic plan with nested loops
-/// forced: 0.6 ms for 10 rows on a database of 50,000 members, where the planner's
-/// generic plan (it guesses thousands of keys from an id array) hashed whole tables (19
-/// ms) and a custom plan cost 4 ms of planning each time. A large one (a group's
-/// creation, a profile seen by thousands) gets a custom plan: hash joins, 0.2 s for
-/// 50,000 rows against 2.2 s with nested loops.
-async fn plan_for(c: &deadpool_postgres::Object, n: i64) -> Result<(), StoreError> {
-    let settings = if n <= SMALL_REFRESH {
-        "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_hashjoin = off;
-         SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off"
-    } else {
-        "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_hashjoin = on;
-         SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on"
-    };
-    c.batch_execute(settings).await.map_err(pg_err)
+/// Counts a refresh's keys and plans the refresh statement that follows for that many
+/// rows, in one statement (`set_config(…, true)` is `SET LOCAL`). A refresh of a few
+/// rows (a message in a small group, a read) runs on the cached generic plan with
+/// nested loops forced: 0.6 ms for 10 rows on a database of 50,000 members, where the
+/// planner's generic plan (it guesses thousands of keys from an id array) hashed whole
+/// tables (19 ms) and a custom plan cost 4 ms of planning each time. A large one (a
+/// group's creation, a membership crossing the large-group threshold) gets a custom
+/// plan: hash joins, 0.2 s for 50,000 rows against 2.2 s with nested loops.
+fn count_and_plan(keys_cte: &str) -> String {
+    let small = format!("n <= {SMALL_REFRESH}");
+    format!(
+        "{keys_cte}, counted AS (SELECT COUNT(*) AS n FROM keys)
+         SELECT n,
+           set_config('plan_cache_mode', CASE WHEN {small} THEN 'force_generic_plan' ELSE 'force_custom_plan' END, true),
+           set_config('enable_hashjoin', CASE WHEN {small} THEN 'off' ELSE 'on' END, true),
+           set_config('enable_mergejoin', CASE WHEN {small} THEN 'off' ELSE 'on' END, true),
+           set_config('enable_seqscan', CASE WHEN {small} THEN 'off' ELSE 'on' END, true)
+         FROM counted"
+    )
 }
 
 // The refresh statements and their key counts, built once (they are several KB).
-static COUNT_CONVERSATION_KEYS: LazyLock<String> =
-    LazyLock::new(|| format!("{CONVERSATION_KEYS} SELECT COUNT(*) FROM keys"));
+static COUNT_CONVERSATION_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONVERSATION_KEYS));
 static REFRESH_CONVERSATIONS: LazyLock<String> =
     LazyLock::new(|| format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$6::bigint")));
-static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| format!("{CONTACT_KEYS} SELECT COUNT(*) FROM keys"));
+static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONTACT_KEYS));
 static REFRESH_CONTACTS: LazyLock<String> =
     LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint")));
 
@@ -806,12 +834,31 @@ static PEER_PROFILE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// What the rest of a transaction plans with after a refresh.
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
      SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on";
 
-async fn count(c: &deadpool_postgres::Object, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<i64, StoreError> {
-    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
-    Ok(c.query_one(&stmt, params).await.map_err(pg_err)?.get(0))
+/// Counts the keys and sets the plan (one round trip), then runs the refresh with the
+/// settings reset behind it (a second round trip: the server plans and runs the refresh
+/// before it reads the reset). Returns the first column of the rows written.
+async fn planned_refresh(
+    c: &deadpool_postgres::Object,
+    count_sql: &str,
+    keys: &[&(dyn ToSql + Sync)],
+    refresh_sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<i64>, StoreError> {
+    let count = c.prepare_cached(count_sql).await.map_err(pg_err)?;
+    let n: i64 = c.query_one(&count, keys).await.map_err(pg_err)?.get(0);
+    if n == 0 {
+        c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
+        return Ok(Vec::new());
+    }
+    let refresh = c.prepare_cached(refresh_sql).await.map_err(pg_err)?;
+    let (rows, reset) = tokio::join!(c.query(&refresh, params), c.batch_execute(PLAN_DEFAULTS));
+    let rows = rows.map_err(pg_err)?;
+    reset.map_err(pg_err)?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
 }
 
 impl ProjectionWrites for PgTx {
@@ -848,36 +895,22 @@ impl ProjectionWrites for PgTx {
         if !r.contact_of.is_empty() {
             exec(c, &PEER_PROFILE_CONTACTS, &[&ids(&r.contact_of), &now]).await?;
         }
-        let mut planned = false;
         if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
             let (channels, peers, owners) = (ids(&r.channels), Vec::<i64>::new(), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &peers, &owners];
-            let n = count(c, &COUNT_CONVERSATION_KEYS, &keys).await?;
-            if n > 0 {
-                plan_for(c, n).await?;
-                planned = true;
-                let stmt = c.prepare_cached(&REFRESH_CONVERSATIONS).await.map_err(pg_err)?;
-                let rows = c.query(&stmt, &[&channels, &us, &cs, &peers, &owners, &now]).await.map_err(pg_err)?;
-                written.extend(rows.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
-            }
+            let params: [&(dyn ToSql + Sync); 6] = [&channels, &us, &cs, &peers, &owners, &now];
+            let rows = planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
+            written.extend(rows.into_iter().map(UserId::from));
         }
         if !(r.contacts.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
             let (of, owners) = (Vec::<i64>::new(), ids(&r.owners));
             let keys: [&(dyn ToSql + Sync); 4] = [&us, &cs, &of, &owners];
-            let n = count(c, &COUNT_CONTACT_KEYS, &keys).await?;
-            if n > 0 {
-                plan_for(c, n).await?;
-                planned = true;
-                exec(c, &REFRESH_CONTACTS, &[&us, &cs, &of, &owners, &now]).await?;
-            }
-        }
-        if planned {
-            // What follows in this transaction plans as usual.
-            c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
+            let params: [&(dyn ToSql + Sync); 5] = [&us, &cs, &of, &owners, &now];
+            planned_refresh(c, &COUNT_CONTACT_KEYS, &keys, &REFRESH_CONTACTS, &params).await?;
         }
         self.touched.list_owners.extend(written);
         Ok(())

@@ -306,6 +306,27 @@ impl Locks for SqliteTx {
         .await
     }
 
+    async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
+        let u = json_ids(users);
+        let rows: Vec<(i64, Option<String>)> = self
+            .run(move |c| {
+                qmap(
+                    c,
+                    "SELECT x.value, u.status FROM json_each(?1) x LEFT JOIN users u ON u.id = x.value
+                     WHERE u.id IS NULL OR u.status <> 'active'",
+                    [u],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, s)| {
+                let status = s.as_deref().map(UserStatus::parse_db).transpose();
+                Ok((UserId(id), status.map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?))
+            })
+            .collect()
+    }
+
     async fn lock_channel(&mut self, id: ChannelId, _exclusive: bool) -> Result<Option<Channel>, StoreError> {
         self.run(move |c| qopt(c, &q::CHANNEL_BY_ID, [id.get()], |r| channel_from(r))).await
     }
