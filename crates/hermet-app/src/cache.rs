@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hermet_domain::Result;
+use hermet_domain::channel::ChannelType;
 use hermet_domain::id::{ChannelId, SessionId, UserId};
+use hermet_domain::{Error, Result};
 use hermet_store::{AuthContext, Database};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,9 @@ pub enum Scope {
     Session(SessionId),
     Account(UserId),
 }
+
+/// Channel kinds kept (a few MB).
+const KINDS: usize = 65_536;
 
 /// Number of generation counters (a power of two).
 pub const STRIPES: u64 = 1 << 16;
@@ -167,7 +171,30 @@ pub struct Cache {
     coherence: Option<Arc<dyn Coherence>>,
     pub(crate) lists: quick_cache::sync::Cache<ListKey, Arc<ListEntry>>,
     pub(crate) sessions: quick_cache::sync::Cache<SessionId, Arc<AuthEntry>>,
+    /// Channels' immutable facts (kept in every mode: nothing ever changes them).
+    kinds: quick_cache::sync::Cache<ChannelId, ChannelKind>,
     max_age: Duration,
+}
+
+/// What never changes about a channel: its type and, for a one-to-one chat, its pair.
+/// A send reads it before its transaction to know what to lock, in order.
+#[derive(Debug, Clone)]
+pub struct ChannelKind {
+    pub channel_type: ChannelType,
+    single_pair: Option<Arc<str>>,
+}
+
+impl ChannelKind {
+    /// The other member of a one-to-one chat that `user` is in.
+    pub fn peer_of(&self, user: UserId) -> Option<UserId> {
+        let (a, b) = self.single_pair.as_deref()?.split_once(':')?;
+        let (a, b): (i64, i64) = (a.parse().ok()?, b.parse().ok()?);
+        match user.get() {
+            u if u == a => Some(UserId(b)),
+            u if u == b => Some(UserId(a)),
+            _ => None,
+        }
+    }
 }
 
 impl Cache {
@@ -185,6 +212,7 @@ impl Cache {
             coherence,
             lists: quick_cache::sync::Cache::new(s.max_lists.max(1)),
             sessions: quick_cache::sync::Cache::new(s.max_sessions.max(1)),
+            kinds: quick_cache::sync::Cache::new(KINDS),
             max_age: Duration::from_secs(s.max_age_secs),
         }
     }
@@ -218,6 +246,17 @@ pub(crate) fn count(cache: &'static str, result: &'static str) {
 }
 
 impl<D: Database> App<D> {
+    /// A channel's type and pair, read once per process.
+    pub(crate) async fn channel_kind(&self, id: ChannelId) -> Result<ChannelKind> {
+        if let Some(k) = self.cache.kinds.get(&id) {
+            return Ok(k);
+        }
+        let c = self.db.channel(id).await?.ok_or(Error::NotFound("channel"))?;
+        let kind = ChannelKind { channel_type: c.channel_type, single_pair: c.single_pair.map(Arc::from) };
+        self.cache.kinds.insert(id, kind.clone());
+        Ok(kind)
+    }
+
     /// The session check of every authenticated request, cached per session.
     pub(crate) async fn auth_context(&self, user: UserId, session: SessionId) -> Result<Option<AuthContext>> {
         let scopes = [Scope::Session(session), Scope::Account(user)];

@@ -11,7 +11,7 @@ use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
-use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageQuery};
+use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageQuery, SendLocks};
 
 use crate::record::timed;
 use crate::{App, Principal};
@@ -85,15 +85,23 @@ impl<D: Database> App<D> {
     async fn try_send(&self, who: Principal, channel_id: ChannelId, req: &SendMessage) -> Result<Attempt> {
         // Read the channel's kind before taking a connection for the transaction (never
         // hold one connection while waiting for another from the same pool).
-        let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+        let peek = self.channel_kind(channel_id).await?;
         let now = now_ms();
         let mut tx = self.db.begin().await?;
-        // Lock order: users → channel → friendship → member.
+        // Lock order: users → channel → friendship → member, in one round trip.
         let peer = peek.peer_of(who.user_id);
         let mut lock_ids = vec![who.user_id];
         lock_ids.extend(peer);
-        let users = tx.lock_users(&lock_ids, peek.channel_type == ChannelType::Single).await?;
-        let channel = tx.lock_channel(channel_id, true).await?.ok_or(Error::NotFound("channel"))?;
+        let locks = SendLocks {
+            users: lock_ids,
+            lock_users: peek.channel_type == ChannelType::Single,
+            channel: channel_id,
+            sender: who.user_id,
+            peer,
+        };
+        let locked = tx.lock_for_send(&locks).await?;
+        let users = locked.users;
+        let channel = locked.channel.ok_or(Error::NotFound("channel"))?;
         if let Some(cmid) = &req.client_msg_id
             && let Some(existing) = tx.message_by_client_id(who.user_id, cmid).await?
         {
@@ -113,14 +121,11 @@ impl<D: Database> App<D> {
                 field: None,
             });
         }
-        let me = tx
-            .lock_member(channel_id, who.user_id)
-            .await?
+        let me = locked
+            .member
             .filter(Member::is_active)
             .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
-        if let Some(peer) = peer {
-            let mine = tx.lock_friendship(who.user_id, peer, false).await?;
-            let theirs = tx.lock_friendship(peer, who.user_id, false).await?;
+        if let Some((mine, theirs)) = locked.friendships {
             match (mine, theirs) {
                 (Some(m), Some(t)) if m.is_live() && t.is_live() => {
                     if t.is_blocked {
@@ -158,11 +163,10 @@ impl<D: Database> App<D> {
         } else {
             me.group_nickname.clone()
         };
-        let seq = tx.next_seq(channel_id, now).await?;
-        let msg = Message {
+        let mut msg = Message {
             id: self.next_id()?,
             channel_id,
-            seq,
+            seq: 0,
             sender_id: who.user_id,
             sender_name,
             msg_type: req.msg_type,
@@ -172,12 +176,13 @@ impl<D: Database> App<D> {
             client_msg_id: req.client_msg_id.clone(),
             created_at: now,
         };
-        match tx.insert_message(&msg, &message::preview(msg.msg_type, &msg.content)).await {
-            Ok(()) => {}
+        // Seq, message, mentions and the sender's read position (their own message).
+        let seq = match tx.append_message(&msg, &message::preview(msg.msg_type, &msg.content), now).await {
+            Ok(seq) => seq,
             Err(e) if e.is_unique("message_sender_client_msg") => return Ok(Attempt::Raced),
             Err(e) => return Err(e.into()),
-        }
-        tx.advance_read(who.user_id, channel_id, seq, now).await?;
+        };
+        msg.seq = seq;
         let ev = DomainEvent::MessageSent(event::MessageSent {
             message_id: msg.id,
             channel_id,

@@ -792,11 +792,54 @@ pub trait Locks {
         friend: UserId,
         exclusive: bool,
     ) -> impl Future<Output = StoreResult<Option<Friendship>>> + Send;
+    /// Everything a message send locks (PostgreSQL: one round trip, the statements
+    /// pipelined in lock order).
+    fn lock_for_send(&mut self, l: &SendLocks) -> impl Future<Output = StoreResult<SendLocked>> + Send
+    where
+        Self: Send,
+    {
+        async move {
+            let users = self.lock_users(&l.users, l.lock_users).await?;
+            let channel = self.lock_channel(l.channel, true).await?;
+            let friendships = match l.peer {
+                Some(p) => Some((
+                    self.lock_friendship(l.sender, p, false).await?,
+                    self.lock_friendship(p, l.sender, false).await?,
+                )),
+                None => None,
+            };
+            let member = self.lock_member(l.channel, l.sender).await?;
+            Ok(SendLocked { users, channel, friendships, member })
+        }
+    }
     fn lock_member(
         &mut self,
         channel: ChannelId,
         user: UserId,
     ) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
+}
+
+/// What a message send locks, in the canonical order: the users (one-to-one chats: both,
+/// for share), the channel (exclusively), the pair's two friendships (for share), the
+/// sender's membership (exclusively).
+#[derive(Debug, Clone)]
+pub struct SendLocks {
+    pub users: Vec<UserId>,
+    pub lock_users: bool,
+    pub channel: ChannelId,
+    pub sender: UserId,
+    /// One-to-one chats: the peer.
+    pub peer: Option<UserId>,
+}
+
+/// The rows [`SendLocks`] names, as locked.
+#[derive(Debug, Clone)]
+pub struct SendLocked {
+    pub users: Vec<UserBrief>,
+    pub channel: Option<Channel>,
+    /// (sender → peer, peer → sender).
+    pub friendships: Option<(Option<Friendship>, Option<Friendship>)>,
+    pub member: Option<Member>,
 }
 
 pub trait ChannelWrites {
@@ -870,6 +913,21 @@ pub trait ChannelWrites {
     fn archive_channel(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
     /// Allocates the channel's next seq (the channel row must be locked exclusively).
     fn next_seq(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// A message's writes (PostgreSQL: one round trip): the channel's next seq, the
+    /// message with it (`m.seq` is ignored) and its mention rows, and the sender's read
+    /// position moved to it. Returns the seq.
+    fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> impl Future<Output = StoreResult<i64>> + Send
+    where
+        Self: Send,
+    {
+        async move {
+            let seq = self.next_seq(m.channel_id, now).await?;
+            let m = Message { seq, ..m.clone() };
+            self.insert_message(&m, preview).await?;
+            self.advance_read(m.sender_id, m.channel_id, seq, now).await?;
+            Ok(seq)
+        }
+    }
     fn insert_message(&mut self, m: &Message, preview: &str) -> impl Future<Output = StoreResult<()>> + Send;
     fn message_by_client_id(
         &mut self,

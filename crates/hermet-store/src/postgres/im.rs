@@ -272,15 +272,7 @@ impl Locks for PgTx {
             "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id{}",
             if lock { " FOR SHARE" } else { "" }
         );
-        query_map(c, &sql, &[&ids(users)], |r| {
-            Ok(UserBrief {
-                id: UserId(r.get(0)),
-                status: UserStatus::parse_db(r.get(1)).map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?,
-                nickname: r.get(2),
-                avatar: r.get(3),
-            })
-        })
-        .await
+        query_map(c, &sql, &[&ids(users)], user_brief_from).await
     }
 
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
@@ -313,7 +305,84 @@ impl Locks for PgTx {
         let sql = format!("{} FOR UPDATE", &*q::MEMBER);
         query_opt(self.conn()?, &sql, &[&channel.get(), &user.get()], member_from).await
     }
+
+    /// The five locks in one round trip: prepared first, then sent in lock order on one
+    /// flush (the server takes them in that order, as if awaited one by one).
+    async fn lock_for_send(&mut self, l: &SendLocks) -> Result<SendLocked, StoreError> {
+        let c = self.conn()?;
+        let su = c
+            .prepare_cached(if l.lock_users { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS })
+            .await
+            .map_err(pg_err)?;
+        let sc = c.prepare_cached(&LOCK_CHANNEL_UPDATE).await.map_err(pg_err)?;
+        let sf = c.prepare_cached(&LOCK_FRIENDSHIP_SHARE).await.map_err(pg_err)?;
+        let sm = c.prepare_cached(&LOCK_MEMBER_UPDATE).await.map_err(pg_err)?;
+        let (uids, ch, sender) = (ids(&l.users), l.channel.get(), l.sender.get());
+        let users = async { if uids.is_empty() { Ok(Vec::new()) } else { c.query(&su, &[&uids]).await } };
+        let friendship = |a: i64, b: Option<i64>| {
+            let sf = &sf;
+            async move {
+                match b {
+                    Some(b) => c.query_opt(sf, &[&a, &b]).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let peer = l.peer.map(|p| p.get());
+        let (channel_params, member_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+            ([&ch], [&ch, &sender]);
+        let (users, channel, mine, theirs, member) = tokio::join!(
+            users,
+            c.query_opt(&sc, &channel_params),
+            friendship(sender, peer),
+            friendship(peer.unwrap_or_default(), peer.map(|_| sender)),
+            c.query_opt(&sm, &member_params),
+        );
+        let users = users.map_err(pg_err)?.iter().map(user_brief_from).collect::<Result<Vec<_>, _>>()?;
+        let channel = channel.map_err(pg_err)?.as_ref().map(channel_from).transpose()?;
+        let (mine, theirs) = (mine.map_err(pg_err)?, theirs.map_err(pg_err)?);
+        let friendships = match (mine, theirs) {
+            (Some(m), Some(t)) => {
+                Some((m.as_ref().map(friendship_from).transpose()?, t.as_ref().map(friendship_from).transpose()?))
+            }
+            _ => None,
+        };
+        let member = member.map_err(pg_err)?.as_ref().map(member_from).transpose()?;
+        Ok(SendLocked { users, channel, friendships, member })
+    }
 }
+
+static LOCK_USERS: &str = "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id";
+static LOCK_USERS_SHARE: LazyLock<String> = LazyLock::new(|| format!("{LOCK_USERS} FOR SHARE"));
+static LOCK_CHANNEL_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::CHANNEL_BY_ID));
+static LOCK_FRIENDSHIP_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*q::FRIENDSHIP));
+static LOCK_MEMBER_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::MEMBER));
+
+fn user_brief_from(r: &tokio_postgres::Row) -> Result<UserBrief, StoreError> {
+    Ok(UserBrief {
+        id: UserId(r.get(0)),
+        status: UserStatus::parse_db(r.get(1)).map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?,
+        nickname: r.get(2),
+        avatar: r.get(3),
+    })
+}
+
+// A message at the channel's next seq: the statements after the seq's UPDATE read it
+// back from the channel row (same transaction, in order).
+const INSERT_MESSAGE_AT_SEQ: &str =
+    "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content,
+       mentions, mention_all, preview, client_msg_id, created_at)
+     SELECT $1::bigint, c.id, c.last_seq, $3::bigint, $4::text, $5::text, $6::jsonb, $7::jsonb, $8::boolean, $9::text,
+       $10::text, $11::bigint
+     FROM channel c WHERE c.id = $2::bigint";
+const MENTIONS_AT_SEQ: &str = "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
+     SELECT x.u, c.id, c.last_seq, $3::bigint FROM UNNEST($1::bigint[]) AS x(u) CROSS JOIN channel c WHERE c.id = $2::bigint
+     ON CONFLICT DO NOTHING";
+const ADVANCE_READ_AT_SEQ: &str = "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at)
+     SELECT $1::bigint, c.id, c.last_seq, $3::bigint FROM channel c WHERE c.id = $2::bigint
+     ON CONFLICT (user_id, channel_id) DO UPDATE
+       SET last_read_seq = greatest(excluded.last_read_seq, channel_read_record.last_read_seq),
+           updated_at = excluded.updated_at";
 
 impl ChannelWrites for PgTx {
     async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
@@ -531,6 +600,47 @@ impl ChannelWrites for PgTx {
         let c = self.conn()?;
         let stmt = c.prepare_cached(q::NEXT_SEQ).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
+    }
+
+    /// Seq, message, mentions and read position in one round trip (pipelined in order).
+    async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
+        let c = self.conn()?;
+        let seq_stmt = c.prepare_cached(q::NEXT_SEQ).await.map_err(pg_err)?;
+        let insert = c.prepare_cached(INSERT_MESSAGE_AT_SEQ).await.map_err(pg_err)?;
+        let mention = c.prepare_cached(MENTIONS_AT_SEQ).await.map_err(pg_err)?;
+        let read = c.prepare_cached(ADVANCE_READ_AT_SEQ).await.map_err(pg_err)?;
+        let mentions = serde_json::to_value(&m.mentions).map_err(StoreError::other)?;
+        let (id, ch, sender) = (m.id.get(), m.channel_id.get(), m.sender_id.get());
+        let users = ids(&m.mentions);
+        let mention_rows =
+            async { if users.is_empty() { Ok(0) } else { c.execute(&mention, &[&users, &ch, &id]).await } };
+        let msg_type = m.msg_type.as_str();
+        let seq_params: [&(dyn ToSql + Sync); 2] = [&ch, &now];
+        let insert_params: [&(dyn ToSql + Sync); 11] = [
+            &id,
+            &ch,
+            &sender,
+            &m.sender_name,
+            &msg_type,
+            &m.content,
+            &mentions,
+            &m.mention_all,
+            &preview,
+            &m.client_msg_id,
+            &m.created_at,
+        ];
+        let read_params: [&(dyn ToSql + Sync); 3] = [&sender, &ch, &now];
+        let (seq, inserted, mentioned, advanced) = tokio::join!(
+            c.query_one(&seq_stmt, &seq_params),
+            c.execute(&insert, &insert_params),
+            mention_rows,
+            c.execute(&read, &read_params),
+        );
+        let seq: i64 = seq.map_err(pg_err)?.get(0);
+        inserted.map_err(pg_err)?;
+        mentioned.map_err(pg_err)?;
+        advanced.map_err(pg_err)?;
+        Ok(seq)
     }
 
     async fn insert_message(&mut self, m: &Message, preview: &str) -> Result<(), StoreError> {
@@ -838,9 +948,10 @@ static PEER_PROFILE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
      SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on";
 
-/// Counts the keys and sets the plan (one round trip), then runs the refresh with the
-/// settings reset behind it (a second round trip: the server plans and runs the refresh
-/// before it reads the reset). Returns the first column of the rows written.
+/// Counts the keys and sets the plan, runs the refresh, and resets the plan settings,
+/// pipelined: one round trip (the server takes the three in order, so the refresh is
+/// planned under the settings the count chose). Both statements are prepared first, so
+/// they go out in this order. Returns the first column of the rows written.
 async fn planned_refresh(
     c: &deadpool_postgres::Object,
     count_sql: &str,
@@ -849,13 +960,10 @@ async fn planned_refresh(
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<i64>, StoreError> {
     let count = c.prepare_cached(count_sql).await.map_err(pg_err)?;
-    let n: i64 = c.query_one(&count, keys).await.map_err(pg_err)?.get(0);
-    if n == 0 {
-        c.batch_execute(PLAN_DEFAULTS).await.map_err(pg_err)?;
-        return Ok(Vec::new());
-    }
     let refresh = c.prepare_cached(refresh_sql).await.map_err(pg_err)?;
-    let (rows, reset) = tokio::join!(c.query(&refresh, params), c.batch_execute(PLAN_DEFAULTS));
+    let (counted, rows, reset) =
+        tokio::join!(c.query_one(&count, keys), c.query(&refresh, params), c.batch_execute(PLAN_DEFAULTS));
+    counted.map_err(pg_err)?;
     let rows = rows.map_err(pg_err)?;
     reset.map_err(pg_err)?;
     Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
