@@ -29,7 +29,16 @@ def main():
     panels = []
     create_pg, create_sqlite = load(d, "create-pg.json"), load(d, "create-sqlite.json")
     send_pg, send_sqlite = load(d, "send-pg.json"), load(d, "send-sqlite.json")
-    lists, profile = load(d, "list-pg.json"), load(d, "profile-pg.json")
+    profile = load(d, "profile-pg.json")
+    list_variants = [
+        (load(d, name), label, style)
+        for name, label, style in (
+            ("list-pg-cache-local.json", "cache", "o-"),
+            ("list-pg-nocache.json", "no cache", "x:"),
+        )
+    ]
+    list_variants = [v for v in list_variants if v[0]]
+    lists = bool(list_variants)
     if create_pg or create_sqlite:
         panels.append("create")
     if send_pg or send_sqlite:
@@ -62,15 +71,18 @@ def main():
                     ax.plot([r["members"] for r in rows], [r["api"]["p99_ms"] for r in rows], ".:", label=f"{label} p99")
             ax.set(xscale="log", xlabel="members (2 = one-to-one)", ylabel="ms", title="Send (one sender)")
         elif p == "list":
-            for size in sorted({r["conversations"] for r in lists["rows"]}):
-                rows = [r for r in lists["rows"] if r["conversations"] == size]
-                ax.plot(
-                    [r["api"]["concurrency"] for r in rows],
-                    [r["api"]["latency"]["p99_ms"] for r in rows],
-                    "o-",
-                    label=f"{size} conversations",
-                )
-            ax.set(xscale="log", xlabel="concurrent clients", ylabel="p99 ms", title="Conversation list (first page)")
+            for data, label, style in list_variants:
+                for size in sorted({r["conversations"] for r in data["rows"]}):
+                    rows = [r for r in data["rows"] if r["conversations"] == size]
+                    ax.plot(
+                        [r["api"]["concurrency"] for r in rows],
+                        [r["api"]["latency"]["p99_ms"] for r in rows],
+                        style,
+                        label=f"{size} conversations, {label}",
+                    )
+            ax.axhline(5, color="grey", linewidth=0.8, linestyle="--", label="target p99 (16 clients)")
+            ax.set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="p99 ms",
+                   title="Conversation list (first page)")
         elif p == "profile":
             ax.plot([r["peers"] for r in profile], [r["visible"]["p50_ms"] for r in profile], "o-", label="hermet")
             if profile[0].get("baseline_update"):

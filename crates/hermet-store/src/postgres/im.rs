@@ -931,19 +931,6 @@ static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CO
 static REFRESH_CONTACTS: LazyLock<String> =
     LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint")));
 
-static PEER_PROFILE_CONVERSATIONS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH p(user_id) AS (SELECT * FROM UNNEST($1::bigint[])) {}",
-        views::PEER_PROFILE_CONVERSATIONS.replace("{now}", "$2::bigint")
-    )
-});
-static PEER_PROFILE_CONTACTS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH p(user_id) AS (SELECT * FROM UNNEST($1::bigint[])) {}",
-        views::PEER_PROFILE_CONTACTS.replace("{now}", "$2::bigint")
-    )
-});
-
 /// What the rest of a transaction plans with after a refresh.
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
      SET LOCAL enable_mergejoin = on; SET LOCAL enable_seqscan = on";
@@ -994,14 +981,44 @@ impl ProjectionWrites for PgTx {
             exec(c, views::OWNER_REVERSE_CONTACTS_PG, &[&o, &now]).await?;
         }
         let mut written = Vec::new();
-        // Profile changes: only the profile-derived columns (views::PEER_PROFILE_*).
-        if !r.peers.is_empty() {
-            let stmt = c.prepare_cached(&PEER_PROFILE_CONVERSATIONS).await.map_err(pg_err)?;
-            let rows = c.query(&stmt, &[&ids(&r.peers), &now]).await.map_err(pg_err)?;
-            written.extend(rows.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
-        }
-        if !r.contact_of.is_empty() {
-            exec(c, &PEER_PROFILE_CONTACTS, &[&ids(&r.contact_of), &now]).await?;
+        // Profile changes: only the profile-derived columns, per user whose profile
+        // changed (one per profile event), conversations and contacts pipelined
+        // (views::PEER_PROFILE_*_ONE).
+        if !(r.peers.is_empty() && r.contact_of.is_empty()) {
+            let mut people = r.peers.clone();
+            people.extend_from_slice(&r.contact_of);
+            people.sort_unstable();
+            people.dedup();
+            let profiles = c
+                .query(
+                    "SELECT id, nickname, avatar, profile_ver, search_name FROM users WHERE id = ANY($1::bigint[])",
+                    &[&ids(&people)],
+                )
+                .await
+                .map_err(pg_err)?;
+            let conv = c.prepare_cached(views::PEER_PROFILE_CONVERSATIONS_ONE).await.map_err(pg_err)?;
+            let cont = c.prepare_cached(views::PEER_PROFILE_CONTACTS_ONE).await.map_err(pg_err)?;
+            for p in &profiles {
+                let (id, nickname, avatar, ver, sn): (i64, String, String, i64, String) =
+                    (p.get(0), p.get(1), p.get(2), p.get(3), p.get(4));
+                let params: [&(dyn ToSql + Sync); 5] = [&id, &nickname, &avatar, &ver, &now];
+                let contact_params: [&(dyn ToSql + Sync); 6] = [&id, &nickname, &avatar, &ver, &now, &sn];
+                let shown = async {
+                    match r.peers.contains(&UserId(id)) {
+                        true => c.query(&conv, &params).await,
+                        false => Ok(Vec::new()),
+                    }
+                };
+                let listed = async {
+                    match r.contact_of.contains(&UserId(id)) {
+                        true => c.execute(&cont, &contact_params).await,
+                        false => Ok(0),
+                    }
+                };
+                let (shown, listed) = tokio::join!(shown, listed);
+                written.extend(shown.map_err(pg_err)?.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
+                listed.map_err(pg_err)?;
+            }
         }
         if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();

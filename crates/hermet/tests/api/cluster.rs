@@ -163,9 +163,77 @@ async fn three_nodes_with_redis(_db: Db) {
     app.stop().await;
 }
 
+/// Two nodes caching through Redis (`cache.mode = auto` with `redis_url`): what node 2
+/// has cached never hides a write acknowledged by node 1 — a message, a read, a large
+/// group's message (no member row written), a sign-out.
+async fn caches_across_nodes_never_hide_a_write(_db: Db) {
+    use crate::cache::{cache_count, first_page};
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(Db::Postgres, |c| {
+        c.redis_url = Some(url.clone());
+        c.node_id = 1;
+        c.limits.large_group_threshold = 3;
+    })
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let (_node2, addr2) = node_process(&app, &redis, 2, &logs.path().join("node2.log")).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let pair = app.make_friends(&ann, &bob).await;
+    // node 2's threshold is the default (500): node 1 creates the group, so it is large
+    let big = app.create_group(&ann, "big", &[&bob, &cat]).await;
+    let r = app.get(&format!("/api/v1/channels/{big}"), &bob.access).await;
+    assert_eq!(r.body["largeGroup"], true, "{}", r.body);
+
+    // bob's first page, read on node 2 until it is served from node 2's cache
+    let once = first_page(&addr2, &bob).await;
+    first_page(&addr2, &bob).await;
+    let hits = cache_count(&addr2, "conversations", "hit").await;
+    assert_eq!(first_page(&addr2, &bob).await, once);
+    assert!(cache_count(&addr2, "conversations", "hit").await > hits, "node 2 served it from its cache");
+
+    for round in 0..3 {
+        // a one-to-one message through node 1: node 2 shows it at once
+        let s = app.send_text(&ann, &pair, &format!("hi {round}"), Value::Null).await;
+        let (items, _) = first_page(&addr2, &bob).await;
+        assert_eq!(items[0]["channelId"], pair.as_str(), "round {round}");
+        assert_eq!(items[0]["lastMessage"]["seq"].as_i64(), Some(s), "round {round}");
+        // a large group's message: no row of bob's is written, his list still moves
+        let s = app.send_text(&cat, &big, &format!("all {round}"), Value::Null).await;
+        let (items, total) = first_page(&addr2, &bob).await;
+        assert_eq!(items[0]["channelId"], big.as_str(), "round {round}");
+        assert_eq!(items[0]["lastMessage"]["seq"].as_i64(), Some(s), "round {round}");
+        // bob reads both through node 1: node 2 shows no unread
+        for (c, seq) in [(&pair, 1000), (&big, 1000)] {
+            let r = app.post(&format!("/api/v1/channels/{c}/read"), Some(&bob.access), json!({"seq": seq})).await;
+            assert!(r.status.is_success(), "{}", r.body);
+        }
+        let (_, after) = first_page(&addr2, &bob).await;
+        assert!(total > 0, "round {round}: unread before reading");
+        assert_eq!(after, 0, "round {round}: read through node 1, seen on node 2");
+    }
+
+    // a session node 2 has cached stops working there once node 1 signs it out
+    let client = reqwest::Client::new();
+    let ok = client.get(format!("{addr2}/api/v1/users/me")).bearer_auth(&bob.access).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let r = app.call(reqwest::Method::POST, "/api/v1/auth/sign-out", Some(&bob.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let gone = client.get(format!("{addr2}/api/v1/users/me")).bearer_auth(&bob.access).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_with_redis() {
         super::three_nodes_with_redis(crate::helpers::Db::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn caches_across_nodes_never_hide_a_write() {
+        super::caches_across_nodes_never_hide_a_write(crate::helpers::Db::Postgres).await;
     }
 }
