@@ -20,6 +20,9 @@ pub struct Principal {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub is_admin: bool,
+    /// The cache generation of the caller's lists, read with the session's (one lookup
+    /// for both: `cache::App::first_page_cached`); `None` when not caching.
+    pub lists_generation: Option<[u64; 2]>,
 }
 
 /// Tokens handed to a client.
@@ -162,7 +165,8 @@ impl<D: Database> App<D> {
     /// active user.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let (user_id, session_id) = self.auth.verify(access_token)?;
-        let ctx = self.auth_context(user_id, session_id).await?.ok_or_else(Error::invalid_token)?;
+        let (ctx, lists_generation) = self.auth_context(user_id, session_id).await?;
+        let ctx = ctx.ok_or_else(Error::invalid_token)?;
         if ctx.user_id != user_id || ctx.session_revoked || ctx.session_expires_at <= now_ms() {
             return Err(Error::invalid_token());
         }
@@ -173,7 +177,7 @@ impl<D: Database> App<D> {
             .into_iter()
             .flatten()
             .any(|a| self.settings.admins.contains(a));
-        Ok(Principal { user_id, session_id, is_admin })
+        Ok(Principal { user_id, session_id, is_admin, lists_generation })
     }
 
     pub(crate) fn new_session(

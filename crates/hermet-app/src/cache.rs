@@ -77,8 +77,8 @@ impl Scope {
 
 /// Where generations are kept.
 pub trait Coherence: Send + Sync + 'static {
-    /// The current generations of `scopes` (compared as a whole; an implementation may
-    /// add its own epoch). `None`: unknown now, bypass the cache.
+    /// The current generations: an epoch (0 where there is none), then one per scope.
+    /// `None`: unknown now, bypass the cache.
     fn generations<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, Option<Vec<u64>>>;
     /// Moves the generations of `scopes` forward.
     fn bump<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, ()>;
@@ -97,7 +97,9 @@ impl Default for LocalGenerations {
 
 impl LocalGenerations {
     fn read(&self, scopes: &[Scope]) -> Vec<u64> {
-        scopes.iter().map(|s| self.stripes[s.stripe() as usize].load(Ordering::Acquire)).collect()
+        std::iter::once(0)
+            .chain(scopes.iter().map(|s| self.stripes[s.stripe() as usize].load(Ordering::Acquire)))
+            .collect()
     }
 }
 
@@ -257,21 +259,28 @@ impl<D: Database> App<D> {
         Ok(kind)
     }
 
-    /// The session check of every authenticated request, cached per session.
-    pub(crate) async fn auth_context(&self, user: UserId, session: SessionId) -> Result<Option<AuthContext>> {
-        let scopes = [Scope::Session(session), Scope::Account(user)];
-        let Some(generations) = self.cache.generations(&scopes).await else {
+    /// The session check of every authenticated request, cached per session. The same
+    /// lookup reads the generation of the user's lists (returned: [epoch, generation]),
+    /// so a list read in this request needs no second one.
+    pub(crate) async fn auth_context(
+        &self,
+        user: UserId,
+        session: SessionId,
+    ) -> Result<(Option<AuthContext>, Option<[u64; 2]>)> {
+        let scopes = [Scope::Session(session), Scope::Account(user), Scope::Lists(user)];
+        let Some(mut generations) = self.cache.generations(&scopes).await else {
             if self.cache.enabled() {
                 count("sessions", "bypass");
             }
-            return Ok(self.db.auth_context(session).await?);
+            return Ok((self.db.auth_context(session).await?, None));
         };
+        let lists = generations.pop().map(|g| [generations[0], g]);
         if let Some(e) = self.cache.sessions.get(&session)
             && e.generations == generations
             && self.cache.fresh(e.at)
         {
             count("sessions", "hit");
-            return Ok(Some(e.ctx.clone()));
+            return Ok((Some(e.ctx.clone()), lists));
         }
         count("sessions", "miss");
         let ctx = self.db.auth_context(session).await?;
@@ -279,21 +288,27 @@ impl<D: Database> App<D> {
             let entry = AuthEntry { generations, ctx: c.clone(), at: Instant::now() };
             self.cache.sessions.insert(session, Arc::new(entry));
         }
-        Ok(ctx)
+        Ok((ctx, lists))
     }
 
     /// The first page of a conversation list with the total unread, cached. An entry
     /// depends on `Lists(user)` and on `Channel(c)` for each of the user's large groups,
     /// a set known from the previous fill: when a fill finds another set (the user
     /// joined or left one), it stores only the set, and the next read fills for real.
-    pub(crate) async fn first_page_cached(&self, key: ListKey) -> Result<ConversationList> {
+    /// `known`: the lists generation read with the session check of this request (before
+    /// any database read of it), enough when the user is in no large group.
+    pub(crate) async fn first_page_cached(&self, key: ListKey, known: Option<[u64; 2]>) -> Result<ConversationList> {
         let (user, conversation_type, unread_only, limit) = key;
         let read = || self.read_conversations(user, conversation_type, unread_only, None, limit);
         let previous = self.cache.lists.get(&key);
         let large: Vec<ChannelId> = previous.as_ref().map(|e| e.large.clone()).unwrap_or_default();
         let scopes: Vec<Scope> =
             std::iter::once(Scope::Lists(user)).chain(large.iter().map(|c| Scope::Channel(*c))).collect();
-        let Some(generations) = self.cache.generations(&scopes).await else {
+        let generations = match known {
+            Some(g) if large.is_empty() => Some(g.to_vec()),
+            _ => self.cache.generations(&scopes).await,
+        };
+        let Some(generations) = generations else {
             count("conversations", "bypass");
             return read().await;
         };

@@ -32,7 +32,9 @@ impl<D: Database> App<D> {
         let limit = validate::limit(limit)?;
         let after: Option<(bool, i64, i64)> = cursor.map(decode_cursor).transpose()?;
         if after.is_none() && self.cache().enabled() {
-            return self.first_page_cached((who.user_id, conversation_type, unread_only, limit)).await;
+            return self
+                .first_page_cached((who.user_id, conversation_type, unread_only, limit), who.lists_generation)
+                .await;
         }
         self.read_conversations(who.user_id, conversation_type, unread_only, after, limit).await
     }

@@ -51,6 +51,10 @@ pub struct PoolSettings {
     /// SQLite `synchronous` pragma: FULL by default (no acknowledged write is lost on
     /// power failure); NORMAL trades that for speed.
     pub sqlite_synchronous: String,
+    /// PostgreSQL: keep each connection's prepared statements (one Parse per statement
+    /// and connection) or prepare them for every use (a round trip more each; for a
+    /// pooler that cannot carry prepared statements across server connections).
+    pub statement_cache: bool,
 }
 
 impl Default for PoolSettings {
@@ -61,6 +65,7 @@ impl Default for PoolSettings {
             statement_timeout_ms: 30_000,
             max_lifetime_secs: 3_600,
             sqlite_synchronous: "FULL".into(),
+            statement_cache: true,
         }
     }
 }

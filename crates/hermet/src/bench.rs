@@ -114,7 +114,7 @@ pub(crate) async fn run<D: Database>(
     .await
     .map_err(err)?;
 
-    let admin = Principal { user_id: UserId(0), session_id: SessionId(0), is_admin: true };
+    let admin = Principal { user_id: UserId(0), session_id: SessionId(0), is_admin: true, lists_generation: None };
     let total_users = groups * GROUP_SIZE;
     let mut user_ids = Vec::with_capacity(total_users);
     while user_ids.len() < total_users {
@@ -134,7 +134,8 @@ pub(crate) async fn run<D: Database>(
     }
     let mut channels: Vec<(Principal, ChannelId)> = Vec::with_capacity(groups);
     for (g, members) in user_ids.chunks(GROUP_SIZE).enumerate() {
-        let owner = Principal { user_id: members[0], session_id: SessionId(0), is_admin: false };
+        let owner =
+            Principal { user_id: members[0], session_id: SessionId(0), is_admin: false, lists_generation: None };
         let c = app.create_group(owner, &format!("bench {g}"), None, members[1..].to_vec()).await.map_err(err)?;
         channels.push((owner, c.id));
     }

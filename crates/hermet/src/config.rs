@@ -90,6 +90,9 @@ pub struct DatabaseConfig {
     pub max_lifetime_secs: u64,
     /// SQLite `synchronous`: FULL (default, durable), NORMAL or EXTRA.
     pub sqlite_synchronous: String,
+    /// PostgreSQL: keep prepared statements per connection (default) or prepare them
+    /// for every use.
+    pub statement_cache: bool,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -151,6 +154,7 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: p.statement_timeout_ms,
             max_lifetime_secs: p.max_lifetime_secs,
             sqlite_synchronous: p.sqlite_synchronous,
+            statement_cache: p.statement_cache,
         }
     }
 }
@@ -423,6 +427,7 @@ impl Config {
             statement_timeout_ms: self.database.statement_timeout_ms,
             max_lifetime_secs: self.database.max_lifetime_secs,
             sqlite_synchronous: self.database.sqlite_synchronous.clone(),
+            statement_cache: self.database.statement_cache,
         }
     }
 

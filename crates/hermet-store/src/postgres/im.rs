@@ -11,7 +11,7 @@ use hermet_domain::projection::Refresh;
 use hermet_domain::user::{UserStatus, search_key};
 use tokio_postgres::types::ToSql;
 
-use super::{PgDatabase, PgTx, pg_err};
+use super::{PgDatabase, PgTx, Prep, pg_err};
 use crate::ports::*;
 use crate::queries as q;
 use crate::rows::*;
@@ -25,7 +25,7 @@ pub(super) async fn query_map<T>(
     params: Params<'_>,
     f: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    let stmt = c.prep(sql).await.map_err(pg_err)?;
     let rows = c.query(&stmt, params).await.map_err(pg_err)?;
     rows.iter().map(f).collect()
 }
@@ -36,12 +36,12 @@ pub(super) async fn query_opt<T>(
     params: Params<'_>,
     f: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
 ) -> Result<Option<T>, StoreError> {
-    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    let stmt = c.prep(sql).await.map_err(pg_err)?;
     c.query_opt(&stmt, params).await.map_err(pg_err)?.as_ref().map(f).transpose()
 }
 
 pub(super) async fn exec(c: &deadpool_postgres::Object, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-    let stmt = c.prepare_cached(sql).await.map_err(pg_err)?;
+    let stmt = c.prep(sql).await.map_err(pg_err)?;
     c.execute(&stmt, params).await.map_err(pg_err)
 }
 
@@ -147,13 +147,13 @@ impl ImReads for PgDatabase {
 
     async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
         let c = self.read_conn().await?;
-        let stmt = c.prepare_cached(&q::TOTAL_UNREAD).await.map_err(pg_err)?;
+        let stmt = c.prep(&q::TOTAL_UNREAD).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&user.get()]).await.map_err(pg_err)?.get(0))
     }
 
     async fn large_groups(&self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
         let c = self.read_conn().await?;
-        let stmt = c.prepare_cached(q::LARGE_GROUPS).await.map_err(pg_err)?;
+        let stmt = c.prep(q::LARGE_GROUPS).await.map_err(pg_err)?;
         let rows = c.query(&stmt, &[&user.get()]).await.map_err(pg_err)?;
         Ok(rows.iter().map(|r| ChannelId::from(r.get::<_, i64>(0))).collect())
     }
@@ -310,13 +310,10 @@ impl Locks for PgTx {
     /// flush (the server takes them in that order, as if awaited one by one).
     async fn lock_for_send(&mut self, l: &SendLocks) -> Result<SendLocked, StoreError> {
         let c = self.conn()?;
-        let su = c
-            .prepare_cached(if l.lock_users { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS })
-            .await
-            .map_err(pg_err)?;
-        let sc = c.prepare_cached(&LOCK_CHANNEL_UPDATE).await.map_err(pg_err)?;
-        let sf = c.prepare_cached(&LOCK_FRIENDSHIP_SHARE).await.map_err(pg_err)?;
-        let sm = c.prepare_cached(&LOCK_MEMBER_UPDATE).await.map_err(pg_err)?;
+        let su = c.prep(if l.lock_users { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS }).await.map_err(pg_err)?;
+        let sc = c.prep(&LOCK_CHANNEL_UPDATE).await.map_err(pg_err)?;
+        let sf = c.prep(&LOCK_FRIENDSHIP_SHARE).await.map_err(pg_err)?;
+        let sm = c.prep(&LOCK_MEMBER_UPDATE).await.map_err(pg_err)?;
         let (uids, ch, sender) = (ids(&l.users), l.channel.get(), l.sender.get());
         let users = async { if uids.is_empty() { Ok(Vec::new()) } else { c.query(&su, &[&uids]).await } };
         let friendship = |a: i64, b: Option<i64>| {
@@ -570,7 +567,7 @@ impl ChannelWrites for PgTx {
         now: i64,
     ) -> Result<(i32, bool), StoreError> {
         let c = self.conn()?;
-        let stmt = c.prepare_cached(q::RECOUNT_MEMBERS).await.map_err(pg_err)?;
+        let stmt = c.prep(q::RECOUNT_MEMBERS).await.map_err(pg_err)?;
         let row =
             c.query_one(&stmt, &[&channel.get(), &now, &large.enter_at, &large.leave_below]).await.map_err(pg_err)?;
         Ok((row.get(0), row.get(1)))
@@ -588,7 +585,7 @@ impl ChannelWrites for PgTx {
         now: i64,
     ) -> Result<i64, StoreError> {
         let c = self.conn()?;
-        let stmt = c.prepare_cached(q::UPDATE_CHANNEL_INFO).await.map_err(pg_err)?;
+        let stmt = c.prep(q::UPDATE_CHANNEL_INFO).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&channel.get(), &name, &avatar, &now]).await.map_err(pg_err)?.get(0))
     }
 
@@ -598,17 +595,17 @@ impl ChannelWrites for PgTx {
 
     async fn next_seq(&mut self, channel: ChannelId, now: i64) -> Result<i64, StoreError> {
         let c = self.conn()?;
-        let stmt = c.prepare_cached(q::NEXT_SEQ).await.map_err(pg_err)?;
+        let stmt = c.prep(q::NEXT_SEQ).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
     }
 
     /// Seq, message, mentions and read position in one round trip (pipelined in order).
     async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
         let c = self.conn()?;
-        let seq_stmt = c.prepare_cached(q::NEXT_SEQ).await.map_err(pg_err)?;
-        let insert = c.prepare_cached(INSERT_MESSAGE_AT_SEQ).await.map_err(pg_err)?;
-        let mention = c.prepare_cached(MENTIONS_AT_SEQ).await.map_err(pg_err)?;
-        let read = c.prepare_cached(ADVANCE_READ_AT_SEQ).await.map_err(pg_err)?;
+        let seq_stmt = c.prep(q::NEXT_SEQ).await.map_err(pg_err)?;
+        let insert = c.prep(INSERT_MESSAGE_AT_SEQ).await.map_err(pg_err)?;
+        let mention = c.prep(MENTIONS_AT_SEQ).await.map_err(pg_err)?;
+        let read = c.prep(ADVANCE_READ_AT_SEQ).await.map_err(pg_err)?;
         let mentions = serde_json::to_value(&m.mentions).map_err(StoreError::other)?;
         let (id, ch, sender) = (m.id.get(), m.channel_id.get(), m.sender_id.get());
         let users = ids(&m.mentions);
@@ -696,7 +693,7 @@ impl ChannelWrites for PgTx {
 
     async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
         let c = self.conn()?;
-        let stmt = c.prepare_cached(q::ADVANCE_READ).await.map_err(pg_err)?;
+        let stmt = c.prep(q::ADVANCE_READ).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&user.get(), &channel.get(), &seq, &now]).await.map_err(pg_err)?.get(0))
     }
 
@@ -796,7 +793,7 @@ impl ChannelWrites for PgTx {
 impl ContactWrites for PgTx {
     async fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
-        let stmt = c.prepare_cached(q::UPSERT_FRIENDSHIP).await.map_err(pg_err)?;
+        let stmt = c.prep(q::UPSERT_FRIENDSHIP).await.map_err(pg_err)?;
         for f in rows {
             let tags = serde_json::to_value(&f.tags).map_err(StoreError::other)?;
             c.execute(
@@ -946,8 +943,8 @@ async fn planned_refresh(
     refresh_sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<i64>, StoreError> {
-    let count = c.prepare_cached(count_sql).await.map_err(pg_err)?;
-    let refresh = c.prepare_cached(refresh_sql).await.map_err(pg_err)?;
+    let count = c.prep(count_sql).await.map_err(pg_err)?;
+    let refresh = c.prep(refresh_sql).await.map_err(pg_err)?;
     let (counted, rows, reset) =
         tokio::join!(c.query_one(&count, keys), c.query(&refresh, params), c.batch_execute(PLAN_DEFAULTS));
     counted.map_err(pg_err)?;
@@ -996,8 +993,8 @@ impl ProjectionWrites for PgTx {
                 )
                 .await
                 .map_err(pg_err)?;
-            let conv = c.prepare_cached(views::PEER_PROFILE_CONVERSATIONS_ONE).await.map_err(pg_err)?;
-            let cont = c.prepare_cached(views::PEER_PROFILE_CONTACTS_ONE).await.map_err(pg_err)?;
+            let conv = c.prep(views::PEER_PROFILE_CONVERSATIONS_ONE).await.map_err(pg_err)?;
+            let cont = c.prep(views::PEER_PROFILE_CONTACTS_ONE).await.map_err(pg_err)?;
             for p in &profiles {
                 let (id, nickname, avatar, ver, sn): (i64, String, String, i64, String) =
                     (p.get(0), p.get(1), p.get(2), p.get(3), p.get(4));

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use hermet_domain::id::{ChannelId, UserId};
 
 use super::im::{exec, ids, query_map, query_opt};
-use super::{PgDatabase, PgTx};
+use super::{PgDatabase, PgTx, Prep};
 use crate::StoreError;
 use crate::ports::*;
 use crate::queries as q;
@@ -59,7 +59,7 @@ impl InboxWrites for PgTx {
         // One statement for the whole audience; users come sorted, so concurrent appends
         // lock the head rows in the same order.
         let stmt = c
-            .prepare_cached(
+            .prep(
                 "WITH heads AS (
                      INSERT INTO user_inbox_head (user_id, seq) SELECT u, 1 FROM UNNEST($1::bigint[]) AS u
                      ON CONFLICT (user_id) DO UPDATE SET seq = user_inbox_head.seq + 1

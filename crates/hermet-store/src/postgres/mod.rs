@@ -10,7 +10,9 @@ mod inbox;
 mod pipeline;
 mod users;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
@@ -23,6 +25,22 @@ use crate::{MigrationReport, PoolSettings, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
+}
+
+/// `database.statement_cache`: prepared statements kept per connection (the default)
+/// or prepared for each use. Process-wide, as the setting is.
+static STATEMENT_CACHE: AtomicBool = AtomicBool::new(true);
+
+/// Prepares `sql` on a pooled connection: from its statement cache, or afresh when
+/// statement caching is off.
+pub(crate) trait Prep {
+    fn prep(&self, sql: &str) -> impl Future<Output = Result<tokio_postgres::Statement, tokio_postgres::Error>> + Send;
+}
+
+impl Prep for deadpool_postgres::ClientWrapper {
+    async fn prep(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        if STATEMENT_CACHE.load(Ordering::Relaxed) { self.prepare_cached(sql).await } else { self.prepare(sql).await }
+    }
 }
 
 /// Serializes migrations of several nodes starting at once.
@@ -44,6 +62,7 @@ impl PgDatabase {
     /// Creates the pools. Connections are opened lazily, so this fails only on a bad
     /// URL; use [`Database::ping`] to check the server is reachable.
     pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
+        STATEMENT_CACHE.store(settings.statement_cache, Ordering::Relaxed);
         let write = build_pool(url, settings, false)?;
         let read = build_pool(read_url.unwrap_or(url), settings, true)?;
         Ok(Self { inner: Arc::new(Inner { write, read }) })
@@ -219,7 +238,7 @@ impl Transaction for PgTx {
         }
         // The outbox insert and COMMIT in one round trip. The statement is prepared first
         // (a cache hit but on a connection's first use), so the two go out in this order.
-        let stmt = conn.prepare_cached(APPEND_EVENTS).await.map_err(pg_err)?;
+        let stmt = conn.prep(APPEND_EVENTS).await.map_err(pg_err)?;
         let e = &self.events;
         let ids: Vec<i64> = e.iter().map(|e| e.id.get()).collect();
         let types: Vec<&str> = e.iter().map(|e| e.event_type).collect();
@@ -262,9 +281,7 @@ impl EventLog for PgDatabase {
     async fn cursor_before_time(&self, ms: i64) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c
-            .prepare_cached(
-                "SELECT tx_id, position FROM outbox WHERE created_at >= $1 ORDER BY tx_id, position LIMIT 1",
-            )
+            .prep("SELECT tx_id, position FROM outbox WHERE created_at >= $1 ORDER BY tx_id, position LIMIT 1")
             .await
             .map_err(pg_err)?;
         match c.query_opt(&stmt, &[&ms]).await.map_err(pg_err)? {
@@ -276,7 +293,7 @@ impl EventLog for PgDatabase {
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c
-            .prepare_cached("SELECT tx_id, position FROM outbox ORDER BY tx_id DESC, position DESC LIMIT 1")
+            .prep("SELECT tx_id, position FROM outbox ORDER BY tx_id DESC, position DESC LIMIT 1")
             .await
             .map_err(pg_err)?;
         Ok(c.query_opt(&stmt, &[]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
@@ -284,10 +301,7 @@ impl EventLog for PgDatabase {
 
     async fn consumer_offset(&self, consumer: &str) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
-        let stmt = c
-            .prepare_cached("SELECT tx_id, position FROM consumer_offset WHERE consumer = $1")
-            .await
-            .map_err(pg_err)?;
+        let stmt = c.prep("SELECT tx_id, position FROM consumer_offset WHERE consumer = $1").await.map_err(pg_err)?;
         Ok(c.query_opt(&stmt, &[&consumer]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
     }
 
@@ -300,7 +314,7 @@ impl EventLog for PgDatabase {
         // Only transactions older than this snapshot's xmin: all of them have finished,
         // so no row can still appear behind the cursor.
         let stmt = c
-            .prepare_cached(
+            .prep(
                 "SELECT tx_id, position, event_type, payload, created_at, event_id FROM outbox
                  WHERE (tx_id, position) > ($1, $2) AND tx_id < txid_snapshot_xmin(txid_current_snapshot())
                  ORDER BY tx_id, position LIMIT $3",
@@ -331,7 +345,7 @@ impl OffsetWrites for PgTx {
     ) -> Result<bool, StoreError> {
         let c = self.conn()?;
         let stmt = c
-            .prepare_cached(
+            .prep(
                 "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES ($1, $4, $5, $6)
                  ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at
                  WHERE consumer_offset.tx_id = $2 AND consumer_offset.position = $3",
@@ -344,7 +358,7 @@ impl OffsetWrites for PgTx {
     async fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let stmt = c
-            .prepare_cached(
+            .prep(
                 "INSERT INTO consumer_offset (consumer, tx_id, position, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (consumer) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = excluded.updated_at",
             )

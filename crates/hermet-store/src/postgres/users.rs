@@ -4,7 +4,7 @@ use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::user::{Account, Gender, NewUser, User, UserStatus, search_key};
 use tokio_postgres::Row;
 
-use super::{PgDatabase, PgTx, pg_err};
+use super::{PgDatabase, PgTx, Prep, pg_err};
 use crate::StoreError;
 use crate::ports::*;
 
@@ -38,8 +38,7 @@ fn status_of(s: &str) -> Result<UserStatus, StoreError> {
 impl UserReads for PgDatabase {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.read_conn().await?;
-        let stmt =
-            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).await.map_err(pg_err)?;
+        let stmt = conn.prep(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).await.map_err(pg_err)?;
         conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
@@ -51,7 +50,7 @@ impl UserReads for PgDatabase {
         let conn = self.write_conn().await?;
         let sql =
             format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = $1 AND status <> 'deleted'");
-        let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
+        let stmt = conn.prep(&sql).await.map_err(pg_err)?;
         match conn.query_opt(&stmt, &[&account.as_str()]).await.map_err(pg_err)? {
             Some(r) => Ok(Some((user_from_row(&r, 0)?, r.try_get(14).map_err(pg_err)?))),
             None => Ok(None),
@@ -67,7 +66,7 @@ impl UserReads for PgDatabase {
                AND ($4::text IS NULL OR (search_name, id) > ($4, $5))
              ORDER BY search_name, id LIMIT $6"
         );
-        let stmt = conn.prepare_cached(&sql).await.map_err(pg_err)?;
+        let stmt = conn.prep(&sql).await.map_err(pg_err)?;
         let (after_name, after_id) = match &q.after {
             Some((n, id)) => (Some(n.as_str()), *id),
             None => (None, 0),
@@ -85,7 +84,7 @@ impl SessionReads for PgDatabase {
         // Sessions are read from the primary: a sign-out must take effect at once.
         let conn = self.write_conn().await?;
         let stmt = conn
-            .prepare_cached(
+            .prep(
                 "SELECT s.id, s.user_id, s.revoked_at IS NOT NULL, s.expires_at, u.status, u.email, u.mobile
                  FROM session s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
             )
@@ -132,7 +131,7 @@ impl UserWrites for PgTx {
         }
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
+            .prep(
                 "INSERT INTO users (id, email, mobile, password_hash, nickname, search_name, avatar, created_at, updated_at)
                  SELECT i, e, m, h, n, s, a, t, t
                  FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
@@ -148,17 +147,15 @@ impl UserWrites for PgTx {
 
     async fn lock_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.conn()?;
-        let stmt = conn
-            .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"))
-            .await
-            .map_err(pg_err)?;
+        let stmt =
+            conn.prep(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE")).await.map_err(pg_err)?;
         conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
     async fn update_profile(&mut self, u: &User) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
+            .prep(
                 "UPDATE users SET nickname = $2, search_name = $3, avatar = $4, gender = $5, region = $6, birthday = $7,
                         tagline = $8, profile_ver = $9, updated_at = $10
                  WHERE id = $1",
@@ -188,7 +185,7 @@ impl UserWrites for PgTx {
     async fn set_user_status(&mut self, id: UserId, status: UserStatus, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
+            .prep(
                 "UPDATE users SET status = $2, updated_at = $3,
                         deleted_at = CASE WHEN $2 = 'deleted' THEN $3::bigint ELSE NULL END
                  WHERE id = $1",
@@ -210,14 +207,14 @@ impl SessionWrites for PgTx {
         let hashes: Vec<&str> = sessions.iter().map(|s| s.refresh_hash.as_str()).collect();
         let conn = self.conn()?;
         let s1 = conn
-            .prepare_cached(
+            .prep(
                 "INSERT INTO session (id, user_id, created_at, refreshed_at, expires_at, user_agent)
                  SELECT i, u, c, c, e, a FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) AS x(i, u, c, e, a)",
             )
             .await
             .map_err(pg_err)?;
         let s2 = conn
-            .prepare_cached(
+            .prep(
                 "INSERT INTO refresh_token (token_hash, session_id, issued_at)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])",
             )
@@ -237,7 +234,7 @@ impl SessionWrites for PgTx {
     async fn lock_refresh_token(&mut self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
+            .prep(
                 "SELECT r.session_id, s.user_id, r.rotated_at, s.revoked_at IS NOT NULL, s.expires_at, u.status
                  FROM refresh_token r JOIN session s ON s.id = r.session_id JOIN users u ON u.id = s.user_id
                  WHERE r.token_hash = $1 FOR UPDATE OF s",
@@ -266,18 +263,13 @@ impl SessionWrites for PgTx {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        let s1 = conn
-            .prepare_cached("UPDATE refresh_token SET rotated_at = $2 WHERE token_hash = $1")
-            .await
-            .map_err(pg_err)?;
+        let s1 = conn.prep("UPDATE refresh_token SET rotated_at = $2 WHERE token_hash = $1").await.map_err(pg_err)?;
         let s2 = conn
-            .prepare_cached("INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES ($1, $2, $3)")
+            .prep("INSERT INTO refresh_token (token_hash, session_id, issued_at) VALUES ($1, $2, $3)")
             .await
             .map_err(pg_err)?;
-        let s3 = conn
-            .prepare_cached("UPDATE session SET refreshed_at = $2, expires_at = $3 WHERE id = $1")
-            .await
-            .map_err(pg_err)?;
+        let s3 =
+            conn.prep("UPDATE session SET refreshed_at = $2, expires_at = $3 WHERE id = $1").await.map_err(pg_err)?;
         let sid = session.get();
         let (a, b, c) = tokio::join!(
             async { conn.execute(&s1, &[&old_hash, &now]).await },
@@ -293,9 +285,7 @@ impl SessionWrites for PgTx {
     async fn revoke_session(&mut self, session: SessionId, reason: &str, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
-                "UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
-            )
+            .prep("UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL")
             .await
             .map_err(pg_err)?;
         conn.execute(&stmt, &[&session.get(), &now, &reason]).await.map_err(pg_err)?;
@@ -305,9 +295,7 @@ impl SessionWrites for PgTx {
     async fn revoke_user_sessions(&mut self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
-            .prepare_cached(
-                "UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL",
-            )
+            .prep("UPDATE session SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL")
             .await
             .map_err(pg_err)?;
         conn.execute(&stmt, &[&user.get(), &now, &reason]).await.map_err(pg_err)

@@ -148,7 +148,38 @@ async fn embedded_default_caches_and_off_does_not(_db: Db) {
     }
 }
 
+/// `database.statement_cache = false` (PostgreSQL): every statement is prepared for its
+/// use; the pipelined paths (send, group creation, refresh, commit) keep their order.
+async fn without_statement_cache(_db: Db) {
+    let app = spawn_app_with(Db::Postgres, |c| c.database.statement_cache = false).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let pair = app.make_friends(&ann, &bob).await;
+    let group = app.create_group(&ann, "g", &[&bob, &cat]).await;
+    for i in 0..3 {
+        app.send_text(&ann, &pair, &format!("hi {i}"), json!([bob.id])).await;
+        app.send_text(&bob, &group, &format!("all {i}"), Value::Null).await;
+    }
+    let r = app.patch("/api/v1/users/me", &ann.access, json!({"nickname": "Annie"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let (items, total) = app.conversation_list(&bob).await;
+    assert_eq!(total, 3, "three unread from ann; his own group messages are read");
+    let p = row(&items, &pair).unwrap();
+    assert_eq!((p["name"].as_str(), p["mentionCount"].as_i64()), (Some("Annie"), Some(3)));
+    assert_eq!(app.conversation_list(&cat).await.1, 3);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(cached_reads_never_hide_an_acknowledged_write);
+
+mod statements {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_without_statement_cache() {
+        super::without_statement_cache(crate::helpers::Db::Postgres).await;
+    }
+}
 
 mod embedded {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
