@@ -911,24 +911,13 @@ pub trait ChannelWrites {
         now: i64,
     ) -> impl Future<Output = StoreResult<i64>> + Send;
     fn archive_channel(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Allocates the channel's next seq (the channel row must be locked exclusively).
-    fn next_seq(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<i64>> + Send;
-    /// A message's writes (PostgreSQL: one round trip): the channel's next seq, the
-    /// message with it (`m.seq` is ignored) and its mention rows, and the sender's read
-    /// position moved to it. Returns the seq.
-    fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> impl Future<Output = StoreResult<i64>> + Send
-    where
-        Self: Send,
-    {
-        async move {
-            let seq = self.next_seq(m.channel_id, now).await?;
-            let m = Message { seq, ..m.clone() };
-            self.insert_message(&m, preview).await?;
-            self.advance_read(m.sender_id, m.channel_id, seq, now).await?;
-            Ok(seq)
-        }
-    }
-    fn insert_message(&mut self, m: &Message, preview: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A message's writes, the channel row locked exclusively: the channel's next seq
+    /// (`UPDATE … last_seq + 1`, so concurrent senders get consecutive seqs), the message
+    /// at that seq (`m.seq` is ignored) and its mention rows, and the sender's read
+    /// position moved to it (their own message). PostgreSQL: one round trip. Returns the
+    /// seq.
+    fn append_message(&mut self, m: &Message, preview: &str, now: i64)
+    -> impl Future<Output = StoreResult<i64>> + Send;
     fn message_by_client_id(
         &mut self,
         sender: UserId,

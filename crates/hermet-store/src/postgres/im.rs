@@ -593,12 +593,6 @@ impl ChannelWrites for PgTx {
         exec(self.conn()?, q::ARCHIVE_CHANNEL, &[&channel.get(), &now]).await.map(|_| ())
     }
 
-    async fn next_seq(&mut self, channel: ChannelId, now: i64) -> Result<i64, StoreError> {
-        let c = self.conn()?;
-        let stmt = c.prep(q::NEXT_SEQ).await.map_err(pg_err)?;
-        Ok(c.query_one(&stmt, &[&channel.get(), &now]).await.map_err(pg_err)?.get(0))
-    }
-
     /// Seq, message, mentions and read position in one round trip (pipelined in order).
     async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
         let c = self.conn()?;
@@ -638,49 +632,6 @@ impl ChannelWrites for PgTx {
         mentioned.map_err(pg_err)?;
         advanced.map_err(pg_err)?;
         Ok(seq)
-    }
-
-    async fn insert_message(&mut self, m: &Message, preview: &str) -> Result<(), StoreError> {
-        let c = self.conn()?;
-        let mentions = serde_json::to_value(&m.mentions).map_err(StoreError::other)?;
-        let insert = async {
-            exec(
-                c,
-                q::INSERT_MESSAGE,
-                &[
-                    &m.id.get(),
-                    &m.channel_id.get(),
-                    &m.seq,
-                    &m.sender_id.get(),
-                    &m.sender_name,
-                    &m.msg_type.as_str(),
-                    &m.content,
-                    &mentions,
-                    &m.mention_all,
-                    &preview,
-                    &m.client_msg_id,
-                    &m.created_at,
-                ],
-            )
-            .await
-        };
-        let users = ids(&m.mentions);
-        let mention_rows = async {
-            if users.is_empty() {
-                return Ok(0);
-            }
-            exec(
-                c,
-                "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
-                 SELECT u, $2, $3, $4 FROM UNNEST($1::bigint[]) AS x(u) ON CONFLICT DO NOTHING",
-                &[&users, &m.channel_id.get(), &m.seq, &m.id.get()],
-            )
-            .await
-        };
-        let (a, b) = tokio::join!(insert, mention_rows);
-        a?;
-        b?;
-        Ok(())
     }
 
     async fn message_by_client_id(

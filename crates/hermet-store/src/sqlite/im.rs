@@ -507,26 +507,22 @@ impl ChannelWrites for SqliteTx {
         self.run(move |c| exec(c, q::ARCHIVE_CHANNEL, params![channel.get(), now]).map(|_| ())).await
     }
 
-    async fn next_seq(&mut self, channel: ChannelId, now: i64) -> Result<i64, StoreError> {
-        self.run(move |c| {
-            c.prepare_cached(&sqlite_placeholders(q::NEXT_SEQ))?.query_row(params![channel.get(), now], |r| r.get(0))
-        })
-        .await
-    }
-
-    async fn insert_message(&mut self, m: &Message, preview: &str) -> Result<(), StoreError> {
+    async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
         let m = m.clone();
         let preview = preview.to_owned();
         self.run(move |c| {
+            let (channel, sender) = (m.channel_id.get(), m.sender_id.get());
+            let seq: i64 =
+                c.prepare_cached(&sqlite_placeholders(q::NEXT_SEQ))?.query_row(params![channel, now], |r| r.get(0))?;
             let mentions = serde_json::to_string(&m.mentions).unwrap_or_else(|_| "[]".into());
             exec(
                 c,
                 q::INSERT_MESSAGE,
                 params![
                     m.id.get(),
-                    m.channel_id.get(),
-                    m.seq,
-                    m.sender_id.get(),
+                    channel,
+                    seq,
+                    sender,
                     m.sender_name,
                     m.msg_type.as_str(),
                     m.content.to_string(),
@@ -541,9 +537,11 @@ impl ChannelWrites for SqliteTx {
                 "INSERT INTO message_mention (user_id, channel_id, seq, message_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             )?;
             for u in &m.mentions {
-                stmt.execute(params![u.get(), m.channel_id.get(), m.seq, m.id.get()])?;
+                stmt.execute(params![u.get(), channel, seq, m.id.get()])?;
             }
-            Ok(())
+            c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
+                .query_row(params![sender, channel, seq, now], |r| r.get::<_, i64>(0))?;
+            Ok(seq)
         })
         .await
     }
