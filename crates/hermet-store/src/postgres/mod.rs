@@ -82,7 +82,7 @@ impl PgDatabase {
 /// conversation-list statements (the merge with large groups' computed rows) took 2–5
 /// ms to plan and 0.1 ms to run, and PostgreSQL's own choice kept planning them per
 /// execution. Every read is a keyed lookup that a generic plan serves as well as a
-/// custom one. Writes keep `auto`; the refresh chooses its plan itself (`plan_for`).
+/// custom one. Writes keep `auto`; the refresh chooses its plan itself (`count_and_plan`).
 fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreError> {
     let mut cfg: tokio_postgres::Config =
         url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
