@@ -283,7 +283,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Every problem at once, each naming its setting.
     /// Where cache generations live, `auto` resolved; `Off` when not caching.
     pub fn cache_mode(&self) -> CacheMode {
         match self.cache.mode {
@@ -302,6 +301,7 @@ impl Config {
         }
     }
 
+    /// Every problem at once, each naming its setting.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut errors = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {

@@ -53,17 +53,18 @@ fn status_text(s: Option<ApplicationStatus>) -> &'static str {
     s.map(|s| s.as_str()).unwrap_or("")
 }
 
+// The rows a refresh recomputes: members of channels ($1), (owner, channel) pairs
+// ($2, $3), every row of owners ($4). (Profile changes take views::PEER_PROFILE_*_ONE.)
 const CONVERSATION_KEYS: &str = "WITH keys(user_id, channel_id) AS (
     SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.channel_id = ANY($1::bigint[])
     UNION SELECT x.u, x.c FROM UNNEST($2::bigint[], $3::bigint[]) AS x(u, c)
-    UNION SELECT r.owner_user_id, r.channel_id FROM conversation_reverse_index r WHERE r.peer_user_id = ANY($4::bigint[])
-    UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id = ANY($5::bigint[])
+    UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id = ANY($4::bigint[])
 )";
 
+// (owner, contact) pairs ($1, $2), every contact row of owners ($3).
 const CONTACT_KEYS: &str = "WITH keys(user_id, contact_id) AS (
     SELECT x.u, x.c FROM UNNEST($1::bigint[], $2::bigint[]) AS x(u, c)
-    UNION SELECT r.owner_user_id, r.contact_user_id FROM contact_reverse_index r WHERE r.contact_user_id = ANY($3::bigint[])
-    UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id = ANY($4::bigint[])
+    UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id = ANY($3::bigint[])
 )";
 
 impl ImReads for PgDatabase {
@@ -197,7 +198,7 @@ impl ConsistencyReads for PgDatabase {
         let c = self.write_conn().await?;
         let sql = format!("{CONVERSATION_KEYS}{}", &*views::CONVERSATION_EXPECTED);
         let empty: Vec<i64> = Vec::new();
-        query_map(&c, &sql, &[&empty, &empty, &empty, &empty, &ids(owners)], conversation_from).await
+        query_map(&c, &sql, &[&empty, &empty, &empty, &ids(owners)], conversation_from).await
     }
 
     async fn stored_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
@@ -213,7 +214,7 @@ impl ConsistencyReads for PgDatabase {
         let c = self.write_conn().await?;
         let sql = format!("{CONTACT_KEYS}{}", &*views::CONTACT_EXPECTED);
         let empty: Vec<i64> = Vec::new();
-        query_map(&c, &sql, &[&empty, &empty, &empty, &ids(owners)], contact_from).await
+        query_map(&c, &sql, &[&empty, &empty, &ids(owners)], contact_from).await
     }
 
     async fn stored_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
@@ -267,12 +268,8 @@ impl ConsistencyReads for PgDatabase {
 
 impl Locks for PgTx {
     async fn lock_users(&mut self, users: &[UserId], lock: bool) -> Result<Vec<UserBrief>, StoreError> {
-        let c = self.conn()?;
-        let sql = format!(
-            "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id{}",
-            if lock { " FOR SHARE" } else { "" }
-        );
-        query_map(c, &sql, &[&ids(users)], user_brief_from).await
+        let sql = if lock { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS };
+        query_map(self.conn()?, sql, &[&ids(users)], user_brief_from).await
     }
 
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
@@ -287,8 +284,8 @@ impl Locks for PgTx {
     }
 
     async fn lock_channel(&mut self, id: ChannelId, exclusive: bool) -> Result<Option<Channel>, StoreError> {
-        let sql = format!("{} {}", &*q::CHANNEL_BY_ID, if exclusive { "FOR UPDATE" } else { "FOR SHARE" });
-        query_opt(self.conn()?, &sql, &[&id.get()], channel_from).await
+        let sql = if exclusive { &LOCK_CHANNEL_UPDATE } else { &LOCK_CHANNEL_SHARE };
+        query_opt(self.conn()?, sql, &[&id.get()], channel_from).await
     }
 
     async fn lock_friendship(
@@ -297,13 +294,12 @@ impl Locks for PgTx {
         friend: UserId,
         exclusive: bool,
     ) -> Result<Option<Friendship>, StoreError> {
-        let sql = format!("{} {}", &*q::FRIENDSHIP, if exclusive { "FOR UPDATE" } else { "FOR SHARE" });
-        query_opt(self.conn()?, &sql, &[&user.get(), &friend.get()], friendship_from).await
+        let sql = if exclusive { &LOCK_FRIENDSHIP_UPDATE } else { &LOCK_FRIENDSHIP_SHARE };
+        query_opt(self.conn()?, sql, &[&user.get(), &friend.get()], friendship_from).await
     }
 
     async fn lock_member(&mut self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
-        let sql = format!("{} FOR UPDATE", &*q::MEMBER);
-        query_opt(self.conn()?, &sql, &[&channel.get(), &user.get()], member_from).await
+        query_opt(self.conn()?, &LOCK_MEMBER_UPDATE, &[&channel.get(), &user.get()], member_from).await
     }
 
     /// The five locks in one round trip: prepared first, then sent in lock order on one
@@ -349,9 +345,12 @@ impl Locks for PgTx {
     }
 }
 
+// The locking reads, built once (used by every command).
 static LOCK_USERS: &str = "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id";
 static LOCK_USERS_SHARE: LazyLock<String> = LazyLock::new(|| format!("{LOCK_USERS} FOR SHARE"));
 static LOCK_CHANNEL_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::CHANNEL_BY_ID));
+static LOCK_CHANNEL_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*q::CHANNEL_BY_ID));
+static LOCK_FRIENDSHIP_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::FRIENDSHIP));
 static LOCK_FRIENDSHIP_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*q::FRIENDSHIP));
 static LOCK_MEMBER_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::MEMBER));
 
@@ -874,10 +873,10 @@ fn count_and_plan(keys_cte: &str) -> String {
 // The refresh statements and their key counts, built once (they are several KB).
 static COUNT_CONVERSATION_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONVERSATION_KEYS));
 static REFRESH_CONVERSATIONS: LazyLock<String> =
-    LazyLock::new(|| format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$6::bigint")));
+    LazyLock::new(|| format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$5::bigint")));
 static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONTACT_KEYS));
 static REFRESH_CONTACTS: LazyLock<String> =
-    LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$5::bigint")));
+    LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$4::bigint")));
 
 /// What the rest of a transaction plans with after a refresh.
 const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_hashjoin = on;
@@ -971,18 +970,18 @@ impl ProjectionWrites for PgTx {
         if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
-            let (channels, peers, owners) = (ids(&r.channels), Vec::<i64>::new(), ids(&r.owners));
-            let keys: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &peers, &owners];
-            let params: [&(dyn ToSql + Sync); 6] = [&channels, &us, &cs, &peers, &owners, &now];
+            let (channels, owners) = (ids(&r.channels), ids(&r.owners));
+            let keys: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &owners];
+            let params: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &owners, &now];
             let rows = planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
             written.extend(rows.into_iter().map(UserId::from));
         }
         if !(r.contacts.is_empty() && r.owners.is_empty()) {
             let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
             let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
-            let (of, owners) = (Vec::<i64>::new(), ids(&r.owners));
-            let keys: [&(dyn ToSql + Sync); 4] = [&us, &cs, &of, &owners];
-            let params: [&(dyn ToSql + Sync); 5] = [&us, &cs, &of, &owners, &now];
+            let owners = ids(&r.owners);
+            let keys: [&(dyn ToSql + Sync); 3] = [&us, &cs, &owners];
+            let params: [&(dyn ToSql + Sync); 4] = [&us, &cs, &owners, &now];
             planned_refresh(c, &COUNT_CONTACT_KEYS, &keys, &REFRESH_CONTACTS, &params).await?;
         }
         self.touched.list_owners.extend(written);

@@ -64,17 +64,18 @@ fn user_brief(r: &Row<'_>) -> rusqlite::Result<UserBrief> {
     })
 }
 
+// The rows a refresh recomputes: members of channels (?1), (owner, channel) pairs (?2),
+// every row of owners (?3). (Profile changes take views::PEER_PROFILE_*.)
 const CONVERSATION_KEYS: &str = "WITH keys(user_id, channel_id) AS (
     SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.channel_id IN (SELECT value FROM json_each(?1))
     UNION SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2)
-    UNION SELECT r.owner_user_id, r.channel_id FROM conversation_reverse_index r WHERE r.peer_user_id IN (SELECT value FROM json_each(?3))
-    UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id IN (SELECT value FROM json_each(?4))
+    UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id IN (SELECT value FROM json_each(?3))
 )";
 
+// (owner, contact) pairs (?1), every contact row of owners (?2).
 const CONTACT_KEYS: &str = "WITH keys(user_id, contact_id) AS (
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)
-    UNION SELECT r.owner_user_id, r.contact_user_id FROM contact_reverse_index r WHERE r.contact_user_id IN (SELECT value FROM json_each(?2))
-    UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?3))
+    UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?2))
 )";
 
 impl ImReads for SqliteDatabase {
@@ -214,7 +215,7 @@ impl ConsistencyReads for SqliteDatabase {
         let o = json_ids(owners);
         self.read(move |c| {
             let sql = format!("{CONVERSATION_KEYS}{}", &*views::CONVERSATION_EXPECTED);
-            qmap(c, &sql, params!["[]", "[]", "[]", o], |r| conversation_from(r))
+            qmap(c, &sql, params!["[]", "[]", o], |r| conversation_from(r))
         })
         .await
     }
@@ -235,7 +236,7 @@ impl ConsistencyReads for SqliteDatabase {
         let o = json_ids(owners);
         self.read(move |c| {
             let sql = format!("{CONTACT_KEYS}{}", &*views::CONTACT_EXPECTED);
-            qmap(c, &sql, params!["[]", "[]", o], |r| contact_from(r))
+            qmap(c, &sql, params!["[]", o], |r| contact_from(r))
         })
         .await
     }
@@ -792,10 +793,10 @@ impl ProjectionWrites for SqliteTx {
                 c.prepare_cached(&sql)?.execute(params![json_ids(&r.contact_of), now])?;
             }
             if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
-                let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "?5"));
+                let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "?4"));
                 let mut stmt = c.prepare_cached(&sql)?;
                 let rows = stmt.query_map(
-                    params![json_ids(&r.channels), json_pairs(&r.conversations), "[]", json_ids(&r.owners), now],
+                    params![json_ids(&r.channels), json_pairs(&r.conversations), json_ids(&r.owners), now],
                     |row| row.get::<_, i64>(0),
                 )?;
                 for u in rows {
@@ -803,9 +804,9 @@ impl ProjectionWrites for SqliteTx {
                 }
             }
             if !(r.contacts.is_empty() && r.owners.is_empty()) {
-                let sql = format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "?4"));
+                let sql = format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "?3"));
                 let mut stmt = c.prepare_cached(&sql)?;
-                let mut rows = stmt.query(params![json_pairs(&r.contacts), "[]", json_ids(&r.owners), now])?;
+                let mut rows = stmt.query(params![json_pairs(&r.contacts), json_ids(&r.owners), now])?;
                 while rows.next()?.is_some() {}
             }
             Ok(written)

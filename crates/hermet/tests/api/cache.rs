@@ -6,7 +6,7 @@ use hermet_app::cache::CacheMode;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestUser, spawn_app_with};
+use crate::helpers::{Db, TestApp, TestUser, spawn_app_with};
 
 /// `cache_requests_total{cache=…, result=…}` of the server's process.
 pub async fn cache_count(address: &str, cache: &str, result: &str) -> u64 {
@@ -34,6 +34,27 @@ pub async fn first_page(address: &str, u: &TestUser) -> (Vec<Value>, i64) {
     (body["items"].as_array().unwrap().clone(), body["totalUnread"].as_i64().unwrap())
 }
 
+/// Ann, Bob and Cat; Ann and Bob friends (`pair`); the three in a group `big` that the
+/// server (threshold 3) makes a large one.
+pub struct Trio {
+    pub ann: TestUser,
+    pub bob: TestUser,
+    pub cat: TestUser,
+    pub pair: String,
+    pub big: String,
+}
+
+pub async fn trio_with_large_group(app: &TestApp) -> Trio {
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let pair = app.make_friends(&ann, &bob).await;
+    let big = app.create_group(&ann, "big", &[&bob, &cat]).await;
+    let r = app.get(&format!("/api/v1/channels/{big}"), &bob.access).await;
+    assert_eq!(r.body["largeGroup"], true, "three members reach the threshold of 3: {}", r.body);
+    Trio { ann, bob, cat, pair, big }
+}
+
 fn row<'a>(items: &'a [Value], channel: &str) -> Option<&'a Value> {
     items.iter().find(|c| c["channelId"] == channel)
 }
@@ -46,13 +67,7 @@ async fn cached_reads_never_hide_an_acknowledged_write(db: Db) {
     .await;
     let at = app.address.as_str();
     let admin = app.admin().await;
-    let ann = app.sign_up("ann@example.com", "Ann").await;
-    let bob = app.sign_up("bob@example.com", "Bob").await;
-    let cat = app.sign_up("cat@example.com", "Cat").await;
-    let pair = app.make_friends(&ann, &bob).await;
-    let big = app.create_group(&ann, "big", &[&bob, &cat]).await;
-    let r = app.get(&format!("/api/v1/channels/{big}"), &bob.access).await;
-    assert_eq!(r.body["largeGroup"], true, "three members reach the threshold of 3: {}", r.body);
+    let Trio { ann, bob, cat, pair, big } = trio_with_large_group(&app).await;
 
     // a first page read again with no write in between is a hit (bob is in a large
     // group: the first fill learns which, the second stores the page)

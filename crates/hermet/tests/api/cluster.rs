@@ -167,7 +167,7 @@ async fn three_nodes_with_redis(_db: Db) {
 /// has cached never hides a write acknowledged by node 1 — a message, a read, a large
 /// group's message (no member row written), a sign-out.
 async fn caches_across_nodes_never_hide_a_write(_db: Db) {
-    use crate::cache::{cache_count, first_page};
+    use crate::cache::{Trio, cache_count, first_page, trio_with_large_group};
     let redis = Redis::start().await;
     let url = redis.url();
     let app = spawn_app_with(Db::Postgres, |c| {
@@ -178,14 +178,8 @@ async fn caches_across_nodes_never_hide_a_write(_db: Db) {
     .await;
     let logs = tempfile::tempdir().unwrap();
     let (_node2, addr2) = node_process(&app, &redis, 2, &logs.path().join("node2.log")).await;
-    let ann = app.sign_up("ann@example.com", "Ann").await;
-    let bob = app.sign_up("bob@example.com", "Bob").await;
-    let cat = app.sign_up("cat@example.com", "Cat").await;
-    let pair = app.make_friends(&ann, &bob).await;
     // node 2's threshold is the default (500): node 1 creates the group, so it is large
-    let big = app.create_group(&ann, "big", &[&bob, &cat]).await;
-    let r = app.get(&format!("/api/v1/channels/{big}"), &bob.access).await;
-    assert_eq!(r.body["largeGroup"], true, "{}", r.body);
+    let Trio { ann, bob, cat, pair, big } = trio_with_large_group(&app).await;
 
     // bob's first page, read on node 2 until it is served from node 2's cache
     let once = first_page(&addr2, &bob).await;
