@@ -93,6 +93,7 @@ pub struct App<D: Database> {
     settings: Arc<Settings>,
     pipeline: Arc<pipeline::Pipeline>,
     cache: Arc<cache::Cache>,
+    sends: Arc<messages::SendQueue>,
 }
 
 struct Settings {
@@ -111,6 +112,7 @@ impl<D: Database> Clone for App<D> {
             settings: self.settings.clone(),
             pipeline: self.pipeline.clone(),
             cache: self.cache.clone(),
+            sends: self.sends.clone(),
         }
     }
 }
@@ -143,7 +145,14 @@ impl<D: Database> App<D> {
             settings: Arc::new(Settings { auth, limits, pipeline, admins }),
             pipeline: Arc::new(pipeline::Pipeline::new(push)),
             cache: Arc::new(cache::Cache::disabled()),
+            sends: Arc::new(messages::SendQueue::new(&messages::GroupCommitSettings::default())),
         })
+    }
+
+    /// Batches concurrent message sends as `settings` says (built with the defaults).
+    pub fn with_group_commit(mut self, settings: &messages::GroupCommitSettings) -> Self {
+        self.sends = Arc::new(messages::SendQueue::new(settings));
+        self
     }
 
     /// Serves reads through `cache` (built disabled; see [`cache`]).

@@ -76,3 +76,17 @@ pub struct MigrationReport {
     /// Names of the migrations applied by this run (empty when up to date).
     pub applied: Vec<String>,
 }
+
+/// The highest seq of `messages` per `key` (a channel's new `last_seq`, a sender's read
+/// position), in key order.
+pub(crate) fn last_seqs<K: Ord>(
+    messages: &[hermet_domain::message::Message],
+    key: impl Fn(&hermet_domain::message::Message) -> K,
+) -> Vec<(K, i64)> {
+    let mut last = std::collections::BTreeMap::new();
+    for m in messages {
+        let s = last.entry(key(m)).or_insert(m.seq);
+        *s = (*s).max(m.seq);
+    }
+    last.into_iter().collect()
+}

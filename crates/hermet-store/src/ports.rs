@@ -792,26 +792,9 @@ pub trait Locks {
         friend: UserId,
         exclusive: bool,
     ) -> impl Future<Output = StoreResult<Option<Friendship>>> + Send;
-    /// Everything a message send locks (PostgreSQL: one round trip, the statements
-    /// pipelined in lock order).
-    fn lock_for_send(&mut self, l: &SendLocks) -> impl Future<Output = StoreResult<SendLocked>> + Send
-    where
-        Self: Send,
-    {
-        async move {
-            let users = self.lock_users(&l.users, l.lock_users).await?;
-            let channel = self.lock_channel(l.channel, true).await?;
-            let friendships = match l.peer {
-                Some(p) => Some((
-                    self.lock_friendship(l.sender, p, false).await?,
-                    self.lock_friendship(p, l.sender, false).await?,
-                )),
-                None => None,
-            };
-            let member = self.lock_member(l.channel, l.sender).await?;
-            Ok(SendLocked { users, channel, friendships, member })
-        }
-    }
+    /// Everything a batch of message sends locks and reads, in the canonical order
+    /// (PostgreSQL: one round trip, the statements pipelined in lock order).
+    fn lock_for_sends(&mut self, l: &SendBatchLocks) -> impl Future<Output = StoreResult<SendBatchLocked>> + Send;
     fn lock_member(
         &mut self,
         channel: ChannelId,
@@ -819,27 +802,37 @@ pub trait Locks {
     ) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
 }
 
-/// What a message send locks, in the canonical order: the users (one-to-one chats: both,
-/// for share), the channel (exclusively), the pair's two friendships (for share), the
-/// sender's membership (exclusively).
-#[derive(Debug, Clone)]
-pub struct SendLocks {
-    pub users: Vec<UserId>,
-    pub lock_users: bool,
-    pub channel: ChannelId,
-    pub sender: UserId,
-    /// One-to-one chats: the peer.
-    pub peer: Option<UserId>,
+/// What a batch of message sends (group commit) locks, in the canonical order, every
+/// list ascending and without repeats: the users of one-to-one chats (senders and peers,
+/// for share), the channels (exclusively: their seq moves), the pairs' friendships in
+/// both directions (for share), the senders' memberships (exclusively). Then, under
+/// those locks, what the sends read: group senders' nicknames, messages already sent
+/// with these client ids, and which mentioned users are active members.
+#[derive(Debug, Clone, Default)]
+pub struct SendBatchLocks {
+    pub share_users: Vec<UserId>,
+    pub read_users: Vec<UserId>,
+    pub channels: Vec<ChannelId>,
+    pub friendships: Vec<(UserId, UserId)>,
+    pub members: Vec<(ChannelId, UserId)>,
+    /// (sender, clientMsgId).
+    pub client_ids: Vec<(UserId, String)>,
+    /// (channel, mentioned user).
+    pub mentioned: Vec<(ChannelId, UserId)>,
 }
 
-/// The rows [`SendLocks`] names, as locked.
-#[derive(Debug, Clone)]
-pub struct SendLocked {
+/// The rows [`SendBatchLocks`] names that exist.
+#[derive(Debug, Clone, Default)]
+pub struct SendBatchLocked {
+    /// `share_users` and `read_users` together.
     pub users: Vec<UserBrief>,
-    pub channel: Option<Channel>,
-    /// (sender → peer, peer → sender).
-    pub friendships: Option<(Option<Friendship>, Option<Friendship>)>,
-    pub member: Option<Member>,
+    pub channels: Vec<Channel>,
+    pub friendships: Vec<Friendship>,
+    pub members: Vec<Member>,
+    /// Messages already sent with one of the client ids.
+    pub sent: Vec<Message>,
+    /// The mentioned pairs whose user is an active member.
+    pub mentioned: Vec<(ChannelId, UserId)>,
 }
 
 pub trait ChannelWrites {
@@ -911,18 +904,12 @@ pub trait ChannelWrites {
         now: i64,
     ) -> impl Future<Output = StoreResult<i64>> + Send;
     fn archive_channel(&mut self, channel: ChannelId, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
-    /// A message's writes, the channel row locked exclusively: the channel's next seq
-    /// (`UPDATE … last_seq + 1`, so concurrent senders get consecutive seqs), the message
-    /// at that seq (`m.seq` is ignored) and its mention rows, and the sender's read
-    /// position moved to it (their own message). PostgreSQL: one round trip. Returns the
-    /// seq.
-    fn append_message(&mut self, m: &Message, preview: &str, now: i64)
-    -> impl Future<Output = StoreResult<i64>> + Send;
-    fn message_by_client_id(
-        &mut self,
-        sender: UserId,
-        client_msg_id: &str,
-    ) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+    /// A batch's messages, their channels locked exclusively and each message's `seq`
+    /// already allocated (consecutive per channel, after the channel's `last_seq`): the
+    /// channels' `last_seq` and last-message time, the messages, their mention rows, and
+    /// each sender's read position moved to their last message (their own). PostgreSQL:
+    /// one set-based statement each, in one round trip.
+    fn append_messages(&mut self, messages: &[Message], now: i64) -> impl Future<Output = StoreResult<()>> + Send;
     /// Moves the read position forward (never back); returns the position after.
     fn advance_read(
         &mut self,

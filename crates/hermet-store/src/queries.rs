@@ -99,7 +99,8 @@ pub(crate) const UPDATE_CHANNEL_INFO: &str =
      RETURNING channel_info_ver";
 pub(crate) const ARCHIVE_CHANNEL: &str =
     "UPDATE channel SET status = 'archived', archived_at = $2, updated_at = $2 WHERE id = $1";
-pub(crate) const NEXT_SEQ: &str = "UPDATE channel SET last_seq = last_seq + 1, last_message_at = $2, updated_at = $2 WHERE id = $1 RETURNING last_seq";
+pub(crate) const SET_LAST_SEQ: &str =
+    "UPDATE channel SET last_seq = $2, last_message_at = $3, updated_at = $3 WHERE id = $1";
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, preview, client_msg_id, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(crate) const ADVANCE_READ: &str =

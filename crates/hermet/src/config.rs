@@ -57,6 +57,8 @@ pub struct Config {
     pub gateway: hermet_app::gateway::GatewaySettings,
     /// Read caches (conversation-list first pages, sessions) and their invalidation.
     pub cache: hermet_app::cache::CacheSettings,
+    /// How concurrent message sends share transactions (group commit).
+    pub group_commit: hermet_app::messages::GroupCommitSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -141,6 +143,7 @@ impl Default for Config {
             kafka: hermet_kafka::KafkaSettings::default(),
             gateway: hermet_app::gateway::GatewaySettings::default(),
             cache: hermet_app::cache::CacheSettings::default(),
+            group_commit: hermet_app::messages::GroupCommitSettings::default(),
         }
     }
 }
@@ -257,6 +260,7 @@ impl fmt::Debug for Config {
             .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
             .field("http", &self.http)
             .field("limits", &self.limits)
+            .field("group_commit", &self.group_commit)
             .finish()
     }
 }
@@ -410,6 +414,7 @@ impl Config {
         if self.limits.large_group_threshold < 2 {
             errors.push("limits.large_group_threshold: must be at least 2".into());
         }
+        errors.extend(self.group_commit.problems(self.database.max_connections));
         if self.limits.max_bulk_users == 0 {
             errors.push("limits.max_bulk_users: must be at least 1".into());
         }

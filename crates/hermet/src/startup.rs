@@ -74,7 +74,7 @@ async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSi
     let app = App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))?;
-    Ok(app.with_cache(cache(config).await?))
+    Ok(app.with_cache(cache(config).await?).with_group_commit(&config.group_commit))
 }
 
 /// The read caches and where their generations live (hermet_app::cache).

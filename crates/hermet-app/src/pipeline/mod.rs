@@ -244,14 +244,20 @@ impl<D: Database> App<D> {
         let cursor = self.commit_touching(tx).await?;
         if let Some(c) = cursor {
             self.wake_consumers();
-            if self.sync_mode() == SyncMode::Async {
-                match self.settings.pipeline.transport {
-                    Transport::Embedded => self.wait_projected(c).await,
-                    Transport::Kafka => self.wait_projected_kafka(c).await,
-                }
-            }
+            self.read_your_writes(c).await;
         }
         Ok(())
+    }
+
+    /// In `async` mode, waits until the projectors have applied the log up to `c` (or the
+    /// read-your-writes timeout passed); at once in dual-write mode.
+    pub(crate) async fn read_your_writes(&self, c: LogCursor) {
+        if self.sync_mode() == SyncMode::Async {
+            match self.settings.pipeline.transport {
+                Transport::Embedded => self.wait_projected(c).await,
+                Transport::Kafka => self.wait_projected_kafka(c).await,
+            }
+        }
     }
 
     fn ryw_timed_out(&self, consumer: &str) {

@@ -45,6 +45,16 @@ pub(super) async fn exec(c: &deadpool_postgres::Object, sql: &str, params: Param
     c.execute(&stmt, params).await.map_err(pg_err)
 }
 
+/// Runs `stmt` unless its key set is empty (no statement, no rows).
+async fn query_unless_empty(
+    c: &deadpool_postgres::Object,
+    stmt: &tokio_postgres::Statement,
+    params: Params<'_>,
+    empty: bool,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    if empty { Ok(Vec::new()) } else { c.query(stmt, params).await }
+}
+
 pub(super) fn ids<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
     v.iter().map(|x| (*x).into()).collect()
 }
@@ -302,46 +312,55 @@ impl Locks for PgTx {
         query_opt(self.conn()?, &LOCK_MEMBER_UPDATE, &[&channel.get(), &user.get()], member_from).await
     }
 
-    /// The five locks in one round trip: prepared first, then sent in lock order on one
-    /// flush (the server takes them in that order, as if awaited one by one).
-    async fn lock_for_send(&mut self, l: &SendLocks) -> Result<SendLocked, StoreError> {
+    /// A batch's locks and reads in one round trip: every statement prepared first, then
+    /// sent on one flush in lock order (the server takes them in that order, as if
+    /// awaited one by one; each statement locks its rows in ascending key order).
+    async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let c = self.conn()?;
-        let su = c.prep(if l.lock_users { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS }).await.map_err(pg_err)?;
-        let sc = c.prep(&LOCK_CHANNEL_UPDATE).await.map_err(pg_err)?;
-        let sf = c.prep(&LOCK_FRIENDSHIP_SHARE).await.map_err(pg_err)?;
-        let sm = c.prep(&LOCK_MEMBER_UPDATE).await.map_err(pg_err)?;
-        let (uids, ch, sender) = (ids(&l.users), l.channel.get(), l.sender.get());
-        let users = async { if uids.is_empty() { Ok(Vec::new()) } else { c.query(&su, &[&uids]).await } };
-        let friendship = |a: i64, b: Option<i64>| {
-            let sf = &sf;
-            async move {
-                match b {
-                    Some(b) => c.query_opt(sf, &[&a, &b]).await.map(Some),
-                    None => Ok(None),
-                }
-            }
-        };
-        let peer = l.peer.map(|p| p.get());
-        let (channel_params, member_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
-            ([&ch], [&ch, &sender]);
-        let (users, channel, mine, theirs, member) = tokio::join!(
-            users,
-            c.query_opt(&sc, &channel_params),
-            friendship(sender, peer),
-            friendship(peer.unwrap_or_default(), peer.map(|_| sender)),
-            c.query_opt(&sm, &member_params),
+        let su = c.prep(&LOCK_USERS_SHARE).await.map_err(pg_err)?;
+        let ru = c.prep(LOCK_USERS).await.map_err(pg_err)?;
+        let sc = c.prep(&LOCK_CHANNELS_UPDATE).await.map_err(pg_err)?;
+        let sf = c.prep(&LOCK_FRIENDSHIPS_SHARE).await.map_err(pg_err)?;
+        let sm = c.prep(&LOCK_MEMBERS_UPDATE).await.map_err(pg_err)?;
+        let ss = c.prep(&MESSAGES_BY_CLIENT_IDS).await.map_err(pg_err)?;
+        let sa = c.prep(ACTIVE_PAIRS).await.map_err(pg_err)?;
+        let (share, read, channels) = (ids(&l.share_users), ids(&l.read_users), ids(&l.channels));
+        let (fu, ff): (Vec<i64>, Vec<i64>) = l.friendships.iter().map(|(u, f)| (u.get(), f.get())).unzip();
+        let (mc, mu): (Vec<i64>, Vec<i64>) = l.members.iter().map(|(c, u)| (c.get(), u.get())).unzip();
+        let (cs, cm): (Vec<i64>, Vec<&str>) = l.client_ids.iter().map(|(u, m)| (u.get(), m.as_str())).unzip();
+        let (ac, au): (Vec<i64>, Vec<i64>) = l.mentioned.iter().map(|(c, u)| (c.get(), u.get())).unzip();
+        let p_share: [&(dyn ToSql + Sync); 1] = [&share];
+        let p_read: [&(dyn ToSql + Sync); 1] = [&read];
+        let p_channels: [&(dyn ToSql + Sync); 1] = [&channels];
+        let p_friends: [&(dyn ToSql + Sync); 2] = [&fu, &ff];
+        let p_members: [&(dyn ToSql + Sync); 2] = [&mc, &mu];
+        let p_sent: [&(dyn ToSql + Sync); 2] = [&cs, &cm];
+        let p_active: [&(dyn ToSql + Sync); 2] = [&ac, &au];
+        let (share_rows, read_rows, channel_rows, friend_rows, member_rows, sent_rows, active_rows) = tokio::join!(
+            query_unless_empty(c, &su, &p_share, share.is_empty()),
+            query_unless_empty(c, &ru, &p_read, read.is_empty()),
+            query_unless_empty(c, &sc, &p_channels, channels.is_empty()),
+            query_unless_empty(c, &sf, &p_friends, fu.is_empty()),
+            query_unless_empty(c, &sm, &p_members, mc.is_empty()),
+            query_unless_empty(c, &ss, &p_sent, cs.is_empty()),
+            query_unless_empty(c, &sa, &p_active, ac.is_empty()),
         );
-        let users = users.map_err(pg_err)?.iter().map(user_brief_from).collect::<Result<Vec<_>, _>>()?;
-        let channel = channel.map_err(pg_err)?.as_ref().map(channel_from).transpose()?;
-        let (mine, theirs) = (mine.map_err(pg_err)?, theirs.map_err(pg_err)?);
-        let friendships = match (mine, theirs) {
-            (Some(m), Some(t)) => {
-                Some((m.as_ref().map(friendship_from).transpose()?, t.as_ref().map(friendship_from).transpose()?))
-            }
-            _ => None,
-        };
-        let member = member.map_err(pg_err)?.as_ref().map(member_from).transpose()?;
-        Ok(SendLocked { users, channel, friendships, member })
+        let mut users = share_rows.map_err(pg_err)?.iter().map(user_brief_from).collect::<Result<Vec<_>, _>>()?;
+        for r in read_rows.map_err(pg_err)?.iter() {
+            users.push(user_brief_from(r)?);
+        }
+        Ok(SendBatchLocked {
+            users,
+            channels: channel_rows.map_err(pg_err)?.iter().map(channel_from).collect::<Result<_, _>>()?,
+            friendships: friend_rows.map_err(pg_err)?.iter().map(friendship_from).collect::<Result<_, _>>()?,
+            members: member_rows.map_err(pg_err)?.iter().map(member_from).collect::<Result<_, _>>()?,
+            sent: sent_rows.map_err(pg_err)?.iter().map(message_from).collect::<Result<_, _>>()?,
+            mentioned: active_rows
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| (ChannelId::from(r.get::<_, i64>(0)), UserId::from(r.get::<_, i64>(1))))
+                .collect(),
+        })
     }
 }
 
@@ -353,6 +372,30 @@ static LOCK_CHANNEL_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR S
 static LOCK_FRIENDSHIP_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::FRIENDSHIP));
 static LOCK_FRIENDSHIP_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*q::FRIENDSHIP));
 static LOCK_MEMBER_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::MEMBER));
+// The batch forms (group commit): keys as arrays, rows locked in key order.
+static LOCK_CHANNELS_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {CHANNEL_COLUMNS} FROM channel WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE")
+});
+static LOCK_FRIENDSHIPS_SHARE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {FRIENDSHIP_COLUMNS} FROM UNNEST($1::bigint[], $2::bigint[]) AS k(ku, kf)
+         JOIN friendship f ON f.user_id = k.ku AND f.friend_id = k.kf ORDER BY f.user_id, f.friend_id FOR SHARE OF f"
+    )
+});
+static LOCK_MEMBERS_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MEMBER_COLUMNS} FROM UNNEST($1::bigint[], $2::bigint[]) AS k(kc, ku)
+         JOIN channel_member m ON m.channel_id = k.kc AND m.user_id = k.ku ORDER BY m.channel_id, m.user_id FOR UPDATE OF m"
+    )
+});
+static MESSAGES_BY_CLIENT_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM UNNEST($1::bigint[], $2::text[]) AS k(ks, kc)
+         JOIN message m ON m.sender_id = k.ks AND m.client_msg_id = k.kc"
+    )
+});
+const ACTIVE_PAIRS: &str = "SELECT m.channel_id, m.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS k(kc, ku)
+     JOIN channel_member m ON m.channel_id = k.kc AND m.user_id = k.ku WHERE m.left_at IS NULL";
 
 fn user_brief_from(r: &tokio_postgres::Row) -> Result<UserBrief, StoreError> {
     Ok(UserBrief {
@@ -363,19 +406,17 @@ fn user_brief_from(r: &tokio_postgres::Row) -> Result<UserBrief, StoreError> {
     })
 }
 
-// A message at the channel's next seq: the statements after the seq's UPDATE read it
-// back from the channel row (same transaction, in order).
-const INSERT_MESSAGE_AT_SEQ: &str =
-    "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content,
+// A batch's messages at their allocated seqs, one set-based statement each.
+const SET_LAST_SEQS: &str = "UPDATE channel SET last_seq = k.seq, last_message_at = $3, updated_at = $3
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seq) WHERE channel.id = k.id";
+const INSERT_MESSAGES: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content,
        mentions, mention_all, preview, client_msg_id, created_at)
-     SELECT $1::bigint, c.id, c.last_seq, $3::bigint, $4::text, $5::text, $6::jsonb, $7::jsonb, $8::boolean, $9::text,
-       $10::text, $11::bigint
-     FROM channel c WHERE c.id = $2::bigint";
-const MENTIONS_AT_SEQ: &str = "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
-     SELECT x.u, c.id, c.last_seq, $3::bigint FROM UNNEST($1::bigint[]) AS x(u) CROSS JOIN channel c WHERE c.id = $2::bigint
-     ON CONFLICT DO NOTHING";
-const ADVANCE_READ_AT_SEQ: &str = "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at)
-     SELECT $1::bigint, c.id, c.last_seq, $3::bigint FROM channel c WHERE c.id = $2::bigint
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[],
+       $8::jsonb[], $9::boolean[], $10::text[], $11::text[], $12::bigint[])";
+const INSERT_MENTIONS: &str = "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING";
+const ADVANCE_READS: &str = "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at)
+     SELECT k.u, k.c, k.s, $4::bigint FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS k(u, c, s)
      ON CONFLICT (user_id, channel_id) DO UPDATE
        SET last_read_seq = greatest(excluded.last_read_seq, channel_read_record.last_read_seq),
            updated_at = excluded.updated_at";
@@ -592,53 +633,65 @@ impl ChannelWrites for PgTx {
         exec(self.conn()?, q::ARCHIVE_CHANNEL, &[&channel.get(), &now]).await.map(|_| ())
     }
 
-    /// Seq, message, mentions and read position in one round trip (pipelined in order).
-    async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
+    /// Channels, messages, mentions and read positions: four set-based statements in one
+    /// round trip (pipelined in order).
+    async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
-        let seq_stmt = c.prep(q::NEXT_SEQ).await.map_err(pg_err)?;
-        let insert = c.prep(INSERT_MESSAGE_AT_SEQ).await.map_err(pg_err)?;
-        let mention = c.prep(MENTIONS_AT_SEQ).await.map_err(pg_err)?;
-        let read = c.prep(ADVANCE_READ_AT_SEQ).await.map_err(pg_err)?;
-        let mentions = serde_json::to_value(&m.mentions).map_err(StoreError::other)?;
-        let (id, ch, sender) = (m.id.get(), m.channel_id.get(), m.sender_id.get());
-        let users = ids(&m.mentions);
-        let mention_rows =
-            async { if users.is_empty() { Ok(0) } else { c.execute(&mention, &[&users, &ch, &id]).await } };
-        let msg_type = m.msg_type.as_str();
-        let seq_params: [&(dyn ToSql + Sync); 2] = [&ch, &now];
-        let insert_params: [&(dyn ToSql + Sync); 11] = [
-            &id,
-            &ch,
-            &sender,
-            &m.sender_name,
-            &msg_type,
-            &m.content,
-            &mentions,
-            &m.mention_all,
-            &preview,
-            &m.client_msg_id,
-            &m.created_at,
+        let seqs = c.prep(SET_LAST_SEQS).await.map_err(pg_err)?;
+        let insert = c.prep(INSERT_MESSAGES).await.map_err(pg_err)?;
+        let mention = c.prep(INSERT_MENTIONS).await.map_err(pg_err)?;
+        let read = c.prep(ADVANCE_READS).await.map_err(pg_err)?;
+        let rows = MessageColumns::of(messages)?;
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &rows.id,
+            &rows.channel,
+            &rows.seq,
+            &rows.sender,
+            &rows.sender_name,
+            &rows.msg_type,
+            &rows.content,
+            &rows.mentions,
+            &rows.mention_all,
+            &rows.preview,
+            &rows.client_msg_id,
+            &rows.created_at,
         ];
-        let read_params: [&(dyn ToSql + Sync); 3] = [&sender, &ch, &now];
-        let (seq, inserted, mentioned, advanced) = tokio::join!(
-            c.query_one(&seq_stmt, &seq_params),
-            c.execute(&insert, &insert_params),
+        let (lc, ls): (Vec<i64>, Vec<i64>) = crate::last_seqs(messages, |m| m.channel_id.get()).into_iter().unzip();
+        let mut reads: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for ((u, ch), s) in crate::last_seqs(messages, |m| (m.sender_id.get(), m.channel_id.get())) {
+            reads.0.push(u);
+            reads.1.push(ch);
+            reads.2.push(s);
+        }
+        let mut ments: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for m in messages {
+            for u in &m.mentions {
+                ments.0.push(u.get());
+                ments.1.push(m.channel_id.get());
+                ments.2.push(m.seq);
+                ments.3.push(m.id.get());
+            }
+        }
+        let mention_rows = async {
+            if ments.0.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&mention, &[&ments.0, &ments.1, &ments.2, &ments.3]).await
+            }
+        };
+        let seq_params: [&(dyn ToSql + Sync); 3] = [&lc, &ls, &now];
+        let read_params: [&(dyn ToSql + Sync); 4] = [&reads.0, &reads.1, &reads.2, &now];
+        let (moved, inserted, mentioned, advanced) = tokio::join!(
+            c.execute(&seqs, &seq_params),
+            c.execute(&insert, &params),
             mention_rows,
             c.execute(&read, &read_params),
         );
-        let seq: i64 = seq.map_err(pg_err)?.get(0);
+        moved.map_err(pg_err)?;
         inserted.map_err(pg_err)?;
         mentioned.map_err(pg_err)?;
         advanced.map_err(pg_err)?;
-        Ok(seq)
-    }
-
-    async fn message_by_client_id(
-        &mut self,
-        sender: UserId,
-        client_msg_id: &str,
-    ) -> Result<Option<Message>, StoreError> {
-        query_opt(self.conn()?, &q::MESSAGE_BY_CLIENT_ID, &[&sender.get(), &client_msg_id], message_from).await
+        Ok(())
     }
 
     async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
@@ -1022,5 +1075,45 @@ impl ProjectionWrites for PgTx {
         )
         .await?;
         Ok(a + b + d + e)
+    }
+}
+
+/// A batch's messages as one array per column (`UNNEST`).
+struct MessageColumns<'a> {
+    id: Vec<i64>,
+    channel: Vec<i64>,
+    seq: Vec<i64>,
+    sender: Vec<i64>,
+    sender_name: Vec<&'a str>,
+    msg_type: Vec<&'static str>,
+    content: Vec<&'a serde_json::Value>,
+    mentions: Vec<serde_json::Value>,
+    mention_all: Vec<bool>,
+    preview: Vec<String>,
+    client_msg_id: Vec<Option<&'a str>>,
+    created_at: Vec<i64>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn of(messages: &'a [Message]) -> Result<Self, StoreError> {
+        let mentions = messages
+            .iter()
+            .map(|m| serde_json::to_value(&m.mentions))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::other)?;
+        Ok(Self {
+            id: messages.iter().map(|m| m.id.get()).collect(),
+            channel: messages.iter().map(|m| m.channel_id.get()).collect(),
+            seq: messages.iter().map(|m| m.seq).collect(),
+            sender: messages.iter().map(|m| m.sender_id.get()).collect(),
+            sender_name: messages.iter().map(|m| m.sender_name.as_str()).collect(),
+            msg_type: messages.iter().map(|m| m.msg_type.as_str()).collect(),
+            content: messages.iter().map(|m| &m.content).collect(),
+            mentions,
+            mention_all: messages.iter().map(|m| m.mention_all).collect(),
+            preview: messages.iter().map(|m| hermet_domain::message::preview(m.msg_type, &m.content)).collect(),
+            client_msg_id: messages.iter().map(|m| m.client_msg_id.as_deref()).collect(),
+            created_at: messages.iter().map(|m| m.created_at).collect(),
+        })
     }
 }

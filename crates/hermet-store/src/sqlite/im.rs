@@ -344,6 +344,53 @@ impl Locks for SqliteTx {
     async fn lock_member(&mut self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
         self.run(move |c| qopt(c, &q::MEMBER, [channel.get(), user.get()], |r| member_from(r))).await
     }
+
+    /// One closure on the connection: keyed lookups by prepared statement (in process,
+    /// no round trips; the transaction already holds SQLite's single write lock).
+    async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
+        let l = l.clone();
+        self.run(move |c| {
+            let mut users = Vec::new();
+            {
+                let mut stmt = c.prepare_cached("SELECT id, status, nickname, avatar FROM users WHERE id = ?1")?;
+                for u in l.share_users.iter().chain(&l.read_users) {
+                    if let Some(b) = stmt.query_row([u.get()], user_brief).optional()? {
+                        users.push(b);
+                    }
+                }
+            }
+            let mut channels = Vec::new();
+            for ch in &l.channels {
+                channels.extend(qopt(c, &q::CHANNEL_BY_ID, [ch.get()], |r| channel_from(r))?);
+            }
+            let mut friendships = Vec::new();
+            for (u, f) in &l.friendships {
+                friendships.extend(qopt(c, &q::FRIENDSHIP, [u.get(), f.get()], |r| friendship_from(r))?);
+            }
+            let mut members = Vec::new();
+            for (ch, u) in &l.members {
+                members.extend(qopt(c, &q::MEMBER, [ch.get(), u.get()], |r| member_from(r))?);
+            }
+            let mut sent = Vec::new();
+            for (u, id) in &l.client_ids {
+                sent.extend(qopt(c, &q::MESSAGE_BY_CLIENT_ID, params![u.get(), id], |r| message_from(r))?);
+            }
+            let mut mentioned = Vec::new();
+            for (ch, u) in &l.mentioned {
+                let active = qopt(
+                    c,
+                    "SELECT 1 FROM channel_member WHERE channel_id = ?1 AND user_id = ?2 AND left_at IS NULL",
+                    [ch.get(), u.get()],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                if active.is_some() {
+                    mentioned.push((*ch, *u));
+                }
+            }
+            Ok(SendBatchLocked { users, channels, friendships, members, sent, mentioned })
+        })
+        .await
+    }
 }
 
 impl ChannelWrites for SqliteTx {
@@ -508,52 +555,47 @@ impl ChannelWrites for SqliteTx {
         self.run(move |c| exec(c, q::ARCHIVE_CHANNEL, params![channel.get(), now]).map(|_| ())).await
     }
 
-    async fn append_message(&mut self, m: &Message, preview: &str, now: i64) -> Result<i64, StoreError> {
-        let m = m.clone();
-        let preview = preview.to_owned();
+    async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
         self.run(move |c| {
-            let (channel, sender) = (m.channel_id.get(), m.sender_id.get());
-            let seq: i64 =
-                c.prepare_cached(&sqlite_placeholders(q::NEXT_SEQ))?.query_row(params![channel, now], |r| r.get(0))?;
-            let mentions = serde_json::to_string(&m.mentions).unwrap_or_else(|_| "[]".into());
-            exec(
-                c,
-                q::INSERT_MESSAGE,
-                params![
-                    m.id.get(),
-                    channel,
-                    seq,
-                    sender,
-                    m.sender_name,
-                    m.msg_type.as_str(),
-                    m.content.to_string(),
-                    mentions,
-                    m.mention_all,
-                    preview,
-                    m.client_msg_id,
-                    m.created_at
-                ],
-            )?;
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO message_mention (user_id, channel_id, seq, message_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            )?;
-            for u in &m.mentions {
-                stmt.execute(params![u.get(), channel, seq, m.id.get()])?;
+            for m in &messages {
+                let (channel, sender) = (m.channel_id.get(), m.sender_id.get());
+                let mentions = serde_json::to_string(&m.mentions).unwrap_or_else(|_| "[]".into());
+                exec(
+                    c,
+                    q::INSERT_MESSAGE,
+                    params![
+                        m.id.get(),
+                        channel,
+                        m.seq,
+                        sender,
+                        m.sender_name,
+                        m.msg_type.as_str(),
+                        m.content.to_string(),
+                        mentions,
+                        m.mention_all,
+                        hermet_domain::message::preview(m.msg_type, &m.content),
+                        m.client_msg_id,
+                        m.created_at
+                    ],
+                )?;
+                let mut stmt = c.prepare_cached(
+                    "INSERT INTO message_mention (user_id, channel_id, seq, message_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?;
+                for u in &m.mentions {
+                    stmt.execute(params![u.get(), channel, m.seq, m.id.get()])?;
+                }
             }
-            c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
-                .query_row(params![sender, channel, seq, now], |r| r.get::<_, i64>(0))?;
-            Ok(seq)
+            for (ch, seq) in crate::last_seqs(&messages, |m| m.channel_id.get()) {
+                exec(c, q::SET_LAST_SEQ, params![ch, seq, now])?;
+            }
+            for ((user, ch), seq) in crate::last_seqs(&messages, |m| (m.sender_id.get(), m.channel_id.get())) {
+                c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
+                    .query_row(params![user, ch, seq, now], |r| r.get::<_, i64>(0))?;
+            }
+            Ok(())
         })
         .await
-    }
-
-    async fn message_by_client_id(
-        &mut self,
-        sender: UserId,
-        client_msg_id: &str,
-    ) -> Result<Option<Message>, StoreError> {
-        let id = client_msg_id.to_owned();
-        self.run(move |c| qopt(c, &q::MESSAGE_BY_CLIENT_ID, params![sender.get(), id], |r| message_from(r))).await
     }
 
     async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {

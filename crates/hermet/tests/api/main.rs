@@ -8,6 +8,7 @@ mod auth;
 mod binary;
 mod cache;
 mod cluster;
+mod group_commit;
 mod helpers;
 mod im;
 mod large_groups;
