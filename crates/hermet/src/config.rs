@@ -520,6 +520,20 @@ mod tests {
     }
 
     #[test]
+    fn group_commit_settings_are_checked_against_the_pool() {
+        let mut c = Config::default();
+        c.group_commit.max_batch = 0;
+        c.group_commit.concurrency = c.database.max_connections + 1;
+        let errors = c.validate().unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("group_commit.max_batch"), "{errors:?}");
+        assert!(errors[1].starts_with("group_commit.concurrency"), "{errors:?}");
+        c.group_commit.max_batch = 1;
+        c.group_commit.concurrency = c.database.max_connections;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn pipeline_and_kafka_settings_are_checked_together() {
         let mut c = Config::default();
         c.pipeline.outbox_retention_secs = 60;
