@@ -157,10 +157,9 @@ impl From<StoreError> for Failure {
 enum Decision {
     /// A retry of a message already stored.
     Existing(SentMessage),
-    /// A retry of a message earlier in the same batch (index into its messages).
-    SameAs(usize),
-    /// A new message (index into the batch's messages).
-    New(usize),
+    /// A message of this batch (index into its messages): new, or a retry of one
+    /// accepted earlier in the batch.
+    InBatch(usize),
 }
 
 /// A batch's outcome: one answer per send, and the log cursor to wait for (async mode).
@@ -309,7 +308,7 @@ impl<D: Database> App<D> {
             .map(|(r, d)| match (r, d) {
                 (Some(r), _) => r,
                 (None, Some(Decision::Existing(sent))) => Ok(sent),
-                (None, Some(Decision::SameAs(k) | Decision::New(k))) => Ok((&batch.messages[k]).into()),
+                (None, Some(Decision::InBatch(k))) => Ok((&batch.messages[k]).into()),
                 (None, None) => Err(Error::internal(anyhow::anyhow!("a send of the batch was not decided"))),
             })
             .collect();
@@ -423,8 +422,7 @@ fn batch_locks(sends: &[&Outgoing], kinds: &[Option<ChannelKind>]) -> SendBatchL
     }
     canonical(&mut l.share_users);
     canonical(&mut l.read_users);
-    let share = l.share_users.clone();
-    l.read_users.retain(|u| share.binary_search(u).is_err());
+    l.read_users.retain(|u| l.share_users.binary_search(u).is_err());
     canonical(&mut l.channels);
     canonical(&mut l.friendships);
     canonical(&mut l.members);
@@ -474,7 +472,7 @@ impl<'a> Batch<'a> {
             let earlier = match self.sent.get(&(me, cmid.as_str())) {
                 Some(m) => Some((m.channel_id, Decision::Existing((*m).into()))),
                 None => {
-                    self.accepted.get(&(me, cmid.clone())).map(|&k| (self.messages[k].channel_id, Decision::SameAs(k)))
+                    self.accepted.get(&(me, cmid.clone())).map(|&k| (self.messages[k].channel_id, Decision::InBatch(k)))
                 }
             };
             if let Some((in_channel, d)) = earlier {
@@ -566,6 +564,6 @@ impl<'a> Batch<'a> {
             self.accepted.insert((me, cmid.clone()), self.messages.len());
         }
         self.messages.push(msg);
-        Ok(Decision::New(self.messages.len() - 1))
+        Ok(Decision::InBatch(self.messages.len() - 1))
     }
 }

@@ -298,13 +298,13 @@ impl ConsistencyReads for SqliteDatabase {
     }
 }
 
+const USERS_BY_IDS: &str =
+    "SELECT id, status, nickname, avatar FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id";
+
 impl Locks for SqliteTx {
     async fn lock_users(&mut self, users: &[UserId], _lock: bool) -> Result<Vec<UserBrief>, StoreError> {
         let u = json_ids(users);
-        self.run(move |c| {
-            qmap(c, "SELECT id, status, nickname, avatar FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id", [u], user_brief)
-        })
-        .await
+        self.run(move |c| qmap(c, USERS_BY_IDS, [u], user_brief)).await
     }
 
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
@@ -350,15 +350,8 @@ impl Locks for SqliteTx {
     async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let l = l.clone();
         self.run(move |c| {
-            let mut users = Vec::new();
-            {
-                let mut stmt = c.prepare_cached("SELECT id, status, nickname, avatar FROM users WHERE id = ?1")?;
-                for u in l.share_users.iter().chain(&l.read_users) {
-                    if let Some(b) = stmt.query_row([u.get()], user_brief).optional()? {
-                        users.push(b);
-                    }
-                }
-            }
+            let all: Vec<UserId> = l.share_users.iter().chain(&l.read_users).copied().collect();
+            let users = qmap(c, USERS_BY_IDS, [json_ids(&all)], user_brief)?;
             let mut channels = Vec::new();
             for ch in &l.channels {
                 channels.extend(qopt(c, &q::CHANNEL_BY_ID, [ch.get()], |r| channel_from(r))?);
