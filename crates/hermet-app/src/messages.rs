@@ -162,6 +162,23 @@ enum Decision {
     InBatch(usize),
 }
 
+/// A batch's slot: freed when the batch is done, or when its task unwinds from a panic,
+/// and then the queue is dispatched again, so the sends behind it are never stranded.
+struct SlotGuard<D: Database> {
+    app: App<D>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<D: Database> Drop for SlotGuard<D> {
+    fn drop(&mut self) {
+        drop(self.slot.take());
+        // Not while the runtime itself is being torn down (there is nothing to spawn on).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.app.dispatch_sends();
+        }
+    }
+}
+
 /// A batch's outcome: one answer per send, and the log cursor to wait for (async mode).
 type BatchOutcome = (Vec<Result<SentMessage>>, Option<LogCursor>);
 
@@ -207,11 +224,11 @@ impl<D: Database> App<D> {
                 return;
             }
             let app = self.clone();
+            let slot = SlotGuard { app: self.clone(), slot: Some(slot) };
             tokio::spawn(async move {
                 let (replies, sends): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.reply, j.send)).unzip();
                 let (results, cursor) = app.send_batch(&sends).await;
                 drop(slot);
-                app.dispatch_sends();
                 if let Some(c) = cursor {
                     app.read_your_writes(c).await;
                 }
