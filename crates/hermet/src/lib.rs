@@ -4,5 +4,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod doc_paths;
 pub mod startup;
 pub mod telemetry;
