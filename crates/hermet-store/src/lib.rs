@@ -37,7 +37,7 @@ impl Backend {
     }
 }
 
-/// Pool settings shared by both drivers (seed 000 §4.1).
+/// Pool settings shared by both drivers (connection pool, `000_70dd81066eae5b2b.txt` §4.1).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// Most connections the pool opens (PostgreSQL write pool; SQLite readers).

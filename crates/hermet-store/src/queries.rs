@@ -27,6 +27,11 @@ pub(crate) fn sqlite_placeholders(sql: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A status filter as bound to the application queries (`''` is any status).
+pub(crate) fn status_text(s: Option<hermet_domain::contact::ApplicationStatus>) -> &'static str {
+    s.map(|s| s.as_str()).unwrap_or("")
+}
+
 macro_rules! sql {
     ($name:ident, $($arg:tt)*) => {
         pub(crate) static $name: LazyLock<String> = LazyLock::new(|| format!($($arg)*));

@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use hermet_domain::id::{ChannelId, UserId};
 
-use super::im::{exec, ids, query_map, query_opt};
-use super::{PgDatabase, PgTx, Prep};
+use super::statements::{exec, ids, query_map, query_opt};
+use super::{PgDatabase, PgTx};
 use crate::StoreError;
 use crate::ports::*;
 use crate::queries as q;

@@ -3,7 +3,7 @@
 
 use hermet_domain::id::{ChannelId, UserId};
 
-use super::im::{exec, ids, query_map, query_opt};
+use super::statements::{exec, ids, query_map, query_opt};
 use super::{PgDatabase, PgTx};
 use crate::StoreError;
 use crate::ports::*;

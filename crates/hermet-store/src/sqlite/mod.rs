@@ -7,9 +7,16 @@
 //! pool of read-only connections and, in WAL mode, never block the writer. Statements
 //! run on tokio's blocking threads (`interact`).
 
-mod im;
+mod channels;
+mod consistency;
+mod contacts;
+mod conversations;
 mod inbox;
+mod locks;
+mod messages;
 mod pipeline;
+mod refresh;
+mod statements;
 mod users;
 
 use std::path::{Path, PathBuf};

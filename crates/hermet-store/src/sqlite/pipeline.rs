@@ -5,7 +5,7 @@
 use hermet_domain::id::{ChannelId, UserId};
 use rusqlite::params;
 
-use super::im::{exec, json_ids, qmap, qopt};
+use super::statements::{exec, json_ids, qmap, qopt};
 use super::{SqliteDatabase, SqliteTx};
 use crate::StoreError;
 use crate::ports::*;
