@@ -11,6 +11,7 @@ pub mod error;
 pub mod ports;
 pub mod postgres;
 mod queries;
+mod refresh;
 mod rows;
 pub mod sqlite;
 pub mod views;

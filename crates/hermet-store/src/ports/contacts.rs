@@ -79,7 +79,10 @@ pub trait ContactReads {
 pub trait ContactWrites {
     /// Inserts or revives friendships (a deleted one becomes live again with new values).
     fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> impl Future<Output = StoreResult<()>> + Send;
-    fn update_friendship(&mut self, f: &Friendship, now: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes one friendship's values: the upsert of that one row.
+    fn update_friendship(&mut self, f: &Friendship, now: i64) -> impl Future<Output = StoreResult<()>> + Send {
+        self.upsert_friendships(std::slice::from_ref(f), now)
+    }
     fn pending_contact_application(
         &mut self,
         applicant: UserId,

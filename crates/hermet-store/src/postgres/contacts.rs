@@ -38,16 +38,11 @@ impl ContactReads for PgDatabase {
 
     async fn contacts(&self, cq: &ContactQuery) -> Result<Vec<ContactRow>, StoreError> {
         let c = self.read_conn().await?;
-        let (has_after, (s, n, id)) = match &cq.after {
-            Some((s, n, id)) => (true, (*s, n.as_str(), *id)),
-            None => (false, (false, "", 0)),
-        };
-        let group = cq.group.as_deref().unwrap_or("");
-        let initial = cq.initial.as_deref().unwrap_or("");
+        let a = q::ContactArgs::of(cq);
         query_map(
             &c,
             &q::CONTACTS,
-            &[&cq.user_id.get(), &group, &initial, &has_after, &s, &n, &id, &(cq.limit as i64)],
+            &[&cq.user_id.get(), &a.group, &a.initial, &a.has_after, &a.starred, &a.sort_name, &a.contact, &a.limit],
             contact_from,
         )
         .await
@@ -92,10 +87,6 @@ impl ContactWrites for PgTx {
             .map_err(pg_err)?;
         }
         Ok(())
-    }
-
-    async fn update_friendship(&mut self, f: &Friendship, now: i64) -> Result<(), StoreError> {
-        self.upsert_friendships(std::slice::from_ref(f), now).await
     }
 
     async fn pending_contact_application(

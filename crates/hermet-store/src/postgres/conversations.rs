@@ -13,15 +13,20 @@ use crate::rows::*;
 impl ConversationReads for PgDatabase {
     async fn conversations(&self, cq: &ConversationQuery) -> Result<Vec<ConversationRow>, StoreError> {
         let c = self.read_conn().await?;
-        let t = cq.conversation_type.map(|t| t.as_str()).unwrap_or("");
-        let (has_after, (p, a, id)) = match cq.after {
-            Some(k) => (true, k),
-            None => (false, (false, 0, 0)),
-        };
+        let a = q::ConversationArgs::of(cq);
         query_map(
             &c,
             &q::CONVERSATIONS,
-            &[&cq.user_id.get(), &t, &cq.unread_only, &has_after, &p, &a, &id, &(cq.limit as i64)],
+            &[
+                &cq.user_id.get(),
+                &a.kind,
+                &a.unread_only,
+                &a.has_after,
+                &a.pinned,
+                &a.last_active,
+                &a.channel,
+                &a.limit,
+            ],
             conversation_from,
         )
         .await
@@ -48,18 +53,9 @@ impl ConversationReads for PgDatabase {
 
 impl ConversationWrites for PgTx {
     async fn setting(&mut self, user: UserId, channel: ChannelId) -> Result<ConversationSetting, StoreError> {
-        Ok(query_opt(self.conn()?, q::SETTING, &[&user.get(), &channel.get()], |r| {
-            Ok(ConversationSetting {
-                is_pinned: r.get(0),
-                is_muted: r.get(1),
-                is_hidden: r.get(2),
-                hidden_seq: r.get(3),
-                closed_at: r.get(4),
-                closed_seq: r.get(5),
-            })
-        })
-        .await?
-        .unwrap_or_default())
+        Ok(query_opt(self.conn()?, &q::SETTING, &[&user.get(), &channel.get()], setting_from)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn save_setting(

@@ -19,19 +19,14 @@ use crate::rows::*;
 
 impl Locks for PgTx {
     async fn lock_users(&mut self, users: &[UserId], lock: bool) -> Result<Vec<UserBrief>, StoreError> {
-        let sql = if lock { LOCK_USERS_SHARE.as_str() } else { LOCK_USERS };
+        let sql = if lock { &LOCK_USERS_SHARE } else { &LOCK_USERS };
         query_map(self.conn()?, sql, &[&ids(users)], user_brief_from).await
     }
 
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
         let sql = "SELECT x.id, u.status FROM UNNEST($1::bigint[]) AS x(id) LEFT JOIN users u ON u.id = x.id
                    WHERE u.id IS NULL OR u.status <> 'active'";
-        query_map(self.conn()?, sql, &[&ids(users)], |r| {
-            let status: Option<&str> = r.get(1);
-            let status = status.map(UserStatus::parse_db).transpose();
-            Ok((UserId(r.get(0)), status.map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?))
-        })
-        .await
+        query_map(self.conn()?, sql, &[&ids(users)], inactive_user_from).await
     }
 
     async fn lock_channel(&mut self, id: ChannelId, exclusive: bool) -> Result<Option<Channel>, StoreError> {
@@ -59,7 +54,7 @@ impl Locks for PgTx {
     async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let c = self.conn()?;
         let su = c.prep(&LOCK_USERS_SHARE).await.map_err(pg_err)?;
-        let ru = c.prep(LOCK_USERS).await.map_err(pg_err)?;
+        let ru = c.prep(&LOCK_USERS).await.map_err(pg_err)?;
         let sc = c.prep(&LOCK_CHANNELS_UPDATE).await.map_err(pg_err)?;
         let sf = c.prep(&LOCK_FRIENDSHIPS_SHARE).await.map_err(pg_err)?;
         let sm = c.prep(&LOCK_MEMBERS_UPDATE).await.map_err(pg_err)?;
@@ -106,8 +101,9 @@ impl Locks for PgTx {
 }
 
 // The locking reads, built once (used by every command).
-static LOCK_USERS: &str = "SELECT id, status, nickname, avatar FROM users WHERE id = ANY($1::bigint[]) ORDER BY id";
-static LOCK_USERS_SHARE: LazyLock<String> = LazyLock::new(|| format!("{LOCK_USERS} FOR SHARE"));
+static LOCK_USERS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_BRIEF_COLUMNS} FROM users WHERE id = ANY($1::bigint[]) ORDER BY id"));
+static LOCK_USERS_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*LOCK_USERS));
 static LOCK_CHANNEL_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::CHANNEL_BY_ID));
 static LOCK_CHANNEL_SHARE: LazyLock<String> = LazyLock::new(|| format!("{} FOR SHARE", &*q::CHANNEL_BY_ID));
 static LOCK_FRIENDSHIP_UPDATE: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", &*q::FRIENDSHIP));
@@ -137,12 +133,3 @@ static MESSAGES_BY_CLIENT_IDS: LazyLock<String> = LazyLock::new(|| {
 });
 const ACTIVE_PAIRS: &str = "SELECT m.channel_id, m.user_id FROM UNNEST($1::bigint[], $2::bigint[]) AS k(kc, ku)
      JOIN channel_member m ON m.channel_id = k.kc AND m.user_id = k.ku WHERE m.left_at IS NULL";
-
-fn user_brief_from(r: &tokio_postgres::Row) -> Result<UserBrief, StoreError> {
-    Ok(UserBrief {
-        id: UserId(r.get(0)),
-        status: UserStatus::parse_db(r.get(1)).map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?,
-        nickname: r.get(2),
-        avatar: r.get(3),
-    })
-}

@@ -12,6 +12,7 @@ use super::statements::{exec, ids};
 use super::{PgTx, pg_err};
 use crate::StoreError;
 use crate::ports::*;
+use crate::refresh::{self, RefreshStep};
 use crate::views;
 
 // The rows a refresh recomputes: members of channels ($1), (owner, channel) pairs
@@ -85,86 +86,56 @@ async fn planned_refresh(
     Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
 }
 
+/// The statements over a set of owners (`$1`), in PostgreSQL's terms.
+pub(super) static OWNERS: LazyLock<views::OwnerStatements> =
+    LazyLock::new(|| views::OwnerStatements::new("= ANY($1::bigint[])", "$2::bigint"));
+
 impl ProjectionWrites for PgTx {
     async fn apply_refresh(&mut self, r: &Refresh, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
-        // Reverse indexes first: the conversation refresh reaches peers through them.
-        if !r.reverse_channels.is_empty() {
-            let ch = ids(&r.reverse_channels);
-            let cte = "WITH rchannels(channel_id) AS (SELECT * FROM UNNEST($1::bigint[]))";
-            exec(c, &format!("{cte} {}", views::REVERSE_CHANNELS_DELETE), &[&ch]).await?;
-            let insert = views::REVERSE_CHANNELS_INSERT.replace("{now}", "$2::bigint");
-            exec(c, &format!("{cte} {insert}"), &[&ch, &now]).await?;
-        }
-        if !r.reverse_contacts.is_empty() {
-            let us: Vec<i64> = r.reverse_contacts.iter().map(|(u, _)| u.get()).collect();
-            let cs: Vec<i64> = r.reverse_contacts.iter().map(|(_, c)| c.get()).collect();
-            let cte = "WITH rpairs(user_id, contact_id) AS (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
-            exec(c, &format!("{cte} {}", views::REVERSE_CONTACTS_DELETE), &[&us, &cs]).await?;
-            let insert = views::REVERSE_CONTACTS_INSERT.replace("{now}", "$3::bigint");
-            exec(c, &format!("{cte} {insert}"), &[&us, &cs, &now]).await?;
-        }
-        if !r.owners.is_empty() {
-            let o = ids(&r.owners);
-            exec(c, views::OWNER_REVERSE_CONVERSATIONS_PG, &[&o, &now]).await?;
-            exec(c, views::OWNER_REVERSE_CONTACTS_PG, &[&o, &now]).await?;
-        }
         let mut written = Vec::new();
-        // Profile changes: only the profile-derived columns, per user whose profile
-        // changed (one per profile event), conversations and contacts pipelined
-        // (views::PEER_PROFILE_*_ONE).
-        if !(r.peers.is_empty() && r.contact_of.is_empty()) {
-            let mut people = r.peers.clone();
-            people.extend_from_slice(&r.contact_of);
-            people.sort_unstable();
-            people.dedup();
-            let profiles = c
-                .query(
-                    "SELECT id, nickname, avatar, profile_ver, search_name FROM users WHERE id = ANY($1::bigint[])",
-                    &[&ids(&people)],
-                )
-                .await
-                .map_err(pg_err)?;
-            let conv = c.prep(views::PEER_PROFILE_CONVERSATIONS_ONE).await.map_err(pg_err)?;
-            let cont = c.prep(views::PEER_PROFILE_CONTACTS_ONE).await.map_err(pg_err)?;
-            for p in &profiles {
-                let (id, nickname, avatar, ver, sn): (i64, String, String, i64, String) =
-                    (p.get(0), p.get(1), p.get(2), p.get(3), p.get(4));
-                let params: [&(dyn ToSql + Sync); 5] = [&id, &nickname, &avatar, &ver, &now];
-                let contact_params: [&(dyn ToSql + Sync); 6] = [&id, &nickname, &avatar, &ver, &now, &sn];
-                let shown = async {
-                    match r.peers.contains(&UserId(id)) {
-                        true => c.query(&conv, &params).await,
-                        false => Ok(Vec::new()),
-                    }
-                };
-                let listed = async {
-                    match r.contact_of.contains(&UserId(id)) {
-                        true => c.execute(&cont, &contact_params).await,
-                        false => Ok(0),
-                    }
-                };
-                let (shown, listed) = tokio::join!(shown, listed);
-                written.extend(shown.map_err(pg_err)?.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
-                listed.map_err(pg_err)?;
+        for step in refresh::steps(r) {
+            match step {
+                RefreshStep::ReverseChannels => {
+                    let ch = ids(&r.reverse_channels);
+                    let cte = "WITH rchannels(channel_id) AS (SELECT * FROM UNNEST($1::bigint[]))";
+                    exec(c, &format!("{cte} {}", views::REVERSE_CHANNELS_DELETE), &[&ch]).await?;
+                    let insert = views::REVERSE_CHANNELS_INSERT.replace("{now}", "$2::bigint");
+                    exec(c, &format!("{cte} {insert}"), &[&ch, &now]).await?;
+                }
+                RefreshStep::ReverseContacts => {
+                    let us: Vec<i64> = r.reverse_contacts.iter().map(|(u, _)| u.get()).collect();
+                    let cs: Vec<i64> = r.reverse_contacts.iter().map(|(_, c)| c.get()).collect();
+                    let cte = "WITH rpairs(user_id, contact_id) AS (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))";
+                    exec(c, &format!("{cte} {}", views::REVERSE_CONTACTS_DELETE), &[&us, &cs]).await?;
+                    let insert = views::REVERSE_CONTACTS_INSERT.replace("{now}", "$3::bigint");
+                    exec(c, &format!("{cte} {insert}"), &[&us, &cs, &now]).await?;
+                }
+                RefreshStep::OwnerReverse => {
+                    let o = ids(&r.owners);
+                    exec(c, &OWNERS.reverse_conversations, &[&o, &now]).await?;
+                    exec(c, &OWNERS.reverse_contacts, &[&o, &now]).await?;
+                }
+                RefreshStep::Profiles => written.extend(refresh_profiles(c, r, now).await?),
+                RefreshStep::Conversations => {
+                    let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
+                    let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
+                    let (channels, owners) = (ids(&r.channels), ids(&r.owners));
+                    let keys: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &owners];
+                    let params: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &owners, &now];
+                    let rows =
+                        planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
+                    written.extend(rows.into_iter().map(UserId::from));
+                }
+                RefreshStep::Contacts => {
+                    let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
+                    let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
+                    let owners = ids(&r.owners);
+                    let keys: [&(dyn ToSql + Sync); 3] = [&us, &cs, &owners];
+                    let params: [&(dyn ToSql + Sync); 4] = [&us, &cs, &owners, &now];
+                    planned_refresh(c, &COUNT_CONTACT_KEYS, &keys, &REFRESH_CONTACTS, &params).await?;
+                }
             }
-        }
-        if !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()) {
-            let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
-            let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
-            let (channels, owners) = (ids(&r.channels), ids(&r.owners));
-            let keys: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &owners];
-            let params: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &owners, &now];
-            let rows = planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
-            written.extend(rows.into_iter().map(UserId::from));
-        }
-        if !(r.contacts.is_empty() && r.owners.is_empty()) {
-            let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
-            let cs: Vec<i64> = r.contacts.iter().map(|(_, c)| c.get()).collect();
-            let owners = ids(&r.owners);
-            let keys: [&(dyn ToSql + Sync); 3] = [&us, &cs, &owners];
-            let params: [&(dyn ToSql + Sync); 4] = [&us, &cs, &owners, &now];
-            planned_refresh(c, &COUNT_CONTACT_KEYS, &keys, &REFRESH_CONTACTS, &params).await?;
         }
         self.touched.list_owners.extend(written);
         Ok(())
@@ -173,36 +144,52 @@ impl ProjectionWrites for PgTx {
     async fn delete_orphans(&mut self, owners: &[UserId]) -> Result<u64, StoreError> {
         let c = self.conn()?;
         let o = ids(owners);
-        let a = exec(
-            c,
-            "DELETE FROM user_conversation_view v WHERE v.user_id = ANY($1::bigint[])
-             AND NOT EXISTS (SELECT 1 FROM channel_member m WHERE m.user_id = v.user_id AND m.channel_id = v.channel_id)",
-            &[&o],
-        )
-        .await?;
-        let b = exec(
-            c,
-            "DELETE FROM user_contact_view v WHERE v.user_id = ANY($1::bigint[])
-             AND NOT EXISTS (SELECT 1 FROM friendship f WHERE f.user_id = v.user_id AND f.friend_id = v.contact_id)",
-            &[&o],
-        )
-        .await?;
-        let d = exec(
-            c,
-            "DELETE FROM conversation_reverse_index r WHERE r.owner_user_id = ANY($1::bigint[])
-             AND NOT EXISTS (SELECT 1 FROM channel_member m JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
-                             JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id = r.peer_user_id
-                             WHERE m.user_id = r.owner_user_id AND m.channel_id = r.channel_id AND pm.user_id <> m.user_id)",
-            &[&o],
-        )
-        .await?;
-        let e = exec(
-            c,
-            "DELETE FROM contact_reverse_index r WHERE r.owner_user_id = ANY($1::bigint[])
-             AND NOT EXISTS (SELECT 1 FROM friendship f WHERE f.user_id = r.owner_user_id AND f.friend_id = r.contact_user_id)",
-            &[&o],
-        )
-        .await?;
-        Ok(a + b + d + e)
+        let mut n = 0;
+        for sql in &OWNERS.orphan_deletes {
+            n += exec(c, sql, &[&o]).await?;
+        }
+        Ok(n)
     }
+}
+
+/// Profile changes: only the profile-derived columns, per user whose profile changed
+/// (one per profile event), conversations and contacts pipelined
+/// (`views::PEER_PROFILE_*_ONE`). Returns the owners of the conversation rows written.
+async fn refresh_profiles(c: &PgConn, r: &Refresh, now: i64) -> Result<Vec<UserId>, StoreError> {
+    let mut written = Vec::new();
+    let mut people = r.peers.clone();
+    people.extend_from_slice(&r.contact_of);
+    people.sort_unstable();
+    people.dedup();
+    let profiles = c
+        .query(
+            "SELECT id, nickname, avatar, profile_ver, search_name FROM users WHERE id = ANY($1::bigint[])",
+            &[&ids(&people)],
+        )
+        .await
+        .map_err(pg_err)?;
+    let conv = c.prep(views::PEER_PROFILE_CONVERSATIONS_ONE).await.map_err(pg_err)?;
+    let cont = c.prep(views::PEER_PROFILE_CONTACTS_ONE).await.map_err(pg_err)?;
+    for p in &profiles {
+        let (id, nickname, avatar, ver, sn): (i64, String, String, i64, String) =
+            (p.get(0), p.get(1), p.get(2), p.get(3), p.get(4));
+        let params: [&(dyn ToSql + Sync); 5] = [&id, &nickname, &avatar, &ver, &now];
+        let contact_params: [&(dyn ToSql + Sync); 6] = [&id, &nickname, &avatar, &ver, &now, &sn];
+        let shown = async {
+            match r.peers.contains(&UserId(id)) {
+                true => c.query(&conv, &params).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let listed = async {
+            match r.contact_of.contains(&UserId(id)) {
+                true => c.execute(&cont, &contact_params).await,
+                false => Ok(0),
+            }
+        };
+        let (shown, listed) = tokio::join!(shown, listed);
+        written.extend(shown.map_err(pg_err)?.iter().map(|r| UserId::from(r.get::<_, i64>(0))));
+        listed.map_err(pg_err)?;
+    }
+    Ok(written)
 }

@@ -2,7 +2,7 @@
 
 use hermet_domain::id::UserId;
 
-use super::refresh::{CONTACT_KEYS, CONVERSATION_KEYS};
+use super::refresh::{CONTACT_KEYS, CONVERSATION_KEYS, OWNERS};
 use rusqlite::params;
 
 use super::SqliteDatabase;
@@ -29,14 +29,7 @@ impl ConsistencyReads for SqliteDatabase {
 
     async fn stored_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
         let o = json_ids(owners);
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM user_conversation_view WHERE user_id IN (SELECT value FROM json_each(?1))",
-                views::conversation_select("")
-            );
-            qmap(c, &sql, [o], |r| conversation_from(r))
-        })
-        .await
+        self.read(move |c| qmap(c, &OWNERS.conversations_stored, [o], |r| conversation_from(r))).await
     }
 
     async fn expected_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
@@ -50,35 +43,14 @@ impl ConsistencyReads for SqliteDatabase {
 
     async fn stored_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
         let o = json_ids(owners);
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM user_contact_view WHERE user_id IN (SELECT value FROM json_each(?1))",
-                views::contact_select("")
-            );
-            qmap(c, &sql, [o], |r| contact_from(r))
-        })
-        .await
+        self.read(move |c| qmap(c, &OWNERS.contacts_stored, [o], |r| contact_from(r))).await
     }
 
     async fn reverse_conversations(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64, i64)>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {
-            let expected = qmap(
-                c,
-                "SELECT pm.user_id, m.user_id, m.channel_id FROM channel_member m
-                 JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
-                 JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
-                 WHERE m.user_id IN (SELECT value FROM json_each(?1))",
-                [&o],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let stored = qmap(
-                c,
-                "SELECT peer_user_id, owner_user_id, channel_id FROM conversation_reverse_index
-                 WHERE owner_user_id IN (SELECT value FROM json_each(?1))",
-                [&o],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+            let expected = qmap(c, &OWNERS.reverse_conversations_expected, [&o], |r| int_triple_from(r))?;
+            let stored = qmap(c, &OWNERS.reverse_conversations_stored, [&o], |r| int_triple_from(r))?;
             Ok((expected, stored))
         })
         .await
@@ -87,18 +59,8 @@ impl ConsistencyReads for SqliteDatabase {
     async fn reverse_contacts(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64)>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {
-            let expected = qmap(
-                c,
-                "SELECT friend_id, user_id FROM friendship WHERE user_id IN (SELECT value FROM json_each(?1))",
-                [&o],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let stored = qmap(
-                c,
-                "SELECT contact_user_id, owner_user_id FROM contact_reverse_index WHERE owner_user_id IN (SELECT value FROM json_each(?1))",
-                [&o],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let expected = qmap(c, &OWNERS.reverse_contacts_expected, [&o], |r| int_pair_from(r))?;
+            let stored = qmap(c, &OWNERS.reverse_contacts_stored, [&o], |r| int_pair_from(r))?;
             Ok((expected, stored))
         })
         .await

@@ -38,23 +38,11 @@ impl ContactReads for SqliteDatabase {
     async fn contacts(&self, cq: &ContactQuery) -> Result<Vec<ContactRow>, StoreError> {
         let cq = cq.clone();
         self.read(move |c| {
-            let (has_after, (s, n, id)) = match &cq.after {
-                Some((s, n, id)) => (true, (*s, n.clone(), *id)),
-                None => (false, (false, String::new(), 0)),
-            };
+            let a = q::ContactArgs::of(&cq);
             qmap(
                 c,
                 &q::CONTACTS,
-                params![
-                    cq.user_id.get(),
-                    cq.group.as_deref().unwrap_or(""),
-                    cq.initial.as_deref().unwrap_or(""),
-                    has_after,
-                    s,
-                    n,
-                    id,
-                    cq.limit as i64
-                ],
+                params![cq.user_id.get(), a.group, a.initial, a.has_after, a.starred, a.sort_name, a.contact, a.limit],
                 |r| contact_from(r),
             )
         })
@@ -94,10 +82,6 @@ impl ContactWrites for SqliteTx {
             Ok(())
         })
         .await
-    }
-
-    async fn update_friendship(&mut self, f: &Friendship, now: i64) -> Result<(), StoreError> {
-        self.upsert_friendships(std::slice::from_ref(f), now).await
     }
 
     async fn pending_contact_application(

@@ -16,15 +16,20 @@ impl ConversationReads for SqliteDatabase {
     async fn conversations(&self, cq: &ConversationQuery) -> Result<Vec<ConversationRow>, StoreError> {
         let cq = cq.clone();
         self.read(move |c| {
-            let t = cq.conversation_type.map(|t| t.as_str()).unwrap_or("");
-            let (has_after, (p, a, id)) = match cq.after {
-                Some(k) => (true, k),
-                None => (false, (false, 0, 0)),
-            };
+            let a = q::ConversationArgs::of(&cq);
             qmap(
                 c,
                 &q::CONVERSATIONS,
-                params![cq.user_id.get(), t, cq.unread_only, has_after, p, a, id, cq.limit as i64],
+                params![
+                    cq.user_id.get(),
+                    a.kind,
+                    a.unread_only,
+                    a.has_after,
+                    a.pinned,
+                    a.last_active,
+                    a.channel,
+                    a.limit
+                ],
                 |r| conversation_from(r),
             )
         })
@@ -54,20 +59,9 @@ impl ConversationReads for SqliteDatabase {
 
 impl ConversationWrites for SqliteTx {
     async fn setting(&mut self, user: UserId, channel: ChannelId) -> Result<ConversationSetting, StoreError> {
-        self.run(move |c| {
-            qopt(c, q::SETTING, [user.get(), channel.get()], |r| {
-                Ok(ConversationSetting {
-                    is_pinned: r.get(0)?,
-                    is_muted: r.get(1)?,
-                    is_hidden: r.get(2)?,
-                    hidden_seq: r.get(3)?,
-                    closed_at: r.get(4)?,
-                    closed_seq: r.get(5)?,
-                })
-            })
-        })
-        .await
-        .map(Option::unwrap_or_default)
+        self.run(move |c| qopt(c, &q::SETTING, [user.get(), channel.get()], |r| setting_from(r)))
+            .await
+            .map(Option::unwrap_or_default)
     }
 
     async fn save_setting(

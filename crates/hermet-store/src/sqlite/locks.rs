@@ -5,7 +5,7 @@ use hermet_domain::channel::{Channel, Member};
 use hermet_domain::contact::Friendship;
 use hermet_domain::id::{ChannelId, UserId};
 use hermet_domain::user::UserStatus;
-use rusqlite::Row;
+use std::sync::LazyLock;
 
 use rusqlite::params;
 
@@ -16,44 +16,28 @@ use crate::ports::*;
 use crate::queries::{self as q};
 use crate::rows::*;
 
-fn user_brief(r: &Row<'_>) -> rusqlite::Result<UserBrief> {
-    let status: String = r.get(1)?;
-    Ok(UserBrief {
-        id: UserId(r.get(0)?),
-        status: UserStatus::parse_db(&status).map_err(|e| r.bad(1, format!("{e:?}")))?,
-        nickname: r.get(2)?,
-        avatar: r.get(3)?,
-    })
-}
-
-const USERS_BY_IDS: &str =
-    "SELECT id, status, nickname, avatar FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id";
+static USERS_BY_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {USER_BRIEF_COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id")
+});
 
 impl Locks for SqliteTx {
     async fn lock_users(&mut self, users: &[UserId], _lock: bool) -> Result<Vec<UserBrief>, StoreError> {
         let u = json_ids(users);
-        self.run(move |c| qmap(c, USERS_BY_IDS, [u], user_brief)).await
+        self.run(move |c| qmap(c, &USERS_BY_IDS, [u], |r| user_brief_from(r))).await
     }
 
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
         let u = json_ids(users);
-        let rows: Vec<(i64, Option<String>)> = self
-            .run(move |c| {
-                qmap(
-                    c,
-                    "SELECT x.value, u.status FROM json_each(?1) x LEFT JOIN users u ON u.id = x.value
-                     WHERE u.id IS NULL OR u.status <> 'active'",
-                    [u],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(id, s)| {
-                let status = s.as_deref().map(UserStatus::parse_db).transpose();
-                Ok((UserId(id), status.map_err(|e| StoreError::other(anyhow::anyhow!("{e:?}")))?))
-            })
-            .collect()
+        self.run(move |c| {
+            qmap(
+                c,
+                "SELECT x.value, u.status FROM json_each(?1) x LEFT JOIN users u ON u.id = x.value
+                 WHERE u.id IS NULL OR u.status <> 'active'",
+                [u],
+                |r| inactive_user_from(r),
+            )
+        })
+        .await
     }
 
     async fn lock_channel(&mut self, id: ChannelId, _exclusive: bool) -> Result<Option<Channel>, StoreError> {
@@ -79,7 +63,7 @@ impl Locks for SqliteTx {
         let l = l.clone();
         self.run(move |c| {
             let all: Vec<UserId> = l.share_users.iter().chain(&l.read_users).copied().collect();
-            let users = qmap(c, USERS_BY_IDS, [json_ids(&all)], user_brief)?;
+            let users = qmap(c, &USERS_BY_IDS, [json_ids(&all)], |r| user_brief_from(r))?;
             let mut channels = Vec::new();
             for ch in &l.channels {
                 channels.extend(qopt(c, &q::CHANNEL_BY_ID, [ch.get()], |r| channel_from(r))?);
