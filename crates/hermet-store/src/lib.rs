@@ -71,6 +71,15 @@ impl Default for PoolSettings {
     }
 }
 
+impl PoolSettings {
+    /// Both pools' check before they reuse a connection, given how long it has been
+    /// open: one older than `max_lifetime_secs` is closed instead (the error says why).
+    pub(crate) fn reusable(&self) -> impl Fn(std::time::Duration) -> Result<(), &'static str> + Send + Sync + 'static {
+        let lifetime = std::time::Duration::from_secs(self.max_lifetime_secs);
+        move |age| if age > lifetime { Err("connection reached its maximum lifetime") } else { Ok(()) }
+    }
+}
+
 /// What `migrate` did.
 #[derive(Debug, Clone, Default)]
 pub struct MigrationReport {

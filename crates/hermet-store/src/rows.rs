@@ -231,6 +231,35 @@ pub(crate) fn int_triple_from<R: Cols>(r: &R) -> Result<(i64, i64, i64), R::Err>
     Ok((r.int(0)?, r.int(1)?, r.int(2)?))
 }
 
+/// One id column.
+pub(crate) fn user_id_from<R: Cols>(r: &R) -> Result<UserId, R::Err> {
+    Ok(UserId(r.int(0)?))
+}
+
+pub(crate) fn channel_id_from<R: Cols>(r: &R) -> Result<ChannelId, R::Err> {
+    Ok(ChannelId(r.int(0)?))
+}
+
+/// Two user ids (a contact-list entry: (user, owner)).
+pub(crate) fn user_pair_from<R: Cols>(r: &R) -> Result<(UserId, UserId), R::Err> {
+    Ok((UserId(r.int(0)?), UserId(r.int(1)?)))
+}
+
+/// (channel, member, is owner or admin): a notification audience.
+pub(crate) fn audience_from<R: Cols>(r: &R) -> Result<(ChannelId, UserId, bool), R::Err> {
+    Ok((ChannelId(r.int(0)?), UserId(r.int(1)?), r.boolean(2)?))
+}
+
+/// (consumer, its cursor in the log).
+pub(crate) fn named_cursor_from<R: Cols>(r: &R) -> Result<(String, (i64, i64)), R::Err> {
+    Ok((r.text(0)?, (r.int(1)?, r.int(2)?)))
+}
+
+/// (user, their inbox cursor).
+pub(crate) fn user_cursor_from<R: Cols>(r: &R) -> Result<(UserId, i64), R::Err> {
+    Ok((UserId(r.int(0)?), r.int(1)?))
+}
+
 // ── the two implementations ──
 
 impl Cols for tokio_postgres::Row {

@@ -58,7 +58,7 @@ impl ChannelWrites for PgTx {
             self.conn()?,
             "SELECT user_id FROM channel_member WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) AND left_at IS NULL",
             &[&channel.get(), &ids(users)],
-            |r| Ok(UserId(r.get(0))),
+            user_id_from,
         )
         .await
     }
@@ -240,7 +240,7 @@ impl ChannelWrites for PgTx {
     }
 
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
-        query_opt(self.conn()?, q::OLDEST_ADMIN, &[&channel.get(), &except.get()], |r| Ok(UserId(r.get(0)))).await
+        query_opt(self.conn()?, q::OLDEST_ADMIN, &[&channel.get(), &except.get()], user_id_from).await
     }
 
     async fn update_channel_info(

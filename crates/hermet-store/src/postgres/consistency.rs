@@ -14,7 +14,7 @@ use crate::views;
 impl ConsistencyReads for PgDatabase {
     async fn user_ids_after(&self, after: i64, limit: u32) -> Result<Vec<UserId>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, q::USER_IDS_AFTER, &[&after, &(limit as i64)], |r| Ok(UserId(r.get(0)))).await
+        query_map(&c, q::USER_IDS_AFTER, &[&after, &(limit as i64)], user_id_from).await
     }
 
     async fn expected_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {

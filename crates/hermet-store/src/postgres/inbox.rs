@@ -70,7 +70,7 @@ impl InboxWrites for PgTx {
             .await
             .map_err(super::pg_err)?;
         let rows = c.query(&stmt, &[&ids(users), &event_id, &now]).await.map_err(super::pg_err)?;
-        rows.iter().map(|r| Ok((UserId(r.int(0)?), r.int(1)?))).collect()
+        rows.iter().map(user_cursor_from).collect()
     }
 
     async fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> Result<u64, StoreError> {

@@ -89,7 +89,7 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
     }
     cfg.connect_timeout(Duration::from_millis(s.acquire_timeout_ms.max(1_000)));
     let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let lifetime = Duration::from_secs(s.max_lifetime_secs);
+    let reusable = s.reusable();
     let wait = Duration::from_millis(s.acquire_timeout_ms);
     Pool::builder(manager)
         .max_size(s.max_connections)
@@ -97,13 +97,7 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
         .wait_timeout(Some(wait))
         .create_timeout(Some(wait))
         .recycle_timeout(Some(wait))
-        .pre_recycle(Hook::sync_fn(move |_, metrics| {
-            if metrics.age() > lifetime {
-                Err(HookError::message("connection reached its maximum lifetime"))
-            } else {
-                Ok(())
-            }
-        }))
+        .pre_recycle(Hook::sync_fn(move |_, metrics| reusable(metrics.age()).map_err(HookError::message)))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build PostgreSQL pool: {e}")))
 }

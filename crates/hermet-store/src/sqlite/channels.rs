@@ -56,7 +56,7 @@ impl ChannelWrites for SqliteTx {
                 c,
                 "SELECT user_id FROM channel_member WHERE channel_id = ?1 AND user_id IN (SELECT value FROM json_each(?2)) AND left_at IS NULL",
                 params![channel.get(), u],
-                |r| Ok(UserId(r.get(0)?)),
+                |r| user_id_from(r),
             )
         })
         .await
@@ -183,7 +183,7 @@ impl ChannelWrites for SqliteTx {
     }
 
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
-        self.run(move |c| qopt(c, q::OLDEST_ADMIN, [channel.get(), except.get()], |r| Ok(UserId(r.get(0)?)))).await
+        self.run(move |c| qopt(c, q::OLDEST_ADMIN, [channel.get(), except.get()], |r| user_id_from(r))).await
     }
 
     async fn update_channel_info(

@@ -15,7 +15,7 @@ use crate::views;
 
 impl ConsistencyReads for SqliteDatabase {
     async fn user_ids_after(&self, after: i64, limit: u32) -> Result<Vec<UserId>, StoreError> {
-        self.read(move |c| qmap(c, q::USER_IDS_AFTER, [after, limit as i64], |r| Ok(UserId(r.get(0)?)))).await
+        self.read(move |c| qmap(c, q::USER_IDS_AFTER, [after, limit as i64], |r| user_id_from(r))).await
     }
 
     async fn expected_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {

@@ -76,7 +76,7 @@ impl InboxWrites for SqliteTx {
                  SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN (SELECT value FROM json_each(?1))
                  RETURNING user_id, seq",
                 params![u, event_id, now],
-                |r| Ok((UserId(r.get(0)?), r.get(1)?)),
+                |r| user_cursor_from(r),
             )
         })
         .await

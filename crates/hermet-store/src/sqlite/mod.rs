@@ -123,7 +123,7 @@ impl SqliteDatabase {
 
 fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Result<Pool, StoreError> {
     let wait = Duration::from_millis(s.acquire_timeout_ms);
-    let lifetime = Duration::from_secs(s.max_lifetime_secs);
+    let reusable = s.reusable();
     let pragmas = Arc::new(pragmas);
     Config::new(path)
         .builder(Runtime::Tokio1)
@@ -144,13 +144,7 @@ fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Re
                 .map_err(HookError::Backend)
             })
         }))
-        .pre_recycle(Hook::sync_fn(move |_, metrics| {
-            if metrics.age() > lifetime {
-                Err(HookError::message("connection reached its maximum lifetime"))
-            } else {
-                Ok(())
-            }
-        }))
+        .pre_recycle(Hook::sync_fn(move |_, metrics| reusable(metrics.age()).map_err(HookError::message)))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build sqlite pool: {e}")))
 }
