@@ -11,7 +11,8 @@ use hermet_domain::time::now_ms;
 use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{
-    ChannelWrites, ContactQuery, ContactRow, ContactWrites, Database, Locks, NewChannel, NewMember, StoreError,
+    ChannelWrites, ContactQuery, ContactRow, ContactWrites, ConversationWrites, Database, Locks, NewChannel, NewMember,
+    StoreError,
 };
 
 use crate::page::{Page, decode_cursor};

@@ -5,7 +5,7 @@ use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result, validate};
-use hermet_store::{ChannelWrites, ConversationQuery, ConversationRow, Database};
+use hermet_store::{ConversationQuery, ConversationRow, ConversationWrites, Database};
 
 use crate::page::{Page, decode_cursor};
 use crate::record::timed;

@@ -26,7 +26,7 @@ use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType}
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{
-    ChannelWrites, ConversationRow, Database, Locks, LogCursor, MessageQuery, SendBatchLocked, SendBatchLocks,
+    ConversationRow, Database, Locks, LogCursor, MessageQuery, MessageWrites, SendBatchLocked, SendBatchLocks,
     StoreError,
 };
 use tokio::sync::{Semaphore, oneshot};

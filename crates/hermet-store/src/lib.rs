@@ -11,6 +11,7 @@ pub mod error;
 pub mod ports;
 pub mod postgres;
 mod queries;
+mod refresh;
 mod rows;
 pub mod sqlite;
 pub mod views;
@@ -37,7 +38,7 @@ impl Backend {
     }
 }
 
-/// Pool settings shared by both drivers (seed 000 §4.1).
+/// Pool settings shared by both drivers (connection pool, `000_70dd81066eae5b2b.txt` §4.1).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// Most connections the pool opens (PostgreSQL write pool; SQLite readers).
@@ -67,6 +68,15 @@ impl Default for PoolSettings {
             sqlite_synchronous: "FULL".into(),
             statement_cache: true,
         }
+    }
+}
+
+impl PoolSettings {
+    /// Both pools' check before they reuse a connection, given how long it has been
+    /// open: one older than `max_lifetime_secs` is closed instead (the error says why).
+    pub(crate) fn reusable(&self) -> impl Fn(std::time::Duration) -> Result<(), &'static str> + Send + Sync + 'static {
+        let lifetime = std::time::Duration::from_secs(self.max_lifetime_secs);
+        move |age| if age > lifetime { Err("connection reached its maximum lifetime") } else { Ok(()) }
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::rows::{
     CHANNEL_APPLICATION_COLUMNS, CHANNEL_COLUMNS, CONTACT_APPLICATION_COLUMNS, FRIENDSHIP_COLUMNS, MEMBER_COLUMNS,
-    MESSAGE_COLUMNS,
+    MESSAGE_COLUMNS, SETTING_COLUMNS,
 };
 use std::sync::LazyLock;
 
@@ -25,6 +25,73 @@ pub(crate) fn sqlite_placeholders(sql: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// A status filter as bound to the application queries (`''` is any status).
+pub(crate) fn status_text(s: Option<hermet_domain::contact::ApplicationStatus>) -> &'static str {
+    s.map(|s| s.as_str()).unwrap_or("")
+}
+
+/// [`CONVERSATIONS`]' parameters after the user (`$2`…`$8`), from the query.
+pub(crate) struct ConversationArgs {
+    /// The conversation type, `''` for any.
+    pub kind: &'static str,
+    pub unread_only: bool,
+    /// Whether a keyset position follows.
+    pub has_after: bool,
+    pub pinned: bool,
+    pub last_active: i64,
+    pub channel: i64,
+    pub limit: i64,
+}
+
+impl ConversationArgs {
+    pub(crate) fn of(q: &crate::ports::ConversationQuery) -> Self {
+        let (has_after, (pinned, last_active, channel)) = match q.after {
+            Some(k) => (true, k),
+            None => (false, (false, 0, 0)),
+        };
+        Self {
+            kind: q.conversation_type.map(|t| t.as_str()).unwrap_or(""),
+            unread_only: q.unread_only,
+            has_after,
+            pinned,
+            last_active,
+            channel,
+            limit: q.limit as i64,
+        }
+    }
+}
+
+/// [`CONTACTS`]' parameters after the user (`$2`…`$8`), from the query.
+pub(crate) struct ContactArgs<'a> {
+    /// The group and the initial, `''` for any.
+    pub group: &'a str,
+    pub initial: &'a str,
+    /// Whether a keyset position follows.
+    pub has_after: bool,
+    pub starred: bool,
+    pub sort_name: &'a str,
+    pub contact: i64,
+    pub limit: i64,
+}
+
+impl<'a> ContactArgs<'a> {
+    pub(crate) fn of(q: &'a crate::ports::ContactQuery) -> Self {
+        let (has_after, (starred, sort_name, contact)) = match &q.after {
+            Some((s, n, id)) => (true, (*s, n.as_str(), *id)),
+            None => (false, (false, "", 0)),
+        };
+        Self {
+            group: q.group.as_deref().unwrap_or(""),
+            initial: q.initial.as_deref().unwrap_or(""),
+            has_after,
+            starred,
+            sort_name,
+            contact,
+            limit: q.limit as i64,
+        }
+    }
 }
 
 macro_rules! sql {
@@ -110,7 +177,7 @@ pub(crate) const ADVANCE_READ: &str =
                                 THEN excluded.last_read_seq ELSE channel_read_record.last_read_seq END,
            updated_at = excluded.updated_at
      RETURNING last_read_seq";
-pub(crate) const SETTING: &str = "SELECT is_pinned, is_muted, is_hidden, hidden_seq, closed_at, closed_seq FROM conversation_setting WHERE user_id = $1 AND channel_id = $2";
+sql!(SETTING, "SELECT {SETTING_COLUMNS} FROM conversation_setting WHERE user_id = $1 AND channel_id = $2");
 pub(crate) const SAVE_SETTING: &str = "INSERT INTO conversation_setting (user_id, channel_id, is_pinned, is_muted, is_hidden, hidden_seq, closed_at, closed_seq, updated_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
      ON CONFLICT (user_id, channel_id) DO UPDATE SET is_pinned = excluded.is_pinned, is_muted = excluded.is_muted,

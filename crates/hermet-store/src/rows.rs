@@ -6,7 +6,9 @@ use hermet_domain::contact::{ApplicationStatus, ContactApplication, FriendSource
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
 use hermet_domain::message::{Message, MessageType};
 
-use crate::ports::{ChannelApplication, ContactRow, ConversationRow};
+use hermet_domain::user::UserStatus;
+
+use crate::ports::{ChannelApplication, ContactRow, ConversationRow, ConversationSetting, UserBrief};
 
 pub(crate) trait Cols {
     type Err;
@@ -187,6 +189,75 @@ pub(crate) fn contact_from<R: Cols>(r: &R) -> Result<ContactRow, R::Err> {
         added_at: r.int(13)?,
         deleted_at: r.opt_int(14)?,
     })
+}
+
+/// A user row selected with [`USER_BRIEF_COLUMNS`].
+pub(crate) const USER_BRIEF_COLUMNS: &str = "id, status, nickname, avatar";
+
+pub(crate) fn user_brief_from<R: Cols>(r: &R) -> Result<UserBrief, R::Err> {
+    Ok(UserBrief { id: UserId(r.int(0)?), status: parse!(r, 1, UserStatus), nickname: r.text(2)?, avatar: r.text(3)? })
+}
+
+/// (user id, status) of an id that is not an active user: the status is NULL for an
+/// unknown id.
+pub(crate) fn inactive_user_from<R: Cols>(r: &R) -> Result<(UserId, Option<UserStatus>), R::Err> {
+    let status = match r.opt_text(1)? {
+        Some(s) => Some(UserStatus::parse_db(&s).map_err(|e| r.bad(1, format!("{e:?}")))?),
+        None => None,
+    };
+    Ok((UserId(r.int(0)?), status))
+}
+
+pub(crate) const SETTING_COLUMNS: &str = "is_pinned, is_muted, is_hidden, hidden_seq, closed_at, closed_seq";
+
+pub(crate) fn setting_from<R: Cols>(r: &R) -> Result<ConversationSetting, R::Err> {
+    Ok(ConversationSetting {
+        is_pinned: r.boolean(0)?,
+        is_muted: r.boolean(1)?,
+        is_hidden: r.boolean(2)?,
+        hidden_seq: r.int(3)?,
+        closed_at: r.opt_int(4)?,
+        closed_seq: r.int(5)?,
+    })
+}
+
+/// Two integer columns (reverse-index rows).
+pub(crate) fn int_pair_from<R: Cols>(r: &R) -> Result<(i64, i64), R::Err> {
+    Ok((r.int(0)?, r.int(1)?))
+}
+
+/// Three integer columns (reverse-index rows).
+pub(crate) fn int_triple_from<R: Cols>(r: &R) -> Result<(i64, i64, i64), R::Err> {
+    Ok((r.int(0)?, r.int(1)?, r.int(2)?))
+}
+
+/// One id column.
+pub(crate) fn user_id_from<R: Cols>(r: &R) -> Result<UserId, R::Err> {
+    Ok(UserId(r.int(0)?))
+}
+
+pub(crate) fn channel_id_from<R: Cols>(r: &R) -> Result<ChannelId, R::Err> {
+    Ok(ChannelId(r.int(0)?))
+}
+
+/// Two user ids (a contact-list entry: (user, owner)).
+pub(crate) fn user_pair_from<R: Cols>(r: &R) -> Result<(UserId, UserId), R::Err> {
+    Ok((UserId(r.int(0)?), UserId(r.int(1)?)))
+}
+
+/// (channel, member, is owner or admin): a notification audience.
+pub(crate) fn audience_from<R: Cols>(r: &R) -> Result<(ChannelId, UserId, bool), R::Err> {
+    Ok((ChannelId(r.int(0)?), UserId(r.int(1)?), r.boolean(2)?))
+}
+
+/// (consumer, its cursor in the log).
+pub(crate) fn named_cursor_from<R: Cols>(r: &R) -> Result<(String, (i64, i64)), R::Err> {
+    Ok((r.text(0)?, (r.int(1)?, r.int(2)?)))
+}
+
+/// (user, their inbox cursor).
+pub(crate) fn user_cursor_from<R: Cols>(r: &R) -> Result<(UserId, i64), R::Err> {
+    Ok((UserId(r.int(0)?), r.int(1)?))
 }
 
 // ── the two implementations ──

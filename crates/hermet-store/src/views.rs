@@ -326,25 +326,95 @@ FROM rpairs p JOIN friendship f ON f.user_id = p.user_id AND f.friend_id = p.con
 WHERE TRUE
 ON CONFLICT DO NOTHING";
 
-/// Reverse-index rows owned by a set of owners (rebuild and repair).
-pub const OWNER_REVERSE_CONVERSATIONS_PG: &str = "
+/// Reverse-index rows owned by a set of owners (rebuild and repair). `{in_owners}` is
+/// the driver's test that a user id is one of the owners given in `$1`
+/// ([`for_owners`]), `{now}` its placeholder for `$2`.
+pub const OWNER_REVERSE_CONVERSATIONS: &str = "
 INSERT INTO conversation_reverse_index (peer_user_id, owner_user_id, channel_id, created_at)
-SELECT pm.user_id, m.user_id, m.channel_id, $2::bigint FROM channel_member m
+SELECT pm.user_id, m.user_id, m.channel_id, {now} FROM channel_member m
 JOIN channel c ON c.id = m.channel_id AND c.channel_type = 'single'
 JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
-WHERE m.user_id = ANY($1::bigint[]) ON CONFLICT DO NOTHING";
-pub const OWNER_REVERSE_CONTACTS_PG: &str = "
+WHERE m.user_id {in_owners} ON CONFLICT DO NOTHING";
+pub const OWNER_REVERSE_CONTACTS: &str = "
 INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
-SELECT f.friend_id, f.user_id, $2::bigint FROM friendship f WHERE f.user_id = ANY($1::bigint[]) ON CONFLICT DO NOTHING";
-pub const OWNER_REVERSE_CONVERSATIONS_SQLITE: &str = "
-INSERT INTO conversation_reverse_index (peer_user_id, owner_user_id, channel_id, created_at)
-SELECT pm.user_id, m.user_id, m.channel_id, ?2 FROM channel_member m
-JOIN channel c ON c.id = m.channel_id AND c.channel_type = 'single'
-JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
-WHERE m.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";
-pub const OWNER_REVERSE_CONTACTS_SQLITE: &str = "
-INSERT INTO contact_reverse_index (contact_user_id, owner_user_id, created_at)
-SELECT f.friend_id, f.user_id, ?2 FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?1)) ON CONFLICT DO NOTHING";
+SELECT f.friend_id, f.user_id, {now} FROM friendship f WHERE f.user_id {in_owners} ON CONFLICT DO NOTHING";
+
+/// The read-model rows of a set of owners that the write side no longer backs
+/// (`delete_orphans`): conversation rows without a membership, contact rows without a
+/// friendship, and the reverse-index rows of either ([`for_owners`]).
+pub const ORPHAN_DELETES: [&str; 4] = [
+    "DELETE FROM user_conversation_view WHERE user_conversation_view.user_id {in_owners}
+     AND NOT EXISTS (SELECT 1 FROM channel_member m
+                     WHERE m.user_id = user_conversation_view.user_id AND m.channel_id = user_conversation_view.channel_id)",
+    "DELETE FROM user_contact_view WHERE user_contact_view.user_id {in_owners}
+     AND NOT EXISTS (SELECT 1 FROM friendship f
+                     WHERE f.user_id = user_contact_view.user_id AND f.friend_id = user_contact_view.contact_id)",
+    "DELETE FROM conversation_reverse_index WHERE conversation_reverse_index.owner_user_id {in_owners}
+     AND NOT EXISTS (SELECT 1 FROM channel_member m JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
+                     JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id = conversation_reverse_index.peer_user_id
+                     WHERE m.user_id = conversation_reverse_index.owner_user_id
+                       AND m.channel_id = conversation_reverse_index.channel_id AND pm.user_id <> m.user_id)",
+    "DELETE FROM contact_reverse_index WHERE contact_reverse_index.owner_user_id {in_owners}
+     AND NOT EXISTS (SELECT 1 FROM friendship f
+                     WHERE f.user_id = contact_reverse_index.owner_user_id AND f.friend_id = contact_reverse_index.contact_user_id)",
+];
+
+/// What the consistency checker compares for the reverse indexes of a set of owners
+/// ([`for_owners`]): (peer, owner, channel) and (contact, owner) rows as the write side
+/// implies them, and as stored.
+pub const REVERSE_CONVERSATIONS_EXPECTED: &str = "SELECT pm.user_id, m.user_id, m.channel_id FROM channel_member m
+     JOIN channel ch ON ch.id = m.channel_id AND ch.channel_type = 'single'
+     JOIN channel_member pm ON pm.channel_id = m.channel_id AND pm.user_id <> m.user_id
+     WHERE m.user_id {in_owners}";
+pub const REVERSE_CONVERSATIONS_STORED: &str =
+    "SELECT peer_user_id, owner_user_id, channel_id FROM conversation_reverse_index WHERE owner_user_id {in_owners}";
+pub const REVERSE_CONTACTS_EXPECTED: &str = "SELECT friend_id, user_id FROM friendship WHERE user_id {in_owners}";
+pub const REVERSE_CONTACTS_STORED: &str =
+    "SELECT contact_user_id, owner_user_id FROM contact_reverse_index WHERE owner_user_id {in_owners}";
+
+/// The stored read-model rows of a set of owners ([`for_owners`]).
+pub static CONVERSATIONS_STORED: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM user_conversation_view WHERE user_id {{in_owners}}", conversation_select(""))
+});
+pub static CONTACTS_STORED: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM user_contact_view WHERE user_id {{in_owners}}", contact_select("")));
+
+/// A statement over a set of owners in a driver's terms: `in_owners` tests a user id
+/// against the owners bound as `$1`, `now` is the placeholder of `$2`.
+pub fn for_owners(sql: &str, in_owners: &str, now: &str) -> String {
+    sql.replace("{in_owners}", in_owners).replace("{now}", now)
+}
+
+/// The statements over a set of owners, in one driver's terms ([`for_owners`]); each
+/// driver builds them once.
+pub(crate) struct OwnerStatements {
+    pub reverse_conversations: String,
+    pub reverse_contacts: String,
+    pub orphan_deletes: [String; 4],
+    pub conversations_stored: String,
+    pub contacts_stored: String,
+    pub reverse_conversations_expected: String,
+    pub reverse_conversations_stored: String,
+    pub reverse_contacts_expected: String,
+    pub reverse_contacts_stored: String,
+}
+
+impl OwnerStatements {
+    pub(crate) fn new(in_owners: &str, now: &str) -> Self {
+        let f = |sql: &str| for_owners(sql, in_owners, now);
+        Self {
+            reverse_conversations: f(OWNER_REVERSE_CONVERSATIONS),
+            reverse_contacts: f(OWNER_REVERSE_CONTACTS),
+            orphan_deletes: ORPHAN_DELETES.map(f),
+            conversations_stored: f(&CONVERSATIONS_STORED),
+            contacts_stored: f(&CONTACTS_STORED),
+            reverse_conversations_expected: f(REVERSE_CONVERSATIONS_EXPECTED),
+            reverse_conversations_stored: f(REVERSE_CONVERSATIONS_STORED),
+            reverse_contacts_expected: f(REVERSE_CONTACTS_EXPECTED),
+            reverse_contacts_stored: f(REVERSE_CONTACTS_STORED),
+        }
+    }
+}
 
 /// The start of a query over *effective* conversation rows (as readers see them): a
 /// `keys` CTE of the read-diffusion rows of `user_conversation_view` matching `read_keys`,

@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 
 use hermet_domain::id::{ChannelId, UserId};
 
-use super::im::{exec, ids, query_map, query_opt};
-use super::{PgDatabase, PgTx, Prep};
+use super::statements::{exec, ids, query_map, query_opt};
+use super::{PgDatabase, PgTx};
 use crate::StoreError;
 use crate::ports::*;
 use crate::queries as q;
@@ -70,7 +70,7 @@ impl InboxWrites for PgTx {
             .await
             .map_err(super::pg_err)?;
         let rows = c.query(&stmt, &[&ids(users), &event_id, &now]).await.map_err(super::pg_err)?;
-        rows.iter().map(|r| Ok((UserId(r.int(0)?), r.int(1)?))).collect()
+        rows.iter().map(user_cursor_from).collect()
     }
 
     async fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> Result<u64, StoreError> {

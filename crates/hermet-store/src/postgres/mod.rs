@@ -5,14 +5,19 @@
 //! Two pools: `write` for transactions and `read` for queries of the read models, which
 //! is a separate pool on a replica when `read_database_url` is set.
 
-mod im;
+mod channels;
+mod consistency;
+mod contacts;
+mod conversations;
 mod inbox;
+mod locks;
+mod messages;
 mod pipeline;
+mod refresh;
+mod statements;
 mod users;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
@@ -20,27 +25,12 @@ use hermet_domain::event::OutboxEvent;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use self::statements::PgConn;
 use crate::ports::*;
 use crate::{MigrationReport, PoolSettings, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
-}
-
-/// `database.statement_cache`: prepared statements kept per connection (the default)
-/// or prepared for each use. Process-wide, as the setting is.
-static STATEMENT_CACHE: AtomicBool = AtomicBool::new(true);
-
-/// Prepares `sql` on a pooled connection: from its statement cache, or afresh when
-/// statement caching is off.
-pub(crate) trait Prep {
-    fn prep(&self, sql: &str) -> impl Future<Output = Result<tokio_postgres::Statement, tokio_postgres::Error>> + Send;
-}
-
-impl Prep for deadpool_postgres::ClientWrapper {
-    async fn prep(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        if STATEMENT_CACHE.load(Ordering::Relaxed) { self.prepare_cached(sql).await } else { self.prepare(sql).await }
-    }
 }
 
 /// Serializes migrations of several nodes starting at once.
@@ -56,24 +46,28 @@ struct Inner {
     /// Queries outside transactions (the replica's when `read_database_url` is set, the
     /// primary's otherwise), on connections that always use generic plans.
     read: Pool,
+    /// `database.statement_cache`: prepared statements kept per connection (the
+    /// default) or prepared for each use.
+    statement_cache: bool,
 }
 
 impl PgDatabase {
     /// Creates the pools. Connections are opened lazily, so this fails only on a bad
     /// URL; use [`Database::ping`] to check the server is reachable.
     pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
-        STATEMENT_CACHE.store(settings.statement_cache, Ordering::Relaxed);
         let write = build_pool(url, settings, false)?;
         let read = build_pool(read_url.unwrap_or(url), settings, true)?;
-        Ok(Self { inner: Arc::new(Inner { write, read }) })
+        Ok(Self { inner: Arc::new(Inner { write, read, statement_cache: settings.statement_cache }) })
     }
 
-    pub(crate) async fn write_conn(&self) -> Result<Object, StoreError> {
-        self.inner.write.get().await.map_err(pool_err)
+    pub(crate) async fn write_conn(&self) -> Result<PgConn, StoreError> {
+        let conn = self.inner.write.get().await.map_err(pool_err)?;
+        Ok(PgConn::new(conn, self.inner.statement_cache))
     }
 
-    pub(crate) async fn read_conn(&self) -> Result<Object, StoreError> {
-        self.inner.read.get().await.map_err(pool_err)
+    pub(crate) async fn read_conn(&self) -> Result<PgConn, StoreError> {
+        let conn = self.inner.read.get().await.map_err(pool_err)?;
+        Ok(PgConn::new(conn, self.inner.statement_cache))
     }
 }
 
@@ -95,7 +89,7 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
     }
     cfg.connect_timeout(Duration::from_millis(s.acquire_timeout_ms.max(1_000)));
     let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    let lifetime = Duration::from_secs(s.max_lifetime_secs);
+    let reusable = s.reusable();
     let wait = Duration::from_millis(s.acquire_timeout_ms);
     Pool::builder(manager)
         .max_size(s.max_connections)
@@ -103,13 +97,7 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
         .wait_timeout(Some(wait))
         .create_timeout(Some(wait))
         .recycle_timeout(Some(wait))
-        .pre_recycle(Hook::sync_fn(move |_, metrics| {
-            if metrics.age() > lifetime {
-                Err(HookError::message("connection reached its maximum lifetime"))
-            } else {
-                Ok(())
-            }
-        }))
+        .pre_recycle(Hook::sync_fn(move |_, metrics| reusable(metrics.age()).map_err(HookError::message)))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build PostgreSQL pool: {e}")))
 }
@@ -196,7 +184,7 @@ fn status(pool: &'static str, p: &Pool) -> PoolStatus {
 
 /// A PostgreSQL transaction on one pooled connection (`BEGIN` … `COMMIT`).
 pub struct PgTx {
-    conn: Option<Object>,
+    conn: Option<PgConn>,
     /// Cursor of the last event appended in this transaction.
     last_event: Option<LogCursor>,
     pub(crate) touched: Touched,
@@ -205,7 +193,7 @@ pub struct PgTx {
 }
 
 impl PgTx {
-    pub(crate) fn conn(&self) -> Result<&Object, StoreError> {
+    pub(crate) fn conn(&self) -> Result<&PgConn, StoreError> {
         self.conn.as_ref().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))
     }
 }
@@ -219,11 +207,11 @@ impl Drop for PgTx {
             Ok(rt) => {
                 rt.spawn(async move {
                     if conn.batch_execute("ROLLBACK").await.is_err() {
-                        drop(Object::take(conn));
+                        drop(Object::take(conn.into_object()));
                     }
                 });
             }
-            Err(_) => drop(Object::take(conn)),
+            Err(_) => drop(Object::take(conn.into_object())),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use hermet_domain::id::{ChannelId, UserId};
 
-use super::im::{exec, ids, query_map, query_opt};
+use super::statements::{exec, ids, query_map, query_opt};
 use super::{PgDatabase, PgTx};
 use crate::StoreError;
 use crate::ports::*;
@@ -17,7 +17,7 @@ fn count(r: &tokio_postgres::Row) -> Result<i64, StoreError> {
 impl PgDatabase {
     pub(super) async fn offsets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, q::OFFSETS_WITH_PREFIX, &[&prefix], |r| Ok((r.text(0)?, (r.int(1)?, r.int(2)?)))).await
+        query_map(&c, q::OFFSETS_WITH_PREFIX, &[&prefix], named_cursor_from).await
     }
 }
 
@@ -74,7 +74,7 @@ impl PipelineReads for PgDatabase {
             &c,
             "SELECT channel_id, user_id, role IN ('owner', 'admin') FROM channel_member WHERE channel_id = ANY($1) AND left_at IS NULL",
             &[&ids(channels)],
-            |r| Ok((ChannelId(r.int(0)?), UserId(r.int(1)?), r.boolean(2)?)),
+            audience_from,
         )
         .await
     }
@@ -85,7 +85,7 @@ impl PipelineReads for PgDatabase {
             &c,
             "SELECT contact_user_id, owner_user_id FROM contact_reverse_index WHERE contact_user_id = ANY($1)",
             &[&ids(users)],
-            |r| Ok((UserId(r.int(0)?), UserId(r.int(1)?))),
+            user_pair_from,
         )
         .await
     }
@@ -97,13 +97,12 @@ impl PipelineReads for PgDatabase {
         limit: u32,
     ) -> Result<Vec<ChannelId>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, q::GROUPS_WITHOUT_CREATED_EVENT, &[&since, &until, &(limit as i64)], |r| Ok(ChannelId(r.int(0)?)))
-            .await
+        query_map(&c, q::GROUPS_WITHOUT_CREATED_EVENT, &[&since, &until, &(limit as i64)], channel_id_from).await
     }
 
     async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
         let c = self.write_conn().await?;
-        query_map(&c, q::GROUPS_WITHOUT_VIEWS, &[&since, &until, &(limit as i64)], |r| Ok(ChannelId(r.int(0)?))).await
+        query_map(&c, q::GROUPS_WITHOUT_VIEWS, &[&since, &until, &(limit as i64)], channel_id_from).await
     }
 }
 

@@ -4,7 +4,7 @@ use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::user::{Account, Gender, NewUser, User, UserStatus, search_key};
 use tokio_postgres::Row;
 
-use super::{PgDatabase, PgTx, Prep, pg_err};
+use super::{PgDatabase, PgTx, pg_err};
 use crate::StoreError;
 use crate::ports::*;
 

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use hermet_domain::id::{ChannelId, UserId};
 use rusqlite::params;
 
-use super::im::{exec, json_ids, qmap, qopt};
+use super::statements::{exec, json_ids, qmap, qopt};
 use super::{SqliteDatabase, SqliteTx};
 use crate::StoreError;
 use crate::ports::*;
@@ -76,7 +76,7 @@ impl InboxWrites for SqliteTx {
                  SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN (SELECT value FROM json_each(?1))
                  RETURNING user_id, seq",
                 params![u, event_id, now],
-                |r| Ok((UserId(r.get(0)?), r.get(1)?)),
+                |r| user_cursor_from(r),
             )
         })
         .await

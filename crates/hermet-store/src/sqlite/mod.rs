@@ -7,9 +7,16 @@
 //! pool of read-only connections and, in WAL mode, never block the writer. Statements
 //! run on tokio's blocking threads (`interact`).
 
-mod im;
+mod channels;
+mod consistency;
+mod contacts;
+mod conversations;
 mod inbox;
+mod locks;
+mod messages;
 mod pipeline;
+mod refresh;
+mod statements;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -116,7 +123,7 @@ impl SqliteDatabase {
 
 fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Result<Pool, StoreError> {
     let wait = Duration::from_millis(s.acquire_timeout_ms);
-    let lifetime = Duration::from_secs(s.max_lifetime_secs);
+    let reusable = s.reusable();
     let pragmas = Arc::new(pragmas);
     Config::new(path)
         .builder(Runtime::Tokio1)
@@ -137,13 +144,7 @@ fn build_pool(path: &Path, size: usize, s: &PoolSettings, pragmas: String) -> Re
                 .map_err(HookError::Backend)
             })
         }))
-        .pre_recycle(Hook::sync_fn(move |_, metrics| {
-            if metrics.age() > lifetime {
-                Err(HookError::message("connection reached its maximum lifetime"))
-            } else {
-                Ok(())
-            }
-        }))
+        .pre_recycle(Hook::sync_fn(move |_, metrics| reusable(metrics.age()).map_err(HookError::message)))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build sqlite pool: {e}")))
 }

@@ -5,7 +5,7 @@
 use hermet_domain::id::{ChannelId, UserId};
 use rusqlite::params;
 
-use super::im::{exec, json_ids, qmap, qopt};
+use super::statements::{exec, json_ids, qmap, qopt};
 use super::{SqliteDatabase, SqliteTx};
 use crate::StoreError;
 use crate::ports::*;
@@ -15,7 +15,7 @@ use crate::rows::*;
 impl SqliteDatabase {
     pub(super) async fn offsets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
         let prefix = prefix.to_owned();
-        self.read(move |c| qmap(c, q::OFFSETS_WITH_PREFIX, [prefix], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))).await
+        self.read(move |c| qmap(c, q::OFFSETS_WITH_PREFIX, [prefix], |r| named_cursor_from(r))).await
     }
 }
 
@@ -71,7 +71,7 @@ impl PipelineReads for SqliteDatabase {
                 "SELECT channel_id, user_id, role IN ('owner', 'admin') FROM channel_member
                  WHERE channel_id IN (SELECT value FROM json_each(?1)) AND left_at IS NULL",
                 [ids],
-                |r| Ok((ChannelId(r.get(0)?), UserId(r.get(1)?), r.get(2)?)),
+                |r| audience_from(r),
             )
         })
         .await
@@ -85,7 +85,7 @@ impl PipelineReads for SqliteDatabase {
                 "SELECT contact_user_id, owner_user_id FROM contact_reverse_index
                  WHERE contact_user_id IN (SELECT value FROM json_each(?1))",
                 [ids],
-                |r| Ok((UserId(r.get(0)?), UserId(r.get(1)?))),
+                |r| user_pair_from(r),
             )
         })
         .await
@@ -98,14 +98,13 @@ impl PipelineReads for SqliteDatabase {
         limit: u32,
     ) -> Result<Vec<ChannelId>, StoreError> {
         self.read(move |c| {
-            qmap(c, q::GROUPS_WITHOUT_CREATED_EVENT, [since, until, limit as i64], |r| Ok(ChannelId(r.get(0)?)))
+            qmap(c, q::GROUPS_WITHOUT_CREATED_EVENT, [since, until, limit as i64], |r| channel_id_from(r))
         })
         .await
     }
 
     async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
-        self.read(move |c| qmap(c, q::GROUPS_WITHOUT_VIEWS, [since, until, limit as i64], |r| Ok(ChannelId(r.get(0)?))))
-            .await
+        self.read(move |c| qmap(c, q::GROUPS_WITHOUT_VIEWS, [since, until, limit as i64], |r| channel_id_from(r))).await
     }
 }
 

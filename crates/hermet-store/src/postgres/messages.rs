@@ -1,0 +1,145 @@
+//! Messages on PostgreSQL: history, a batch's appends (one set-based statement per
+//! table), read positions.
+
+use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::message::Message;
+use tokio_postgres::types::ToSql;
+
+use super::statements::query_map;
+use super::{PgDatabase, PgTx, pg_err};
+use crate::StoreError;
+use crate::ports::*;
+use crate::queries as q;
+use crate::rows::*;
+
+// A batch's messages at their allocated seqs, one set-based statement each.
+const SET_LAST_SEQS: &str = "UPDATE channel SET last_seq = k.seq, last_message_at = $3, updated_at = $3
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seq) WHERE channel.id = k.id";
+const INSERT_MESSAGES: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content,
+       mentions, mention_all, preview, client_msg_id, created_at)
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[],
+       $8::jsonb[], $9::boolean[], $10::text[], $11::text[], $12::bigint[])";
+const INSERT_MENTIONS: &str = "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING";
+const ADVANCE_READS: &str = "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at)
+     SELECT k.u, k.c, k.s, $4::bigint FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS k(u, c, s)
+     ON CONFLICT (user_id, channel_id) DO UPDATE
+       SET last_read_seq = greatest(excluded.last_read_seq, channel_read_record.last_read_seq),
+           updated_at = excluded.updated_at";
+
+impl MessageReads for PgDatabase {
+    async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let c = self.read_conn().await?;
+        let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
+        query_map(&c, sql, &[&m.channel_id.get(), &m.after_seq, &m.before_seq, &(m.limit as i64)], message_from).await
+    }
+}
+
+impl MessageWrites for PgTx {
+    /// Channels, messages, mentions and read positions: four set-based statements in one
+    /// round trip (pipelined in order).
+    async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let seqs = c.prep(SET_LAST_SEQS).await.map_err(pg_err)?;
+        let insert = c.prep(INSERT_MESSAGES).await.map_err(pg_err)?;
+        let mention = c.prep(INSERT_MENTIONS).await.map_err(pg_err)?;
+        let read = c.prep(ADVANCE_READS).await.map_err(pg_err)?;
+        let rows = MessageColumns::of(messages)?;
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &rows.id,
+            &rows.channel,
+            &rows.seq,
+            &rows.sender,
+            &rows.sender_name,
+            &rows.msg_type,
+            &rows.content,
+            &rows.mentions,
+            &rows.mention_all,
+            &rows.preview,
+            &rows.client_msg_id,
+            &rows.created_at,
+        ];
+        let (lc, ls): (Vec<i64>, Vec<i64>) = crate::last_seqs(messages, |m| m.channel_id.get()).into_iter().unzip();
+        let mut reads: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for ((u, ch), s) in crate::last_seqs(messages, |m| (m.sender_id.get(), m.channel_id.get())) {
+            reads.0.push(u);
+            reads.1.push(ch);
+            reads.2.push(s);
+        }
+        let mut ments: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for m in messages {
+            for u in &m.mentions {
+                ments.0.push(u.get());
+                ments.1.push(m.channel_id.get());
+                ments.2.push(m.seq);
+                ments.3.push(m.id.get());
+            }
+        }
+        let mention_rows = async {
+            if ments.0.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&mention, &[&ments.0, &ments.1, &ments.2, &ments.3]).await
+            }
+        };
+        let seq_params: [&(dyn ToSql + Sync); 3] = [&lc, &ls, &now];
+        let read_params: [&(dyn ToSql + Sync); 4] = [&reads.0, &reads.1, &reads.2, &now];
+        let (moved, inserted, mentioned, advanced) = tokio::join!(
+            c.execute(&seqs, &seq_params),
+            c.execute(&insert, &params),
+            mention_rows,
+            c.execute(&read, &read_params),
+        );
+        moved.map_err(pg_err)?;
+        inserted.map_err(pg_err)?;
+        mentioned.map_err(pg_err)?;
+        advanced.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
+        let c = self.conn()?;
+        let stmt = c.prep(q::ADVANCE_READ).await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&user.get(), &channel.get(), &seq, &now]).await.map_err(pg_err)?.get(0))
+    }
+}
+
+/// A batch's messages as one array per column (`UNNEST`).
+struct MessageColumns<'a> {
+    id: Vec<i64>,
+    channel: Vec<i64>,
+    seq: Vec<i64>,
+    sender: Vec<i64>,
+    sender_name: Vec<&'a str>,
+    msg_type: Vec<&'static str>,
+    content: Vec<&'a serde_json::Value>,
+    mentions: Vec<serde_json::Value>,
+    mention_all: Vec<bool>,
+    preview: Vec<String>,
+    client_msg_id: Vec<Option<&'a str>>,
+    created_at: Vec<i64>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn of(messages: &'a [Message]) -> Result<Self, StoreError> {
+        let mentions = messages
+            .iter()
+            .map(|m| serde_json::to_value(&m.mentions))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::other)?;
+        Ok(Self {
+            id: messages.iter().map(|m| m.id.get()).collect(),
+            channel: messages.iter().map(|m| m.channel_id.get()).collect(),
+            seq: messages.iter().map(|m| m.seq).collect(),
+            sender: messages.iter().map(|m| m.sender_id.get()).collect(),
+            sender_name: messages.iter().map(|m| m.sender_name.as_str()).collect(),
+            msg_type: messages.iter().map(|m| m.msg_type.as_str()).collect(),
+            content: messages.iter().map(|m| &m.content).collect(),
+            mentions,
+            mention_all: messages.iter().map(|m| m.mention_all).collect(),
+            preview: messages.iter().map(|m| hermet_domain::message::preview(m.msg_type, &m.content)).collect(),
+            client_msg_id: messages.iter().map(|m| m.client_msg_id.as_deref()).collect(),
+            created_at: messages.iter().map(|m| m.created_at).collect(),
+        })
+    }
+}

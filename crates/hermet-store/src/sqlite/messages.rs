@@ -1,0 +1,78 @@
+//! Messages on SQLite: history, a batch's appends (prepared statements per row, in
+//! process), read positions.
+
+use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::message::Message;
+
+use rusqlite::params;
+
+use super::statements::{exec, qmap};
+use super::{SqliteDatabase, SqliteTx};
+use crate::StoreError;
+use crate::ports::*;
+use crate::queries::{self as q, sqlite_placeholders};
+use crate::rows::*;
+
+impl MessageReads for SqliteDatabase {
+    async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let m = m.clone();
+        self.read(move |c| {
+            let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
+            qmap(c, sql, [m.channel_id.get(), m.after_seq, m.before_seq, m.limit as i64], |r| message_from(r))
+        })
+        .await
+    }
+}
+
+impl MessageWrites for SqliteTx {
+    async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.run(move |c| {
+            for m in &messages {
+                let (channel, sender) = (m.channel_id.get(), m.sender_id.get());
+                let mentions = serde_json::to_string(&m.mentions).unwrap_or_else(|_| "[]".into());
+                exec(
+                    c,
+                    q::INSERT_MESSAGE,
+                    params![
+                        m.id.get(),
+                        channel,
+                        m.seq,
+                        sender,
+                        m.sender_name,
+                        m.msg_type.as_str(),
+                        m.content.to_string(),
+                        mentions,
+                        m.mention_all,
+                        hermet_domain::message::preview(m.msg_type, &m.content),
+                        m.client_msg_id,
+                        m.created_at
+                    ],
+                )?;
+                let mut stmt = c.prepare_cached(
+                    "INSERT INTO message_mention (user_id, channel_id, seq, message_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?;
+                for u in &m.mentions {
+                    stmt.execute(params![u.get(), channel, m.seq, m.id.get()])?;
+                }
+            }
+            for (ch, seq) in crate::last_seqs(&messages, |m| m.channel_id.get()) {
+                exec(c, q::SET_LAST_SEQ, params![ch, seq, now])?;
+            }
+            for ((user, ch), seq) in crate::last_seqs(&messages, |m| (m.sender_id.get(), m.channel_id.get())) {
+                c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
+                    .query_row(params![user, ch, seq, now], |r| r.get::<_, i64>(0))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
+        self.run(move |c| {
+            c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
+                .query_row(params![user.get(), channel.get(), seq, now], |r| r.get(0))
+        })
+        .await
+    }
+}
