@@ -14,21 +14,25 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl ChannelReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.channel", skip_all)]
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         let c = self.write_conn().await?;
         query_opt(&c, &q::CHANNEL_BY_ID, &[&id.get()], channel_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.member", skip_all)]
     async fn member(&self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
         let c = self.write_conn().await?;
         query_opt(&c, &q::MEMBER, &[&channel.get(), &user.get()], member_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.members_page", skip_all)]
     async fn members_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<Member>, StoreError> {
         let c = self.read_conn().await?;
         query_map(&c, &q::MEMBERS_PAGE, &[&channel.get(), &after_user, &(limit as i64)], member_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.channel_applications", skip_all)]
     async fn channel_applications(
         &self,
         channel: ChannelId,
@@ -48,11 +52,13 @@ impl ChannelReads for PgDatabase {
 }
 
 impl ChannelWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.single_channel", skip_all)]
     async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
         let sql = format!("{} FOR UPDATE", &*q::CHANNEL_BY_PAIR);
         query_opt(self.conn()?, &sql, &[&pair], channel_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.active_members", skip_all)]
     async fn active_members(&mut self, channel: ChannelId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         query_map(
             self.conn()?,
@@ -63,6 +69,7 @@ impl ChannelWrites for PgTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.insert_channel", skip_all)]
     async fn insert_channel(&mut self, ch: &NewChannel) -> Result<(), StoreError> {
         exec(
             self.conn()?,
@@ -83,6 +90,7 @@ impl ChannelWrites for PgTx {
         .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.insert_new_group", skip_all)]
     async fn insert_new_group(&mut self, g: &NewGroupRows<'_>) -> Result<(), StoreError> {
         use tokio_postgres::binary_copy::BinaryCopyInWriter;
         use tokio_postgres::types::Type;
@@ -185,10 +193,12 @@ impl ChannelWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.upsert_members", skip_all)]
     async fn upsert_members(&mut self, channel: ChannelId, members: &[NewMember], now: i64) -> Result<(), StoreError> {
         upsert_members_on(self.conn()?, channel, members, now).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.remove_members", skip_all)]
     async fn remove_members(
         &mut self,
         channel: ChannelId,
@@ -206,6 +216,7 @@ impl ChannelWrites for PgTx {
         .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.set_member_role", skip_all)]
     async fn set_member_role(
         &mut self,
         channel: ChannelId,
@@ -216,6 +227,7 @@ impl ChannelWrites for PgTx {
         exec(self.conn()?, q::SET_ROLE, &[&channel.get(), &user.get(), &role.as_str(), &now]).await.map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.set_group_nickname", skip_all)]
     async fn set_group_nickname(
         &mut self,
         channel: ChannelId,
@@ -226,6 +238,7 @@ impl ChannelWrites for PgTx {
         exec(self.conn()?, q::SET_GROUP_NICKNAME, &[&channel.get(), &user.get(), &nickname, &now]).await.map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.recount_members", skip_all)]
     async fn recount_members(
         &mut self,
         channel: ChannelId,
@@ -239,10 +252,12 @@ impl ChannelWrites for PgTx {
         Ok((row.get(0), row.get(1)))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.oldest_admin", skip_all)]
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
         query_opt(self.conn()?, q::OLDEST_ADMIN, &[&channel.get(), &except.get()], user_id_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.update_channel_info", skip_all)]
     async fn update_channel_info(
         &mut self,
         channel: ChannelId,
@@ -255,10 +270,12 @@ impl ChannelWrites for PgTx {
         Ok(c.query_one(&stmt, &[&channel.get(), &name, &avatar, &now]).await.map_err(pg_err)?.get(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.archive_channel", skip_all)]
     async fn archive_channel(&mut self, channel: ChannelId, now: i64) -> Result<(), StoreError> {
         exec(self.conn()?, q::ARCHIVE_CHANNEL, &[&channel.get(), &now]).await.map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.insert_channel_application", skip_all)]
     async fn insert_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
         exec(
             self.conn()?,
@@ -279,11 +296,13 @@ impl ChannelWrites for PgTx {
         .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_channel_application", skip_all)]
     async fn lock_channel_application(&mut self, id: ApplicationId) -> Result<Option<ChannelApplication>, StoreError> {
         let sql = format!("{} FOR UPDATE", &*q::CHANNEL_APP_BY_ID);
         query_opt(self.conn()?, &sql, &[&id.get()], channel_application_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.pending_channel_application", skip_all)]
     async fn pending_channel_application(
         &mut self,
         channel: ChannelId,
@@ -293,6 +312,7 @@ impl ChannelWrites for PgTx {
         query_opt(self.conn()?, &sql, &[&channel.get(), &applicant.get()], channel_application_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.update_channel_application", skip_all)]
     async fn update_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
         exec(
             self.conn()?,

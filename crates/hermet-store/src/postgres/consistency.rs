@@ -12,11 +12,13 @@ use crate::rows::*;
 use crate::views;
 
 impl ConsistencyReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.user_ids_after", skip_all)]
     async fn user_ids_after(&self, after: i64, limit: u32) -> Result<Vec<UserId>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, q::USER_IDS_AFTER, &[&after, &(limit as i64)], user_id_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.expected_conversations", skip_all)]
     async fn expected_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
         let c = self.write_conn().await?;
         let sql = format!("{CONVERSATION_KEYS}{}", &*views::CONVERSATION_EXPECTED);
@@ -24,11 +26,13 @@ impl ConsistencyReads for PgDatabase {
         query_map(&c, &sql, &[&empty, &empty, &empty, &ids(owners)], conversation_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.stored_conversations", skip_all)]
     async fn stored_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, &OWNERS.conversations_stored, &[&ids(owners)], conversation_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.expected_contacts", skip_all)]
     async fn expected_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
         let c = self.write_conn().await?;
         let sql = format!("{CONTACT_KEYS}{}", &*views::CONTACT_EXPECTED);
@@ -36,11 +40,13 @@ impl ConsistencyReads for PgDatabase {
         query_map(&c, &sql, &[&empty, &empty, &ids(owners)], contact_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.stored_contacts", skip_all)]
     async fn stored_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, &OWNERS.contacts_stored, &[&ids(owners)], contact_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.reverse_conversations", skip_all)]
     async fn reverse_conversations(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64, i64)>, StoreError> {
         let c = self.write_conn().await?;
         let o = ids(owners);
@@ -49,6 +55,7 @@ impl ConsistencyReads for PgDatabase {
         Ok((expected, stored))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.reverse_contacts", skip_all)]
     async fn reverse_contacts(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64)>, StoreError> {
         let c = self.write_conn().await?;
         let o = ids(owners);

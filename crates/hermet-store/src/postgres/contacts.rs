@@ -12,11 +12,13 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl ContactReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.friendship", skip_all)]
     async fn friendship(&self, user: UserId, friend: UserId) -> Result<Option<Friendship>, StoreError> {
         let c = self.write_conn().await?;
         query_opt(&c, &q::FRIENDSHIP, &[&user.get(), &friend.get()], friendship_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.contact_applications", skip_all)]
     async fn contact_applications(
         &self,
         user: UserId,
@@ -36,6 +38,7 @@ impl ContactReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.contacts", skip_all)]
     async fn contacts(&self, cq: &ContactQuery) -> Result<Vec<ContactRow>, StoreError> {
         let c = self.read_conn().await?;
         let a = q::ContactArgs::of(cq);
@@ -48,6 +51,7 @@ impl ContactReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.contact", skip_all)]
     async fn contact(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
         self.contact_row(user, contact).await
     }
@@ -61,6 +65,7 @@ impl PgDatabase {
 }
 
 impl ContactWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.upsert_friendships", skip_all)]
     async fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let stmt = c.prep(q::UPSERT_FRIENDSHIP).await.map_err(pg_err)?;
@@ -89,6 +94,7 @@ impl ContactWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.pending_contact_application", skip_all)]
     async fn pending_contact_application(
         &mut self,
         applicant: UserId,
@@ -98,6 +104,7 @@ impl ContactWrites for PgTx {
         query_opt(self.conn()?, &sql, &[&applicant.get(), &target.get()], contact_application_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.insert_contact_application", skip_all)]
     async fn insert_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
         exec(
             self.conn()?,
@@ -118,11 +125,13 @@ impl ContactWrites for PgTx {
         .map(|_| ())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_contact_application", skip_all)]
     async fn lock_contact_application(&mut self, id: ApplicationId) -> Result<Option<ContactApplication>, StoreError> {
         let sql = format!("{} FOR UPDATE", &*q::CONTACT_APP_BY_ID);
         query_opt(self.conn()?, &sql, &[&id.get()], contact_application_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.update_contact_application", skip_all)]
     async fn update_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
         exec(
             self.conn()?,

@@ -11,6 +11,7 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl ConversationReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.conversations", skip_all)]
     async fn conversations(&self, cq: &ConversationQuery) -> Result<Vec<ConversationRow>, StoreError> {
         let c = self.read_conn().await?;
         let a = q::ConversationArgs::of(cq);
@@ -32,17 +33,20 @@ impl ConversationReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.conversation", skip_all)]
     async fn conversation(&self, user: UserId, channel: ChannelId) -> Result<Option<ConversationRow>, StoreError> {
         let c = self.read_conn().await?;
         query_opt(&c, &q::CONVERSATION, &[&user.get(), &channel.get()], conversation_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.total_unread", skip_all)]
     async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
         let c = self.read_conn().await?;
         let stmt = c.prep(&q::TOTAL_UNREAD).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&user.get()]).await.map_err(pg_err)?.get(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.large_groups", skip_all)]
     async fn large_groups(&self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
         let c = self.read_conn().await?;
         let stmt = c.prep(q::LARGE_GROUPS).await.map_err(pg_err)?;
@@ -52,12 +56,14 @@ impl ConversationReads for PgDatabase {
 }
 
 impl ConversationWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.setting", skip_all)]
     async fn setting(&mut self, user: UserId, channel: ChannelId) -> Result<ConversationSetting, StoreError> {
         Ok(query_opt(self.conn()?, &q::SETTING, &[&user.get(), &channel.get()], setting_from)
             .await?
             .unwrap_or_default())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.save_setting", skip_all)]
     async fn save_setting(
         &mut self,
         user: UserId,

@@ -13,16 +13,19 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl InboxReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.inbox_head", skip_all)]
     async fn inbox_head(&self, user: UserId) -> Result<i64, StoreError> {
         let c = self.write_conn().await?;
         Ok(query_opt(&c, q::INBOX_HEAD, &[&user.get()], |r| r.int(0)).await?.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.inbox_after", skip_all)]
     async fn inbox_after(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<InboxEntry>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, q::INBOX_AFTER, &[&user.get(), &after, &(limit as i64)], inbox_entry_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.channel_conversations", skip_all)]
     async fn channel_conversations(
         &self,
         channel: ChannelId,
@@ -34,6 +37,7 @@ impl InboxReads for PgDatabase {
         query_map(&c, &SQL, &[&channel.get(), &ids(users)], conversation_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.conversations_changed", skip_all)]
     async fn conversations_changed(
         &self,
         user: UserId,
@@ -46,6 +50,7 @@ impl InboxReads for PgDatabase {
 }
 
 impl InboxWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.append_inbox", skip_all)]
     async fn append_inbox(
         &mut self,
         users: &[UserId],
@@ -73,6 +78,7 @@ impl InboxWrites for PgTx {
         rows.iter().map(user_cursor_from).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.prune_inbox", skip_all)]
     async fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> Result<u64, StoreError> {
         let c = self.conn()?;
         exec(c, q::PRUNE_INBOX, &[&before, &keep, &(limit as i64)]).await

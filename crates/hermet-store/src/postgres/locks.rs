@@ -18,22 +18,26 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl Locks for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.lock_users", skip_all)]
     async fn lock_users(&mut self, users: &[UserId], lock: bool) -> Result<Vec<UserBrief>, StoreError> {
         let sql = if lock { &LOCK_USERS_SHARE } else { &LOCK_USERS };
         query_map(self.conn()?, sql, &[&ids(users)], user_brief_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.inactive_users", skip_all)]
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
         let sql = "SELECT x.id, u.status FROM UNNEST($1::bigint[]) AS x(id) LEFT JOIN users u ON u.id = x.id
                    WHERE u.id IS NULL OR u.status <> 'active'";
         query_map(self.conn()?, sql, &[&ids(users)], inactive_user_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_channel", skip_all)]
     async fn lock_channel(&mut self, id: ChannelId, exclusive: bool) -> Result<Option<Channel>, StoreError> {
         let sql = if exclusive { &LOCK_CHANNEL_UPDATE } else { &LOCK_CHANNEL_SHARE };
         query_opt(self.conn()?, sql, &[&id.get()], channel_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_friendship", skip_all)]
     async fn lock_friendship(
         &mut self,
         user: UserId,
@@ -44,6 +48,7 @@ impl Locks for PgTx {
         query_opt(self.conn()?, sql, &[&user.get(), &friend.get()], friendship_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_member", skip_all)]
     async fn lock_member(&mut self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
         query_opt(self.conn()?, &LOCK_MEMBER_UPDATE, &[&channel.get(), &user.get()], member_from).await
     }
@@ -51,6 +56,7 @@ impl Locks for PgTx {
     /// A batch's locks and reads in one round trip: every statement prepared first, then
     /// sent on one flush in lock order (the server takes them in that order, as if
     /// awaited one by one; each statement locks its rows in ascending key order).
+    #[tracing::instrument(level = "debug", name = "postgres.lock_for_sends", skip_all)]
     async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let c = self.conn()?;
         let su = c.prep(&LOCK_USERS_SHARE).await.map_err(pg_err)?;

@@ -28,6 +28,7 @@ const ADVANCE_READS: &str = "INSERT INTO channel_read_record (user_id, channel_i
            updated_at = excluded.updated_at";
 
 impl MessageReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.messages", skip_all)]
     async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         let c = self.read_conn().await?;
         let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
@@ -38,6 +39,7 @@ impl MessageReads for PgDatabase {
 impl MessageWrites for PgTx {
     /// Channels, messages, mentions and read positions: four set-based statements in one
     /// round trip (pipelined in order).
+    #[tracing::instrument(level = "debug", name = "postgres.append_messages", skip_all)]
     async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let seqs = c.prep(SET_LAST_SEQS).await.map_err(pg_err)?;
@@ -97,6 +99,7 @@ impl MessageWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.advance_read", skip_all)]
     async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
         let c = self.conn()?;
         let stmt = c.prep(q::ADVANCE_READ).await.map_err(pg_err)?;

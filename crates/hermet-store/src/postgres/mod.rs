@@ -131,12 +131,14 @@ impl Database for PgDatabase {
         "postgres"
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.begin", skip_all)]
     async fn begin(&self) -> Result<PgTx, StoreError> {
         let conn = self.write_conn().await?;
         conn.batch_execute("BEGIN").await.map_err(pg_err)?;
         Ok(PgTx { conn: Some(conn), last_event: None, touched: Touched::default(), events: Vec::new() })
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.migrate", skip_all)]
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut conn = self.write_conn().await?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
@@ -147,6 +149,7 @@ impl Database for PgDatabase {
         Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.ping", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         let conn = self.write_conn().await?;
         conn.simple_query("SELECT 1").await.map_err(pg_err)?;
@@ -163,6 +166,7 @@ impl Database for PgDatabase {
         self.inner.read.close();
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.server_secret", skip_all)]
     async fn server_secret(&self, name: &str, candidate: String) -> Result<String, StoreError> {
         let conn = self.write_conn().await?;
         let now = hermet_domain::time::now_ms();
@@ -217,6 +221,7 @@ impl Drop for PgTx {
 }
 
 impl Transaction for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.commit", skip_all)]
     async fn commit(mut self) -> Result<Option<LogCursor>, StoreError> {
         let conn =
             self.conn.take().ok_or_else(|| StoreError::other(anyhow::anyhow!("transaction already finished")))?;
@@ -258,6 +263,7 @@ const APPEND_EVENTS: &str =
 impl OutboxWrites for PgTx {
     /// Kept until commit, which writes them in its own round trip (nothing in a
     /// transaction reads the outbox back).
+    #[tracing::instrument(level = "debug", name = "postgres.append_events", skip_all)]
     async fn append_events(&mut self, events: &[OutboxEvent]) -> Result<(), StoreError> {
         self.conn()?;
         self.events.extend_from_slice(events);
@@ -266,6 +272,7 @@ impl OutboxWrites for PgTx {
 }
 
 impl EventLog for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.cursor_before_time", skip_all)]
     async fn cursor_before_time(&self, ms: i64) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c
@@ -278,6 +285,7 @@ impl EventLog for PgDatabase {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.log_head", skip_all)]
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c
@@ -287,16 +295,19 @@ impl EventLog for PgDatabase {
         Ok(c.query_opt(&stmt, &[]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.consumer_offset", skip_all)]
     async fn consumer_offset(&self, consumer: &str) -> Result<LogCursor, StoreError> {
         let c = self.write_conn().await?;
         let stmt = c.prep("SELECT tx_id, position FROM consumer_offset WHERE consumer = $1").await.map_err(pg_err)?;
         Ok(c.query_opt(&stmt, &[&consumer]).await.map_err(pg_err)?.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0)))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.consumer_offsets", skip_all)]
     async fn consumer_offsets(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
         self.offsets_with_prefix(prefix).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.read_events", skip_all)]
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let c = self.write_conn().await?;
         // Only transactions older than this snapshot's xmin: all of them have finished,
@@ -324,6 +335,7 @@ impl EventLog for PgDatabase {
 }
 
 impl OffsetWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.advance_offset", skip_all)]
     async fn advance_offset(
         &mut self,
         consumer: &str,
@@ -343,6 +355,7 @@ impl OffsetWrites for PgTx {
         Ok(c.execute(&stmt, &[&consumer, &from.0, &from.1, &to.0, &to.1, &now]).await.map_err(pg_err)? == 1)
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.set_offset", skip_all)]
     async fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let stmt = c

@@ -22,52 +22,62 @@ impl PgDatabase {
 }
 
 impl PipelineReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.unpublished", skip_all)]
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, q::UNPUBLISHED, &[&(limit as i64)], outbox_record_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.outbox_backlog", skip_all)]
     async fn outbox_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
         let c = self.write_conn().await?;
         let row = query_opt(&c, q::OUTBOX_BACKLOG, &[], |r| Ok((r.int(0)?, r.opt_int(1)?))).await?;
         Ok(row.unwrap_or((0, None)))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.publication", skip_all)]
     async fn publication(&self, position: i64) -> Result<Option<Publication>, StoreError> {
         let c = self.write_conn().await?;
         query_opt(&c, q::PUBLICATION, &[&position], publication_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.undrained_on_kafka", skip_all)]
     async fn undrained_on_kafka(&self, consumer: &str) -> Result<i64, StoreError> {
         let c = self.write_conn().await?;
         Ok(query_opt(&c, q::UNDRAINED_ON_KAFKA, &[&consumer], count).await?.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.events_after", skip_all)]
     async fn events_after(&self, after: LogCursor) -> Result<i64, StoreError> {
         let c = self.write_conn().await?;
         Ok(query_opt(&c, q::EVENTS_AFTER, &[&after.0, &after.1], count).await?.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.dead_letters", skip_all)]
     async fn dead_letters(&self, status: &str, after: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, &q::DEAD_LETTERS, &[&status, &after, &(limit as i64)], dead_letter_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.dead_letter", skip_all)]
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         let c = self.write_conn().await?;
         query_opt(&c, &q::DEAD_LETTER, &[&id], dead_letter_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.pending_dead_letters", skip_all)]
     async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
         let c = self.write_conn().await?;
         Ok(query_opt(&c, q::PENDING_DEAD_LETTERS, &[], count).await?.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.dead_letters_to_publish", skip_all)]
     async fn dead_letters_to_publish(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, &q::DEAD_LETTERS_TO_PUBLISH, &[&(limit as i64)], dead_letter_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.channel_audience", skip_all)]
     async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
         let c = self.read_conn().await?;
         query_map(
@@ -79,6 +89,7 @@ impl PipelineReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.contact_owners", skip_all)]
     async fn contact_owners(&self, users: &[UserId]) -> Result<Vec<(UserId, UserId)>, StoreError> {
         let c = self.read_conn().await?;
         query_map(
@@ -90,6 +101,7 @@ impl PipelineReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.groups_without_created_event", skip_all)]
     async fn groups_without_created_event(
         &self,
         since: i64,
@@ -100,6 +112,7 @@ impl PipelineReads for PgDatabase {
         query_map(&c, q::GROUPS_WITHOUT_CREATED_EVENT, &[&since, &until, &(limit as i64)], channel_id_from).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.groups_without_views", skip_all)]
     async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
         let c = self.write_conn().await?;
         query_map(&c, q::GROUPS_WITHOUT_VIEWS, &[&since, &until, &(limit as i64)], channel_id_from).await
@@ -107,6 +120,7 @@ impl PipelineReads for PgDatabase {
 }
 
 impl PipelineWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.mark_published", skip_all)]
     async fn mark_published(&mut self, rows: &[Publication], now: i64) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -127,11 +141,13 @@ impl PipelineWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.take_lease", skip_all)]
     async fn take_lease(&mut self, name: &str, holder: &str, ttl_ms: i64, now: i64) -> Result<bool, StoreError> {
         let c = self.conn()?;
         Ok(exec(c, q::TAKE_LEASE, &[&name, &holder, &now, &ttl_ms]).await? == 1)
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.insert_dead_letter", skip_all)]
     async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         exec(
@@ -143,6 +159,7 @@ impl PipelineWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.prune_outbox", skip_all)]
     async fn prune_outbox(
         &mut self,
         before: i64,
@@ -154,6 +171,7 @@ impl PipelineWrites for PgTx {
         exec(c, q::PRUNE_OUTBOX, &[&before, &floor.0, &floor.1, &i64::from(published_only), &(limit as i64)]).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.mark_dead_letters_published", skip_all)]
     async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
         if letters.is_empty() {
             return Ok(());
@@ -171,6 +189,7 @@ impl PipelineWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.update_dead_letter", skip_all)]
     async fn update_dead_letter(
         &mut self,
         id: i64,

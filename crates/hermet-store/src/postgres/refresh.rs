@@ -91,6 +91,7 @@ pub(super) static OWNERS: LazyLock<views::OwnerStatements> =
     LazyLock::new(|| views::OwnerStatements::new("= ANY($1::bigint[])", "$2::bigint"));
 
 impl ProjectionWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.apply_refresh", skip_all)]
     async fn apply_refresh(&mut self, r: &Refresh, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
         let mut written = Vec::new();
@@ -141,6 +142,7 @@ impl ProjectionWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.delete_orphans", skip_all)]
     async fn delete_orphans(&mut self, owners: &[UserId]) -> Result<u64, StoreError> {
         let c = self.conn()?;
         let o = ids(owners);

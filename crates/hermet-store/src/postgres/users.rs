@@ -36,12 +36,14 @@ fn status_of(s: &str) -> Result<UserStatus, StoreError> {
 }
 
 impl UserReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.user_by_id", skip_all)]
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.read_conn().await?;
         let stmt = conn.prep(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")).await.map_err(pg_err)?;
         conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.user_by_account", skip_all)]
     async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {
             Account::Email(_) => "email",
@@ -57,6 +59,7 @@ impl UserReads for PgDatabase {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.search_users", skip_all)]
     async fn search_users(&self, q: &UserSearch) -> Result<Vec<(String, User)>, StoreError> {
         let conn = self.read_conn().await?;
         let sql = format!(
@@ -80,6 +83,7 @@ impl UserReads for PgDatabase {
 }
 
 impl SessionReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.auth_context", skip_all)]
     async fn auth_context(&self, session: SessionId) -> Result<Option<AuthContext>, StoreError> {
         // Sessions are read from the primary: a sign-out must take effect at once.
         let conn = self.write_conn().await?;
@@ -106,6 +110,7 @@ impl SessionReads for PgDatabase {
 }
 
 impl UserWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.insert_users", skip_all)]
     async fn insert_users(&mut self, users: &[NewUser]) -> Result<(), StoreError> {
         let mut ids = Vec::with_capacity(users.len());
         let mut emails = Vec::with_capacity(users.len());
@@ -145,6 +150,7 @@ impl UserWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_user", skip_all)]
     async fn lock_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
         let conn = self.conn()?;
         let stmt =
@@ -152,6 +158,7 @@ impl UserWrites for PgTx {
         conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.update_profile", skip_all)]
     async fn update_profile(&mut self, u: &User) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
@@ -182,6 +189,7 @@ impl UserWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.set_user_status", skip_all)]
     async fn set_user_status(&mut self, id: UserId, status: UserStatus, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
@@ -198,6 +206,7 @@ impl UserWrites for PgTx {
 }
 
 impl SessionWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.insert_sessions", skip_all)]
     async fn insert_sessions(&mut self, sessions: &[NewSession]) -> Result<(), StoreError> {
         let ids: Vec<i64> = sessions.iter().map(|s| s.id.get()).collect();
         let users: Vec<i64> = sessions.iter().map(|s| s.user_id.get()).collect();
@@ -231,6 +240,7 @@ impl SessionWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.lock_refresh_token", skip_all)]
     async fn lock_refresh_token(&mut self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let conn = self.conn()?;
         let stmt = conn
@@ -254,6 +264,7 @@ impl SessionWrites for PgTx {
         }))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.rotate_refresh_token", skip_all)]
     async fn rotate_refresh_token(
         &mut self,
         session: SessionId,
@@ -282,6 +293,7 @@ impl SessionWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.revoke_session", skip_all)]
     async fn revoke_session(&mut self, session: SessionId, reason: &str, now: i64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         let stmt = conn
@@ -292,6 +304,7 @@ impl SessionWrites for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.revoke_user_sessions", skip_all)]
     async fn revoke_user_sessions(&mut self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         let conn = self.conn()?;
         let stmt = conn

@@ -14,19 +14,23 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl ChannelReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.channel", skip_all)]
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         self.read(move |c| qopt(c, &q::CHANNEL_BY_ID, [id.get()], |r| channel_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.member", skip_all)]
     async fn member(&self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
         self.read(move |c| qopt(c, &q::MEMBER, [channel.get(), user.get()], |r| member_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.members_page", skip_all)]
     async fn members_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<Member>, StoreError> {
         self.read(move |c| qmap(c, &q::MEMBERS_PAGE, [channel.get(), after_user, limit as i64], |r| member_from(r)))
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.channel_applications", skip_all)]
     async fn channel_applications(
         &self,
         channel: ChannelId,
@@ -44,11 +48,13 @@ impl ChannelReads for SqliteDatabase {
 }
 
 impl ChannelWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.single_channel", skip_all)]
     async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
         let pair = pair.to_owned();
         self.run(move |c| qopt(c, &q::CHANNEL_BY_PAIR, [pair], |r| channel_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.active_members", skip_all)]
     async fn active_members(&mut self, channel: ChannelId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         let u = json_ids(users);
         self.run(move |c| {
@@ -62,6 +68,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_channel", skip_all)]
     async fn insert_channel(&mut self, ch: &NewChannel) -> Result<(), StoreError> {
         let ch = ch.clone();
         self.run(move |c| {
@@ -85,6 +92,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_new_group", skip_all)]
     async fn insert_new_group(&mut self, g: &NewGroupRows<'_>) -> Result<(), StoreError> {
         self.upsert_members(g.channel, g.members, g.now).await?;
         if !g.views {
@@ -109,6 +117,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.upsert_members", skip_all)]
     async fn upsert_members(&mut self, channel: ChannelId, members: &[NewMember], now: i64) -> Result<(), StoreError> {
         let members = members.to_vec();
         self.run(move |c| {
@@ -127,6 +136,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.remove_members", skip_all)]
     async fn remove_members(
         &mut self,
         channel: ChannelId,
@@ -144,6 +154,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.set_member_role", skip_all)]
     async fn set_member_role(
         &mut self,
         channel: ChannelId,
@@ -155,6 +166,7 @@ impl ChannelWrites for SqliteTx {
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.set_group_nickname", skip_all)]
     async fn set_group_nickname(
         &mut self,
         channel: ChannelId,
@@ -167,6 +179,7 @@ impl ChannelWrites for SqliteTx {
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.recount_members", skip_all)]
     async fn recount_members(
         &mut self,
         channel: ChannelId,
@@ -182,10 +195,12 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.oldest_admin", skip_all)]
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
         self.run(move |c| qopt(c, q::OLDEST_ADMIN, [channel.get(), except.get()], |r| user_id_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.update_channel_info", skip_all)]
     async fn update_channel_info(
         &mut self,
         channel: ChannelId,
@@ -201,10 +216,12 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.archive_channel", skip_all)]
     async fn archive_channel(&mut self, channel: ChannelId, now: i64) -> Result<(), StoreError> {
         self.run(move |c| exec(c, q::ARCHIVE_CHANNEL, params![channel.get(), now]).map(|_| ())).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_channel_application", skip_all)]
     async fn insert_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
         let a = a.clone();
         self.run(move |c| {
@@ -228,10 +245,12 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_channel_application", skip_all)]
     async fn lock_channel_application(&mut self, id: ApplicationId) -> Result<Option<ChannelApplication>, StoreError> {
         self.run(move |c| qopt(c, &q::CHANNEL_APP_BY_ID, [id.get()], |r| channel_application_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.pending_channel_application", skip_all)]
     async fn pending_channel_application(
         &mut self,
         channel: ChannelId,
@@ -243,6 +262,7 @@ impl ChannelWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.update_channel_application", skip_all)]
     async fn update_channel_application(&mut self, a: &ChannelApplication) -> Result<(), StoreError> {
         let a = a.clone();
         self.run(move |c| {

@@ -14,10 +14,12 @@ use crate::rows::*;
 use crate::views;
 
 impl ConsistencyReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.user_ids_after", skip_all)]
     async fn user_ids_after(&self, after: i64, limit: u32) -> Result<Vec<UserId>, StoreError> {
         self.read(move |c| qmap(c, q::USER_IDS_AFTER, [after, limit as i64], |r| user_id_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.expected_conversations", skip_all)]
     async fn expected_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {
@@ -27,11 +29,13 @@ impl ConsistencyReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.stored_conversations", skip_all)]
     async fn stored_conversations(&self, owners: &[UserId]) -> Result<Vec<ConversationRow>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| qmap(c, &OWNERS.conversations_stored, [o], |r| conversation_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.expected_contacts", skip_all)]
     async fn expected_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {
@@ -41,11 +45,13 @@ impl ConsistencyReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.stored_contacts", skip_all)]
     async fn stored_contacts(&self, owners: &[UserId]) -> Result<Vec<ContactRow>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| qmap(c, &OWNERS.contacts_stored, [o], |r| contact_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.reverse_conversations", skip_all)]
     async fn reverse_conversations(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64, i64)>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {
@@ -56,6 +62,7 @@ impl ConsistencyReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.reverse_contacts", skip_all)]
     async fn reverse_contacts(&self, owners: &[UserId]) -> Result<ExpectedAndStored<(i64, i64)>, StoreError> {
         let o = json_ids(owners);
         self.read(move |c| {

@@ -14,10 +14,12 @@ use crate::queries::{self as q};
 use crate::rows::*;
 
 impl ContactReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.friendship", skip_all)]
     async fn friendship(&self, user: UserId, friend: UserId) -> Result<Option<Friendship>, StoreError> {
         self.read(move |c| qopt(c, &q::FRIENDSHIP, [user.get(), friend.get()], |r| friendship_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.contact_applications", skip_all)]
     async fn contact_applications(
         &self,
         user: UserId,
@@ -35,6 +37,7 @@ impl ContactReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.contacts", skip_all)]
     async fn contacts(&self, cq: &ContactQuery) -> Result<Vec<ContactRow>, StoreError> {
         let cq = cq.clone();
         self.read(move |c| {
@@ -49,12 +52,14 @@ impl ContactReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.contact", skip_all)]
     async fn contact(&self, user: UserId, contact: UserId) -> Result<Option<ContactRow>, StoreError> {
         self.read(move |c| qopt(c, &q::CONTACT, [user.get(), contact.get()], |r| contact_from(r))).await
     }
 }
 
 impl ContactWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.upsert_friendships", skip_all)]
     async fn upsert_friendships(&mut self, rows: &[Friendship], now: i64) -> Result<(), StoreError> {
         let rows = rows.to_vec();
         self.run(move |c| {
@@ -84,6 +89,7 @@ impl ContactWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.pending_contact_application", skip_all)]
     async fn pending_contact_application(
         &mut self,
         applicant: UserId,
@@ -95,6 +101,7 @@ impl ContactWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_contact_application", skip_all)]
     async fn insert_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
         let a = a.clone();
         self.run(move |c| {
@@ -118,10 +125,12 @@ impl ContactWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_contact_application", skip_all)]
     async fn lock_contact_application(&mut self, id: ApplicationId) -> Result<Option<ContactApplication>, StoreError> {
         self.run(move |c| qopt(c, &q::CONTACT_APP_BY_ID, [id.get()], |r| contact_application_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.update_contact_application", skip_all)]
     async fn update_contact_application(&mut self, a: &ContactApplication) -> Result<(), StoreError> {
         let a = a.clone();
         self.run(move |c| {

@@ -13,6 +13,7 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl ConversationReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.conversations", skip_all)]
     async fn conversations(&self, cq: &ConversationQuery) -> Result<Vec<ConversationRow>, StoreError> {
         let cq = cq.clone();
         self.read(move |c| {
@@ -36,10 +37,12 @@ impl ConversationReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.conversation", skip_all)]
     async fn conversation(&self, user: UserId, channel: ChannelId) -> Result<Option<ConversationRow>, StoreError> {
         self.read(move |c| qopt(c, &q::CONVERSATION, [user.get(), channel.get()], |r| conversation_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.total_unread", skip_all)]
     async fn total_unread(&self, user: UserId) -> Result<i64, StoreError> {
         self.read(move |c| {
             c.prepare_cached(&sqlite_placeholders(&q::TOTAL_UNREAD))?.query_row([user.get()], |r| r.get(0))
@@ -47,6 +50,7 @@ impl ConversationReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.large_groups", skip_all)]
     async fn large_groups(&self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&sqlite_placeholders(q::LARGE_GROUPS))?;
@@ -58,12 +62,14 @@ impl ConversationReads for SqliteDatabase {
 }
 
 impl ConversationWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.setting", skip_all)]
     async fn setting(&mut self, user: UserId, channel: ChannelId) -> Result<ConversationSetting, StoreError> {
         self.run(move |c| qopt(c, &q::SETTING, [user.get(), channel.get()], |r| setting_from(r)))
             .await
             .map(Option::unwrap_or_default)
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.save_setting", skip_all)]
     async fn save_setting(
         &mut self,
         user: UserId,

@@ -13,16 +13,19 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl InboxReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.inbox_head", skip_all)]
     async fn inbox_head(&self, user: UserId) -> Result<i64, StoreError> {
         let n = self.read(move |c| qopt(c, q::INBOX_HEAD, [user.get()], |r| r.get(0))).await?;
         Ok(n.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.inbox_after", skip_all)]
     async fn inbox_after(&self, user: UserId, after: i64, limit: u32) -> Result<Vec<InboxEntry>, StoreError> {
         self.read(move |c| qmap(c, q::INBOX_AFTER, params![user.get(), after, limit as i64], |r| inbox_entry_from(r)))
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.channel_conversations", skip_all)]
     async fn channel_conversations(
         &self,
         channel: ChannelId,
@@ -37,6 +40,7 @@ impl InboxReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.conversations_changed", skip_all)]
     async fn conversations_changed(
         &self,
         user: UserId,
@@ -51,6 +55,7 @@ impl InboxReads for SqliteDatabase {
 }
 
 impl InboxWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.append_inbox", skip_all)]
     async fn append_inbox(
         &mut self,
         users: &[UserId],
@@ -82,6 +87,7 @@ impl InboxWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.prune_inbox", skip_all)]
     async fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> Result<u64, StoreError> {
         self.run(move |c| exec(c, q::PRUNE_INBOX, params![before, keep, limit as i64]).map(|n| n as u64)).await
     }

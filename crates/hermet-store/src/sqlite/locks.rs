@@ -21,11 +21,13 @@ static USERS_BY_IDS: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl Locks for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_users", skip_all)]
     async fn lock_users(&mut self, users: &[UserId], _lock: bool) -> Result<Vec<UserBrief>, StoreError> {
         let u = json_ids(users);
         self.run(move |c| qmap(c, &USERS_BY_IDS, [u], |r| user_brief_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.inactive_users", skip_all)]
     async fn inactive_users(&mut self, users: &[UserId]) -> Result<Vec<(UserId, Option<UserStatus>)>, StoreError> {
         let u = json_ids(users);
         self.run(move |c| {
@@ -40,10 +42,12 @@ impl Locks for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_channel", skip_all)]
     async fn lock_channel(&mut self, id: ChannelId, _exclusive: bool) -> Result<Option<Channel>, StoreError> {
         self.run(move |c| qopt(c, &q::CHANNEL_BY_ID, [id.get()], |r| channel_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_friendship", skip_all)]
     async fn lock_friendship(
         &mut self,
         user: UserId,
@@ -53,12 +57,14 @@ impl Locks for SqliteTx {
         self.run(move |c| qopt(c, &q::FRIENDSHIP, [user.get(), friend.get()], |r| friendship_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_member", skip_all)]
     async fn lock_member(&mut self, channel: ChannelId, user: UserId) -> Result<Option<Member>, StoreError> {
         self.run(move |c| qopt(c, &q::MEMBER, [channel.get(), user.get()], |r| member_from(r))).await
     }
 
     /// One closure on the connection: keyed lookups by prepared statement (in process,
     /// no round trips; the transaction already holds SQLite's single write lock).
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_for_sends", skip_all)]
     async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let l = l.clone();
         self.run(move |c| {

@@ -14,6 +14,7 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl MessageReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.messages", skip_all)]
     async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         let m = m.clone();
         self.read(move |c| {
@@ -25,6 +26,7 @@ impl MessageReads for SqliteDatabase {
 }
 
 impl MessageWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.append_messages", skip_all)]
     async fn append_messages(&mut self, messages: &[Message], now: i64) -> Result<(), StoreError> {
         let messages = messages.to_vec();
         self.run(move |c| {
@@ -68,6 +70,7 @@ impl MessageWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.advance_read", skip_all)]
     async fn advance_read(&mut self, user: UserId, channel: ChannelId, seq: i64, now: i64) -> Result<i64, StoreError> {
         self.run(move |c| {
             c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?

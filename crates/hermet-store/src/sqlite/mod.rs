@@ -111,6 +111,7 @@ impl SqliteDatabase {
         conn.interact(f).await.map_err(interact_err)?.map_err(sqlite_err)
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.write_once", skip_all)]
     async fn write_once<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -228,6 +229,7 @@ impl Database for SqliteDatabase {
         "sqlite"
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.begin", skip_all)]
     async fn begin(&self) -> Result<SqliteTx, StoreError> {
         let conn = self.inner.write.get().await.map_err(pool_err)?;
         conn.interact(|c| {
@@ -243,6 +245,7 @@ impl Database for SqliteDatabase {
         Ok(SqliteTx { conn: Some(conn), last_event: None, touched: Touched::default() })
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.migrate", skip_all)]
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let report = self
             .write_once(|c| Ok(embedded::migrations::runner().run(c)))
@@ -251,6 +254,7 @@ impl Database for SqliteDatabase {
         Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.ping", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))).await.map(|_| ())
     }
@@ -270,6 +274,7 @@ impl Database for SqliteDatabase {
         self.inner.read.close();
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.server_secret", skip_all)]
     async fn server_secret(&self, name: &str, candidate: String) -> Result<String, StoreError> {
         let name = name.to_owned();
         let now = hermet_domain::time::now_ms();
@@ -321,6 +326,7 @@ impl Drop for SqliteTx {
 }
 
 impl Transaction for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.commit", skip_all)]
     async fn commit(mut self) -> Result<Option<LogCursor>, StoreError> {
         // On success the connection is in autocommit mode and `drop` just returns it;
         // on failure `drop` rolls back.
@@ -334,6 +340,7 @@ impl Transaction for SqliteTx {
 }
 
 impl OutboxWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.append_events", skip_all)]
     async fn append_events(&mut self, events: &[OutboxEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -364,6 +371,7 @@ impl OutboxWrites for SqliteTx {
 }
 
 impl EventLog for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.cursor_before_time", skip_all)]
     async fn cursor_before_time(&self, ms: i64) -> Result<LogCursor, StoreError> {
         let first = self
             .read(move |c| {
@@ -381,6 +389,7 @@ impl EventLog for SqliteDatabase {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.log_head", skip_all)]
     async fn log_head(&self) -> Result<LogCursor, StoreError> {
         self.read(|c| {
             use rusqlite::OptionalExtension;
@@ -392,6 +401,7 @@ impl EventLog for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.consumer_offset", skip_all)]
     async fn consumer_offset(&self, consumer: &str) -> Result<LogCursor, StoreError> {
         let consumer = consumer.to_owned();
         self.read(move |c| {
@@ -404,10 +414,12 @@ impl EventLog for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.consumer_offsets", skip_all)]
     async fn consumer_offsets(&self, prefix: &str) -> Result<Vec<(String, LogCursor)>, StoreError> {
         self.offsets_with_prefix(prefix).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.read_events", skip_all)]
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -431,6 +443,7 @@ impl EventLog for SqliteDatabase {
 }
 
 impl OffsetWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.advance_offset", skip_all)]
     async fn advance_offset(
         &mut self,
         consumer: &str,
@@ -452,6 +465,7 @@ impl OffsetWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.set_offset", skip_all)]
     async fn set_offset(&mut self, consumer: &str, at: LogCursor, now: i64) -> Result<(), StoreError> {
         let consumer = consumer.to_owned();
         self.run(move |c| {

@@ -20,49 +20,59 @@ impl SqliteDatabase {
 }
 
 impl PipelineReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.unpublished", skip_all)]
     async fn unpublished(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         self.read(move |c| qmap(c, q::UNPUBLISHED, [limit as i64], |r| outbox_record_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.outbox_backlog", skip_all)]
     async fn outbox_backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
         let row = self.read(|c| qopt(c, q::OUTBOX_BACKLOG, [], |r| Ok((r.get(0)?, r.get(1)?)))).await?;
         Ok(row.unwrap_or((0, None)))
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.publication", skip_all)]
     async fn publication(&self, position: i64) -> Result<Option<Publication>, StoreError> {
         self.read(move |c| qopt(c, q::PUBLICATION, [position], |r| publication_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.undrained_on_kafka", skip_all)]
     async fn undrained_on_kafka(&self, consumer: &str) -> Result<i64, StoreError> {
         let consumer = consumer.to_owned();
         let n = self.read(move |c| qopt(c, q::UNDRAINED_ON_KAFKA, [consumer], |r| r.get(0))).await?;
         Ok(n.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.events_after", skip_all)]
     async fn events_after(&self, after: LogCursor) -> Result<i64, StoreError> {
         let n = self.read(move |c| qopt(c, q::EVENTS_AFTER, [after.0, after.1], |r| r.get(0))).await?;
         Ok(n.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.dead_letters", skip_all)]
     async fn dead_letters(&self, status: &str, after: i64, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let status = status.to_owned();
         self.read(move |c| qmap(c, &q::DEAD_LETTERS, params![status, after, limit as i64], |r| dead_letter_from(r)))
             .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.dead_letter", skip_all)]
     async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         self.read(move |c| qopt(c, &q::DEAD_LETTER, [id], |r| dead_letter_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.pending_dead_letters", skip_all)]
     async fn pending_dead_letters(&self) -> Result<i64, StoreError> {
         let n = self.read(|c| qopt(c, q::PENDING_DEAD_LETTERS, [], |r| r.get(0))).await?;
         Ok(n.unwrap_or(0))
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.dead_letters_to_publish", skip_all)]
     async fn dead_letters_to_publish(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         self.read(move |c| qmap(c, &q::DEAD_LETTERS_TO_PUBLISH, [limit as i64], |r| dead_letter_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.channel_audience", skip_all)]
     async fn channel_audience(&self, channels: &[ChannelId]) -> Result<Vec<(ChannelId, UserId, bool)>, StoreError> {
         let ids = json_ids(channels);
         self.read(move |c| {
@@ -77,6 +87,7 @@ impl PipelineReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.contact_owners", skip_all)]
     async fn contact_owners(&self, users: &[UserId]) -> Result<Vec<(UserId, UserId)>, StoreError> {
         let ids = json_ids(users);
         self.read(move |c| {
@@ -91,6 +102,7 @@ impl PipelineReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.groups_without_created_event", skip_all)]
     async fn groups_without_created_event(
         &self,
         since: i64,
@@ -103,12 +115,14 @@ impl PipelineReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.groups_without_views", skip_all)]
     async fn groups_without_views(&self, since: i64, until: i64, limit: u32) -> Result<Vec<ChannelId>, StoreError> {
         self.read(move |c| qmap(c, q::GROUPS_WITHOUT_VIEWS, [since, until, limit as i64], |r| channel_id_from(r))).await
     }
 }
 
 impl PipelineWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.mark_published", skip_all)]
     async fn mark_published(&mut self, rows: &[Publication], now: i64) -> Result<(), StoreError> {
         let rows = rows.to_vec();
         self.run(move |c| {
@@ -124,6 +138,7 @@ impl PipelineWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.prune_outbox", skip_all)]
     async fn prune_outbox(
         &mut self,
         before: i64,
@@ -138,6 +153,7 @@ impl PipelineWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.mark_dead_letters_published", skip_all)]
     async fn mark_dead_letters_published(&mut self, letters: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
         let letters = letters.to_vec();
         self.run(move |c| {
@@ -149,11 +165,13 @@ impl PipelineWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.take_lease", skip_all)]
     async fn take_lease(&mut self, name: &str, holder: &str, ttl_ms: i64, now: i64) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         self.run(move |c| exec(c, q::TAKE_LEASE, params![name, holder, now, ttl_ms]).map(|n| n == 1)).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_dead_letter", skip_all)]
     async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
         let d = d.clone();
         self.run(move |c| {
@@ -167,6 +185,7 @@ impl PipelineWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.update_dead_letter", skip_all)]
     async fn update_dead_letter(
         &mut self,
         id: i64,

@@ -34,6 +34,7 @@ pub(super) static OWNERS: LazyLock<views::OwnerStatements> =
     LazyLock::new(|| views::OwnerStatements::new("IN (SELECT value FROM json_each(?1))", "?2"));
 
 impl ProjectionWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.apply_refresh", skip_all)]
     async fn apply_refresh(&mut self, r: &Refresh, now: i64) -> Result<(), StoreError> {
         let r = r.clone();
         let written = self
@@ -101,6 +102,7 @@ impl ProjectionWrites for SqliteTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.delete_orphans", skip_all)]
     async fn delete_orphans(&mut self, owners: &[UserId]) -> Result<u64, StoreError> {
         let o = json_ids(owners);
         self.run(move |c| {

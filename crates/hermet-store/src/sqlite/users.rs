@@ -42,6 +42,7 @@ fn status_of(idx: usize, s: String) -> rusqlite::Result<UserStatus> {
 }
 
 impl UserReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.user_by_id", skip_all)]
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.read(move |c| {
             c.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
@@ -51,6 +52,7 @@ impl UserReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.user_by_account", skip_all)]
     async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {
             Account::Email(_) => "email",
@@ -67,6 +69,7 @@ impl UserReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.search_users", skip_all)]
     async fn search_users(&self, q: &UserSearch) -> Result<Vec<(String, User)>, StoreError> {
         let q = q.clone();
         self.read(move |c| {
@@ -92,6 +95,7 @@ impl UserReads for SqliteDatabase {
 }
 
 impl SessionReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.auth_context", skip_all)]
     async fn auth_context(&self, session: SessionId) -> Result<Option<AuthContext>, StoreError> {
         self.read(move |c| {
             c.prepare_cached(
@@ -116,6 +120,7 @@ impl SessionReads for SqliteDatabase {
 }
 
 impl UserWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_users", skip_all)]
     async fn insert_users(&mut self, users: &[NewUser]) -> Result<(), StoreError> {
         let users = users.to_vec();
         self.run(move |c| {
@@ -135,6 +140,7 @@ impl UserWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_user", skip_all)]
     async fn lock_user(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
         // The transaction already holds SQLite's write lock (BEGIN IMMEDIATE).
         self.run(move |c| {
@@ -145,6 +151,7 @@ impl UserWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.update_profile", skip_all)]
     async fn update_profile(&mut self, u: &User) -> Result<(), StoreError> {
         let u = u.clone();
         self.run(move |c| {
@@ -170,6 +177,7 @@ impl UserWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.set_user_status", skip_all)]
     async fn set_user_status(&mut self, id: UserId, status: UserStatus, now: i64) -> Result<(), StoreError> {
         self.run(move |c| {
             c.prepare_cached(
@@ -185,6 +193,7 @@ impl UserWrites for SqliteTx {
 }
 
 impl SessionWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.insert_sessions", skip_all)]
     async fn insert_sessions(&mut self, sessions: &[NewSession]) -> Result<(), StoreError> {
         let sessions = sessions.to_vec();
         self.run(move |c| {
@@ -203,6 +212,7 @@ impl SessionWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_refresh_token", skip_all)]
     async fn lock_refresh_token(&mut self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let hash = hash.to_owned();
         self.run(move |c| {
@@ -226,6 +236,7 @@ impl SessionWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.rotate_refresh_token", skip_all)]
     async fn rotate_refresh_token(
         &mut self,
         session: SessionId,
@@ -247,6 +258,7 @@ impl SessionWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.revoke_session", skip_all)]
     async fn revoke_session(&mut self, session: SessionId, reason: &str, now: i64) -> Result<(), StoreError> {
         let reason = reason.to_owned();
         self.run(move |c| {
@@ -259,6 +271,7 @@ impl SessionWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.revoke_user_sessions", skip_all)]
     async fn revoke_user_sessions(&mut self, user: UserId, reason: &str, now: i64) -> Result<u64, StoreError> {
         let reason = reason.to_owned();
         self.run(move |c| {
