@@ -34,6 +34,7 @@ fn require_admin(who: Principal) -> Result<()> {
 impl<D: Database> App<D> {
     /// `POST /admin/users`: creates up to `max_bulk_users` users in one transaction,
     /// optionally with a session each. All or nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(admin_id = %who.user_id, users = users.len(), issue_tokens))]
     pub async fn bulk_create_users(
         &self,
         who: Principal,
@@ -111,6 +112,7 @@ impl<D: Database> App<D> {
 
     /// Disables, re-enables or deletes a user. Disabling and deleting revoke every
     /// session of the user at once; a deleted user's account can be registered again.
+    #[tracing::instrument(level = "debug", skip_all, fields(admin_id = %who.user_id, target_id = %id, status = status.as_str()))]
     pub async fn set_user_status(&self, who: Principal, id: UserId, status: UserStatus) -> Result<()> {
         require_admin(who)?;
         if id == who.user_id && status != UserStatus::Active {

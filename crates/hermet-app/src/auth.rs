@@ -21,7 +21,7 @@ pub struct Principal {
     pub session_id: SessionId,
     pub is_admin: bool,
     /// The cache generation of the caller's lists, read with the session's (one lookup
-    /// for both: `cache::App::first_page_cached`); `None` when not caching.
+    /// for both: `App::first_page_cached` in `conversations`); `None` when not caching.
     pub lists_generation: Option<[u64; 2]>,
 }
 
@@ -61,6 +61,7 @@ fn invalid_credentials() -> Error {
 
 impl<D: Database> App<D> {
     /// `POST /auth/sign-up`: creates the user and a first session.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn sign_up(&self, req: SignUp) -> Result<IssuedTokens> {
         let account = Account::parse(req.account_type, &req.account)?;
         validate::password("credential", &req.credential)?;
@@ -80,6 +81,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /auth/sign-in`: a wrong account and a wrong password get the same 401.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_type = ?account_type))]
     pub async fn sign_in(
         &self,
         account_type: AccountType,
@@ -110,6 +112,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /auth/refresh-token`: rotates the refresh token and issues a new pair.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
         let invalid = || Error::Unauthorized {
             code: "invalid_refresh_token",
@@ -153,6 +156,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /auth/sign-out`: revokes the caller's session; its tokens stop working now.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, session_id = %who.session_id))]
     pub async fn sign_out(&self, who: Principal) -> Result<()> {
         let mut tx = self.db.begin().await?;
         tx.revoke_session(who.session_id, "sign_out", now_ms()).await?;
@@ -163,6 +167,7 @@ impl<D: Database> App<D> {
 
     /// Authenticates an access token: signature and expiry, then a live session of an
     /// active user.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal> {
         let (user_id, session_id) = self.auth.verify(access_token)?;
         let (ctx, lists_generation) = self.auth_context(user_id, session_id).await?;

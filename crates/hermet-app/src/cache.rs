@@ -1,5 +1,7 @@
-//! Read caches (issue 6 §4): the first page of a user's conversation list with its total
-//! unread, and the session check every authenticated request makes.
+//! Read caches (docs/ARCHITECTURE.md "Read caches"): the first page of a user's
+//! conversation list with its total unread (kept by `conversations.rs`), the
+//! session check every authenticated request makes, and channels' immutable facts; and
+//! the generations that say when an entry is stale.
 //!
 //! **Never older than an acknowledged write.** An entry is valid only while the
 //! *generations* of the scopes it was read under are unchanged. A command bumps the
@@ -40,8 +42,7 @@ use hermet_store::{AuthContext, Database};
 use serde::{Deserialize, Serialize};
 
 use crate::App;
-use crate::conversations::ConversationList;
-use crate::gateway::BoxFuture;
+use crate::push::BoxFuture;
 
 /// What a cached value depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,18 +151,6 @@ impl Default for CacheSettings {
     }
 }
 
-/// Which first page: (user, type filter, unread only, limit).
-pub(crate) type ListKey = (UserId, Option<hermet_domain::channel::ChannelType>, bool, u32);
-
-pub(crate) struct ListEntry {
-    pub generations: Vec<u64>,
-    /// The user's large groups when read (the `Channel` scopes after `Lists`).
-    pub large: Vec<ChannelId>,
-    /// `None`: only `large` is known (the set changed during the fill).
-    pub list: Option<ConversationList>,
-    pub at: Instant,
-}
-
 pub(crate) struct AuthEntry {
     pub generations: Vec<u64>,
     pub ctx: AuthContext,
@@ -171,7 +160,8 @@ pub(crate) struct AuthEntry {
 /// The caches of one process.
 pub struct Cache {
     coherence: Option<Arc<dyn Coherence>>,
-    pub(crate) lists: quick_cache::sync::Cache<ListKey, Arc<ListEntry>>,
+    /// Capacity of the conversation-list cache (kept by `conversations.rs`).
+    max_lists: usize,
     pub(crate) sessions: quick_cache::sync::Cache<SessionId, Arc<AuthEntry>>,
     /// Channels' immutable facts (kept in every mode: nothing ever changes them).
     kinds: quick_cache::sync::Cache<ChannelId, ChannelKind>,
@@ -212,11 +202,16 @@ impl Cache {
     fn build(coherence: Option<Arc<dyn Coherence>>, s: &CacheSettings) -> Self {
         Self {
             coherence,
-            lists: quick_cache::sync::Cache::new(s.max_lists.max(1)),
+            max_lists: s.max_lists.max(1),
             sessions: quick_cache::sync::Cache::new(s.max_sessions.max(1)),
             kinds: quick_cache::sync::Cache::new(KINDS),
             max_age: Duration::from_secs(s.max_age_secs),
         }
+    }
+
+    /// Most conversation-list pages kept.
+    pub(crate) fn max_lists(&self) -> usize {
+        self.max_lists
     }
 
     pub fn enabled(&self) -> bool {
@@ -289,45 +284,5 @@ impl<D: Database> App<D> {
             self.cache.sessions.insert(session, Arc::new(entry));
         }
         Ok((ctx, lists))
-    }
-
-    /// The first page of a conversation list with the total unread, cached. An entry
-    /// depends on `Lists(user)` and on `Channel(c)` for each of the user's large groups,
-    /// a set known from the previous fill: when a fill finds another set (the user
-    /// joined or left one), it stores only the set, and the next read fills for real.
-    /// `known`: the lists generation read with the session check of this request (before
-    /// any database read of it), enough when the user is in no large group.
-    pub(crate) async fn first_page_cached(&self, key: ListKey, known: Option<[u64; 2]>) -> Result<ConversationList> {
-        let (user, conversation_type, unread_only, limit) = key;
-        let read = || self.read_conversations(user, conversation_type, unread_only, None, limit);
-        let previous = self.cache.lists.get(&key);
-        let large: Vec<ChannelId> = previous.as_ref().map(|e| e.large.clone()).unwrap_or_default();
-        let scopes: Vec<Scope> =
-            std::iter::once(Scope::Lists(user)).chain(large.iter().map(|c| Scope::Channel(*c))).collect();
-        let generations = match known {
-            Some(g) if large.is_empty() => Some(g.to_vec()),
-            _ => self.cache.generations(&scopes).await,
-        };
-        let Some(generations) = generations else {
-            count("conversations", "bypass");
-            return read().await;
-        };
-        if let Some(e) = &previous
-            && e.generations == generations
-            && self.cache.fresh(e.at)
-            && let Some(list) = &e.list
-        {
-            count("conversations", "hit");
-            return Ok(list.clone());
-        }
-        count("conversations", "miss");
-        let (list, now_large) = tokio::try_join!(read(), async { Ok(self.db.large_groups(user).await?) })?;
-        let entry = if now_large == large {
-            ListEntry { generations, large, list: Some(list.clone()), at: Instant::now() }
-        } else {
-            ListEntry { generations: Vec::new(), large: now_large, list: None, at: Instant::now() }
-        };
-        self.cache.lists.insert(key, Arc::new(entry));
-        Ok(list)
     }
 }

@@ -1,5 +1,5 @@
-//! Group channels: creation in one transaction (seed 000), info, dismissal, members,
-//! roles, join requests.
+//! Group channels: creation in one transaction (`000_70dd81066eae5b2b.txt`), info,
+//! dismissal, members, roles, join requests.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -14,9 +14,9 @@ use hermet_store::{
     ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember, Transaction,
 };
 
+use crate::commit::timed;
 use crate::contacts::{already_reviewed, conflict_pending};
 use crate::page::{Page, decode_cursor};
-use crate::record::timed;
 use crate::{App, Principal};
 
 pub const CHANNEL_NAME_MAX: usize = 64;
@@ -93,6 +93,7 @@ impl<D: Database> App<D> {
 
     /// `POST /channels/groups`: channel, members, one conversation view per member and the
     /// `channel.created` outbox event in one transaction, with set-based SQL throughout.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, members = member_ids.len() + 1))]
     pub async fn create_group(
         &self,
         who: Principal,
@@ -185,11 +186,7 @@ impl<D: Database> App<D> {
             member_ids: all,
             created_at: now,
         });
-        if dual_write {
-            self.append_only(&mut tx, &[ev], now).await?;
-        } else {
-            self.record(&mut tx, &[ev], now).await?;
-        }
+        self.record_written(&mut tx, &[ev], now).await?;
         self.commit(tx).await?;
         Ok(Channel {
             id,
@@ -217,6 +214,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /channels/{id}`: members only.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn channel(&self, who: Principal, id: ChannelId) -> Result<Channel> {
         Ok(self.membership(who, id).await?.0)
     }
@@ -236,6 +234,7 @@ impl<D: Database> App<D> {
 
     /// `PATCH /channels/{id}`: owner/admin; bumps `channel_info_ver`; every member's
     /// conversation shows the new name and avatar.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn update_channel(
         &self,
         who: Principal,
@@ -279,6 +278,7 @@ impl<D: Database> App<D> {
 
     /// `DELETE /channels/{id}`: the owner dismisses the group: archived, every
     /// conversation closed, no further messages.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn dismiss_channel(&self, who: Principal, id: ChannelId) -> Result<()> {
         timed("channel.dismiss", async {
             let now = now_ms();
@@ -301,6 +301,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /channels/{id}/members`: active members by user id.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn members(
         &self,
         who: Principal,
@@ -371,6 +372,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /channels/{id}/members`: owner/admin. New members see history from now on.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, users = users.len()))]
     pub async fn add_members(&self, who: Principal, id: ChannelId, users: Vec<UserId>) -> Result<i32> {
         timed("channel.add_members", async {
             if users.is_empty() {
@@ -415,6 +417,7 @@ impl<D: Database> App<D> {
 
     /// `DELETE /channels/{id}/members/{userId}`: owner removes anyone but themselves;
     /// an admin removes plain members. The removed member's conversation is closed.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, member_id = %user))]
     pub async fn remove_member(&self, who: Principal, id: ChannelId, user: UserId) -> Result<()> {
         timed("channel.remove_member", async {
             if user == who.user_id {
@@ -444,6 +447,7 @@ impl<D: Database> App<D> {
 
     /// `POST /channels/{id}/leave`. When the owner leaves, ownership passes to the admin
     /// who joined first; with no admin the owner must transfer ownership (or dismiss).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn leave_channel(&self, who: Principal, id: ChannelId) -> Result<()> {
         timed("channel.leave", async {
             let now = now_ms();
@@ -477,6 +481,7 @@ impl<D: Database> App<D> {
 
     /// `PATCH /channels/{id}/members/{userId}`: `role` (owner only; `owner` transfers
     /// ownership, the old owner becomes admin) and/or `groupNickname` (the member's own).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, member_id = %user))]
     pub async fn update_member(
         &self,
         who: Principal,
@@ -553,6 +558,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /channels/{id}/applications`: ask to join a group; a repeat refreshes it.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn apply_to_channel(&self, who: Principal, id: ChannelId, message: &str) -> Result<ChannelApplication> {
         timed("channel.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
@@ -612,6 +618,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /channels/{id}/applications`: owner/admin.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn channel_applications(
         &self,
         who: Principal,
@@ -631,6 +638,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /channels/{id}/applications/{appId}/accept|reject`: owner/admin.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, application_id = %app_id, accept))]
     pub async fn review_channel_application(
         &self,
         who: Principal,

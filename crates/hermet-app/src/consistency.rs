@@ -1,6 +1,6 @@
-//! The consistency checker and the rebuild (seed 003 故障恢复). Both recompute every
-//! read-model row from the write side with the same SQL the projections use
-//! (`hermet_store::views`), owner by owner in batches.
+//! The consistency checker and the rebuild (`003_0aed9671e6f5a289.txt` "故障恢复"). Both
+//! recompute every read-model row from the write side with the same SQL the projections
+//! use (`hermet_store::views`), owner by owner in batches.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -104,6 +104,7 @@ fn field_of<T: std::fmt::Debug>(row: &T, field: &str) -> String {
 impl<D: Database> App<D> {
     /// Checks every read-model row (or those of `only`), and with `repair` rewrites the
     /// wrong ones from the write side. `progress(owners done)` is called per batch.
+    #[tracing::instrument(level = "debug", skip_all, fields(repair, only = ?only))]
     pub async fn check_consistency(
         &self,
         repair: bool,
@@ -192,6 +193,7 @@ impl<D: Database> App<D> {
     }
 
     /// Rebuilds every read-model row of these owners from the write side, in one transaction.
+    #[tracing::instrument(level = "debug", skip_all, fields(owners = owners.len()))]
     pub async fn rebuild_owners(&self, owners: &[UserId]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.db.begin().await?;
@@ -204,6 +206,7 @@ impl<D: Database> App<D> {
 
     /// `hermet rebuild-views [--user ID]`: rebuilds the read models from the write side,
     /// batch by batch; returns the number of owners processed.
+    #[tracing::instrument(level = "debug", skip_all, fields(only = ?only))]
     pub async fn rebuild_views(&self, only: Option<UserId>, progress: impl Fn(u64)) -> Result<u64> {
         if let Some(u) = only {
             self.rebuild_owners(&[u]).await?;

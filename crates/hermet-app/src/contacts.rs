@@ -1,4 +1,5 @@
-//! Friend applications, friendships and the contact list (seed 003 "添加好友").
+//! Friend applications, friendships and the contact list (`003_0aed9671e6f5a289.txt`
+//! "添加好友").
 
 use hermet_domain::channel::{ChannelType, MemberRole, single_pair};
 use hermet_domain::contact::{
@@ -15,8 +16,8 @@ use hermet_store::{
     StoreError,
 };
 
+use crate::commit::timed;
 use crate::page::{Page, decode_cursor};
-use crate::record::timed;
 use crate::{App, Principal};
 
 /// Changes to one of my contacts; `None` leaves a field as it is.
@@ -52,6 +53,7 @@ pub(crate) fn already_reviewed() -> Error {
 impl<D: Database> App<D> {
     /// `POST /contacts/applications`: one pending application per pair; a repeat
     /// refreshes its message.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, contact_id = %contact_id))]
     pub async fn apply_contact(
         &self,
         who: Principal,
@@ -124,6 +126,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /contacts/applications`.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, incoming))]
     pub async fn contact_applications(
         &self,
         who: Principal,
@@ -141,6 +144,7 @@ impl<D: Database> App<D> {
     /// `POST /contacts/applications/{id}/accept`: friendship both ways, the pair's single
     /// channel (reused if they had one), both members, both conversation and contact
     /// views and the reverse indexes, in one transaction.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, application_id = %id))]
     pub async fn accept_contact(&self, who: Principal, id: ApplicationId) -> Result<Friended> {
         timed("contact.accept", async {
             let now = now_ms();
@@ -253,6 +257,7 @@ impl<D: Database> App<D> {
     }
 
     /// `POST /contacts/applications/{id}/reject`.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, application_id = %id))]
     pub async fn reject_contact(&self, who: Principal, id: ApplicationId) -> Result<ContactApplication> {
         timed("contact.reject", async {
             let now = now_ms();
@@ -282,6 +287,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /contacts`: starred first, then by display name (remark, else nickname).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
     pub async fn contacts(
         &self,
         who: Principal,
@@ -310,6 +316,7 @@ impl<D: Database> App<D> {
 
     /// `PATCH /contacts/{contactId}`: remark (becomes my conversation's name), group,
     /// tags, star, block (blocking refuses the peer's messages to me).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, contact_id = %contact_id))]
     pub async fn update_contact(&self, who: Principal, contact_id: UserId, ch: ContactChanges) -> Result<ContactRow> {
         timed("contact.update", async {
             let remark = ch.remark_name.map(|r| validate::text("remarkName", &r, REMARK_MAX, true)).transpose()?;
@@ -377,6 +384,7 @@ impl<D: Database> App<D> {
     /// `DELETE /contacts/{contactId}`: removes the friendship on my side only and closes
     /// my conversation with them. The peer keeps me in their list, but neither side can
     /// send in the pair's chat until they are friends again (`not_friends`).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, contact_id = %contact_id))]
     pub async fn delete_contact(&self, who: Principal, contact_id: UserId) -> Result<()> {
         timed("contact.delete", async {
             let now = now_ms();

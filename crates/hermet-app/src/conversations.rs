@@ -1,4 +1,7 @@
-//! The conversation list and per-member conversation settings.
+//! The conversation list, its cached first page, and per-member conversation settings.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use hermet_domain::channel::ChannelType;
 use hermet_domain::event::{self, DomainEvent};
@@ -7,8 +10,9 @@ use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result, validate};
 use hermet_store::{ConversationQuery, ConversationRow, ConversationWrites, Database};
 
+use crate::cache::{Scope, count};
+use crate::commit::timed;
 use crate::page::{Page, decode_cursor};
-use crate::record::timed;
 use crate::{App, Principal};
 
 #[derive(Debug, Clone)]
@@ -18,9 +22,32 @@ pub struct ConversationList {
     pub total_unread: i64,
 }
 
+/// Which first page: (user, type filter, unread only, limit).
+pub(crate) type ListKey = (UserId, Option<ChannelType>, bool, u32);
+
+struct ListEntry {
+    generations: Vec<u64>,
+    /// The user's large groups when read (the `Channel` scopes after `Lists`).
+    large: Vec<ChannelId>,
+    /// `None`: only `large` is known (the set changed during the fill).
+    list: Option<ConversationList>,
+    at: Instant,
+}
+
+/// The first pages of conversation lists this process keeps; [`crate::cache`] says when
+/// one is stale.
+pub(crate) struct ListCache(quick_cache::sync::Cache<ListKey, Arc<ListEntry>>);
+
+impl ListCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self(quick_cache::sync::Cache::new(capacity.max(1)))
+    }
+}
+
 impl<D: Database> App<D> {
     /// `GET /conversations`: pinned first, then newest activity; closed and hidden
     /// conversations are left out.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
     pub async fn conversations(
         &self,
         who: Principal,
@@ -54,8 +81,49 @@ impl<D: Database> App<D> {
         Ok(ConversationList { page, total_unread })
     }
 
+    /// The first page of a conversation list with the total unread, cached. An entry
+    /// depends on `Lists(user)` and on `Channel(c)` for each of the user's large groups,
+    /// a set known from the previous fill: when a fill finds another set (the user
+    /// joined or left one), it stores only the set, and the next read fills for real.
+    /// `known`: the lists generation read with the session check of this request (before
+    /// any database read of it), enough when the user is in no large group.
+    async fn first_page_cached(&self, key: ListKey, known: Option<[u64; 2]>) -> Result<ConversationList> {
+        let (user, conversation_type, unread_only, limit) = key;
+        let read = || self.read_conversations(user, conversation_type, unread_only, None, limit);
+        let previous = self.lists.0.get(&key);
+        let large: Vec<ChannelId> = previous.as_ref().map(|e| e.large.clone()).unwrap_or_default();
+        let scopes: Vec<Scope> =
+            std::iter::once(Scope::Lists(user)).chain(large.iter().map(|c| Scope::Channel(*c))).collect();
+        let generations = match known {
+            Some(g) if large.is_empty() => Some(g.to_vec()),
+            _ => self.cache.generations(&scopes).await,
+        };
+        let Some(generations) = generations else {
+            count("conversations", "bypass");
+            return read().await;
+        };
+        if let Some(e) = &previous
+            && e.generations == generations
+            && self.cache.fresh(e.at)
+            && let Some(list) = &e.list
+        {
+            count("conversations", "hit");
+            return Ok(list.clone());
+        }
+        count("conversations", "miss");
+        let (list, now_large) = tokio::try_join!(read(), async { Ok(self.db.large_groups(user).await?) })?;
+        let entry = if now_large == large {
+            ListEntry { generations, large, list: Some(list.clone()), at: Instant::now() }
+        } else {
+            ListEntry { generations: Vec::new(), large: now_large, list: None, at: Instant::now() }
+        };
+        self.lists.0.insert(key, Arc::new(entry));
+        Ok(list)
+    }
+
     /// `PATCH /conversations/{channelId}`: pin, mute, hide. A hidden conversation comes
     /// back with the next message.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id))]
     pub async fn update_conversation(
         &self,
         who: Principal,
@@ -95,6 +163,7 @@ impl<D: Database> App<D> {
     }
 
     /// `DELETE /conversations/{channelId}`: closes the conversation until the next message.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id))]
     pub async fn close_conversation(&self, who: Principal, channel_id: ChannelId) -> Result<()> {
         timed("conversation.close", async {
             let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("conversation"))?;

@@ -1,15 +1,13 @@
 //! The realtime gateway's core, independent of the WebSocket library: the registry of
 //! this node's connections (user → connections, each with a bounded send queue), the
-//! server frames of the protocol (docs/PROTOCOL.md), and [`GatewayPush`], the
-//! [`PushSink`] the notifier delivers through.
+//! nodes as one ([`Cluster`]), and [`GatewayPush`], the [`PushSink`] the notifier
+//! delivers through. The frames themselves are in [`crate::push`].
 //!
 //! Backpressure: every connection has a queue of `send_queue` frames; a connection whose
 //! queue is full is dropped from the registry and told to close ("slow consumer"), so a
 //! client that cannot keep up costs bounded memory and never slows the others.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +16,7 @@ use hermet_store::ConversationRow;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::pipeline::notify::{Notification, PushFuture, PushSink};
+use crate::push::{BoxFuture, EventFrame, Frame, Notification, PushFuture, PushSink};
 
 /// The protocol version announced in `ready`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -97,69 +95,6 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::ShuttingDown => "server shutting down",
         }
-    }
-}
-
-/// A server → client event frame (live or catch-up), serialized without its cursor: the
-/// same body goes to every recipient, each with their own cursor ([`Frame::text`]).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventFrame<'a> {
-    #[serde(rename = "type")]
-    pub frame_type: &'static str,
-    /// The domain event's id: the same event pushed twice (at-least-once) has the same id.
-    pub event_id: String,
-    pub occurred_at: i64,
-    pub data: &'a serde_json::Value,
-}
-
-impl EventFrame<'_> {
-    /// The frame body of a domain event, if it is pushed at all.
-    pub fn body(event_type: &str, event_id: i64, occurred_at: i64, data: &serde_json::Value) -> Option<Arc<str>> {
-        let frame_type = frame_type(event_type)?;
-        let frame = EventFrame { frame_type, event_id: event_id.to_string(), occurred_at, data };
-        serde_json::to_string(&frame).ok().map(Arc::from)
-    }
-}
-
-/// The frame type a domain event is pushed as (docs/PROTOCOL.md).
-pub fn frame_type(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "message.sent" => "message.new",
-        "channel.created" => "channel.created",
-        "channel.updated" => "channel.updated",
-        "channel.dismissed" => "channel.dismissed",
-        "channel.member_added" => "member.added",
-        "channel.member_removed" => "member.removed",
-        "channel.member_role_changed" | "channel.member_updated" => "member.updated",
-        "channel.application_created" | "channel.application_reviewed" => "channel.application",
-        "contact.application_created" | "contact.application_reviewed" => "contact.application",
-        "friendship.created" | "friendship.updated" | "friendship.deleted" => "contact.updated",
-        "user.profile_updated" => "profile.updated",
-        "conversation.read" => "read.updated",
-        "conversation.settings_changed" => "conversation.settings",
-        _ => return None,
-    })
-}
-
-/// A frame queued on a connection.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// The recipient's cursor for this event; 0 for state frames (`conversation.updated`),
-    /// which are not in the inbox.
-    pub cursor: i64,
-    pub body: Arc<str>,
-}
-
-impl Frame {
-    /// The text sent: the body with `"cursor"` first when it has one.
-    pub fn text(&self) -> String {
-        if self.cursor == 0 {
-            return self.body.to_string();
-        }
-        let rest = self.body.strip_prefix('{').unwrap_or(&self.body);
-        let sep = if rest.starts_with('}') { "" } else { "," };
-        format!("{{\"cursor\":{}{sep}{rest}", self.cursor)
     }
 }
 
@@ -328,8 +263,6 @@ pub struct PresenceStatus {
     pub last_seen_at: Option<i64>,
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// The gateway nodes as one: presence (user → node → connections), push routing to the
 /// nodes that hold the recipients, and session revocation everywhere. [`LocalCluster`]
 /// is a single node (the embedded default); `hermet-redis` spans nodes.
@@ -439,29 +372,6 @@ impl PushSink for GatewayPush {
     }
 }
 
-/// Pushes to several sinks (the gateway and an in-process observer).
-pub struct TeePush(pub Vec<Arc<dyn PushSink>>);
-
-impl PushSink for TeePush {
-    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], n: &'a Arc<Notification>) -> PushFuture<'a> {
-        Box::pin(async move {
-            for sink in &self.0 {
-                sink.push(targets, n).await?;
-            }
-            Ok(())
-        })
-    }
-
-    fn push_conversations<'a>(&'a self, rows: &'a [ConversationRow]) -> PushFuture<'a> {
-        Box::pin(async move {
-            for sink in &self.0 {
-                sink.push_conversations(rows).await?;
-            }
-            Ok(())
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,15 +396,5 @@ mod tests {
         assert!(r.register(fast, SessionId(3)).is_ok());
         assert_eq!(r.register(fast, SessionId(4)).err(), Some(CloseReason::TooManyConnections));
         assert!(s.frames.try_recv().is_ok(), "what was queued before stays readable");
-    }
-
-    #[test]
-    fn frames_carry_the_recipients_cursor_first() {
-        let body: Arc<str> = Arc::from("{\"type\":\"message.new\",\"eventId\":\"7\"}");
-        let f = Frame { cursor: 42, body: body.clone() };
-        let v: serde_json::Value = serde_json::from_str(&f.text()).unwrap();
-        assert_eq!(v["cursor"], 42);
-        assert_eq!(v["type"], "message.new");
-        assert_eq!(Frame { cursor: 0, body }.text(), "{\"type\":\"message.new\",\"eventId\":\"7\"}");
     }
 }

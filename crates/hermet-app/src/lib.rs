@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod channels;
+mod commit;
 pub mod consistency;
 pub mod contacts;
 pub mod conversations;
@@ -16,7 +17,7 @@ pub mod messages;
 pub mod page;
 mod password;
 pub mod pipeline;
-mod record;
+pub mod push;
 mod tokens;
 pub mod users;
 
@@ -30,8 +31,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use auth::Principal;
 pub use password::PasswordParams;
-pub use pipeline::notify::{MemoryPush, Notification, PushSink};
 pub use pipeline::{PipelineSettings, SyncMode, Transport};
+pub use push::{MemoryPush, Notification, PushSink, TeePush};
 
 /// Settings of the auth services.
 #[derive(Debug, Clone)]
@@ -93,6 +94,7 @@ pub struct App<D: Database> {
     settings: Arc<Settings>,
     pipeline: Arc<pipeline::Pipeline>,
     cache: Arc<cache::Cache>,
+    lists: Arc<conversations::ListCache>,
     sends: Arc<messages::SendQueue>,
 }
 
@@ -112,6 +114,7 @@ impl<D: Database> Clone for App<D> {
             settings: self.settings.clone(),
             pipeline: self.pipeline.clone(),
             cache: self.cache.clone(),
+            lists: self.lists.clone(),
             sends: self.sends.clone(),
         }
     }
@@ -145,6 +148,7 @@ impl<D: Database> App<D> {
             settings: Arc::new(Settings { auth, limits, pipeline, admins }),
             pipeline: Arc::new(pipeline::Pipeline::new(push)),
             cache: Arc::new(cache::Cache::disabled()),
+            lists: Arc::new(conversations::ListCache::new(cache::CacheSettings::default().max_lists)),
             sends: Arc::new(messages::SendQueue::new(&messages::GroupCommitSettings::default())),
         })
     }
@@ -157,6 +161,7 @@ impl<D: Database> App<D> {
 
     /// Serves reads through `cache` (built disabled; see [`cache`]).
     pub fn with_cache(mut self, cache: cache::Cache) -> Self {
+        self.lists = Arc::new(conversations::ListCache::new(cache.max_lists()));
         self.cache = Arc::new(cache);
         self
     }

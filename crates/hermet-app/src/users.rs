@@ -52,6 +52,7 @@ fn changed_fields(old: &User, new: &User) -> Vec<String> {
 
 impl<D: Database> App<D> {
     /// `GET /users/me`.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
     pub async fn me(&self, who: Principal) -> Result<User> {
         self.db.user_by_id(who.user_id).await?.ok_or(Error::NotFound("user"))
     }
@@ -59,6 +60,7 @@ impl<D: Database> App<D> {
     /// `PATCH /users/me`: changes the profile, bumps `profile_ver` and records
     /// `user.profile_updated` in the same transaction. A patch that changes nothing
     /// writes nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
     pub async fn update_me(&self, who: Principal, changes: ProfileChanges) -> Result<User> {
         let patch = changes.validate()?;
         let mut tx = self.db.begin().await?;
@@ -92,6 +94,7 @@ impl<D: Database> App<D> {
     }
 
     /// `GET /users/{id}`: the public profile of a user who is not deleted.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %_who.user_id, profile_id = %id))]
     pub async fn user_profile(&self, _who: Principal, id: UserId) -> Result<User> {
         match self.db.user_by_id(id).await? {
             Some(u) if u.status != UserStatus::Deleted => Ok(u),
@@ -101,6 +104,7 @@ impl<D: Database> App<D> {
 
     /// Whether `who` may see `id`'s presence: themselves, or a live friend (the friendship
     /// as `id` keeps it, so removing or blocking someone hides one's presence from them).
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, target_id = %id))]
     pub async fn may_see_presence(&self, who: Principal, id: UserId) -> Result<()> {
         if who.user_id == id {
             return Ok(());
@@ -118,6 +122,7 @@ impl<D: Database> App<D> {
 
     /// `GET /users/search?q=`: exact e-mail or mobile, or a nickname prefix (case
     /// folded); active users only; ordered by nickname.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %_who.user_id))]
     pub async fn search_users(
         &self,
         _who: Principal,

@@ -134,3 +134,295 @@ pub fn project_all<'a>(events: impl IntoIterator<Item = &'a DomainEvent>) -> Ref
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    //! Given an event, when it is projected, then exactly these rows are refreshed: a
+    //! `when(events).then_expect(refresh)` helper in the style of cqrs-es'
+    //! `TestFramework`, no database.
+
+    use super::*;
+    use crate::event::*;
+    use crate::id::{ApplicationId, MessageId};
+
+    const ALICE: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+    const CAROL: UserId = UserId(3);
+    const CHAT: ChannelId = ChannelId(10);
+    const GROUP: ChannelId = ChannelId(20);
+
+    /// The refresh the events projected to, to compare with what is expected.
+    struct Projected(Refresh);
+
+    fn when(events: impl IntoIterator<Item = DomainEvent>) -> Projected {
+        let events: Vec<DomainEvent> = events.into_iter().collect();
+        Projected(project_all(&events))
+    }
+
+    impl Projected {
+        fn then_expect(self, expected: Refresh) {
+            assert_eq!(self.0, expected);
+        }
+
+        fn then_expect_nothing(self) {
+            assert!(self.0.is_empty(), "expected no refresh, got {:?}", self.0);
+        }
+    }
+
+    fn message(channel: ChannelId, read_diffusion: bool) -> DomainEvent {
+        DomainEvent::MessageSent(MessageSent {
+            message_id: MessageId(100),
+            channel_id: channel,
+            channel_type: "group".into(),
+            seq: 1,
+            sender_id: ALICE,
+            sender_name: "alice".into(),
+            msg_type: "text".into(),
+            content: serde_json::json!({"text": "hi"}),
+            mentions: vec![],
+            mention_all: false,
+            client_msg_id: None,
+            sent_at: 1,
+            read_diffusion,
+        })
+    }
+
+    fn added(users: Vec<UserId>, diffusion_changed: bool) -> DomainEvent {
+        DomainEvent::MemberAdded(MemberAdded {
+            channel_id: GROUP,
+            user_ids: users,
+            added_by: ALICE,
+            join_seq: 0,
+            joined_at: 1,
+            diffusion_changed,
+        })
+    }
+
+    fn removed(users: Vec<UserId>, diffusion_changed: bool) -> DomainEvent {
+        DomainEvent::MemberRemoved(MemberRemoved {
+            channel_id: GROUP,
+            user_ids: users,
+            removed_by: ALICE,
+            reason: "removed".into(),
+            left_seq: 3,
+            left_at: 1,
+            diffusion_changed,
+        })
+    }
+
+    fn created(channel: ChannelId, channel_type: &str) -> DomainEvent {
+        DomainEvent::ChannelCreated(ChannelCreated {
+            channel_id: channel,
+            channel_type: channel_type.into(),
+            channel_name: String::new(),
+            avatar: String::new(),
+            creator_id: ALICE,
+            member_ids: vec![ALICE, BOB],
+            created_at: 1,
+        })
+    }
+
+    fn friendship_updated(channel: Option<ChannelId>) -> DomainEvent {
+        DomainEvent::FriendshipUpdated(FriendshipUpdated {
+            user_id: ALICE,
+            friend_id: BOB,
+            channel_id: channel,
+            remark_name: "b".into(),
+            group_name: String::new(),
+            tags: vec![],
+            is_starred: false,
+            is_blocked: false,
+            changed: vec!["remarkName".into()],
+            updated_at: 1,
+        })
+    }
+
+    #[test]
+    fn a_message_in_a_small_group_refreshes_every_members_row_of_the_channel() {
+        when([message(GROUP, false)]).then_expect(Refresh { channels: vec![GROUP], ..Refresh::default() });
+    }
+
+    #[test]
+    fn a_message_in_a_large_group_refreshes_no_stored_row() {
+        when([message(GROUP, true)]).then_expect_nothing();
+    }
+
+    #[test]
+    fn a_profile_update_refreshes_the_rows_that_show_the_profile() {
+        let e = DomainEvent::UserProfileUpdated(UserProfileUpdated {
+            user_id: BOB,
+            profile_ver: 2,
+            nickname: "bob".into(),
+            avatar: String::new(),
+            gender: "unknown".into(),
+            region: String::new(),
+            birthday: None,
+            tagline: String::new(),
+            changed: vec!["nickname".into()],
+            updated_at: 1,
+        });
+        when([e]).then_expect(Refresh { peers: vec![BOB], contact_of: vec![BOB], ..Refresh::default() });
+    }
+
+    #[test]
+    fn added_members_get_their_own_rows() {
+        when([added(vec![CAROL, BOB], false)])
+            .then_expect(Refresh { conversations: vec![(BOB, GROUP), (CAROL, GROUP)], ..Refresh::default() });
+    }
+
+    #[test]
+    fn removed_members_get_their_own_rows() {
+        when([removed(vec![BOB], false)])
+            .then_expect(Refresh { conversations: vec![(BOB, GROUP)], ..Refresh::default() });
+    }
+
+    #[test]
+    fn a_membership_change_across_the_threshold_refreshes_the_whole_channel() {
+        let whole = Refresh { channels: vec![GROUP], ..Refresh::default() };
+        when([added(vec![CAROL], true)]).then_expect(whole.clone());
+        when([removed(vec![CAROL], true)]).then_expect(whole);
+    }
+
+    #[test]
+    fn a_new_group_refreshes_its_channel_and_a_new_chat_also_its_reverse_index() {
+        when([created(GROUP, "group")]).then_expect(Refresh { channels: vec![GROUP], ..Refresh::default() });
+        when([created(CHAT, "single")]).then_expect(Refresh {
+            channels: vec![CHAT],
+            reverse_channels: vec![CHAT],
+            ..Refresh::default()
+        });
+    }
+
+    #[test]
+    fn channel_updates_and_dismissal_refresh_the_channel() {
+        let update = DomainEvent::ChannelUpdated(ChannelUpdated {
+            channel_id: GROUP,
+            name: "g".into(),
+            avatar: String::new(),
+            channel_info_ver: 2,
+            updated_by: ALICE,
+            updated_at: 1,
+        });
+        let dismissal =
+            DomainEvent::ChannelDismissed(ChannelDismissed { channel_id: GROUP, dismissed_by: ALICE, dismissed_at: 1 });
+        let whole = Refresh { channels: vec![GROUP], ..Refresh::default() };
+        when([update]).then_expect(whole.clone());
+        when([dismissal]).then_expect(whole);
+    }
+
+    #[test]
+    fn reading_and_settings_refresh_the_readers_row_only() {
+        let read = DomainEvent::ConversationRead(ConversationRead {
+            user_id: BOB,
+            channel_id: GROUP,
+            read_seq: 4,
+            read_at: 1,
+        });
+        let settings = DomainEvent::ConversationSettingsChanged(ConversationSettingsChanged {
+            user_id: BOB,
+            channel_id: GROUP,
+            is_pinned: true,
+            is_muted: false,
+            is_hidden: false,
+            closed: false,
+            changed_at: 1,
+        });
+        let own = Refresh { conversations: vec![(BOB, GROUP)], ..Refresh::default() };
+        when([read]).then_expect(own.clone());
+        when([settings]).then_expect(own);
+    }
+
+    #[test]
+    fn a_new_friendship_refreshes_the_chat_both_contacts_and_their_reverse_rows() {
+        let e = DomainEvent::FriendshipCreated(FriendshipCreated {
+            user_id: ALICE,
+            friend_id: BOB,
+            channel_id: CHAT,
+            source: "search".into(),
+            added_at: 1,
+        });
+        when([e]).then_expect(Refresh {
+            channels: vec![CHAT],
+            reverse_channels: vec![CHAT],
+            contacts: vec![(ALICE, BOB), (BOB, ALICE)],
+            reverse_contacts: vec![(ALICE, BOB), (BOB, ALICE)],
+            ..Refresh::default()
+        });
+    }
+
+    #[test]
+    fn a_friendship_change_refreshes_the_owners_contact_and_chat_rows() {
+        let own = Refresh { contacts: vec![(ALICE, BOB)], conversations: vec![(ALICE, CHAT)], ..Refresh::default() };
+        when([friendship_updated(Some(CHAT))]).then_expect(own.clone());
+        when([friendship_updated(None)]).then_expect(Refresh { contacts: vec![(ALICE, BOB)], ..Refresh::default() });
+        let deleted = DomainEvent::FriendshipDeleted(FriendshipDeleted {
+            user_id: ALICE,
+            friend_id: BOB,
+            channel_id: Some(CHAT),
+            deleted_at: 1,
+        });
+        when([deleted]).then_expect(own);
+    }
+
+    #[test]
+    fn roles_nicknames_and_applications_are_in_no_read_model() {
+        let events = [
+            DomainEvent::MemberRoleChanged(MemberRoleChanged {
+                channel_id: GROUP,
+                user_id: BOB,
+                role: "admin".into(),
+                changed_by: ALICE,
+                changed_at: 1,
+            }),
+            DomainEvent::MemberUpdated(MemberUpdated {
+                channel_id: GROUP,
+                user_id: BOB,
+                group_nickname: "b".into(),
+                updated_at: 1,
+            }),
+            DomainEvent::ContactApplicationCreated(ContactApplicationCreated {
+                application_id: ApplicationId(7),
+                applicant_id: ALICE,
+                target_id: BOB,
+                message: String::new(),
+                source: "search".into(),
+                created_at: 1,
+            }),
+            DomainEvent::ContactApplicationReviewed(ContactApplicationReviewed {
+                application_id: ApplicationId(7),
+                applicant_id: ALICE,
+                target_id: BOB,
+                status: "approved".into(),
+                reviewed_at: 1,
+            }),
+            DomainEvent::ChannelApplicationCreated(ChannelApplicationCreated {
+                application_id: ApplicationId(8),
+                channel_id: GROUP,
+                applicant_id: CAROL,
+                message: String::new(),
+                created_at: 1,
+            }),
+            DomainEvent::ChannelApplicationReviewed(ChannelApplicationReviewed {
+                application_id: ApplicationId(8),
+                channel_id: GROUP,
+                applicant_id: CAROL,
+                reviewer_id: ALICE,
+                status: "rejected".into(),
+                reviewed_at: 1,
+            }),
+        ];
+        for e in events {
+            when([e]).then_expect_nothing();
+        }
+    }
+
+    #[test]
+    fn a_batch_projects_to_the_deduplicated_union_of_its_events() {
+        when([message(GROUP, false), message(GROUP, false), added(vec![BOB], false), message(CHAT, false)])
+            .then_expect(Refresh {
+                channels: vec![CHAT, GROUP],
+                conversations: vec![(BOB, GROUP)],
+                ..Refresh::default()
+            });
+    }
+}

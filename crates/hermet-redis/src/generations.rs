@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use hermet_app::cache::{Coherence, Scope};
-use hermet_app::gateway::BoxFuture;
+use hermet_app::push::BoxFuture;
 use redis::aio::ConnectionManager;
 
 const EPOCH_KEY: &str = "hermet:gen:epoch";

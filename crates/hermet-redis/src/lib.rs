@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hermet_app::gateway::{BoxFuture, CloseReason, Cluster, GatewaySettings, PresenceStatus, Pushes, Registry};
+use hermet_app::gateway::{CloseReason, Cluster, GatewaySettings, PresenceStatus, Pushes, Registry};
+use hermet_app::push::BoxFuture;
 use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::time::now_ms;
 use redis::AsyncCommands;

@@ -1,8 +1,9 @@
-//! The compensation scanner (seed 000 §5.3 方案1). With the transactional outbox an event
-//! cannot be lost between the write side and the outbox, but a change can still go
-//! unannounced (rows written by an older version, an import, a manual fix) or unprojected
-//! (a dead-lettered event, a read model damaged by hand). The scanner looks at groups
-//! created in a recent window, older than a grace period so it never races the pipeline:
+//! The compensation scanner (`000_70dd81066eae5b2b.txt` §5.3 方案1). With the
+//! transactional outbox an event cannot be lost between the write side and the outbox,
+//! but a change can still go unannounced (rows written by an older version, an import,
+//! a manual fix) or unprojected (a dead-lettered event, a read model damaged by hand).
+//! The scanner looks at groups created in a recent window, older than a grace period so
+//! it never races the pipeline:
 //! - a group without a `channel.created` event in the outbox gets one;
 //! - a group where an active member has no conversation row gets its `channel.created`
 //!   re-emitted, which re-projects every member's row and notifies them again.

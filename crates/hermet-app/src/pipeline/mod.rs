@@ -1,4 +1,5 @@
-//! The event pipeline (seed 000 "事务 + 异步通知 + 补偿", seed 003 方案2).
+//! The event pipeline (`000_70dd81066eae5b2b.txt` "事务 + 异步通知 + 补偿",
+//! `003_0aed9671e6f5a289.txt` 方案2).
 //!
 //! Commands write their events to the outbox in their own transaction. Consumers read
 //! them through a transport ([`consumer::EventSource`]): the outbox itself as a log
@@ -6,7 +7,7 @@
 //! outbox relay). The consumer groups are:
 //! - `conversation-view-updater` and `contact-view-updater` (async sync mode only):
 //!   apply the union of a batch's refreshes in one transaction with their new offsets;
-//! - `notifier` (always): decides recipients and hands pushes to a [`notify::PushSink`].
+//! - `notifier` (always): decides recipients and hands pushes to a [`crate::push::PushSink`].
 //!
 //! Failures are retried with backoff; an event that keeps failing goes to the dead-letter
 //! store and the consumer moves on ([`dlq`]). A compensation scanner re-emits events for
@@ -37,7 +38,8 @@ use crate::App;
 pub const CONVERSATION_VIEW_UPDATER: &str = "conversation-view-updater";
 /// Consumer group that maintains contact views and their reverse index.
 pub const CONTACT_VIEW_UPDATER: &str = "contact-view-updater";
-/// Consumer group that pushes notifications to online users (seed 000 §3.4).
+/// Consumer group that pushes notifications to online users (`000_70dd81066eae5b2b.txt`
+/// §3.4).
 pub const NOTIFIER: &str = "notifier";
 pub const PROJECTORS: [&str; 2] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER];
 pub const CONSUMERS: [&str; 3] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER, NOTIFIER];
@@ -80,7 +82,8 @@ pub struct PipelineSettings {
     /// First retry delay; doubles per attempt up to `retry_backoff_max_ms`.
     pub retry_backoff_ms: u64,
     pub retry_backoff_max_ms: u64,
-    /// Concurrent push tasks of the notifier (seed 000 §4.3 worker pool).
+    /// Concurrent push tasks of the notifier (the worker pool of
+    /// `000_70dd81066eae5b2b.txt` §4.3).
     pub notify_workers: usize,
     /// Recipients per push task.
     pub notify_chunk_size: usize,
@@ -162,14 +165,14 @@ pub(crate) struct Pipeline {
     log_positions: [watch::Sender<LogCursor>; 2],
     /// Whether the embedded projectors run in this process (else their offsets are polled).
     local: AtomicBool,
-    push: Arc<dyn notify::PushSink>,
+    push: Arc<dyn crate::push::PushSink>,
     /// The queue of the background task that pushes changed conversation rows, in
     /// order (started on first use).
     conversation_pushes: std::sync::OnceLock<tokio::sync::mpsc::Sender<notify::ConversationPush>>,
 }
 
 impl Pipeline {
-    pub(crate) fn new(push: Arc<dyn notify::PushSink>) -> Self {
+    pub(crate) fn new(push: Arc<dyn crate::push::PushSink>) -> Self {
         Self {
             written: watch::channel(0).0,
             progress: watch::channel(0).0,
@@ -234,23 +237,16 @@ impl<D: Database> App<D> {
         self.pipeline.progress.send_modify(|g| *g = g.wrapping_add(1));
     }
 
+    /// Wakes the relay and the consumers of this process (after a commit that appended
+    /// events).
     pub(crate) fn wake_consumers(&self) {
         self.pipeline.written.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Commits `tx`; wakes the relay and consumers when it wrote events and, in `async`
-    /// mode, waits for their projection (read-your-writes).
-    pub(crate) async fn commit(&self, tx: D::Tx) -> Result<()> {
-        let cursor = self.commit_touching(tx).await?;
-        if let Some(c) = cursor {
-            self.wake_consumers();
-            self.read_your_writes(c).await;
-        }
-        Ok(())
-    }
-
     /// In `async` mode, waits until the projectors have applied the log up to `c` (or the
-    /// read-your-writes timeout passed); at once in dual-write mode.
+    /// read-your-writes timeout passed); at once in dual-write mode. The last step of a
+    /// command (`crate::commit`), on this node's transport.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn read_your_writes(&self, c: LogCursor) {
         if self.sync_mode() == SyncMode::Async {
             match self.settings.pipeline.transport {

@@ -1,87 +1,21 @@
-//! The `notifier` consumer (seed 000 §3.4): decides who hears of each event and hands
-//! the pushes to a [`PushSink`] (the realtime gateway; until it exists, [`MemoryPush`],
-//! which tests observe). Large audiences fan out through a bounded worker pool (seed 000
-//! §4.3): chunks of `notify_chunk_size` recipients, at most `notify_workers` at a time.
+//! The `notifier` consumer (the consumer side of the design document
+//! `000_70dd81066eae5b2b.txt` §3.4): decides who hears of each event and hands the
+//! pushes to a [`crate::push::PushSink`] (the realtime gateway, or
+//! [`crate::push::MemoryPush`], which tests observe). Large audiences fan out through a
+//! bounded worker pool (the same document's §4.3): chunks of `notify_chunk_size`
+//! recipients, at most `notify_workers` at a time.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use hermet_domain::Result;
 use hermet_domain::event::DomainEvent;
 use hermet_domain::id::{ChannelId, UserId};
-use hermet_store::{ConversationRow, Database, StoredEvent};
-use serde::Serialize;
-use tokio::sync::broadcast;
+use hermet_store::{Database, StoredEvent};
 
 use crate::App;
-use crate::gateway::frame_type;
-
-/// What a recipient is told: the event as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notification {
-    pub event_id: i64,
-    pub event_type: String,
-    pub payload: serde_json::Value,
-    pub occurred_at: i64,
-}
-
-pub type PushFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
-
-/// Delivery to users' devices (implemented by the realtime gateway).
-pub trait PushSink: Send + Sync + 'static {
-    /// Pushes `notification` to each (user, the user's cursor for it).
-    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], notification: &'a Arc<Notification>) -> PushFuture<'a>;
-
-    /// Pushes changed conversation rows to their owners (`conversation.updated`).
-    fn push_conversations<'a>(&'a self, _rows: &'a [ConversationRow]) -> PushFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// An in-process sink that keeps the latest deliveries and broadcasts them to observers.
-pub struct MemoryPush {
-    recent: Mutex<VecDeque<(UserId, Arc<Notification>)>>,
-    capacity: usize,
-    live: broadcast::Sender<(UserId, Arc<Notification>)>,
-}
-
-impl MemoryPush {
-    pub fn new(capacity: usize) -> Self {
-        Self { recent: Mutex::new(VecDeque::new()), capacity, live: broadcast::channel(4096).0 }
-    }
-
-    /// The latest deliveries, oldest first (at most `capacity`).
-    pub fn deliveries(&self) -> Vec<(UserId, Arc<Notification>)> {
-        self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<(UserId, Arc<Notification>)> {
-        self.live.subscribe()
-    }
-}
-
-impl PushSink for MemoryPush {
-    fn push<'a>(&'a self, targets: &'a [(UserId, i64)], n: &'a Arc<Notification>) -> PushFuture<'a> {
-        Box::pin(async move {
-            if let Ok(mut recent) = self.recent.lock() {
-                for (u, _) in targets {
-                    if recent.len() == self.capacity {
-                        recent.pop_front();
-                    }
-                    recent.push_back((*u, n.clone()));
-                }
-            }
-            for (u, _) in targets {
-                let _ = self.live.send((*u, n.clone()));
-            }
-            Ok(())
-        })
-    }
-}
+use crate::push::{Notification, frame_type};
 
 /// Who hears of an event, before looking anything up.
 enum Audience {

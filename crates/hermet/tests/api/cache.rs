@@ -1,6 +1,6 @@
-//! Read caches (issue 6 §4): a conversation list's first page and the session check are
-//! served from memory, and never hide a write the API has acknowledged: every write
-//! below is followed at once by a read that must show it.
+//! Read caches (docs/ARCHITECTURE.md "Read caches"): a conversation list's first page
+//! and the session check are served from memory, and never hide a write the API has
+//! acknowledged: every write below is followed at once by a read that must show it.
 
 use hermet_app::cache::CacheMode;
 use reqwest::{Method, StatusCode};

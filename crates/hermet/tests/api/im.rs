@@ -1,4 +1,4 @@
-//! The IM core (issue 3): friends, contacts, groups, messages, read state, the
+//! The IM core (docs/API.md): friends, contacts, groups, messages, read state, the
 //! conversation list, profile propagation, the consistency checker. Every test ends with
 //! the checker at 100%.
 

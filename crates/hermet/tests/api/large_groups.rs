@@ -1,5 +1,6 @@
-//! Large groups (issue 6 §3): write diffusion below the threshold, read diffusion at or
-//! above it, with the same conversation lists, field by field, and exact counts.
+//! Large groups (docs/ARCHITECTURE.md "Large groups"): write diffusion below the
+//! threshold, read diffusion at or above it, with the same conversation lists, field by
+//! field, and exact counts.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -69,8 +69,9 @@ fn delivered(app: &TestApp, user: &str, event_type: &str, channel: &str) -> usiz
         .count()
 }
 
-/// The notifier tells every member of a new group (seed 000 §3.4), and every member of a
-/// message; outsiders hear nothing; `notification_sent_total` counts the pushes.
+/// The notifier tells every member of a new group (`000_70dd81066eae5b2b.txt` §3.4),
+/// and every member of a message; outsiders hear nothing; `notification_sent_total`
+/// counts the pushes.
 async fn notifier_pushes_to_the_audience(db: Db) {
     let app = spawn_app(db).await;
     let ann = app.sign_up("ann@example.com", "Ann").await;
@@ -269,7 +270,8 @@ async fn kafka_scenario_and_replay(db: Db) {
 }
 
 /// A consumer of `channel-events` built with a standard Kafka client (rdkafka) sees
-/// seed 000 §3.3's message: key channelId, headers event_type and timestamp, the JSON.
+/// the message of `000_70dd81066eae5b2b.txt` §3.3: key channelId, headers event_type
+/// and timestamp, the JSON.
 async fn channel_events_follow_the_seed(db: Db) {
     let broker = Broker::start_new().await;
     let app = spawn_app_with(db, |c| on_kafka(c, &broker)).await;
