@@ -1,4 +1,5 @@
-//! Maps the domain [`Error`] to HTTP, in one exhaustive match. Internal causes are
+//! Maps the domain [`Error`] to HTTP: the status is its code's (the catalogue in
+//! `hermet_domain::ErrorCode`). Internal causes are
 //! logged with the request's span (and so its request id) and never returned.
 
 use axum::Json;
@@ -48,27 +49,21 @@ impl From<hermet_store::StoreError> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 pub fn status_of(e: &Error) -> StatusCode {
-    match e {
-        Error::Validation { .. } | Error::Malformed(_) => StatusCode::BAD_REQUEST,
-        Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::Conflict { .. } => StatusCode::CONFLICT,
-        Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// What a client is told about `e` (HTTP bodies and WebSocket `error` frames).
 pub fn detail(e: &Error) -> ErrorDetail {
     let details = match e {
-        Error::Unprocessable { details, .. } => details.as_deref().cloned(),
+        Error::Refused { details, .. } => details.as_deref().cloned(),
         _ => None,
     };
-    ErrorDetail { code: e.code().to_owned(), message: e.to_string(), field: e.field().map(str::to_owned), details }
+    ErrorDetail {
+        code: e.code().as_str().to_owned(),
+        message: e.to_string(),
+        field: e.field().map(str::to_owned),
+        details,
+    }
 }
 
 impl IntoResponse for ApiError {

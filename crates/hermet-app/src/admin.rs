@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use hermet_domain::id::UserId;
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
-use hermet_domain::{Error, Result, validate};
+use hermet_domain::{Error, ErrorCode, Result, validate};
 use hermet_store::{Database, SessionWrites, Transaction, UserWrites};
 
 use crate::auth::{IssuedTokens, account_taken};
@@ -116,8 +116,8 @@ impl<D: Database> App<D> {
     pub async fn set_user_status(&self, who: Principal, id: UserId, status: UserStatus) -> Result<()> {
         require_admin(who)?;
         if id == who.user_id && status != UserStatus::Active {
-            return Err(Error::Unprocessable {
-                code: "cannot_lock_out_self",
+            return Err(Error::Refused {
+                code: ErrorCode::CannotLockOutSelf,
                 message: "an administrator cannot disable or delete their own account".into(),
                 field: None,
                 details: None,

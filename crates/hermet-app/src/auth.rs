@@ -9,7 +9,7 @@
 use hermet_domain::id::{SessionId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::{Account, AccountType, NewUser, UserStatus};
-use hermet_domain::{Error, Result, validate};
+use hermet_domain::{Error, ErrorCode, Result, validate};
 use hermet_store::{Database, NewSession, SessionWrites, StoreError, Transaction, UserWrites};
 
 use crate::{App, password, tokens};
@@ -45,10 +45,11 @@ pub struct SignUp {
 
 pub(crate) fn account_taken(e: StoreError) -> Error {
     if e.is_unique("users_email_live") || e.is_unique("users_mobile_live") {
-        Error::Conflict {
-            code: "account_taken",
+        Error::Refused {
+            code: ErrorCode::AccountTaken,
             message: "an account with this e-mail or mobile number already exists".into(),
             field: Some("account"),
+            details: None,
         }
     } else {
         e.into()
@@ -56,7 +57,7 @@ pub(crate) fn account_taken(e: StoreError) -> Error {
 }
 
 fn invalid_credentials() -> Error {
-    Error::Unauthorized { code: "invalid_credentials", message: "wrong account or password" }
+    Error::Unauthorized { code: ErrorCode::InvalidCredentials, message: "wrong account or password" }
 }
 
 impl<D: Database> App<D> {
@@ -115,7 +116,7 @@ impl<D: Database> App<D> {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
         let invalid = || Error::Unauthorized {
-            code: "invalid_refresh_token",
+            code: ErrorCode::InvalidRefreshToken,
             message: "the refresh token is invalid, expired or revoked",
         };
         if refresh_token.is_empty() || refresh_token.len() > 256 {
@@ -138,7 +139,7 @@ impl<D: Database> App<D> {
             self.commit(tx).await?;
             tracing::warn!(session_id = %rec.session_id, user_id = %rec.user_id, "rotated refresh token reused; session revoked");
             return Err(Error::Unauthorized {
-                code: "refresh_token_reused",
+                code: ErrorCode::RefreshTokenReused,
                 message: "this refresh token was already used; the session has been revoked",
             });
         }
@@ -176,7 +177,7 @@ impl<D: Database> App<D> {
             return Err(Error::invalid_token());
         }
         if ctx.user_status != UserStatus::Active {
-            return Err(Error::Unauthorized { code: "account_disabled", message: "this account is disabled" });
+            return Err(Error::Unauthorized { code: ErrorCode::AccountDisabled, message: "this account is disabled" });
         }
         let is_admin = [ctx.email.as_deref(), ctx.mobile.as_deref()]
             .into_iter()

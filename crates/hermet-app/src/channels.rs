@@ -9,7 +9,7 @@ use hermet_domain::contact::{APPLICATION_MESSAGE_MAX, ApplicationStatus};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
-use hermet_domain::{Error, Result, validate};
+use hermet_domain::{Error, ErrorCode, Result, validate};
 use hermet_store::{
     ChannelApplication, ChannelWrites, Database, Locks, NewChannel, NewGroupRows, NewMember, Transaction,
 };
@@ -30,12 +30,17 @@ fn must_manage() -> Error {
 }
 
 fn archived() -> Error {
-    Error::Conflict { code: "channel_archived", message: "this group has been dismissed".into(), field: None }
+    Error::Refused {
+        code: ErrorCode::ChannelArchived,
+        message: "this group has been dismissed".into(),
+        field: None,
+        details: None,
+    }
 }
 
 fn not_group() -> Error {
-    Error::Unprocessable {
-        code: "not_a_group",
+    Error::Refused {
+        code: ErrorCode::NotAGroup,
         message: "this is a one-to-one channel, not a group".into(),
         field: None,
         details: None,
@@ -49,8 +54,8 @@ fn unique_ids(field: &'static str, ids: &[UserId]) -> Result<()> {
     if dup.is_empty() {
         return Ok(());
     }
-    Err(Error::Unprocessable {
-        code: "duplicate_members",
+    Err(Error::Refused {
+        code: ErrorCode::DuplicateMembers,
         message: format!("{field} repeats these ids: {}", preview_ids(&dup)),
         field: Some(field),
         details: Some(Box::new(serde_json::json!({ "duplicate": dup }))),
@@ -83,8 +88,8 @@ impl<D: Database> App<D> {
         if !inactive.is_empty() {
             parts.push(format!("deleted or disabled users: {}", preview_ids(&inactive)));
         }
-        Err(Error::Unprocessable {
-            code: "invalid_members",
+        Err(Error::Refused {
+            code: ErrorCode::InvalidMembers,
             message: format!("{field} names {}", parts.join("; ")),
             field: Some(field),
             details: Some(Box::new(serde_json::json!({ "unknown": unknown, "inactive": inactive }))),
@@ -329,8 +334,8 @@ impl<D: Database> App<D> {
         let already = tx.active_members(channel.id, users).await?;
         if !already.is_empty() {
             let ids: Vec<String> = already.iter().map(|u| u.to_string()).collect();
-            return Err(Error::Unprocessable {
-                code: "already_members",
+            return Err(Error::Refused {
+                code: ErrorCode::AlreadyMembers,
                 message: format!("already members: {}", preview_ids(&ids)),
                 field: Some("userIds"),
                 details: Some(Box::new(serde_json::json!({ "alreadyMembers": ids }))),
@@ -338,8 +343,8 @@ impl<D: Database> App<D> {
         }
         let max = self.settings.limits.max_group_members;
         if channel.member_count as usize + users.len() > max {
-            return Err(Error::Unprocessable {
-                code: "group_full",
+            return Err(Error::Refused {
+                code: ErrorCode::GroupFull,
                 message: format!("a group has at most {max} members"),
                 field: Some("userIds"),
                 details: None,
@@ -421,8 +426,8 @@ impl<D: Database> App<D> {
     pub async fn remove_member(&self, who: Principal, id: ChannelId, user: UserId) -> Result<()> {
         timed("channel.remove_member", async {
             if user == who.user_id {
-                return Err(Error::Unprocessable {
-                    code: "use_leave",
+                return Err(Error::Refused {
+                    code: ErrorCode::UseLeave,
                     message: "to leave a group use POST /channels/{id}/leave".into(),
                     field: None,
                     details: None,
@@ -455,12 +460,13 @@ impl<D: Database> App<D> {
             let (channel, me) = self.lock_group(&mut tx, who, id).await?;
             let mut events = Vec::new();
             if me.role == MemberRole::Owner {
-                let heir = tx.oldest_admin(id, who.user_id).await?.ok_or(Error::Conflict {
-                    code: "owner_must_transfer",
+                let heir = tx.oldest_admin(id, who.user_id).await?.ok_or(Error::Refused {
+                    code: ErrorCode::OwnerMustTransfer,
                     message:
                         "the owner must transfer ownership (or make someone admin) before leaving, or dismiss the group"
                             .into(),
                     field: None,
+                    details: None,
                 })?;
                 tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
                 events.push(DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
@@ -523,8 +529,8 @@ impl<D: Database> App<D> {
                     return Err(Error::forbidden("only the owner changes roles"));
                 }
                 if user == who.user_id {
-                    return Err(Error::Unprocessable {
-                        code: "cannot_change_own_role",
+                    return Err(Error::Refused {
+                        code: ErrorCode::CannotChangeOwnRole,
                         message: "the owner transfers ownership by making another member owner".into(),
                         field: Some("role"),
                         details: None,
@@ -572,10 +578,11 @@ impl<D: Database> App<D> {
                 return Err(archived());
             }
             if tx.lock_member(id, who.user_id).await?.is_some_and(|m| m.is_active()) {
-                return Err(Error::Conflict {
-                    code: "already_member",
+                return Err(Error::Refused {
+                    code: ErrorCode::AlreadyMember,
                     message: "you are already a member of this group".into(),
                     field: None,
+                    details: None,
                 });
             }
             let app = match tx.pending_channel_application(id, who.user_id).await? {

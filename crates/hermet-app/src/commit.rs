@@ -159,7 +159,7 @@ pub(crate) async fn timed<T>(command: &'static str, f: impl Future<Output = Resu
     let result = f.await;
     metrics::histogram!("command_duration_seconds", "command" => command).record(start.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        metrics::counter!("command_errors_total", "command" => command, "code" => e.code()).increment(1);
+        metrics::counter!("command_errors_total", "command" => command, "code" => e.code().as_str()).increment(1);
     }
     result
 }

@@ -10,7 +10,7 @@ use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ApplicationId, ChannelId, UserId};
 use hermet_domain::time::now_ms;
 use hermet_domain::user::UserStatus;
-use hermet_domain::{Error, Result, validate};
+use hermet_domain::{Error, ErrorCode, Result, validate};
 use hermet_store::{
     ChannelWrites, ContactQuery, ContactRow, ContactWrites, ConversationWrites, Database, Locks, NewChannel, NewMember,
     StoreError,
@@ -43,10 +43,11 @@ fn not_found_application() -> Error {
 
 /// 409 for reviewing an application that is no longer pending.
 pub(crate) fn already_reviewed() -> Error {
-    Error::Conflict {
-        code: "application_not_pending",
+    Error::Refused {
+        code: ErrorCode::ApplicationNotPending,
         message: "this application was already reviewed".into(),
         field: None,
+        details: None,
     }
 }
 
@@ -64,8 +65,8 @@ impl<D: Database> App<D> {
         timed("contact.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
             if contact_id == who.user_id {
-                return Err(Error::Unprocessable {
-                    code: "cannot_add_self",
+                return Err(Error::Refused {
+                    code: ErrorCode::CannotAddSelf,
                     message: "you cannot send a friend application to yourself".into(),
                     field: Some("contactId"),
                     details: None,
@@ -78,10 +79,11 @@ impl<D: Database> App<D> {
                 return Err(Error::NotFound("user"));
             }
             if tx.lock_friendship(who.user_id, contact_id, false).await?.is_some_and(|f| f.is_live()) {
-                return Err(Error::Conflict {
-                    code: "already_friends",
+                return Err(Error::Refused {
+                    code: ErrorCode::AlreadyFriends,
                     message: "this user is already your friend".into(),
                     field: Some("contactId"),
+                    details: None,
                 });
             }
             let app = match tx.pending_contact_application(who.user_id, contact_id).await? {
@@ -160,8 +162,8 @@ impl<D: Database> App<D> {
             let (a, b) = (app.applicant_id, app.target_id);
             let users = tx.lock_users(&[a, b], true).await?;
             if users.len() != 2 || users.iter().any(|u| u.status != UserStatus::Active) {
-                return Err(Error::Unprocessable {
-                    code: "applicant_inactive",
+                return Err(Error::Refused {
+                    code: ErrorCode::ApplicantInactive,
                     message: "the applicant's account is no longer active".into(),
                     field: None,
                     details: None,
@@ -438,10 +440,11 @@ fn validate_tags(tags: Vec<String>) -> Result<Vec<String>> {
 
 pub(crate) fn conflict_pending(e: StoreError, constraint: &str) -> Error {
     if e.is_unique(constraint) {
-        Error::Conflict {
-            code: "application_pending",
+        Error::Refused {
+            code: ErrorCode::ApplicationPending,
             message: "an application is already pending; try again".into(),
             field: None,
+            details: None,
         }
     } else {
         e.into()

@@ -12,4 +12,4 @@ pub mod time;
 pub mod user;
 pub mod validate;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};

@@ -8,7 +8,7 @@ use hermet_domain::channel::{ChannelStatus, Member};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, IdGenerator, UserId};
 use hermet_domain::message::{Mentions, Message};
-use hermet_domain::{Error, Result};
+use hermet_domain::{Error, ErrorCode, Result};
 use hermet_store::{SendBatchLocked, SendBatchLocks};
 
 use super::{SendMessage, SentMessage};
@@ -123,20 +123,22 @@ impl<'a> Batch<'a> {
             };
             if let Some((in_channel, d)) = earlier {
                 if in_channel != s.channel {
-                    return Err(Error::Conflict {
-                        code: "client_msg_id_reused",
+                    return Err(Error::Refused {
+                        code: ErrorCode::ClientMsgIdReused,
                         message: "this clientMsgId was already used for a message in another channel".into(),
                         field: Some("clientMsgId"),
+                        details: None,
                     });
                 }
                 return Ok(d);
             }
         }
         if channel.status != ChannelStatus::Active {
-            return Err(Error::Conflict {
-                code: "channel_archived",
+            return Err(Error::Refused {
+                code: ErrorCode::ChannelArchived,
                 message: "this group has been dismissed; no further messages".into(),
                 field: None,
+                details: None,
             });
         }
         let member = self
@@ -152,8 +154,8 @@ impl<'a> Batch<'a> {
                     }
                 }
                 _ => {
-                    return Err(Error::Unprocessable {
-                        code: "not_friends",
+                    return Err(Error::Refused {
+                        code: ErrorCode::NotFriends,
                         message: "you are no longer friends with this user; send a friend application first".into(),
                         field: None,
                         details: None,
@@ -419,16 +421,6 @@ mod tests {
     }
     use Answer::*;
 
-    fn status(e: &Error) -> u16 {
-        match e {
-            Error::Forbidden(_) => 403,
-            Error::NotFound(_) => 404,
-            Error::Conflict { .. } => 409,
-            Error::Unprocessable { .. } => 422,
-            _ => 500,
-        }
-    }
-
     struct Decided {
         decisions: Vec<Result<Decision>>,
         messages: Vec<Message>,
@@ -443,7 +435,7 @@ mod tests {
                 .map(|d| match d {
                     Ok(Decision::InBatch(k)) => InBatch(*k),
                     Ok(Decision::Existing(sent)) => Stored(sent.message_id),
-                    Err(e) => Refused(status(e), e.code()),
+                    Err(e) => Refused(e.status(), e.code().as_str()),
                 })
                 .collect();
             assert_eq!(answers, expected);

@@ -6,7 +6,7 @@
 //! `replayed`, or `pending` again with the new error.
 
 use hermet_domain::time::now_ms;
-use hermet_domain::{Error, Result};
+use hermet_domain::{Error, ErrorCode, Result};
 use hermet_store::{Database, DeadLetter, DeadLetterChange, PipelineWrites, Transaction};
 
 use crate::App;
@@ -45,10 +45,11 @@ impl<D: Database> App<D> {
         let current = self.dead_letter(id).await?;
         let mut tx = self.db.begin().await?;
         if !tx.update_dead_letter(id, "pending", &change, now_ms()).await? {
-            return Err(Error::Conflict {
-                code: "dead_letter_not_pending",
+            return Err(Error::Refused {
+                code: ErrorCode::DeadLetterNotPending,
                 message: format!("dead letter {id} is {}, not pending", current.status),
                 field: None,
+                details: None,
             });
         }
         tx.commit().await?;
