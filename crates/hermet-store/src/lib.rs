@@ -8,6 +8,7 @@
 //! uncommitted transaction rolls it back.
 
 pub mod error;
+pub mod migrations;
 pub mod ports;
 pub mod postgres;
 mod queries;
@@ -38,16 +39,19 @@ impl Backend {
     }
 }
 
-/// Pool settings shared by both drivers (connection pool, `000_70dd81066eae5b2b.txt` §4.1).
-#[derive(Debug, Clone)]
+/// Pool settings shared by both drivers (connection pool, `000_70dd81066eae5b2b.txt` §4.1);
+/// also the configuration's `[database]` section.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PoolSettings {
-    /// Most connections the pool opens (PostgreSQL write pool; SQLite readers).
+    /// Most connections the pool opens (PostgreSQL write pool; SQLite readers); the
+    /// design document's `max_open_conns`.
     pub max_connections: usize,
     /// How long a request waits for a free connection before failing with 503.
     pub acquire_timeout_ms: u64,
     /// Server-side statement timeout (PostgreSQL), busy timeout (SQLite).
     pub statement_timeout_ms: u64,
-    /// Connections older than this are closed and replaced.
+    /// Connections older than this are closed and replaced (`conn_max_lifetime`).
     pub max_lifetime_secs: u64,
     /// SQLite `synchronous` pragma: FULL by default (no acknowledged write is lost on
     /// power failure); NORMAL trades that for speed.

@@ -1,4 +1,5 @@
--- Event pipeline (issue 4): Kafka publication, dead letters, relay lease, compensation.
+-- Event pipeline (docs/ARCHITECTURE.md "Sync modes and the embedded event log"): Kafka
+-- publication, dead letters, relay lease, compensation.
 
 -- Where the relay published each row on Kafka: read-your-writes waits until the
 -- projectors' offsets for that partition pass this offset; drain checks use it too.
@@ -11,7 +12,7 @@ ALTER TABLE outbox
 -- partial index holds only those rows, so it costs nothing on the hot insert path.
 CREATE INDEX outbox_channel_created ON outbox (aggregate_key) WHERE event_type = 'channel.created';
 
--- Events a consumer could not apply after its retries (seed 000 §5.2). `payload` is
+-- Events a consumer could not apply after its retries (`000_70dd81066eae5b2b.txt` §5.2). `payload` is
 -- kept as text: an unreadable payload is exactly what may land here.
 CREATE TABLE dead_letter (
     id          BIGSERIAL PRIMARY KEY,

@@ -1,4 +1,5 @@
--- Event pipeline (issue 4): Kafka publication, dead letters, relay lease, compensation.
+-- Event pipeline (docs/ARCHITECTURE.md "Sync modes and the embedded event log"): Kafka
+-- publication, dead letters, relay lease, compensation.
 -- See the PostgreSQL migration of the same name for the reasons.
 
 ALTER TABLE outbox ADD COLUMN kafka_topic TEXT;

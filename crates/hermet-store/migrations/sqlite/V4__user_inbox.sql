@@ -1,4 +1,4 @@
--- The realtime gateway's per-user event cursor (issue 5, docs/PROTOCOL.md "Cursor and
+-- The realtime gateway's per-user event cursor (docs/PROTOCOL.md "Cursor, delivery and
 -- catch-up"). Every event the notifier delivers to a user gets the next number of that
 -- user's cursor; the inbox maps (user, cursor) to the event, whose payload stays in the
 -- outbox. A client that reconnects with its cursor is sent every entry after it, in

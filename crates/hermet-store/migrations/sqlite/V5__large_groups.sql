@@ -1,4 +1,4 @@
--- Large groups (issue 6, docs/ARCHITECTURE.md "Large groups"): a group whose member count
+-- Large groups (docs/ARCHITECTURE.md "Large groups"): a group whose member count
 -- reached `limits.large_group_threshold` uses read diffusion. A message then writes the
 -- message, the channel's seq and mention rows only; its members' conversation rows keep
 -- no message-derived columns and are computed when read.

@@ -27,7 +27,7 @@ use tokio_postgres::error::SqlState;
 
 use self::statements::PgConn;
 use crate::ports::*;
-use crate::{MigrationReport, PoolSettings, StoreError};
+use crate::{MigrationReport, PoolSettings, StoreError, migrations};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -142,10 +142,28 @@ impl Database for PgDatabase {
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut conn = self.write_conn().await?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
-        let client: &mut tokio_postgres::Client = &mut conn;
-        let result = embedded::migrations::runner().set_grouped(true).run_async(client).await;
+        let runner = embedded::migrations::runner();
+        let result = async {
+            let history: bool = conn
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&migrations::HISTORY])
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            if history {
+                for (now, version, earlier) in migrations::updates(migrations::POSTGRES, runner.get_migrations()) {
+                    conn.execute(migrations::UPDATE_CHECKSUM, &[&now, &version, &earlier]).await.map_err(pg_err)?;
+                }
+            }
+            let client: &mut tokio_postgres::Client = &mut conn;
+            runner
+                .set_grouped(true)
+                .run_async(client)
+                .await
+                .map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))
+        }
+        .await;
         conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
-        let report = result.map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
+        let report = result?;
         Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
     }
 

@@ -28,7 +28,7 @@ use hermet_domain::event::OutboxEvent;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::ports::*;
-use crate::{MigrationReport, PoolSettings, StoreError};
+use crate::{MigrationReport, PoolSettings, StoreError, migrations};
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -248,7 +248,21 @@ impl Database for SqliteDatabase {
     #[tracing::instrument(level = "debug", name = "sqlite.migrate", skip_all)]
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let report = self
-            .write_once(|c| Ok(embedded::migrations::runner().run(c)))
+            .write_once(|c| {
+                let runner = embedded::migrations::runner();
+                let history: bool = c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    [migrations::HISTORY],
+                    |r| r.get(0),
+                )?;
+                if history {
+                    let update = migrations::UPDATE_CHECKSUM.replace('$', "?");
+                    for (now, version, earlier) in migrations::updates(migrations::SQLITE, runner.get_migrations()) {
+                        c.execute(&update, rusqlite::params![now, version, earlier])?;
+                    }
+                }
+                Ok(runner.run(c))
+            })
             .await?
             .map_err(|e| StoreError::other(anyhow::anyhow!("migration failed: {e}")))?;
         Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })

@@ -59,18 +59,47 @@ async fn openapi_document_parses(db: Db) {
 async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
     let (url, _dir) = fresh_database(db).await;
     let config = test_config(url);
-    let first = hermet::startup::migrate(&config).await.expect("migrate");
+    let first = hermet::commands::migrate(&config).await.expect("migrate");
     assert_eq!(
         first.applied,
         ["V1__initial_schema", "V2__event_pipeline", "V3__dead_letter_topics", "V4__user_inbox", "V5__large_groups"]
     );
-    let second = hermet::startup::migrate(&config).await.expect("migrate again");
+    let second = hermet::commands::migrate(&config).await.expect("migrate again");
     assert!(second.applied.is_empty(), "{:?}", second.applied);
     // serve on an already-migrated database works and changes nothing
     let app = spawn_app_with(db, |c| c.database_url = config.database_url.clone()).await;
     app.sign_up("max@example.com", "Max").await;
-    let third = hermet::startup::migrate(&config).await.expect("migrate after serve");
+    let third = hermet::commands::migrate(&config).await.expect("migrate after serve");
     assert!(third.applied.is_empty());
+    app.stop().await;
+}
+
+async fn a_migration_whose_comments_were_reworded_is_not_divergent(db: Db) {
+    let app = spawn_app(db).await;
+    let backend = hermet_store::Backend::from_url(&app.config.database_url).unwrap();
+    let reworded = hermet_store::migrations::reworded(backend);
+    assert!(!reworded.is_empty());
+    for r in reworded {
+        // as a database that applied the earlier wording records it
+        app.exec(&format!(
+            "UPDATE refinery_schema_history SET checksum = '{}' WHERE version = {}",
+            r.earlier, r.version
+        ))
+        .await;
+        let again = hermet::commands::migrate(&app.config).await.expect("the earlier wording is accepted");
+        assert!(again.applied.is_empty(), "{:?}", again.applied);
+        let left = app
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM refinery_schema_history WHERE version = {} AND checksum = '{}'",
+                r.version, r.earlier
+            ))
+            .await;
+        assert_eq!(left, 0, "V{}'s recorded checksum is brought up to date", r.version);
+    }
+    // any other text of a released migration is still refused
+    app.exec("UPDATE refinery_schema_history SET checksum = '12345' WHERE version = 2").await;
+    let e = hermet::commands::migrate(&app.config).await.expect_err("a changed migration is divergent");
+    assert!(format!("{e:#}").contains("migration failed"), "{e:#}");
     app.stop().await;
 }
 
@@ -89,5 +118,6 @@ crate::both_backends!(
     health_readiness_metrics_and_request_ids,
     openapi_document_parses,
     migrations_apply_once_and_rerun_is_a_no_op,
+    a_migration_whose_comments_were_reworded_is_not_divergent,
     the_signing_key_survives_a_restart,
 );
