@@ -1,7 +1,8 @@
 //! Raw-SQL baselines on the server's own PostgreSQL, measured in the same run as the
 //! scenario they frame, so each result can be stated as a ratio to what the database
 //! itself does on this machine: single-row INSERT transactions per second, the
-//! conversation-list query through a prepared statement, and the profile fan-out UPDATE.
+//! conversation-list query through a prepared statement, the profile fan-out UPDATE, and
+//! the binary COPY of the rows a new group writes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,4 +112,70 @@ pub async fn fanout_update(url: &str, user: i64, repeat: usize) -> anyhow::Resul
         samples.push(t.elapsed());
     }
     Ok(Stats::of(&samples))
+}
+
+/// The database's own limit: binary COPY of the rows a group of `n` members writes
+/// (members and conversation views, in read-diffusion form when the server made the
+/// group a large one, as it did) in one committed transaction, into channel `channel`
+/// (negative: no real channel has it). The caller removes them ([`remove_copied`]) after
+/// its last repeat, so the tables grow between repeats as they do under the API.
+pub async fn copy_group(
+    pg: &mut tokio_postgres::Client,
+    n: usize,
+    channel: i64,
+    read_diffusion: bool,
+) -> anyhow::Result<Duration> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+
+    let now = 1_800_000_000_000i64;
+    let t = Instant::now();
+    let tx = pg.transaction().await?;
+    let sink = tx
+        .copy_in("COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at) FROM STDIN BINARY")
+        .await?;
+    let types =
+        [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT8];
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..n as i64 {
+        let (id, user) = (-(-channel * 100_000 + i), -(i + 1));
+        w.as_mut().write(&[&id, &channel, &user, &"member", &"", &now, &0i64, &now, &now]).await?;
+    }
+    w.finish().await?;
+    let sink = tx
+        .copy_in(
+            "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
+             conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at) FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::BOOL,
+        Type::INT8,
+        Type::INT8,
+    ];
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for i in 0..n as i64 {
+        let user = -(i + 1);
+        w.as_mut()
+            .write(&[&user, &channel, &"group", &"bench", &"", &1i64, &now, &now, &read_diffusion, &now, &now])
+            .await?;
+    }
+    w.finish().await?;
+    tx.commit().await?;
+    Ok(t.elapsed())
+}
+
+/// Removes the rows [`copy_group`] wrote into `channels`.
+pub async fn remove_copied(pg: &tokio_postgres::Client, channels: &[i64]) -> anyhow::Result<()> {
+    pg.execute("DELETE FROM channel_member WHERE channel_id = ANY($1)", &[&channels]).await?;
+    pg.execute("DELETE FROM user_conversation_view WHERE channel_id = ANY($1)", &[&channels]).await?;
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 pub mod baseline;
 pub mod fanout;
 pub mod list;
+pub mod prometheus;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
@@ -235,69 +236,6 @@ impl Client {
     }
 }
 
-/// One histogram's cumulative buckets (`le` → count), per value of `label`, from a
-/// Prometheus text exposition.
-pub fn histogram_buckets(
-    exposition: &str,
-    metric: &str,
-    label: &str,
-) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
-    let mut out: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
-    let prefix = format!("{metric}_bucket{{");
-    for line in exposition.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else { continue };
-        let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
-        let mut key = String::new();
-        let mut le = None;
-        for kv in labels.split("\",") {
-            let Some((k, v)) = kv.split_once("=\"") else { continue };
-            let v = v.trim_end_matches('"');
-            if k == label {
-                key = v.to_owned();
-            } else if k == "le" {
-                le = Some(if v == "+Inf" { f64::INFINITY } else { v.parse().unwrap_or(f64::NAN) });
-            }
-        }
-        if let (Some(le), Ok(count)) = (le, value.trim().parse::<f64>()) {
-            out.entry(key).or_default().push((le, count));
-        }
-    }
-    for v in out.values_mut() {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    out
-}
-
-/// The `q` quantile of the observations between two scrapes of one histogram, by linear
-/// interpolation inside the bucket (what PromQL's `histogram_quantile` does).
-pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, n)| {
-            let was = before.iter().find(|(l, _)| l == le).map(|(_, c)| *c).unwrap_or(0.0);
-            (*le, n - was)
-        })
-        .collect();
-    let total = delta.last()?.1;
-    if total <= 0.0 {
-        return None;
-    }
-    let rank = q * total;
-    let mut prev = (0.0, 0.0);
-    for &(le, cum) in &delta {
-        if cum >= rank {
-            if le.is_infinite() {
-                return Some(prev.0);
-            }
-            let in_bucket = cum - prev.1;
-            let frac = if in_bucket > 0.0 { (rank - prev.1) / in_bucket } else { 1.0 };
-            return Some(prev.0 + (le - prev.0) * frac);
-        }
-        prev = (le, cum);
-    }
-    Some(prev.0)
-}
-
 #[derive(Debug, Serialize)]
 pub struct LagRow {
     pub consumer: String,
@@ -339,7 +277,7 @@ pub async fn sync_lag(
         client.send(c, "warm-up").await?;
     }
     let messages = (rate * seconds).round() as usize;
-    let before = histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
+    let before = prometheus::histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
     let counted = |h: &std::collections::BTreeMap<String, Vec<(f64, f64)>>| {
         h.get("conversation-view-updater").and_then(|b| b.last()).map(|(_, c)| *c).unwrap_or(0.0)
     };
@@ -374,7 +312,7 @@ pub async fn sync_lag(
     eprintln!("\r  {messages}/{messages} sent in {elapsed:.1} s; waiting for the projectors");
     let deadline = Instant::now() + Duration::from_secs(120);
     let after = loop {
-        let h = histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
+        let h = prometheus::histogram_buckets(&client.metrics().await?, "sync_lag_seconds", "consumer");
         if counted(&h) - base >= messages as f64 {
             break h;
         }
@@ -391,8 +329,8 @@ pub async fn sync_lag(
             LagRow {
                 consumer: consumer.clone(),
                 events: b.last().map(|x| x.1).unwrap_or(0.0) - a.last().map(|x| x.1).unwrap_or(0.0),
-                p50_ms: quantile_between(a, b, 0.5).unwrap_or(0.0) * 1000.0,
-                p99_ms: quantile_between(a, b, 0.99).unwrap_or(0.0) * 1000.0,
+                p50_ms: prometheus::quantile_between(a, b, 0.5).unwrap_or(0.0) * 1000.0,
+                p99_ms: prometheus::quantile_between(a, b, 0.99).unwrap_or(0.0) * 1000.0,
             }
         })
         .collect();
@@ -404,72 +342,6 @@ pub async fn sync_lag(
         api: Stats::of(&samples),
         lag,
     })
-}
-
-/// The database's own limit: binary COPY of the rows a group of `n` members writes
-/// (members and conversation views, in read-diffusion form when the server made the
-/// group a large one, as it did) in one committed transaction, into channel `channel`
-/// (negative: no real channel has it). The caller removes them ([`remove_copied`]) after
-/// its last repeat, so the tables grow between repeats as they do under the API.
-pub async fn baseline_copy(
-    pg: &mut tokio_postgres::Client,
-    n: usize,
-    channel: i64,
-    read_diffusion: bool,
-) -> anyhow::Result<Duration> {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-
-    let now = 1_800_000_000_000i64;
-    let t = Instant::now();
-    let tx = pg.transaction().await?;
-    let sink = tx
-        .copy_in("COPY channel_member (id, channel_id, user_id, role, group_nickname, joined_at, join_seq, created_at, updated_at) FROM STDIN BINARY")
-        .await?;
-    let types =
-        [Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT8];
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for i in 0..n as i64 {
-        let (id, user) = (-(-channel * 100_000 + i), -(i + 1));
-        w.as_mut().write(&[&id, &channel, &user, &"member", &"", &now, &0i64, &now, &now]).await?;
-    }
-    w.finish().await?;
-    let sink = tx
-        .copy_in(
-            "COPY user_conversation_view (user_id, channel_id, conversation_type, conversation_name, conversation_avatar,
-             conversation_info_ver, last_active_at, opened_at, read_diffusion, created_at, updated_at) FROM STDIN BINARY",
-        )
-        .await?;
-    let types = [
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::BOOL,
-        Type::INT8,
-        Type::INT8,
-    ];
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-    for i in 0..n as i64 {
-        let user = -(i + 1);
-        w.as_mut()
-            .write(&[&user, &channel, &"group", &"bench", &"", &1i64, &now, &now, &read_diffusion, &now, &now])
-            .await?;
-    }
-    w.finish().await?;
-    tx.commit().await?;
-    Ok(t.elapsed())
-}
-
-/// Removes the rows [`baseline_copy`] wrote into `channels`.
-pub async fn remove_copied(pg: &tokio_postgres::Client, channels: &[i64]) -> anyhow::Result<()> {
-    pg.execute("DELETE FROM channel_member WHERE channel_id = ANY($1)", &[&channels]).await?;
-    pg.execute("DELETE FROM user_conversation_view WHERE channel_id = ANY($1)", &[&channels]).await?;
-    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -532,14 +404,14 @@ pub async fn create_group(
                     }
                 };
                 let channel = -1_000_000 - (k as i64) * 1_000 - r as i64;
-                copies.push(baseline_copy(pg, n, channel, large).await?);
+                copies.push(baseline::copy_group(pg, n, channel, large).await?);
                 channels.push(channel);
             }
             eprint!("\r  {n} members: {}/{repeat}", r + 1);
         }
         eprintln!();
         if let Some(pg) = &pg {
-            remove_copied(pg, &channels).await?;
+            baseline::remove_copied(pg, &channels).await?;
         }
         let api = Stats::of(&samples);
         let baseline = (!copies.is_empty()).then(|| Stats::of(&copies));
@@ -658,27 +530,6 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_quantiles_interpolate_between_scrapes() {
-        let text = |n: [u32; 3]| {
-            format!(
-                "# TYPE sync_lag_seconds histogram\n\
-                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"0.001\"}} {}\n\
-                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"0.002\"}} {}\n\
-                 sync_lag_seconds_bucket{{consumer=\"a\",le=\"+Inf\"}} {}\n\
-                 sync_lag_seconds_count{{consumer=\"a\"}} {}\n",
-                n[0], n[1], n[2], n[2]
-            )
-        };
-        let before = histogram_buckets(&text([10, 10, 10]), "sync_lag_seconds", "consumer");
-        let after = histogram_buckets(&text([10, 110, 110]), "sync_lag_seconds", "consumer");
-        assert_eq!(after["a"].len(), 3);
-        // the 100 new observations all fall in (1 ms, 2 ms]
-        let p50 = quantile_between(&before["a"], &after["a"], 0.5).unwrap();
-        assert!((p50 - 0.0015).abs() < 1e-9, "{p50}");
-        assert!(quantile_between(&before["a"], &before["a"], 0.5).is_none(), "no new observations");
-    }
 
     #[test]
     fn percentiles() {

@@ -1,14 +1,14 @@
 //! Channels (one-to-one and group), members and roles.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::id::{ChannelId, UserId};
 
 macro_rules! text_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "lowercase")]
         pub enum $name { $($variant),* }
 

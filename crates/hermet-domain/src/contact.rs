@@ -1,7 +1,6 @@
 //! Friendships and applications.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::channel::text_enum;
 use crate::id::{ApplicationId, UserId};

@@ -123,7 +123,7 @@ pub struct FriendshipDeleted {
     pub deleted_at: i64,
 }
 
-/// Seed 000 §3.3: the value of the `channel-events` message.
+/// `000_70dd81066eae5b2b.txt` §3.3: the value of the `channel-events` message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelCreated {

@@ -147,11 +147,13 @@ macro_rules! typed_id {
                 d.deserialize_any(IdVisitor).map(Self)
             }
         }
+        #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 id_schema()
             }
         }
+        #[cfg(feature = "openapi")]
         impl utoipa::ToSchema for $name {}
     )*};
 }
@@ -171,6 +173,7 @@ typed_id!(
     ApplicationId,
 );
 
+#[cfg(feature = "openapi")]
 fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
     ObjectBuilder::new()

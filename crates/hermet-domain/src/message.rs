@@ -1,7 +1,6 @@
 //! Messages: types, content rules and the list preview.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::channel::text_enum;
 use crate::error::{Error, Result};
@@ -11,7 +10,7 @@ text_enum!(
     MessageType { Text = "text", Image = "image", Voice = "voice", Video = "video", File = "file", Custom = "custom", System = "system" }
 );
 
-/// Longest preview kept in a conversation view (seed 003: 512 characters).
+/// Longest preview kept in a conversation view (`003_0aed9671e6f5a289.txt`: 512 characters).
 pub const PREVIEW_MAX: usize = 512;
 /// Largest serialized message content.
 pub const CONTENT_MAX_BYTES: usize = 64 * 1024;

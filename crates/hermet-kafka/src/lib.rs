@@ -6,8 +6,8 @@
 //! - [`replay`] moves a consumer's per-partition offsets.
 //!
 //! Topic map (docs/EVENTS.md): events go to one topic per aggregate family, keyed by the
-//! entity whose order matters; `channel.created` on `channel-events` follows seed 000
-//! §3.3 exactly (key channelId, headers `event_type` and `timestamp`, the seed's JSON).
+//! entity whose order matters; `channel.created` on `channel-events` follows `000_70dd81066eae5b2b.txt`
+//! §3.3 exactly (key channelId, headers `event_type` and `timestamp`, the document's JSON).
 
 pub mod relay;
 pub mod source;
@@ -21,7 +21,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 
-/// Kafka settings; producer defaults follow seed 000 §4.2 (lz4, 16 KiB batches, 10 ms
+/// Kafka settings; producer defaults follow `000_70dd81066eae5b2b.txt` §4.2 (lz4, 16 KiB batches, 10 ms
 /// linger, idempotence) except `acks`: librdkafka refuses an idempotent producer without
 /// `acks=all`, and idempotence is what keeps per-key order through retries.
 ///
@@ -164,7 +164,7 @@ pub fn topic_of(event_type: &str) -> &'static str {
 }
 
 /// The Kafka value of an outbox row: its payload, except `channel.created`, whose ids are
-/// JSON numbers as in seed 000 §3.3.
+/// JSON numbers as in `000_70dd81066eae5b2b.txt` §3.3.
 pub fn value_of(row: &OutboxRecord) -> Vec<u8> {
     let mut v = row.payload.clone();
     if row.event_type == "channel.created"

@@ -1,4 +1,4 @@
-//! The outbox relay (seed 000 §5.3 方案2, done properly).
+//! The outbox relay (`000_70dd81066eae5b2b.txt` §5.3 方案2, done properly).
 //!
 //! - **One publisher at a time.** Relays share a lease row (`relay_lease`); the holder
 //!   renews it before each batch, and a batch cannot outlive it (the producer gives up on

@@ -1,5 +1,5 @@
 //! hermet's cluster layer on Redis ([`RedisCluster`]): several `hermet` nodes share
-//! presence and route pushes to each other (docs/ARCHITECTURE.md "Realtime").
+//! presence and route pushes to each other (docs/PROTOCOL.md "How pushes reach sockets", "Presence").
 //!
 //! Keys (all under `hermet:`):
 //! - `node:{id}`: the node is alive; `SET … EX node_ttl_secs`, renewed every

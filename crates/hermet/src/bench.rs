@@ -85,7 +85,7 @@ where
 }
 
 /// Runs the pipeline benchmark on `db` (which must hold no events); the backend is
-/// chosen by `startup::bench_pipeline`.
+/// chosen by `commands::bench_pipeline`.
 pub(crate) async fn run<D: Database>(
     db: D,
     config: &Config,

@@ -50,7 +50,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub limits: Limits,
     pub pipeline: PipelineConfig,
-    /// Kafka producer, consumer and topic settings (seed 000 §4.2 defaults), used only
+    /// Kafka producer, consumer and topic settings (`000_70dd81066eae5b2b.txt` §4.2 defaults), used only
     /// when `kafka_brokers` is set.
     pub kafka: hermet_kafka::KafkaSettings,
     /// The WebSocket gateway: connections per user, send queue, timeouts.
@@ -79,23 +79,9 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// Most connections per pool (seed 000 §4.1 `max_open_conns`).
-    pub max_connections: usize,
-    /// Wait at most this long for a free connection, then answer 503.
-    pub acquire_timeout_ms: u64,
-    /// PostgreSQL `statement_timeout`; SQLite busy timeout.
-    pub statement_timeout_ms: u64,
-    /// Replace connections older than this (seed 000 §4.1 `conn_max_lifetime`).
-    pub max_lifetime_secs: u64,
-    /// SQLite `synchronous`: FULL (default, durable), NORMAL or EXTRA.
-    pub sqlite_synchronous: String,
-    /// PostgreSQL: keep prepared statements per connection (default) or prepare them
-    /// for every use.
-    pub statement_cache: bool,
-}
+/// The `[database]` section: the store's own pool settings (serde), as `[pipeline]` is
+/// the pipeline's, so names, defaults and meaning have one definition.
+pub type DatabaseConfig = PoolSettings;
 
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -144,20 +130,6 @@ impl Default for Config {
             gateway: hermet_app::gateway::GatewaySettings::default(),
             cache: hermet_app::cache::CacheSettings::default(),
             group_commit: hermet_app::messages::GroupCommitSettings::default(),
-        }
-    }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        let p = PoolSettings::default();
-        Self {
-            max_connections: p.max_connections,
-            acquire_timeout_ms: p.acquire_timeout_ms,
-            statement_timeout_ms: p.statement_timeout_ms,
-            max_lifetime_secs: p.max_lifetime_secs,
-            sqlite_synchronous: p.sqlite_synchronous,
-            statement_cache: p.statement_cache,
         }
     }
 }
@@ -426,14 +398,7 @@ impl Config {
     }
 
     pub fn pool_settings(&self) -> PoolSettings {
-        PoolSettings {
-            max_connections: self.database.max_connections,
-            acquire_timeout_ms: self.database.acquire_timeout_ms,
-            statement_timeout_ms: self.database.statement_timeout_ms,
-            max_lifetime_secs: self.database.max_lifetime_secs,
-            sqlite_synchronous: self.database.sqlite_synchronous.clone(),
-            statement_cache: self.database.statement_cache,
-        }
+        self.database.clone()
     }
 
     pub fn auth_settings(&self) -> AuthSettings {

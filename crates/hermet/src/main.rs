@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hermet::cli::{BenchScenario, Cli, Command, DlqCommand};
+use hermet::commands;
 use hermet::config::Config;
 use hermet::startup::{self, Application};
 use hermet::telemetry;
@@ -66,13 +67,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Dlq { action } => {
             let action = match action {
-                DlqCommand::List { status, after, limit } => startup::DlqAction::List { status, after, limit },
-                DlqCommand::Show { id } => startup::DlqAction::Show(id),
-                DlqCommand::Replay { id, payload } => startup::DlqAction::Replay { id, payload },
-                DlqCommand::Discard { id } => startup::DlqAction::Discard(id),
+                DlqCommand::List { status, after, limit } => commands::DlqAction::List { status, after, limit },
+                DlqCommand::Show { id } => commands::DlqAction::Show(id),
+                DlqCommand::Replay { id, payload } => commands::DlqAction::Replay { id, payload },
+                DlqCommand::Discard { id } => commands::DlqAction::Discard(id),
             };
-            let show = matches!(action, startup::DlqAction::Show(_));
-            let letters = startup::dlq(&config, action).await?;
+            let show = matches!(action, commands::DlqAction::Show(_));
+            let letters = commands::dlq(&config, action).await?;
             for d in &letters {
                 if show {
                     println!("{}", serde_json::to_string_pretty(d)?);
@@ -92,7 +93,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let now = hermet_domain::time::now_ms();
             let since = now - (lookback_secs * 1000) as i64;
             let until = now - (grace_secs * 1000) as i64;
-            let r = startup::compensate(&config, since, until).await?;
+            let r = commands::compensate(&config, since, until).await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
@@ -105,9 +106,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             } else {
                 ReplayFrom::Time(from.parse().map_err(|_| anyhow::anyhow!("--from: earliest, TX:POSITION or Unix ms"))?)
             };
-            match startup::replay(&config, &consumer, from).await? {
-                startup::ReplayedTo::Log(at) => println!("{consumer} now starts after log cursor {}:{}", at.0, at.1),
-                startup::ReplayedTo::Kafka(offsets) => {
+            match commands::replay(&config, &consumer, from).await? {
+                commands::ReplayedTo::Log(at) => println!("{consumer} now starts after log cursor {}:{}", at.0, at.1),
+                commands::ReplayedTo::Kafka(offsets) => {
                     for (name, offset) in offsets {
                         println!("{name} now starts at offset {offset}");
                     }
@@ -116,7 +117,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if !no_wait {
                 let start = std::time::Instant::now();
                 let stalled = std::cell::Cell::new((i64::MAX, std::time::Instant::now()));
-                startup::follow_consumer(&config, &consumer, |left| {
+                commands::follow_consumer(&config, &consumer, |left| {
                     eprint!("\r{consumer}: {left} events left ({:.0} s)   ", start.elapsed().as_secs_f64());
                     let (last, since) = stalled.get();
                     if left < last {
@@ -132,12 +133,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::PruneOutbox => {
-            let n = startup::prune_outbox(&config).await?;
+            let n = commands::prune_outbox(&config).await?;
             println!("pruned {n} outbox rows");
             Ok(())
         }
         Command::Migrate => {
-            let report = startup::migrate(&config).await?;
+            let report = commands::migrate(&config).await?;
             if report.applied.is_empty() {
                 println!("database is up to date");
             } else {
@@ -152,7 +153,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConsistency { repair, user, show } => {
-            let report = startup::check_consistency(&config, repair, user).await?;
+            let report = commands::check_consistency(&config, repair, user).await?;
             for f in report.findings.iter().take(show) {
                 println!("{} {} {}", f.model, f.kind, f.key);
                 for (field, expected, stored) in &f.fields {
@@ -187,7 +188,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             write_json(json, &serde_json::to_value(&rows)?)
         }
         Command::Bench { scenario: BenchScenario::Pipeline { messages, groups, concurrency }, json, .. } => {
-            let r = startup::bench_pipeline(&config, messages, groups, concurrency, |m| eprintln!("  {m}")).await?;
+            let r = commands::bench_pipeline(&config, messages, groups, concurrency, |m| eprintln!("  {m}")).await?;
             println!(
                 "{:>9} {:>9} {:>8} {:>16} {:>20}",
                 "backend", "transport", "events", "relay events/s", "projector events/s"
@@ -203,7 +204,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             bench(scenario, &server, &admin_account, &admin_password, repeat, seed, json).await
         }
         Command::RebuildViews { user } => {
-            let n = startup::rebuild_views(&config, user).await?;
+            let n = commands::rebuild_views(&config, user).await?;
             println!("rebuilt the read models of {n} users");
             Ok(())
         }

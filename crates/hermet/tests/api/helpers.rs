@@ -299,7 +299,7 @@ impl TestApp {
     /// The library consistency check (what `hermet check-consistency` runs).
     pub async fn consistency(&self, repair: bool) -> hermet_app::consistency::ConsistencyReport {
         let config = test_config(self.database_url.clone());
-        hermet::startup::check_consistency(&config, repair, None).await.expect("consistency check")
+        hermet::commands::check_consistency(&config, repair, None).await.expect("consistency check")
     }
 
     /// Asserts every read-model row equals its recomputation from the write side.

@@ -528,8 +528,8 @@ async fn scenario_in_async_mode_and_replay(db: Db) {
     let mut config = crate::helpers::test_config(String::new());
     async_mode(&mut config);
     for consumer in ["conversation-view-updater", "contact-view-updater"] {
-        let at = hermet::startup::replay(&config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
-        assert_eq!(at, hermet::startup::ReplayedTo::Log((0, 0)));
+        let at = hermet::commands::replay(&config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
+        assert_eq!(at, hermet::commands::ReplayedTo::Log((0, 0)));
     }
     wait_drained(&app).await;
     app.assert_consistent().await;
@@ -774,7 +774,7 @@ async fn checker_finds_and_repairs_drift(db: Db) {
     // rebuild from scratch gives the same rows
     corrupt(&app, &ann, &bob, &ab).await;
     let config = crate::helpers::test_config(app.database_url.clone());
-    let n = hermet::startup::rebuild_views(&config, None).await.unwrap();
+    let n = hermet::commands::rebuild_views(&config, None).await.unwrap();
     assert_eq!(n, 2);
     app.assert_consistent().await;
     app.stop().await;

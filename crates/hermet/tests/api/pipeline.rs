@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use hermet::commands::{DlqAction, dlq};
 use hermet::config::{Config, SyncModeConfig};
-use hermet::startup::{DlqAction, dlq};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::{Value, json};
@@ -212,7 +212,7 @@ async fn compensation_reemits_what_is_missing(db: Db) {
     .await;
     assert!(app.consistency(false).await.missing() > 0);
     let now = hermet_domain::time::now_ms();
-    let report = hermet::startup::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
+    let report = hermet::commands::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
     assert_eq!(report.unannounced.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g1.as_str()]);
     assert_eq!(report.unprojected.iter().map(|c| c.to_string()).collect::<Vec<_>>(), [g2.as_str()]);
     app.assert_consistent().await;
@@ -226,7 +226,7 @@ async fn compensation_reemits_what_is_missing(db: Db) {
         1
     );
     // nothing left to do
-    let report = hermet::startup::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
+    let report = hermet::commands::compensate(&app.config, now - 60_000, now + 1).await.unwrap();
     assert!(report.unannounced.is_empty() && report.unprojected.is_empty());
     app.stop().await;
 }
@@ -257,8 +257,8 @@ async fn kafka_scenario_and_replay(db: Db) {
     .await;
     for consumer in ["conversation-view-updater", "contact-view-updater"] {
         let r =
-            hermet::startup::replay(&app.config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
-        let hermet::startup::ReplayedTo::Kafka(offsets) = r else { panic!("kafka replay") };
+            hermet::commands::replay(&app.config, consumer, hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
+        let hermet::commands::ReplayedTo::Kafka(offsets) = r else { panic!("kafka replay") };
         assert_eq!(offsets.len(), 16, "4 topics × 4 partitions");
         assert!(offsets.iter().all(|(_, o)| *o == 0));
     }
@@ -466,7 +466,7 @@ async fn outbox_pruning_keeps_what_consumers_need(db: Db) {
     let total = app.scalar("SELECT COUNT(*) FROM outbox").await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     // no consumer has an offset yet: the ones this node runs hold everything
-    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap(), 0);
+    assert_eq!(hermet::commands::prune_outbox(&app.config).await.unwrap(), 0);
     // the slowest group (the notifier, at the 3rd event) bounds what goes
     let at = |consumer: &str, nth: i64| {
         format!(
@@ -482,7 +482,7 @@ async fn outbox_pruning_keeps_what_consumers_need(db: Db) {
         at("notifier", 3)
     ))
     .await;
-    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap(), 3);
+    assert_eq!(hermet::commands::prune_outbox(&app.config).await.unwrap(), 3);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, total - 3);
     app.exec("DELETE FROM consumer_offset").await;
     app.exec(&format!(
@@ -492,7 +492,7 @@ async fn outbox_pruning_keeps_what_consumers_need(db: Db) {
         at("notifier", total - 3)
     ))
     .await;
-    assert_eq!(hermet::startup::prune_outbox(&app.config).await.unwrap() as i64, total - 3);
+    assert_eq!(hermet::commands::prune_outbox(&app.config).await.unwrap() as i64, total - 3);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 0);
     assert_eq!(app.conversation(&bob, &g).await.unwrap()["unreadCount"], 8, "read models untouched");
     app.stop().await;
