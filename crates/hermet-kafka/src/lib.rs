@@ -167,27 +167,45 @@ pub fn topic_of(event_type: &str) -> &'static str {
 /// JSON numbers as in `000_70dd81066eae5b2b.txt` §3.3.
 pub fn value_of(row: &OutboxRecord) -> Vec<u8> {
     let mut v = row.payload.clone();
-    if row.event_type == "channel.created"
-        && let Some(m) = v.as_object_mut()
-    {
-        for key in ["channelId", "creatorId"] {
-            if let Some(n) = m.get(key).and_then(as_number) {
-                m.insert(key.into(), n);
-            }
-        }
-        if let Some(serde_json::Value::Array(ids)) = m.get_mut("memberIds") {
-            for id in ids.iter_mut() {
-                if let Some(n) = as_number(id) {
-                    *id = n;
-                }
-            }
-        }
+    if row.event_type == "channel.created" {
+        map_channel_created_ids(&mut v, as_number);
     }
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
+/// The payload an event carries inside hermet, from its Kafka value: `channel.created`'s
+/// ids become strings again, as every other payload, frame and body has them (JSON
+/// numbers above 2^53 lose digits in JavaScript).
+pub fn payload_of(event_type: &str, mut value: serde_json::Value) -> serde_json::Value {
+    if event_type == "channel.created" {
+        map_channel_created_ids(&mut value, as_string);
+    }
+    value
+}
+
+/// Rewrites the ids of a `channel.created` payload (`channelId`, `creatorId`, `memberIds`).
+fn map_channel_created_ids(v: &mut serde_json::Value, f: fn(&serde_json::Value) -> Option<serde_json::Value>) {
+    let Some(m) = v.as_object_mut() else { return };
+    for key in ["channelId", "creatorId"] {
+        if let Some(n) = m.get(key).and_then(f) {
+            m.insert(key.into(), n);
+        }
+    }
+    if let Some(serde_json::Value::Array(ids)) = m.get_mut("memberIds") {
+        for id in ids.iter_mut() {
+            if let Some(n) = f(id) {
+                *id = n;
+            }
+        }
+    }
+}
+
 fn as_number(v: &serde_json::Value) -> Option<serde_json::Value> {
     v.as_str().and_then(|s| s.parse::<u64>().ok()).map(serde_json::Value::from)
+}
+
+fn as_string(v: &serde_json::Value) -> Option<serde_json::Value> {
+    v.as_u64().map(|n| serde_json::Value::String(n.to_string()))
 }
 
 /// Headers: the seed's `event_type` and `timestamp` (ms, as a string), plus `event_id`,
@@ -241,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn channel_created_value_has_numeric_ids() {
+    fn channel_created_ids_are_numbers_on_kafka_and_strings_inside() {
         let row = OutboxRecord {
             position: 1,
             event_id: 2,
@@ -257,5 +275,9 @@ mod tests {
         assert_eq!(v["creatorId"], 1001);
         assert_eq!(v["memberIds"], serde_json::json!([1001, 1002]));
         assert_eq!(v["channelName"], "n");
+        // and back: inside hermet (frames, projections) the ids are strings again
+        assert_eq!(payload_of("channel.created", v), row.payload);
+        let other = serde_json::json!({"channelId": "1", "seq": 3});
+        assert_eq!(payload_of("message.sent", other.clone()), other);
     }
 }

@@ -133,12 +133,15 @@ impl<D: Database> EventSource for KafkaSource<D> {
             let expected = self.positions.get(&key).copied().unwrap_or(0);
             if m.offset() >= expected {
                 let raw = m.payload().unwrap_or_default();
-                let payload = serde_json::from_slice(raw)
-                    .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()));
+                let event_type = header(&m, "event_type").unwrap_or_default();
+                let payload = match serde_json::from_slice(raw) {
+                    Ok(v) => crate::payload_of(&event_type, v),
+                    Err(_) => serde_json::Value::String(String::from_utf8_lossy(raw).into_owned()),
+                };
                 batch.events.push(StoredEvent {
                     cursor: (i64::from(m.partition()), m.offset()),
                     event_id: header(&m, "event_id").and_then(|s| s.parse().ok()).unwrap_or(0),
-                    event_type: header(&m, "event_type").unwrap_or_default(),
+                    event_type,
                     payload,
                     created_at: header(&m, "timestamp").and_then(|s| s.parse().ok()).unwrap_or(0),
                 });
