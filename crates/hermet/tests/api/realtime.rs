@@ -303,8 +303,7 @@ async fn sync_beyond_retention_resets(db: Db) {
     }
     // all 21 events delivered (the group's creation and 20 messages), then pruned to 5
     crate::pipeline::eventually(30, "bob's inbox at 21 and pruned to 5 entries", || async {
-        app.scalar(&format!("SELECT COALESCE(MAX(seq), 0) FROM user_inbox_head WHERE user_id = {}", bob.id)).await
-            == 21
+        app.scalar(&format!("SELECT COALESCE(MAX(seq), 0) FROM user_inbox_head WHERE user_id = {}", bob.id)).await == 21
             && app.scalar(&format!("SELECT COUNT(*) FROM user_inbox WHERE user_id = {}", bob.id)).await == 5
     })
     .await;
