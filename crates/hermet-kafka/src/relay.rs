@@ -58,7 +58,8 @@ impl<D: Database> Relay<D> {
                     failures = 0;
                     poll
                 }
-                Ok(Step::NotLeader) => Duration::from_millis(self.settings.relay_lease_ms / 3),
+                // A relay that shut down cleanly released the lease: take over quickly.
+                Ok(Step::NotLeader) => Duration::from_millis((self.settings.relay_lease_ms / 3).min(500)),
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, failures, "relay batch failed; retrying with a new producer");
@@ -79,6 +80,7 @@ impl<D: Database> Relay<D> {
                 _ = shutdown.cancelled() => break,
             }
         }
+        self.app.release_lease(LEASE, &self.holder).await;
         tracing::info!("outbox relay stopped");
     }
 

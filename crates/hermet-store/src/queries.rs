@@ -262,6 +262,8 @@ pub(crate) const TAKE_LEASE: &str = "INSERT INTO relay_lease (name, holder, expi
      VALUES ($1, $2, CAST($3 AS BIGINT) + CAST($4 AS BIGINT))
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
      WHERE relay_lease.holder = excluded.holder OR relay_lease.expires_at < CAST($3 AS BIGINT)";
+pub(crate) const RELEASE_LEASE: &str =
+    "UPDATE relay_lease SET expires_at = 0 WHERE name = $1 AND holder = $2 AND expires_at > 0";
 /// A letter from Kafka waits for the relay to copy it to `<topic>.dlq` (again when it
 /// fails again); one from the embedded log never does (0).
 pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letter

@@ -159,7 +159,10 @@ fn spawn_pipeline<D: Database>(
 ) {
     let (app, token, spawner) = (app.clone(), shutdown.clone(), tasks.clone());
     let kafka = config.kafka_settings();
-    let holder = format!("node-{}-pid-{}", config.node_id, std::process::id());
+    // Leases are held by node, not by process: a node that restarts (cleanly or after a
+    // crash) takes its own leases back at once instead of waiting for them to expire.
+    // node_id is unique per node already (it is part of every id the node makes).
+    let holder = format!("node-{}", config.node_id);
     tasks.spawn(async move {
         if let Some(k) = &kafka
             && (roles.relay || roles.consumers)
@@ -221,6 +224,9 @@ const LOG_CONSUMERS_LEASE: &str = "embedded-log-consumers";
 async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String, shutdown: CancellationToken) {
     let ttl = app.pipeline_settings().consumer_lease_ms.max(300);
     let renew = Duration::from_millis(ttl / 3);
+    // A node without the lease asks again this often: a holder that shut down cleanly
+    // released it, and is replaced within this interval.
+    let retry = renew.min(Duration::from_millis(LEASE_RETRY_MS));
     let take = |app: App<D>, holder: String| async move {
         let mut tx = app.db.begin().await?;
         let held = tx.take_lease(LOG_CONSUMERS_LEASE, &holder, ttl as i64, hermet_domain::time::now_ms()).await?;
@@ -230,7 +236,7 @@ async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String,
     while !shutdown.is_cancelled() {
         if !matches!(take(app.clone(), holder.clone()).await, Ok(true)) {
             tokio::select! {
-                _ = tokio::time::sleep(renew) => continue,
+                _ = tokio::time::sleep(retry) => continue,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -259,7 +265,11 @@ async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String,
         }
         tasks.wait().await;
     }
+    app.release_lease(LOG_CONSUMERS_LEASE, &holder).await;
 }
+
+/// How often a node without a lease asks for it again.
+const LEASE_RETRY_MS: u64 = 500;
 
 /// `hermet project` and `hermet relay`: pipeline roles without HTTP, until `shutdown`
 /// (scaled apart from the API; `serve` runs them too unless told not to).

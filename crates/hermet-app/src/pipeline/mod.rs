@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use hermet_domain::projection::Refresh;
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
-use hermet_store::{Database, LogCursor, OffsetWrites, Transaction};
+use hermet_store::{Database, LogCursor, OffsetWrites, PipelineWrites, Transaction};
 use tokio::sync::watch;
 
 use crate::App;
@@ -210,6 +210,24 @@ pub fn partition_offset_name(consumer: &str, topic: &str, partition: i32) -> Str
 }
 
 impl<D: Database> App<D> {
+    /// Gives up the lease `name` on a clean shutdown, so another node takes it over
+    /// within its retry interval instead of waiting for it to expire. Bounded: a database
+    /// that does not answer leaves the lease to expire.
+    pub async fn release_lease(&self, name: &str, holder: &str) {
+        let released = async {
+            let mut tx = self.db.begin().await?;
+            let released = tx.release_lease(name, holder).await?;
+            tx.commit().await?;
+            Ok::<bool, hermet_store::StoreError>(released)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), released).await {
+            Ok(Ok(true)) => tracing::info!(lease = name, holder, "lease released"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(lease = name, error = %e, "cannot release the lease; it expires instead"),
+            Err(_) => tracing::warn!(lease = name, "releasing the lease timed out; it expires instead"),
+        }
+    }
+
     pub fn sync_mode(&self) -> SyncMode {
         self.settings.pipeline.sync_mode
     }

@@ -126,6 +126,9 @@ pub trait PipelineWrites {
         ttl_ms: i64,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Gives up the lease `name` if `holder` has it, so another node takes it at once
+    /// (a clean shutdown); false when `holder` did not hold it.
+    fn release_lease(&mut self, name: &str, holder: &str) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Stores a dead letter; the same (consumer, event) again updates the error and adds
     /// its attempts.
     fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> impl Future<Output = StoreResult<()>> + Send;

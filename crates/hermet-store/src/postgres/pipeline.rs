@@ -147,6 +147,12 @@ impl PipelineWrites for PgTx {
         Ok(exec(c, q::TAKE_LEASE, &[&name, &holder, &now, &ttl_ms]).await? == 1)
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.release_lease", skip_all)]
+    async fn release_lease(&mut self, name: &str, holder: &str) -> Result<bool, StoreError> {
+        let c = self.conn()?;
+        Ok(exec(c, q::RELEASE_LEASE, &[&name, &holder]).await? == 1)
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.insert_dead_letter", skip_all)]
     async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
         let c = self.conn()?;

@@ -171,6 +171,12 @@ impl PipelineWrites for SqliteTx {
         self.run(move |c| exec(c, q::TAKE_LEASE, params![name, holder, now, ttl_ms]).map(|n| n == 1)).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.release_lease", skip_all)]
+    async fn release_lease(&mut self, name: &str, holder: &str) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |c| exec(c, q::RELEASE_LEASE, params![name, holder]).map(|n| n == 1)).await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.insert_dead_letter", skip_all)]
     async fn insert_dead_letter(&mut self, d: &NewDeadLetter, now: i64) -> Result<(), StoreError> {
         let d = d.clone();

@@ -247,6 +247,15 @@ async fn kafka_scenario_and_replay(db: Db) {
     wait_drained(&app, 30).await;
     app.assert_consistent().await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox WHERE kafka_topic IS NULL").await, 0, "all published");
+    // ids are strings in what is pushed, although channel.created's Kafka value has numbers
+    let created: Vec<_> =
+        app.push.deliveries().into_iter().filter(|(_, n)| n.event_type == "channel.created").collect();
+    assert!(!created.is_empty());
+    for (_, n) in &created {
+        let p = &n.payload;
+        assert!(p["channelId"].is_string() && p["creatorId"].is_string(), "{p}");
+        assert!(p["memberIds"].as_array().is_some_and(|m| m.iter().all(Value::is_string)), "{p}");
+    }
     let bob = app.sign_in_user("bob@example.com").await;
     let before = app.conversation_list(&bob).await;
     let contacts_before = app.contact_list(&bob, "").await;
@@ -629,6 +638,65 @@ fn api_only(c: &mut Config) {
     c.pipeline.read_your_writes_timeout_ms = 20;
 }
 
+/// Leases belong to a node, not to a process: a clean shutdown releases the consumers'
+/// lease, so another node takes it over at once, and a node that comes back after a crash
+/// takes its own lease back at once instead of waiting for it to expire. (Leases here last
+/// an hour: without either rule the consumers would not run within the test.)
+async fn lease_held_by(app: &TestApp, holder: &str) -> bool {
+    let sql = format!(
+        "SELECT COUNT(*) FROM relay_lease WHERE name = 'embedded-log-consumers' AND holder = '{holder}' AND expires_at > 0"
+    );
+    app.scalar(&sql).await == 1
+}
+
+async fn leases_are_held_by_node_and_released_on_shutdown(db: Db) {
+    let (url, _dir) = crate::helpers::fresh_database(db).await;
+    let node = |id: u16| {
+        let url = url.clone();
+        move |c: &mut Config| {
+            async_mode(c);
+            c.database_url = url.clone();
+            c.node_id = id;
+            c.pipeline.consumer_lease_ms = 3_600_000;
+        }
+    };
+    let first = spawn_app_with(db, node(0)).await;
+    eventually(30, "node 0 holds the consumers' lease", || lease_held_by(&first, "node-0")).await;
+    let ann = first.sign_up("ann@example.com", "Ann").await;
+    let bob = first.sign_up("bob@example.com", "Bob").await;
+    let g = first.create_group(&ann, "Leases", &[&bob]).await;
+    first.stop().await;
+
+    // node 1 takes over what node 0 released
+    let second = spawn_app_with(db, node(1)).await;
+    eventually(20, "node 1 takes the released lease", || lease_held_by(&second, "node-1")).await;
+    second.send_text(&ann, &g, "after the hand-over", Value::Null).await;
+    eventually(20, "the message reaches bob's conversation", || async {
+        second.conversation_list(&bob).await.0.iter().any(|c| c["lastMessage"]["seq"] == 1)
+    })
+    .await;
+    second.stop().await;
+    // node 1 crashed while holding the lease: what it leaves is a lease valid for an hour
+    let url2 = url.clone();
+    let sql = spawn_app_with(db, move |c| {
+        api_only(c);
+        c.database_url = url2.clone();
+    })
+    .await;
+    sql.exec(
+        "UPDATE relay_lease SET holder = 'node-1', expires_at = 9000000000000 WHERE name = 'embedded-log-consumers'",
+    )
+    .await;
+    let again = spawn_app_with(db, node(1)).await;
+    again.send_text(&ann, &g, "after the restart", Value::Null).await;
+    eventually(20, "node 1 back after a crash projects at once", || async {
+        again.conversation_list(&bob).await.0.iter().any(|c| c["lastMessage"]["seq"] == 2)
+    })
+    .await;
+    again.stop().await;
+    sql.stop().await;
+}
+
 async fn consumer_killed_on_the_embedded_log(db: Db) {
     consumer_killed_mid_batch_resumes(spawn_app_with(db, api_only).await).await;
 }
@@ -646,6 +714,7 @@ async fn consumer_killed_on_kafka(db: Db) {
 }
 
 crate::both_backends!(
+    leases_are_held_by_node_and_released_on_shutdown,
     outbox_pruning_keeps_what_consumers_need,
     replay_command_follows_progress,
     consumer_killed_on_the_embedded_log,
