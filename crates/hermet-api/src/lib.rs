@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use hermet_app::App;
 use hermet_domain::Error;
@@ -62,6 +62,15 @@ impl<D: Database> Clone for AppState<D> {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface of one node.
+/// Every 503 (a dependency away, a request timed out) says when to try again: soon, since
+/// a returning database or broker is used at once.
+async fn retry_after(mut r: Response) -> Response {
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().entry(axum::http::header::RETRY_AFTER).or_insert(axum::http::HeaderValue::from_static("1"));
+    }
+    r
+}
+
 pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
     use routes::{admin, auth, channels, contacts, conversations, ops, users, ws};
 
@@ -122,6 +131,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         })
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(http.request_timeout_secs)))
+        .layer(axum::middleware::map_response(retry_after))
         .layer(CatchPanicLayer::custom(|_| ApiError(Error::internal(anyhow::anyhow!("handler panicked"))).into_response()))
         .layer(
             TraceLayer::new_for_http()

@@ -77,7 +77,8 @@ catalogue! {
     CannotLockOutSelf => "cannot_lock_out_self", 422, "an administrator disabling or deleting their own account";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
-    ServiceUnavailable => "service_unavailable", 503, "the database is unavailable or timed out, or the request timed out; try again";
+    ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";
+    DatabaseUnavailable => "database_unavailable", 503, "the database is unreachable or does not answer; try again after `Retry-After` seconds";
 }
 
 impl fmt::Display for ErrorCode {
@@ -113,9 +114,12 @@ pub enum Error {
     /// Too many requests.
     #[error("too many requests")]
     RateLimited,
-    /// A dependency (database, …) is unavailable or timed out.
+    /// A dependency is unavailable or timed out.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The database is unreachable, refuses connections or does not answer in time.
+    #[error("the database is unavailable; try again")]
+    DatabaseUnavailable,
     /// A bug or an unexpected failure; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -154,6 +158,7 @@ impl Error {
             Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Error::RateLimited => ErrorCode::RateLimited,
             Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            Error::DatabaseUnavailable => ErrorCode::DatabaseUnavailable,
             Error::Internal(_) => ErrorCode::InternalError,
         }
     }

@@ -32,7 +32,7 @@ impl From<StoreError> for Error {
         match e {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                Error::Unavailable("the database is unavailable, try again")
+                Error::DatabaseUnavailable
             }
             // A violation the command did not anticipate is a bug, not a client error.
             other => Error::Internal(anyhow::Error::new(other)),

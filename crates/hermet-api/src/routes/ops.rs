@@ -14,12 +14,19 @@ pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"})))
 }
 
-/// GET /readyz — the database answers.
+/// How long `/readyz` waits for the database: a load balancer polls it, and a frozen
+/// database must read as not ready at once, not after the request timeout.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// GET /readyz — the database answers within a second.
 pub async fn readyz<D: Database>(State(st): State<AppState<D>>) -> impl IntoResponse {
-    match st.app.db.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": st.app.db.backend()})))
-            .into_response(),
-        Err(e) => ApiError(e.into()).into_response(),
+    match tokio::time::timeout(READY_TIMEOUT, st.app.db.ping()).await {
+        Ok(Ok(())) => {
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": st.app.db.backend()})))
+                .into_response()
+        }
+        Ok(Err(e)) => ApiError(e.into()).into_response(),
+        Err(_) => ApiError(hermet_domain::Error::DatabaseUnavailable).into_response(),
     }
 }
 

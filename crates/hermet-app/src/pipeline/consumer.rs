@@ -122,7 +122,7 @@ impl<D: Database> EventSource for LogSource<D> {
 
 /// Errors worth retrying forever (the database is away) rather than counting as attempts.
 fn transient(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(_))
+    matches!(e, Error::Unavailable(_) | Error::DatabaseUnavailable)
 }
 
 enum Outcome {

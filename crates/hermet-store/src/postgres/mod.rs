@@ -111,14 +111,27 @@ pub(crate) fn pool_err(e: PoolError) -> StoreError {
 
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        if *db.code() == SqlState::UNIQUE_VIOLATION {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
             return StoreError::UniqueViolation { constraint: db.constraint().unwrap_or_default().to_owned() };
         }
-        if *db.code() == SqlState::QUERY_CANCELED || *db.code() == SqlState::TOO_MANY_CONNECTIONS {
+        // The server cannot serve now: a statement timeout, too many connections, a
+        // shutdown or restart in progress, a lost connection (class 08).
+        if *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || code.code().starts_with("08")
+        {
             return StoreError::Unavailable(db.message().to_owned());
         }
+        return StoreError::Other(anyhow::Error::new(e));
     }
-    if e.is_closed() {
+    // Not an answer of the server: the connection closed, could not be made (refused,
+    // timed out) or broke. Conversions and protocol errors stay bugs.
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io || e.to_string().starts_with("error connecting to server") {
         return StoreError::Unavailable(e.to_string());
     }
     StoreError::Other(anyhow::Error::new(e))

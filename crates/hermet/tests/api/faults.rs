@@ -1,0 +1,49 @@
+//! Faults of the dependencies, against a real server: the database stopped and started
+//! again (on a cluster of the test's own). Guards are generous; the recovery times
+//! themselves are measured by `hermet bench`, not asserted here.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Db, PASSWORD, spawn_app_with};
+use crate::own_postgres::OwnPostgres;
+use crate::pipeline::eventually;
+
+/// PostgreSQL stopped: reads, writes and `/readyz` answer 503 `database_unavailable` with
+/// `Retry-After` (not 500, not a hang), nothing is written, and once the server is back the
+/// same node serves again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_stopped_answers_503_and_recovers() {
+    let pg = OwnPostgres::start();
+    let url = pg.url();
+    let app = spawn_app_with(Db::Postgres, move |c| c.database_url = url).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let ready = || async { app.client.get(format!("{}/readyz", app.address)).send().await.unwrap() };
+    assert_eq!(ready().await.status(), StatusCode::OK);
+
+    pg.stop();
+    let started = Instant::now();
+    let r = app.get("/api/v1/users/me", &ann.access).await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"), "{}", r.body);
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let sign_up =
+        json!({"account": "bob@example.com", "accountType": "email", "credential": PASSWORD, "nickname": "Bob"});
+    let r = app.post("/api/v1/auth/sign-up", None, sign_up.clone()).await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"), "{}", r.body);
+    let r = ready().await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(20), "answered, not hung: {:?}", started.elapsed());
+
+    pg.start_again();
+    eventually(30, "the API answers again", || async {
+        app.get("/api/v1/users/me", &ann.access).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(ready().await.status(), StatusCode::OK);
+    // the refused sign-up wrote nothing: the account is free
+    let r = app.post("/api/v1/auth/sign-up", None, sign_up).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    app.stop().await;
+}
