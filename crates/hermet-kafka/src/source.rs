@@ -208,7 +208,7 @@ pub async fn replay<D: Database>(
     from_ms: i64,
 ) -> Result<Vec<(String, i64)>> {
     use hermet_store::{OffsetWrites, Transaction};
-    hermet_app::pipeline::check_consumer(consumer_name)?;
+    app.check_replayable(consumer_name)?;
     let consumer: StreamConsumer = settings.consumer_config("replay").create().map_err(kafka_err)?;
     let consumer = Arc::new(consumer);
     let parts = partitions(consumer.clone(), settings.event_topics()).await?;

@@ -297,7 +297,13 @@ impl<D: Database> App<D> {
         // The notifier: each recipient's cursor moves on in the same transaction as the
         // offsets, so a redelivered batch never numbers an event twice.
         let mut deliveries = Vec::with_capacity(plan.len());
+        // An event older than the inbox keeps entries (a replay from far back) is not
+        // delivered again: devices had it, and its entry would be pruned at once.
+        let oldest = now - (self.settings.pipeline.inbox_retention_secs * 1000) as i64;
         for p in plan {
+            if p.notification.occurred_at > 0 && p.notification.occurred_at < oldest {
+                continue;
+            }
             let targets = if p.numbered {
                 tx.append_inbox(&p.users, p.notification.event_id, now).await?
             } else {

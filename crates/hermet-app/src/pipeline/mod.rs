@@ -363,7 +363,7 @@ impl<D: Database> App<D> {
     /// notices at its next batch (offsets are compare-and-set) and re-consumes from there.
     /// (On Kafka, `hermet-kafka` moves the per-partition offsets.)
     pub async fn replay(&self, consumer: &str, from: ReplayFrom) -> Result<LogCursor> {
-        check_consumer(consumer)?;
+        self.check_replayable(consumer)?;
         let at = match from {
             ReplayFrom::Earliest => (0, 0),
             ReplayFrom::Cursor(c) => c,
@@ -377,8 +377,27 @@ impl<D: Database> App<D> {
     }
 }
 
+impl<D: Database> App<D> {
+    /// Refuses a replay no consumer would carry out: an unknown name, or a projector in
+    /// dual-write mode (no such consumer runs; commands refresh the read models in their
+    /// own transactions, and `hermet rebuild-views` rebuilds them).
+    pub fn check_replayable(&self, consumer: &str) -> Result<()> {
+        check_consumer(consumer)?;
+        if self.active_consumers().contains(&consumer) {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "consumer",
+            format!(
+                "{consumer} does not run in dual_write mode: commands update the read models in their own \
+                 transaction; use `hermet rebuild-views` to rebuild them"
+            ),
+        ))
+    }
+}
+
 /// Refuses names that are not consumer groups.
-pub fn check_consumer(consumer: &str) -> Result<()> {
+fn check_consumer(consumer: &str) -> Result<()> {
     if CONSUMERS.contains(&consumer) {
         Ok(())
     } else {

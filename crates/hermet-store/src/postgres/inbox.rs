@@ -62,11 +62,15 @@ impl InboxWrites for PgTx {
         }
         let c = self.conn()?;
         // One statement for the whole audience; users come sorted, so concurrent appends
-        // lock the head rows in the same order.
+        // lock the head rows in the same order. Users who have the event already are
+        // left out (a replay, a redelivered batch): they get no new cursor.
         let stmt = c
             .prep(
                 "WITH heads AS (
-                     INSERT INTO user_inbox_head (user_id, seq) SELECT u, 1 FROM UNNEST($1::bigint[]) AS u
+                     INSERT INTO user_inbox_head (user_id, seq)
+                     SELECT u, 1 FROM UNNEST($1::bigint[]) AS u
+                     WHERE NOT EXISTS (SELECT 1 FROM user_inbox i WHERE i.user_id = u AND i.event_id = $2)
+                     ORDER BY u
                      ON CONFLICT (user_id) DO UPDATE SET seq = user_inbox_head.seq + 1
                      RETURNING user_id, seq)
                  INSERT INTO user_inbox (user_id, seq, event_id, created_at)

@@ -68,18 +68,25 @@ impl InboxWrites for SqliteTx {
         let u = json_ids(users);
         self.run(move |c| {
             // Two set-based statements (SQLite has no data-modifying CTEs); the writer
-            // connection is exclusive, so nothing moves the heads in between.
+            // connection is exclusive, so nothing moves the heads in between. Users who
+            // have the event already are left out of both (a replay, a redelivered batch).
+            let fresh = "SELECT value FROM json_each(?1)
+                 WHERE NOT EXISTS (SELECT 1 FROM user_inbox i WHERE i.user_id = value AND i.event_id = ?2)";
             exec(
                 c,
-                "INSERT INTO user_inbox_head (user_id, seq) SELECT value, 1 FROM json_each(?1) WHERE true
-                 ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1",
-                [&u],
+                &format!(
+                    "INSERT INTO user_inbox_head (user_id, seq) SELECT value, 1 FROM ({fresh}) WHERE true
+                     ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1"
+                ),
+                params![u, event_id],
             )?;
             qmap(
                 c,
-                "INSERT INTO user_inbox (user_id, seq, event_id, created_at)
-                 SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN (SELECT value FROM json_each(?1))
-                 RETURNING user_id, seq",
+                &format!(
+                    "INSERT INTO user_inbox (user_id, seq, event_id, created_at)
+                     SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN ({fresh})
+                     RETURNING user_id, seq"
+                ),
                 params![u, event_id, now],
                 |r| user_cursor_from(r),
             )

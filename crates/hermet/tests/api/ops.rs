@@ -62,7 +62,14 @@ async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
     let first = hermet::commands::migrate(&config).await.expect("migrate");
     assert_eq!(
         first.applied,
-        ["V1__initial_schema", "V2__event_pipeline", "V3__dead_letter_topics", "V4__user_inbox", "V5__large_groups"]
+        [
+            "V1__initial_schema",
+            "V2__event_pipeline",
+            "V3__dead_letter_topics",
+            "V4__user_inbox",
+            "V5__large_groups",
+            "V6__inbox_by_event"
+        ]
     );
     let second = hermet::commands::migrate(&config).await.expect("migrate again");
     assert!(second.applied.is_empty(), "{:?}", second.applied);

@@ -424,6 +424,42 @@ pub(crate) fn role_process(app: &TestApp, role: &str, log: &std::path::Path) -> 
 
 /// `hermet replay` (the binary) rewinds a running server's projector and follows it
 /// until it has re-applied everything; the read models end as they were.
+/// Replaying the notifier re-reads the log but gives no device an event twice (the inbox
+/// holds an event once per user); replaying a projector in dual-write mode, where no
+/// projector runs, is refused with the reason instead of waiting for ever.
+async fn replays_that_make_sense(db: Db) {
+    let app = spawn_app(db).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Replayed", &[&bob]).await;
+    for i in 0..3 {
+        app.send_text(&ann, &g, &format!("m{i}"), Value::Null).await;
+    }
+    let head = |u: &str| format!("SELECT COALESCE(MAX(seq), 0) FROM user_inbox_head WHERE user_id = {u}");
+    eventually(20, "bob's four events numbered", || async { app.scalar(&head(&bob.id)).await == 4 }).await;
+    let pushed = app.push.deliveries().len();
+    let at =
+        hermet::commands::replay(&app.config, "notifier", hermet_app::pipeline::ReplayFrom::Earliest).await.unwrap();
+    assert_eq!(at, hermet::commands::ReplayedTo::Log((0, 0)));
+    // one more event after the replay; then wait for the notifier to pass the whole log
+    app.send_text(&ann, &g, "after the replay", Value::Null).await;
+    tokio::time::timeout(Duration::from_secs(30), hermet::commands::follow_consumer(&app.config, "notifier", |_| {}))
+        .await
+        .expect("the notifier catches up")
+        .unwrap();
+    assert_eq!(app.scalar(&head(&bob.id)).await, 5, "no event numbered twice");
+    assert_eq!(app.scalar(&head(&ann.id)).await, 5);
+    assert_eq!(app.push.deliveries().len(), pushed + 2, "only the new message pushed, to ann and bob");
+
+    for consumer in ["conversation-view-updater", "contact-view-updater"] {
+        let e = hermet::commands::replay(&app.config, consumer, hermet_app::pipeline::ReplayFrom::Earliest)
+            .await
+            .expect_err("no projector runs in dual-write mode");
+        assert!(format!("{e:#}").contains("does not run in dual_write mode"), "{e:#}");
+    }
+    app.stop().await;
+}
+
 async fn replay_command_follows_progress(db: Db) {
     let app = spawn_app_with(db, async_mode).await;
     let ann = app.sign_up("ann@example.com", "Ann").await;
@@ -716,6 +752,7 @@ async fn consumer_killed_on_kafka(db: Db) {
 crate::both_backends!(
     leases_are_held_by_node_and_released_on_shutdown,
     outbox_pruning_keeps_what_consumers_need,
+    replays_that_make_sense,
     replay_command_follows_progress,
     consumer_killed_on_the_embedded_log,
     consumer_killed_on_kafka,
