@@ -59,6 +59,8 @@ impl Locks for PgTx {
     #[tracing::instrument(level = "debug", name = "postgres.lock_for_sends", skip_all)]
     async fn lock_for_sends(&mut self, l: &SendBatchLocks) -> Result<SendBatchLocked, StoreError> {
         let c = self.conn()?;
+        let so = c.prep(ORDER_CHANNELS).await.map_err(pg_err)?;
+        let sx = c.prep("SELECT txid_current()").await.map_err(pg_err)?;
         let su = c.prep(&LOCK_USERS_SHARE).await.map_err(pg_err)?;
         let ru = c.prep(&LOCK_USERS).await.map_err(pg_err)?;
         let sc = c.prep(&LOCK_CHANNELS_UPDATE).await.map_err(pg_err)?;
@@ -78,7 +80,9 @@ impl Locks for PgTx {
         let p_members: [&(dyn ToSql + Sync); 2] = [&mc, &mu];
         let p_sent: [&(dyn ToSql + Sync); 2] = [&cs, &cm];
         let p_active: [&(dyn ToSql + Sync); 2] = [&ac, &au];
-        let (share_rows, read_rows, channel_rows, friend_rows, member_rows, sent_rows, active_rows) = tokio::join!(
+        let (ordered, tx_id, share_rows, read_rows, channel_rows, friend_rows, member_rows, sent_rows, active_rows) = tokio::join!(
+            query_unless_empty(c, &so, &p_channels, channels.is_empty()),
+            c.query(&sx, &[]),
             query_unless_empty(c, &su, &p_share, share.is_empty()),
             query_unless_empty(c, &ru, &p_read, read.is_empty()),
             query_unless_empty(c, &sc, &p_channels, channels.is_empty()),
@@ -87,6 +91,8 @@ impl Locks for PgTx {
             query_unless_empty(c, &ss, &p_sent, cs.is_empty()),
             query_unless_empty(c, &sa, &p_active, ac.is_empty()),
         );
+        ordered.map_err(pg_err)?;
+        tx_id.map_err(pg_err)?;
         let mut users = share_rows.map_err(pg_err)?.iter().map(user_brief_from).collect::<Result<Vec<_>, _>>()?;
         for r in read_rows.map_err(pg_err)?.iter() {
             users.push(user_brief_from(r)?);
@@ -105,6 +111,17 @@ impl Locks for PgTx {
         })
     }
 }
+
+/// Per-channel order of the outbox. Consumers read it in (tx_id, position) order, and a
+/// transaction's id is assigned at its first row lock or write, which for a batch of sends
+/// need not come after it holds its channels: two batches into one chat could get their
+/// ids in one order and their seqs in the other, and pushes went out as 1,2,3,5,4,…. So a
+/// batch first takes its channels' advisory locks (in id order; they assign no id), then
+/// its id (`txid_current()`), then everything else: of the transactions that append to a
+/// channel, the ids then increase in the order they held it, which is the order of its
+/// seqs. (Other commands' events on a channel carry no seq; they keep the order their
+/// transaction ids give.)
+const ORDER_CHANNELS: &str = "SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS id";
 
 // The locking reads, built once (used by every command).
 static LOCK_USERS: LazyLock<String> =

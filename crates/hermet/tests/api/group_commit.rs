@@ -223,4 +223,54 @@ async fn without_batching_each_send_commits_alone(db: Db) {
     app.stop().await;
 }
 
-crate::both_backends!(one_batch_answers_each_send_on_its_own, without_batching_each_send_commits_alone);
+/// Concurrent senders into one chat and one group: every member is told of every message
+/// in seq order, whatever order the batches' transactions began in (consumers read the
+/// outbox in transaction-id order; see `hermet-store/src/postgres/locks.rs`).
+async fn pushes_follow_seq_order_under_concurrent_sends(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.database.max_connections = 8;
+        c.group_commit.concurrency = 4;
+        c.group_commit.max_batch = 4;
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    let chat = app.make_friends(&ann, &bob).await;
+    let group = app.create_group(&ann, "Busy", &[&bob, &cat]).await;
+    let senders: Vec<(&TestUser, &str)> =
+        vec![(&ann, &chat), (&bob, &chat), (&ann, &chat), (&ann, &group), (&bob, &group), (&cat, &group)];
+    let sends = senders.iter().enumerate().map(|(k, (who, channel))| {
+        let app = &app;
+        async move {
+            for i in 0..15 {
+                app.send_text(who, channel, &format!("s{k} m{i}"), Value::Null).await;
+            }
+        }
+    });
+    futures::future::join_all(sends).await;
+    let seqs = |user: &TestUser, channel: &str| -> Vec<i64> {
+        app.push
+            .deliveries()
+            .iter()
+            .filter(|(u, n)| {
+                u.to_string() == user.id && n.event_type == "message.sent" && n.payload["channelId"] == channel
+            })
+            .map(|(_, n)| n.payload["seq"].as_i64().unwrap())
+            .collect()
+    };
+    crate::pipeline::eventually(30, "every message pushed", || async {
+        seqs(&bob, &chat).len() == 45 && seqs(&cat, &group).len() == 45
+    })
+    .await;
+    for (user, channel) in [(&ann, &chat), (&bob, &chat), (&ann, &group), (&bob, &group), (&cat, &group)] {
+        assert_eq!(seqs(user, channel), (1..=45).collect::<Vec<_>>(), "{}'s pushes in {channel}", user.id);
+    }
+    app.stop().await;
+}
+
+crate::both_backends!(
+    one_batch_answers_each_send_on_its_own,
+    without_batching_each_send_commits_alone,
+    pushes_follow_seq_order_under_concurrent_sends,
+);
