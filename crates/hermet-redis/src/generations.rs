@@ -6,15 +6,20 @@
 //! a scope hashing there) and `hermet:gen:epoch`, set once by whichever node comes first.
 //! If Redis loses its data, the counters start again from zero, which could make an old
 //! entry look current; the epoch is gone too then, every lookup carries it, so every
-//! older entry misses. Lookups and bumps give up after [`TIMEOUT`]: a lookup then
-//! bypasses the cache; a lost bump leaves other nodes' entries stale for at most the
-//! cache's `max_age_secs`, and is counted (`cache_invalidation_errors_total`).
+//! older entry misses. Lookups and bumps give up after [`TIMEOUT`], and go through a
+//! circuit breaker (`crate::breaker`): while Redis is away a lookup bypasses the cache at
+//! once (reads go to the database) and a bump is counted as lost
+//! (`cache_invalidation_errors_total`). Bumps lost in an outage would let other nodes'
+//! older entries look current once Redis is back, so the first call that finds Redis
+//! again sets a new epoch: every entry cached before misses.
 
 use std::time::Duration;
 
 use hermet_app::cache::{Coherence, Scope};
 use hermet_app::push::BoxFuture;
 use redis::aio::ConnectionManager;
+
+use crate::breaker::{Breaker, Refused};
 
 const EPOCH_KEY: &str = "hermet:gen:epoch";
 const TIMEOUT: Duration = Duration::from_millis(250);
@@ -25,20 +30,35 @@ fn stripe_key(s: Scope) -> String {
 
 pub struct RedisGenerations {
     conn: ConnectionManager,
+    breaker: Breaker,
+}
+
+fn new_epoch() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
 }
 
 impl RedisGenerations {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
-        let g = Self { conn };
+        let conn = crate::connection(&redis::Client::open(url)?).await?;
+        let g = Self { conn, breaker: Breaker::new("cache") };
         g.ensure_epoch().await?;
         Ok(g)
     }
 
     async fn ensure_epoch(&self) -> redis::RedisResult<()> {
-        let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
         let mut c = self.conn.clone();
-        redis::cmd("SET").arg(EPOCH_KEY).arg(epoch.unwrap_or(1)).arg("NX").query_async::<()>(&mut c).await
+        redis::cmd("SET").arg(EPOCH_KEY).arg(new_epoch()).arg("NX").query_async::<()>(&mut c).await
+    }
+
+    /// After an outage: a new epoch, so what any node cached before it misses.
+    async fn renew_epoch(&self) {
+        let mut c = self.conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(EPOCH_KEY).arg(new_epoch());
+        match self.breaker.call(TIMEOUT, set.query_async::<()>(&mut c)).await {
+            Ok(_) => tracing::info!("Redis is back: new cache epoch, entries cached before the outage miss"),
+            Err(e) => tracing::warn!(error = %e, "cannot renew the cache epoch after an outage"),
+        }
     }
 
     async fn read(&self, scopes: &[Scope]) -> redis::RedisResult<Option<Vec<u64>>> {
@@ -68,14 +88,16 @@ impl RedisGenerations {
 impl Coherence for RedisGenerations {
     fn generations<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, Option<Vec<u64>>> {
         Box::pin(async move {
-            match tokio::time::timeout(TIMEOUT, self.read(scopes)).await {
-                Ok(Ok(g)) => g,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read cache generations from Redis; reading the database");
+            match self.breaker.call(TIMEOUT, self.read(scopes)).await {
+                Ok((g, false)) => g,
+                Ok((_, true)) => {
+                    // read before the new epoch: not to be trusted
+                    self.renew_epoch().await;
                     None
                 }
-                Err(_) => {
-                    tracing::warn!("cache generations from Redis timed out; reading the database");
+                Err(Refused::Open) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read cache generations from Redis; reading the database");
                     None
                 }
             }
@@ -84,13 +106,16 @@ impl Coherence for RedisGenerations {
 
     fn bump<'a>(&'a self, scopes: &'a [Scope]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let failed = match tokio::time::timeout(TIMEOUT, self.incr(scopes)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "timed out".to_owned(),
-            };
-            tracing::error!(error = %failed, scopes = scopes.len(), "cannot invalidate cached reads in Redis");
-            metrics::counter!("cache_invalidation_errors_total").increment(1);
+            match self.breaker.call(TIMEOUT, self.incr(scopes)).await {
+                Ok((_, false)) => {}
+                Ok((_, true)) => self.renew_epoch().await,
+                Err(e) => {
+                    if !matches!(e, Refused::Open) {
+                        tracing::warn!(error = %e, scopes = scopes.len(), "cannot invalidate cached reads in Redis");
+                    }
+                    metrics::counter!("cache_invalidation_errors_total").increment(1);
+                }
+            }
         })
     }
 }

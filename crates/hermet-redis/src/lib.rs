@@ -15,6 +15,7 @@
 //! carries revocations to every node. Pub/sub is at-most-once: a push lost here is
 //! caught up by cursor (docs/PROTOCOL.md), which is what makes delivery at-least-once.
 
+pub mod breaker;
 mod generations;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,23 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use generations::RedisGenerations;
+
+use crate::breaker::{Breaker, Refused};
+
+/// How long a Redis call may take before it counts as failed: presence, routing and
+/// heartbeats must not hold up a push or a request while Redis is away.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A connection manager that gives up quickly (the breaker decides when to try again)
+/// instead of retrying with a backoff that grows for minutes.
+pub(crate) async fn connection(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(CALL_TIMEOUT)
+        .set_response_timeout(CALL_TIMEOUT)
+        .set_number_of_retries(1)
+        .set_max_delay(100);
+    ConnectionManager::new_with_config(client.clone(), config).await
+}
 
 const PRESENCE_KEY_TTL_SECS: i64 = 24 * 3600;
 const LAST_SEEN_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -65,6 +83,7 @@ struct Revoke {
 pub struct RedisCluster {
     client: redis::Client,
     conn: ConnectionManager,
+    breaker: Breaker,
     node: u16,
     registry: Arc<Registry>,
     settings: GatewaySettings,
@@ -75,9 +94,9 @@ impl RedisCluster {
     /// connections that died with it).
     pub async fn connect(url: &str, node: u16, registry: Arc<Registry>) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let conn = connection(&client).await?;
         let settings = registry.settings().clone();
-        let cluster = Self { client, conn, node, registry, settings };
+        let cluster = Self { client, conn, breaker: Breaker::new("cluster"), node, registry, settings };
         let stale = cluster.forget_node().await?;
         if stale > 0 {
             tracing::info!(node, users = stale, "cleared presence left by this node's previous run");
@@ -89,25 +108,26 @@ impl RedisCluster {
     /// Removes this node's presence entries; returns how many users it had.
     async fn forget_node(&self) -> anyhow::Result<usize> {
         let mut c = self.conn.clone();
-        let users: Vec<i64> = c.smembers(node_users_key(self.node)).await?;
+        let (users, _): (Vec<i64>, _) = self.breaker.call(CALL_TIMEOUT, c.smembers(node_users_key(self.node))).await?;
         let mut p = redis::pipe();
         for u in &users {
             p.hdel(presence_key(UserId(*u)), self.node).ignore();
         }
         p.del(node_users_key(self.node)).ignore();
-        p.query_async::<()>(&mut c).await?;
+        self.breaker.call(CALL_TIMEOUT, p.query_async::<()>(&mut c)).await?;
         Ok(users.len())
     }
 
-    /// Renews the liveness key and re-asserts every local user's presence.
-    async fn heartbeat(&self) -> anyhow::Result<()> {
+    /// Renews the liveness key and re-asserts every local user's presence. After an
+    /// outage this is also what puts back the node key and the presence Redis lost.
+    async fn heartbeat(&self) -> Result<(), Refused> {
         let mut c = self.conn.clone();
         let mut p = redis::pipe();
         p.set_ex(node_key(self.node), now_ms(), self.settings.node_ttl_secs).ignore();
         for (user, n) in self.registry.users() {
             self.record(&mut p, user, n);
         }
-        p.query_async::<()>(&mut c).await?;
+        self.breaker.call(CALL_TIMEOUT, p.query_async::<()>(&mut c)).await?;
         Ok(())
     }
 
@@ -136,7 +156,7 @@ impl RedisCluster {
                 .set_ex(last_seen_key(user), now_ms(), LAST_SEEN_TTL_SECS)
                 .ignore();
         }
-        p.query_async::<()>(&mut c).await?;
+        self.breaker.call(CALL_TIMEOUT, p.query_async::<()>(&mut c)).await?;
         Ok(())
     }
 
@@ -147,7 +167,8 @@ impl RedisCluster {
         }
         let keys: Vec<String> = nodes.iter().map(|n| node_key(*n)).collect();
         let mut c = self.conn.clone();
-        let found: Vec<Option<i64>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        let (found, _): (Vec<Option<i64>>, _) =
+            self.breaker.call(CALL_TIMEOUT, redis::cmd("MGET").arg(&keys).query_async(&mut c)).await?;
         Ok(nodes.iter().zip(found).filter(|(_, f)| f.is_some()).map(|(n, _)| *n).collect())
     }
 
@@ -157,12 +178,17 @@ impl RedisCluster {
         let beat = {
             let (me, token) = (self.clone(), shutdown.clone());
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(me.settings.heartbeat_secs.max(1)));
+                let every = Duration::from_secs(me.settings.heartbeat_secs.max(1));
                 loop {
+                    // While Redis is away, the heartbeat is also the probe: it runs every
+                    // cool-down, so the node key and presence are back within one of
+                    // Redis returning rather than one heartbeat interval later.
+                    let pause = if me.breaker.is_closed() { every } else { breaker::COOL_DOWN };
                     tokio::select! {
-                        _ = tick.tick() => {
-                            if let Err(e) = me.heartbeat().await {
-                                tracing::warn!(error = %e, "presence heartbeat failed");
+                        _ = tokio::time::sleep(pause) => {
+                            match me.heartbeat().await {
+                                Ok(()) | Err(Refused::Open) => {}
+                                Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
                             }
                         }
                         _ = token.cancelled() => break,
@@ -176,7 +202,7 @@ impl RedisCluster {
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis subscription lost; resubscribing (devices catch up by cursor)");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(breaker::COOL_DOWN) => {}
                         _ = shutdown.cancelled() => break,
                     }
                 }
@@ -184,7 +210,7 @@ impl RedisCluster {
         }
         let _ = beat.await;
         let mut c = self.conn.clone();
-        let _ = c.del::<_, ()>(node_key(self.node)).await;
+        let _ = self.breaker.call(CALL_TIMEOUT, c.del::<_, ()>(node_key(self.node))).await;
         if let Err(e) = self.forget_node().await {
             tracing::warn!(error = %e, "cannot clear this node's presence on shutdown");
         }
@@ -192,7 +218,9 @@ impl RedisCluster {
 
     /// Delivers what other nodes send here until `shutdown` (Ok) or a connection error.
     async fn subscribe(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        let mut pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| anyhow::anyhow!("connecting to Redis timed out"))??;
         let mine = push_channel(self.node);
         pubsub.subscribe(&mine).await?;
         pubsub.subscribe(CONTROL_CHANNEL).await?;
@@ -232,7 +260,7 @@ impl RedisCluster {
         for u in users {
             p.hkeys(presence_key(*u));
         }
-        let found: Vec<Vec<u16>> = p.query_async(&mut c).await?;
+        let (found, _): (Vec<Vec<u16>>, _) = self.breaker.call(CALL_TIMEOUT, p.query_async(&mut c)).await?;
         let all: BTreeSet<u16> = found.iter().flatten().copied().filter(|n| *n != self.node).collect();
         let alive = self.alive(&all).await?;
         let mut by_node: HashMap<u16, BTreeSet<UserId>> = HashMap::new();
@@ -277,7 +305,7 @@ impl Cluster for RedisCluster {
                 metrics::counter!("gateway_routed_out_total").increment(share.to.len() as u64);
                 p.publish(push_channel(node), serde_json::to_vec(&share)?).ignore();
             }
-            p.query_async::<()>(&mut c).await?;
+            self.breaker.call(CALL_TIMEOUT, p.query_async::<()>(&mut c)).await?;
             Ok(())
         })
     }
@@ -285,10 +313,15 @@ impl Cluster for RedisCluster {
     fn presence(&self, user: UserId) -> BoxFuture<'_, anyhow::Result<PresenceStatus>> {
         Box::pin(async move {
             let mut c = self.conn.clone();
-            let counts: HashMap<u16, u64> = c.hgetall(presence_key(user)).await?;
+            let (counts, _): (HashMap<u16, u64>, _) =
+                self.breaker.call(CALL_TIMEOUT, c.hgetall(presence_key(user))).await?;
             let alive = self.alive(&counts.keys().copied().collect()).await?;
             let connections: u64 = counts.iter().filter(|(n, _)| alive.contains(n)).map(|(_, k)| *k).sum();
-            let last_seen_at = if connections == 0 { c.get(last_seen_key(user)).await? } else { None };
+            let last_seen_at = if connections == 0 {
+                self.breaker.call(CALL_TIMEOUT, c.get(last_seen_key(user))).await?.0
+            } else {
+                None
+            };
             Ok(PresenceStatus { online: connections > 0, connections, last_seen_at })
         })
     }
@@ -298,7 +331,7 @@ impl Cluster for RedisCluster {
             self.registry.close(user, session, CloseReason::Revoked);
             let msg = serde_json::to_vec(&Revoke { from: self.node, user, session })?;
             let mut c = self.conn.clone();
-            c.publish::<_, _, ()>(CONTROL_CHANNEL, msg).await?;
+            self.breaker.call(CALL_TIMEOUT, c.publish::<_, _, ()>(CONTROL_CHANNEL, msg)).await?;
             Ok(())
         })
     }

@@ -18,26 +18,38 @@ fn free_port() -> u16 {
 /// A redis-server on a free loopback port, without persistence.
 struct Redis {
     port: u16,
-    _child: KillOnDrop,
+    child: Option<KillOnDrop>,
 }
 
 impl Redis {
     async fn start() -> Redis {
-        let port = free_port();
+        let mut r = Redis { port: free_port(), child: None };
+        r.start_again().await;
+        r
+    }
+
+    /// Starts the server (again) on its port, empty.
+    async fn start_again(&mut self) {
         let child = KillOnDrop(
             std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server must be installed (scripts/test.sh installs it)"),
         );
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Redis { port, _child: child };
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                self.child = Some(child);
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("redis-server did not start");
+    }
+
+    /// Kills the server (SIGKILL): its data is gone with it.
+    fn kill(&mut self) {
+        self.child = None;
     }
 
     fn url(&self) -> String {
@@ -220,7 +232,71 @@ async fn caches_across_nodes_never_hide_a_write(_db: Db) {
     app.stop().await;
 }
 
+/// Redis killed under two nodes and started again, empty: meanwhile the API answers and
+/// pushes to sockets on the notifier's node keep flowing (routing to the other node waits
+/// for Redis, behind a circuit breaker, instead of holding up every push); once Redis is
+/// back the nodes put back their liveness keys and presence, and the other node's user
+/// gets every message he missed, in order.
+async fn redis_outage_keeps_local_pushes_and_recovers(_db: Db) {
+    let mut redis = Redis::start().await;
+    let url = redis.url();
+    let app = spawn_app_with(Db::Postgres, |c| {
+        c.redis_url = Some(url.clone());
+        c.node_id = 1;
+        c.gateway.heartbeat_secs = 1;
+        c.gateway.node_ttl_secs = 3;
+    })
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let (_node2, addr2) = node_process(&app, &redis, 2, &logs.path().join("node2.log")).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let cat = app.sign_up("cat@example.com", "Cat").await;
+    app.make_friends(&ann, &bob).await;
+    let (mut c, _) = Client::connect_to(&app.address, &cat).await;
+    let (mut b, _) = Client::connect_to(&addr2, &bob).await;
+    let g = app.create_group(&ann, "Outage", &[&bob, &cat]).await;
+    b.next_of("channel.created").await;
+    c.next_of("channel.created").await;
+    let first = app.send_text(&ann, &g, "before", Value::Null).await;
+    assert_eq!(b.next_of("message.new").await["data"]["seq"].as_i64(), Some(first));
+    assert_eq!(c.next_of("message.new").await["data"]["seq"].as_i64(), Some(first));
+
+    redis.kill();
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        sent.push(app.send_text(&ann, &g, &format!("during {i}"), Value::Null).await);
+    }
+    // cat is on the notifier's node: every message reaches her while Redis is away
+    for s in &sent {
+        assert_eq!(c.next_of("message.new").await["data"]["seq"].as_i64(), Some(*s));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    redis.start_again().await;
+    let presence = format!("/api/v1/users/{}/presence", bob.id);
+    eventually(30, "bob's presence (node 2's key and entries) back in Redis", || async {
+        app.get(&presence, &ann.access).await.body["online"] == true
+    })
+    .await;
+    // the next message reaches bob on node 2, preceded by everything he missed, in order
+    let last = app.send_text(&ann, &g, "after", Value::Null).await;
+    sent.push(last);
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        got.push(b.next_of("message.new").await["data"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(got, sent, "bob gets each message once, in order");
+    assert_eq!(c.next_of("message.new").await["data"]["seq"].as_i64(), Some(last));
+    app.stop().await;
+}
+
 mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_outage_keeps_local_pushes_and_recovers() {
+        super::redis_outage_keeps_local_pushes_and_recovers(crate::helpers::Db::Postgres).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_with_redis() {
         super::three_nodes_with_redis(crate::helpers::Db::Postgres).await;
