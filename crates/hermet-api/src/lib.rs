@@ -62,6 +62,17 @@ impl<D: Database> Clone for AppState<D> {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface of one node.
+/// A write that answered before its read models caught up (async mode, projection
+/// behind: broker down, projector stopped) says so: `X-Read-Model: behind`. The write is
+/// committed; lists may not show it yet.
+async fn read_model_marker(req: Request<axum::body::Body>, next: axum::middleware::Next) -> Response {
+    let (mut r, behind) = hermet_app::pipeline::read_model::tracked(next.run(req)).await;
+    if behind {
+        r.headers_mut().insert(HeaderName::from_static("x-read-model"), axum::http::HeaderValue::from_static("behind"));
+    }
+    r
+}
+
 /// Every 503 (a dependency away, a request timed out) says when to try again: soon, since
 /// a returning database or broker is used at once.
 async fn retry_after(mut r: Response) -> Response {
@@ -129,6 +140,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
             *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             r
         })
+        .layer(axum::middleware::from_fn(read_model_marker))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(http.request_timeout_secs)))
         .layer(axum::middleware::map_response(retry_after))

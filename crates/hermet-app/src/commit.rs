@@ -49,9 +49,11 @@ impl Committed {
 
     /// In `async` mode, waits (bounded) until the projectors have applied this commit's
     /// events; at once in dual-write mode or when it appended none.
-    pub(crate) async fn wait<D: Database>(self, app: &App<D>) {
-        if let Some(c) = self.cursor {
-            app.read_your_writes(c).await;
+    /// False when the read models did not catch up in time (the write stays committed).
+    pub(crate) async fn wait<D: Database>(self, app: &App<D>) -> bool {
+        match self.cursor {
+            Some(c) => app.read_your_writes(c).await,
+            None => true,
         }
     }
 }
@@ -98,7 +100,9 @@ impl<D: Database> App<D> {
     /// consumers when it wrote events and, in `async` mode, waits for their projection
     /// (read-your-writes).
     pub(crate) async fn commit(&self, tx: D::Tx) -> Result<()> {
-        self.commit_without_waiting(tx).await?.wait(self).await;
+        if !self.commit_without_waiting(tx).await?.wait(self).await {
+            crate::pipeline::read_model::mark_behind();
+        }
         Ok(())
     }
 

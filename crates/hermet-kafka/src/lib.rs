@@ -114,9 +114,14 @@ impl KafkaSettings {
         TOPICS.iter().map(|t| self.topic(t)).collect()
     }
 
+    /// Reconnects are retried every 100 ms, growing to 1 s at most (librdkafka's default
+    /// grows to 10 s): a broker that returns is used again within about a second.
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers).set("client.id", &self.client_id);
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000");
         c
     }
 
@@ -127,7 +132,9 @@ impl KafkaSettings {
             .set("batch.size", self.batch_size_bytes.to_string())
             .set("linger.ms", self.linger_ms.to_string())
             .set("enable.idempotence", self.idempotence.to_string())
-            .set("message.timeout.ms", self.message_timeout_ms.to_string());
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            .set("retry.backoff.ms", "100")
+            .set("retry.backoff.max.ms", "1000");
         c
     }
 

@@ -71,7 +71,8 @@ impl<D: Database> Relay<D> {
                         Ok(p) => self.producer = p,
                         Err(e) => tracing::error!(error = %e, "cannot create a Kafka producer"),
                     }
-                    Duration::from_millis((100u64 << failures.min(7)).min(10_000))
+                    // capped at 1 s: a broker that returns is published to within a second
+                    Duration::from_millis((100u64 << failures.min(4)).min(1_000))
                 }
             };
             tokio::select! {

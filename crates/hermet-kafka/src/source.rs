@@ -24,6 +24,7 @@ use crate::KafkaSettings;
 
 pub struct KafkaSource<D: Database> {
     app: App<D>,
+    settings: KafkaSettings,
     consumer_name: &'static str,
     consumer: Arc<StreamConsumer>,
     /// Next offset to read per (topic, partition).
@@ -66,6 +67,7 @@ impl<D: Database> KafkaSource<D> {
         }
         let mut source = Self {
             app: app.clone(),
+            settings: settings.clone(),
             consumer_name,
             consumer,
             positions,
@@ -177,6 +179,14 @@ impl<D: Database> EventSource for KafkaSource<D> {
                 self.positions.insert((t.to_owned(), p), m.to.1);
             }
         }
+    }
+
+    /// A new consumer client (the old one may be stuck after the broker went away and
+    /// came back), assigned at the stored offsets.
+    async fn recover(&mut self) -> Result<()> {
+        let consumer: StreamConsumer = self.settings.consumer_config(self.consumer_name).create().map_err(kafka_err)?;
+        self.consumer = Arc::new(consumer);
+        self.reset().await
     }
 
     async fn reset(&mut self) -> Result<()> {

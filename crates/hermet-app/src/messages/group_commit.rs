@@ -91,7 +91,8 @@ impl SendQueue {
 
 struct Job {
     send: Outgoing,
-    reply: oneshot::Sender<Result<SentMessage>>,
+    /// The answer, and whether its read models had caught up (see `read_model`).
+    reply: oneshot::Sender<(Result<SentMessage>, bool)>,
 }
 
 /// Why a batch's transaction failed as a whole.
@@ -142,7 +143,12 @@ impl<D: Database> App<D> {
         self.dispatch_sends();
         // The batch runs in its own task, so a caller that goes away (a closed
         // connection) cancels nothing half-way; only a panic drops the answer.
-        answer.await.unwrap_or(Err(Error::Unavailable("the message may not have been sent; retry it")))
+        let (answer, projected) =
+            answer.await.unwrap_or((Err(Error::Unavailable("the message may not have been sent; retry it")), true));
+        if !projected {
+            crate::pipeline::read_model::mark_behind();
+        }
+        answer
     }
 
     /// Starts a batch in every free slot while sends are waiting. A finished batch calls
@@ -160,9 +166,9 @@ impl<D: Database> App<D> {
                 let (results, committed) = app.send_batch(&sends).await;
                 // The next batch may start while these senders wait for their projection.
                 drop(slot);
-                committed.wait(&app).await;
+                let projected = committed.wait(&app).await;
                 for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(r);
+                    let _ = reply.send((r, projected));
                 }
             });
         }

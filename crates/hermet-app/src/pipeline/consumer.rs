@@ -48,7 +48,15 @@ pub trait EventSource: Send {
     fn committed(&mut self, batch: &Batch);
     /// The stored offsets moved under the consumer (a replay): read them again.
     fn reset(&mut self) -> impl Future<Output = Result<()>> + Send;
+    /// Reading keeps failing: start reading afresh (a new client, from the stored
+    /// offsets). By default, [`EventSource::reset`].
+    fn recover(&mut self) -> impl Future<Output = Result<()>> + Send {
+        self.reset()
+    }
 }
+
+/// Failed reads in a row after which a source starts again from a fresh client.
+const READ_FAILURES_BEFORE_RECOVERY: u32 = 3;
 
 /// The embedded transport: the outbox table read as a log from the consumer's offset.
 pub struct LogSource<D: Database> {
@@ -171,14 +179,33 @@ impl<D: Database> App<D> {
                 }
                 Err(e) => {
                     errors += 1;
-                    tracing::warn!(consumer, error = %e, "cannot read events; retrying");
-                    if !self.pause(errors, &shutdown).await {
+                    tracing::warn!(consumer, error = %e, errors, "cannot read events; retrying");
+                    // Reading is retried within a second (the source is away, not the
+                    // events bad); after a few failures in a row, from a fresh client.
+                    if !self.pause_reading(errors, &shutdown).await {
                         break;
+                    }
+                    if errors.is_multiple_of(READ_FAILURES_BEFORE_RECOVERY) {
+                        match source.recover().await {
+                            Ok(()) => tracing::info!(consumer, "reading again from a fresh client"),
+                            Err(e) => tracing::warn!(consumer, error = %e, "cannot start a fresh client yet"),
+                        }
                     }
                 }
             }
         }
         tracing::info!(consumer, "consumer stopped");
+    }
+
+    /// Backoff before reading again after `attempt` failures: 100 ms doubling to 1 s at
+    /// most, so reading resumes within a second of the source returning. False when
+    /// shutting down.
+    async fn pause_reading(&self, attempt: u32, shutdown: &CancellationToken) -> bool {
+        let ms = (100u64 << attempt.saturating_sub(1).min(4)).min(1_000);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            _ = shutdown.cancelled() => false,
+        }
     }
 
     /// Exponential backoff before retry `attempt` (1-based); false when shutting down.

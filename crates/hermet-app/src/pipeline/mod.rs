@@ -165,6 +165,12 @@ pub(crate) struct Pipeline {
     log_positions: [watch::Sender<LogCursor>; 2],
     /// Whether the embedded projectors run in this process (else their offsets are polled).
     local: AtomicBool,
+    /// The projection missed the read-your-writes timeout and has not caught up since:
+    /// writes answer after their commit without waiting for it (see [`read_model`]).
+    behind: AtomicBool,
+    /// The newest write that answered before its projection: once it is projected, the
+    /// projection moves again (however slowly) and writes wait for it again.
+    behind_at: std::sync::Mutex<LogCursor>,
     push: Arc<dyn crate::push::PushSink>,
     /// The queue of the background task that pushes changed conversation rows, in
     /// order (started on first use).
@@ -178,6 +184,8 @@ impl Pipeline {
             progress: watch::channel(0).0,
             log_positions: [watch::channel((0, 0)).0, watch::channel((0, 0)).0],
             local: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
+            behind_at: std::sync::Mutex::new((0, 0)),
             push,
             conversation_pushes: std::sync::OnceLock::new(),
         }
@@ -264,23 +272,66 @@ impl<D: Database> App<D> {
     /// In `async` mode, waits until the projectors have applied the log up to `c` (or the
     /// read-your-writes timeout passed); at once in dual-write mode. The last step of a
     /// command (`crate::commit`), on this node's transport.
+    ///
+    /// A projection known to be behind (it missed the timeout and has not caught up
+    /// since: broker down, projector dead) is waited for [`BEHIND_WAIT`] at most, so a
+    /// write answers right after its commit instead of stalling for the whole timeout on
+    /// every request; the response says the read model is behind ([`read_model`]). Once
+    /// the newest such write is projected, the projection is moving again and writes wait
+    /// for it as before.
+    /// False when it did not catch up in time.
     #[tracing::instrument(level = "debug", skip_all)]
-    pub(crate) async fn read_your_writes(&self, c: LogCursor) {
-        if self.sync_mode() == SyncMode::Async {
-            match self.settings.pipeline.transport {
-                Transport::Embedded => self.wait_projected(c).await,
-                Transport::Kafka => self.wait_projected_kafka(c).await,
+    pub(crate) async fn read_your_writes(&self, c: LogCursor) -> bool {
+        if self.sync_mode() != SyncMode::Async {
+            return true;
+        }
+        let configured = Duration::from_millis(self.settings.pipeline.read_your_writes_timeout_ms);
+        let mut behind = self.pipeline.behind.load(Ordering::Relaxed);
+        if behind {
+            let last = *self.pipeline.behind_at.lock().unwrap_or_else(|p| p.into_inner());
+            if self.projected_within(last, Duration::ZERO).await {
+                self.caught_up();
+                behind = false;
             }
+        }
+        let timeout = if behind { configured.min(BEHIND_WAIT) } else { configured };
+        if self.projected_within(c, timeout).await {
+            self.caught_up();
+            return true;
+        }
+        {
+            let mut at = self.pipeline.behind_at.lock().unwrap_or_else(|p| p.into_inner());
+            *at = (*at).max(c);
+        }
+        metrics::counter!("read_your_writes_timeouts_total").increment(1);
+        if !self.pipeline.behind.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "the projection did not catch up within the read-your-writes timeout: writes answer after \
+                 their commit, marked as ahead of the read models, until it does"
+            );
+            metrics::gauge!("read_model_behind").set(1.0);
+        }
+        false
+    }
+
+    fn caught_up(&self) {
+        if self.pipeline.behind.swap(false, Ordering::Relaxed) {
+            tracing::info!("the projection caught up: writes wait for their read models again");
+            metrics::gauge!("read_model_behind").set(0.0);
         }
     }
 
-    fn ryw_timed_out(&self, consumer: &str) {
-        tracing::warn!(consumer, "projection did not catch up within the read-your-writes timeout");
-        metrics::counter!("read_your_writes_timeouts_total").increment(1);
+    /// Whether the projectors applied the log up to `c` within `timeout` (zero: now).
+    async fn projected_within(&self, c: LogCursor, timeout: Duration) -> bool {
+        match self.settings.pipeline.transport {
+            Transport::Embedded => self.wait_projected(c, timeout).await,
+            Transport::Kafka => self.wait_projected_kafka(c, timeout).await,
+        }
     }
 
-    async fn wait_projected(&self, target: LogCursor) {
-        let timeout = Duration::from_millis(self.settings.pipeline.read_your_writes_timeout_ms);
+    /// Whether the projectors applied the log up to `target` within `timeout`.
+    async fn wait_projected(&self, target: LogCursor, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         for (i, name) in PROJECTORS.iter().enumerate() {
             let mut rx = self.pipeline.log_positions[i].subscribe();
@@ -294,28 +345,29 @@ impl<D: Database> App<D> {
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return self.ryw_timed_out(name);
+                    tracing::debug!(consumer = name, "projection not caught up in time");
+                    return false;
                 }
                 let step = if local { left } else { left.min(Duration::from_millis(10)) };
                 let _ = tokio::time::timeout(step, rx.changed()).await;
             }
         }
+        true
     }
 
     /// Kafka: the event is projected once the relay has recorded its partition and offset
     /// and each projector's offset for that partition is past it.
-    async fn wait_projected_kafka(&self, target: LogCursor) {
-        let timeout = Duration::from_millis(self.settings.pipeline.read_your_writes_timeout_ms);
+    async fn wait_projected_kafka(&self, target: LogCursor, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut rx = self.pipeline.progress.subscribe();
         loop {
             rx.borrow_and_update();
             if self.kafka_projected(target.1).await.unwrap_or(false) {
-                return;
+                return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return self.ryw_timed_out("kafka");
+                return false;
             }
             let _ = tokio::time::timeout(left.min(Duration::from_millis(10)), rx.changed()).await;
         }
@@ -393,6 +445,28 @@ impl<D: Database> App<D> {
                  transaction; use `hermet rebuild-views` to rebuild them"
             ),
         ))
+    }
+}
+
+/// How long a write waits for a projection known to be behind.
+pub const BEHIND_WAIT: Duration = Duration::from_millis(50);
+
+/// Whether a request's writes are ahead of the read models: set by read-your-writes when
+/// the projection did not catch up, read by the HTTP layer (`X-Read-Model: behind`).
+pub mod read_model {
+    use std::cell::Cell;
+
+    tokio::task_local! {
+        static BEHIND: Cell<bool>;
+    }
+
+    /// Runs `f`, telling whether any write in it answered before its read models caught up.
+    pub async fn tracked<F: std::future::Future>(f: F) -> (F::Output, bool) {
+        BEHIND.scope(Cell::new(false), async move { (f.await, BEHIND.with(Cell::get)) }).await
+    }
+
+    pub(crate) fn mark_behind() {
+        let _ = BEHIND.try_with(|b| b.set(true));
     }
 }
 

@@ -733,6 +733,48 @@ async fn leases_are_held_by_node_and_released_on_shutdown(db: Db) {
     sql.stop().await;
 }
 
+/// With no projector running (async mode), a write is still committed and answered; after
+/// the first one has waited out the read-your-writes timeout, the next ones do not stall
+/// on a projection known to be behind, and every such answer says so (`X-Read-Model:
+/// behind`). Once a projector has caught up, writes wait for their read models again.
+async fn writes_do_not_stall_on_a_projection_known_to_be_behind(db: Db) {
+    let (url, _dir) = crate::helpers::fresh_database(db).await;
+    let with_url = |serve_runs_pipeline: bool| {
+        let url = url.clone();
+        move |c: &mut Config| {
+            async_mode(c);
+            c.database_url = url.clone();
+            c.pipeline.serve_runs_pipeline = serve_runs_pipeline;
+            c.pipeline.read_your_writes_timeout_ms = 1_000;
+        }
+    };
+    let api = spawn_app_with(db, with_url(false)).await;
+    let ann = api.sign_up("ann@example.com", "Ann").await;
+    let bob = api.sign_up("bob@example.com", "Bob").await;
+    let g = api.create_group(&ann, "Behind", &[&bob]).await;
+    let send = |text: &'static str| {
+        let (api, ann, g) = (&api, &ann, g.clone());
+        async move {
+            let body = json!({"type": "text", "content": {"text": text}});
+            let r = api.post(&format!("/api/v1/channels/{g}/messages"), Some(&ann.access), body).await;
+            assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.body);
+            r.headers.get("x-read-model").map(|v| v.to_str().unwrap().to_owned())
+        }
+    };
+    for text in ["one", "two", "three"] {
+        assert_eq!(send(text).await.as_deref(), Some("behind"), "{text}: committed, read models behind");
+    }
+    assert_eq!(api.scalar(&format!("SELECT COUNT(*) FROM message WHERE channel_id = {g}")).await, 3);
+
+    // a projector starts and catches up; the writes after that wait for it again
+    let projector = spawn_app_with(db, with_url(true)).await;
+    eventually(30, "writes wait for their read models again", || async { send("again").await.is_none() }).await;
+    let r = api.get(&format!("/api/v1/channels/{g}/messages?limit=50"), &bob.access).await;
+    assert!(r.body["items"].as_array().unwrap().len() >= 4, "{}", r.body);
+    projector.stop().await;
+    api.stop().await;
+}
+
 async fn consumer_killed_on_the_embedded_log(db: Db) {
     consumer_killed_mid_batch_resumes(spawn_app_with(db, api_only).await).await;
 }
@@ -751,6 +793,7 @@ async fn consumer_killed_on_kafka(db: Db) {
 
 crate::both_backends!(
     leases_are_held_by_node_and_released_on_shutdown,
+    writes_do_not_stall_on_a_projection_known_to_be_behind,
     outbox_pruning_keeps_what_consumers_need,
     replays_that_make_sense,
     replay_command_follows_progress,
