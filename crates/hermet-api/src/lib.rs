@@ -13,7 +13,7 @@ pub mod routes;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -62,6 +62,32 @@ impl<D: Database> Clone for AppState<D> {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP surface of one node.
+/// While the database watchdog (`hermet_app::health`) sees the database down, requests
+/// are answered 503 `database_unavailable` at once, and those already waiting on it are
+/// answered so as soon as it goes down, instead of hanging until the request timeout.
+/// (A handler dropped here rolls its transaction back; a message already queued for a
+/// batch is committed or not as the database decides, and a retry with its
+/// `clientMsgId` finds it.)
+async fn database_guard<D: Database>(
+    State(st): State<AppState<D>>,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut up = st.app.database_up();
+    if !*up.borrow_and_update() {
+        return ApiError(Error::DatabaseUnavailable).into_response();
+    }
+    let down = async move {
+        if up.wait_for(|up| !*up).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = next.run(req) => r,
+        () = down => ApiError(Error::DatabaseUnavailable).into_response(),
+    }
+}
+
 /// A write that answered before its read models caught up (async mode, projection
 /// behind: broker down, projector stopped) says so: `X-Read-Model: behind`. The write is
 /// committed; lists may not show it yet.
@@ -125,7 +151,8 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/conversations", get(conversations::list::<D>))
         .route("/api/v1/conversations/{id}", patch(conversations::update::<D>).delete(conversations::close::<D>))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
-        .merge(admin_routes);
+        .merge(admin_routes)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), database_guard::<D>));
 
     Router::new()
         .merge(api)

@@ -13,6 +13,7 @@ pub mod consistency;
 pub mod contacts;
 pub mod conversations;
 pub mod gateway;
+pub mod health;
 pub mod messages;
 pub mod page;
 mod password;
@@ -96,6 +97,7 @@ pub struct App<D: Database> {
     cache: Arc<cache::Cache>,
     lists: Arc<conversations::ListCache>,
     sends: Arc<messages::SendQueue>,
+    health: Arc<health::Health>,
 }
 
 struct Settings {
@@ -116,6 +118,7 @@ impl<D: Database> Clone for App<D> {
             cache: self.cache.clone(),
             lists: self.lists.clone(),
             sends: self.sends.clone(),
+            health: self.health.clone(),
         }
     }
 }
@@ -150,6 +153,7 @@ impl<D: Database> App<D> {
             cache: Arc::new(cache::Cache::disabled()),
             lists: Arc::new(conversations::ListCache::new(cache::CacheSettings::default().max_lists)),
             sends: Arc::new(messages::SendQueue::new(&messages::GroupCommitSettings::default())),
+            health: Arc::new(health::Health::new()),
         })
     }
 

@@ -317,6 +317,7 @@ impl Application {
         let roles = if config.pipeline.serve_runs_pipeline { Roles::ALL } else { Roles::NONE };
         let registry = cluster.registry().clone();
         let start_background: StartBackground = Box::new(move |tasks, token| {
+            tasks.spawn(background_app.clone().run_database_watchdog(token.clone()));
             spawn_pipeline(&background_app, &background_config, roles, tasks, token);
             if let Some(r) = redis {
                 tasks.spawn(r.run(token.clone()));

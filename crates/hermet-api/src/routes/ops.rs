@@ -20,6 +20,9 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// GET /readyz — the database answers within a second.
 pub async fn readyz<D: Database>(State(st): State<AppState<D>>) -> impl IntoResponse {
+    if !*st.app.database_up().borrow() {
+        return ApiError(hermet_domain::Error::DatabaseUnavailable).into_response();
+    }
     match tokio::time::timeout(READY_TIMEOUT, st.app.db.ping()).await {
         Ok(Ok(())) => {
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": st.app.db.backend()})))

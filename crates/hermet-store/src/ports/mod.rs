@@ -62,6 +62,12 @@ pub trait Database:
     fn migrate(&self) -> impl Future<Output = StoreResult<MigrationReport>> + Send;
     /// One round trip to the database (readiness probe).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// One round trip outside the pools (the health watchdog): answers even when every
+    /// pooled connection is busy, so only a database that does not answer fails it.
+    /// By default, [`Database::ping`].
+    fn probe(&self) -> impl Future<Output = StoreResult<()>> + Send {
+        self.ping()
+    }
     fn pool_status(&self) -> Vec<PoolStatus>;
     /// Closes the pools: waiting and future requests fail, open connections close.
     fn close(&self);

@@ -49,6 +49,9 @@ struct Inner {
     /// `database.statement_cache`: prepared statements kept per connection (the
     /// default) or prepared for each use.
     statement_cache: bool,
+    /// The health watchdog's own connection to the primary (see [`Database::probe`]).
+    probe: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    probe_config: tokio_postgres::Config,
 }
 
 impl PgDatabase {
@@ -57,7 +60,18 @@ impl PgDatabase {
     pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
         let write = build_pool(url, settings, false)?;
         let read = build_pool(read_url.unwrap_or(url), settings, true)?;
-        Ok(Self { inner: Arc::new(Inner { write, read, statement_cache: settings.statement_cache }) })
+        let mut probe_config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
+        probe_config.connect_timeout(Duration::from_secs(1));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                write,
+                read,
+                statement_cache: settings.statement_cache,
+                probe: tokio::sync::Mutex::new(None),
+                probe_config,
+            }),
+        })
     }
 
     pub(crate) async fn write_conn(&self) -> Result<PgConn, StoreError> {
@@ -178,6 +192,24 @@ impl Database for PgDatabase {
         conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_err)?;
         let report = result?;
         Ok(MigrationReport { applied: report.applied_migrations().iter().map(|m| m.to_string()).collect() })
+    }
+
+    /// On a connection of its own, kept between probes and dropped on any failure. The
+    /// caller bounds the time (a frozen server never answers).
+    #[tracing::instrument(level = "debug", name = "postgres.probe", skip_all)]
+    async fn probe(&self) -> Result<(), StoreError> {
+        let mut slot = self.inner.probe.lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, conn) = self.inner.probe_config.connect(tokio_postgres::NoTls).await.map_err(pg_err)?;
+            tokio::spawn(conn);
+            *slot = Some(client);
+        }
+        let Some(client) = slot.as_ref() else { return Err(StoreError::Unavailable("no probe connection".into())) };
+        let answered = client.simple_query("SELECT 1").await.map_err(pg_err);
+        if answered.is_err() {
+            *slot = None;
+        }
+        answered.map(|_| ())
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.ping", skip_all)]

@@ -47,3 +47,33 @@ async fn database_stopped_answers_503_and_recovers() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     app.stop().await;
 }
+
+/// PostgreSQL frozen (`SIGSTOP`): connections stay open and nothing answers. Requests get
+/// 503 `database_unavailable` once the watchdog sees it (not after the 30 s request
+/// timeout), `/readyz` says not ready, and the node serves again once the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_frozen_answers_503_and_recovers() {
+    let pg = OwnPostgres::start();
+    let url = pg.url();
+    let app = spawn_app_with(Db::Postgres, move |c| c.database_url = url).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let ready = || async { app.client.get(format!("{}/readyz", app.address)).send().await.unwrap() };
+    assert_eq!(ready().await.status(), StatusCode::OK);
+
+    pg.freeze();
+    let started = Instant::now();
+    let r = app.get("/api/v1/users/me", &ann.access).await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"), "{}", r.body);
+    assert!(started.elapsed() < Duration::from_secs(20), "answered, not hung: {:?}", started.elapsed());
+    let r = app.post("/api/v1/channels/groups", Some(&ann.access), json!({"name": "Frozen", "memberIds": []})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"), "{}", r.body);
+    assert_eq!(ready().await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    pg.thaw();
+    eventually(30, "the API answers again", || async {
+        app.get("/api/v1/users/me", &ann.access).await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(ready().await.status(), StatusCode::OK);
+    app.stop().await;
+}

@@ -99,6 +99,32 @@ impl OwnPostgres {
         self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
     }
 
+    /// The server's processes: the postmaster (from `postmaster.pid`) and its children.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).expect("postmaster.pid");
+        let main = pid_file.lines().next().expect("postmaster's pid").trim().to_owned();
+        let children = Command::new("pgrep").args(["-P", &main]).output().expect("pgrep");
+        let mut pids = vec![main];
+        pids.extend(String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_owned));
+        pids
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(signal).args(self.processes()).status().expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// Freezes the server (`SIGSTOP` to all its processes): connections stay open and
+    /// nothing answers, as with a hung host.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
     /// Stops the server at once, as a crash would (`-m immediate`).
     pub fn stop(&self) {
         self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
