@@ -33,6 +33,9 @@ mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
+/// How long reads skip an unreachable replica before trying it again.
+const REPLICA_COOL_DOWN_MS: i64 = 1_000;
+
 /// Serializes migrations of several nodes starting at once.
 const MIGRATION_LOCK: i64 = 0x6865_726d_6574; // "hermet"
 
@@ -49,6 +52,10 @@ struct Inner {
     /// `database.statement_cache`: prepared statements kept per connection (the
     /// default) or prepared for each use.
     statement_cache: bool,
+    /// `read` is a read replica's (`read_database_url`).
+    replica: bool,
+    /// Until when (ms) reads skip an unreachable replica and go to the primary.
+    replica_away_until: std::sync::atomic::AtomicI64,
     /// The health watchdog's own connection to the primary (see [`Database::probe`]).
     probe: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     probe_config: tokio_postgres::Config,
@@ -59,7 +66,17 @@ impl PgDatabase {
     /// URL; use [`Database::ping`] to check the server is reachable.
     pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
         let write = build_pool(url, settings, false)?;
-        let read = build_pool(read_url.unwrap_or(url), settings, true)?;
+        let replica = read_url.is_some_and(|r| r != url);
+        let read = match read_url {
+            // A replica that does not answer is given up on within a second (reads then
+            // go to the primary), not after the whole acquire timeout.
+            Some(r) if replica => {
+                let mut s = settings.clone();
+                s.acquire_timeout_ms = s.acquire_timeout_ms.min(1_000);
+                build_pool(r, &s, true)?
+            }
+            _ => build_pool(url, settings, true)?,
+        };
         let mut probe_config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
         probe_config.connect_timeout(Duration::from_secs(1));
@@ -68,6 +85,8 @@ impl PgDatabase {
                 write,
                 read,
                 statement_cache: settings.statement_cache,
+                replica,
+                replica_away_until: std::sync::atomic::AtomicI64::new(0),
                 probe: tokio::sync::Mutex::new(None),
                 probe_config,
             }),
@@ -79,9 +98,33 @@ impl PgDatabase {
         Ok(PgConn::new(conn, self.inner.statement_cache))
     }
 
+    /// A connection for queries outside transactions: the replica's, or the primary's
+    /// while the replica is unreachable (for [`REPLICA_COOL_DOWN_MS`] after a failed
+    /// attempt, then the replica is tried again).
     pub(crate) async fn read_conn(&self) -> Result<PgConn, StoreError> {
-        let conn = self.inner.read.get().await.map_err(pool_err)?;
-        Ok(PgConn::new(conn, self.inner.statement_cache))
+        use std::sync::atomic::Ordering;
+        let inner = &self.inner;
+        if inner.replica && inner.replica_away_until.load(Ordering::Relaxed) > hermet_domain::time::now_ms() {
+            return self.write_conn().await;
+        }
+        match inner.read.get().await.map_err(pool_err) {
+            Ok(conn) => {
+                if inner.replica && inner.replica_away_until.swap(0, Ordering::Relaxed) != 0 {
+                    tracing::info!("the read replica answers again: reads go to it");
+                    metrics::gauge!("db_replica_up").set(1.0);
+                }
+                Ok(PgConn::new(conn, inner.statement_cache))
+            }
+            Err(StoreError::Unavailable(cause)) if inner.replica => {
+                let until = hermet_domain::time::now_ms() + REPLICA_COOL_DOWN_MS;
+                if inner.replica_away_until.swap(until, Ordering::Relaxed) == 0 {
+                    tracing::warn!(%cause, "the read replica is unreachable: reads go to the primary");
+                    metrics::gauge!("db_replica_up").set(0.0);
+                }
+                self.write_conn().await
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -77,3 +77,29 @@ async fn database_frozen_answers_503_and_recovers() {
     assert_eq!(ready().await.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// A read replica that does not answer: reads go to the primary (within a second, not
+/// after each request's acquire timeout), and writes are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_the_primary_while_the_replica_is_away() {
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app_with(Db::Postgres, move |c| {
+        c.read_database_url = Some(format!("postgres://postgres@127.0.0.1:{nobody}/postgres"));
+    })
+    .await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Replica away", &[&bob]).await;
+    app.send_text(&ann, &g, "read me", serde_json::Value::Null).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let (list, unread) = app.conversation_list(&bob).await;
+        assert_eq!((list.len(), unread), (1, 1));
+        let r = app.get(&format!("/api/v1/channels/{g}/messages"), &bob.access).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK, "the primary serves");
+    app.stop().await;
+}
