@@ -1,7 +1,9 @@
-//! Faults of the dependencies, against a real server: the database stopped and started
-//! again (on a cluster of the test's own). Guards are generous; the recovery times
-//! themselves are measured by `hermet bench`, not asserted here.
+//! Faults against a real server: the database stopped, frozen and started again (on a
+//! cluster of the test's own), a read replica away, the pipeline's node restarted under
+//! load. Guards are generous; recovery times are for benchmarks, not asserted here.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -9,7 +11,8 @@ use serde_json::json;
 
 use crate::helpers::{Db, PASSWORD, spawn_app_with};
 use crate::own_postgres::OwnPostgres;
-use crate::pipeline::eventually;
+use crate::pipeline::{KillOnDrop, eventually};
+use crate::realtime::{Client, assert_consecutive, synced};
 
 /// PostgreSQL stopped: reads, writes and `/readyz` answer 503 `database_unavailable` with
 /// `Retry-After` (not 500, not a hang), nothing is written, and once the server is back the
@@ -101,5 +104,125 @@ async fn reads_go_to_the_primary_while_the_replica_is_away() {
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK, "the primary serves");
+    app.stop().await;
+}
+
+/// `hermet serve` as a process of its own: node `node` with the pipeline, async mode.
+async fn serve_process(database_url: &str, node: u16, log: &std::path::Path) -> (KillOnDrop, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERMET_") {
+            c.env_remove(k);
+        }
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    c.arg("serve")
+        .env("HERMET_DATABASE_URL", database_url)
+        .env("HERMET_SYNC_MODE", "async")
+        .env("HERMET_NODE_ID", node.to_string())
+        .env("HERMET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
+        .env("HERMET_AUTH__ARGON2_MEMORY_KIB", "256")
+        .env("HERMET_AUTH__ARGON2_ITERATIONS", "1")
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out);
+    let child = KillOnDrop(c.spawn().expect("spawn hermet"));
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    eventually(60, "the node answers readyz", || async {
+        client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    (child, address)
+}
+
+/// The node running the pipeline restarted twice under sustained sends from three
+/// clients, once cleanly (SIGTERM) and once killed (SIGKILL): every acknowledged message
+/// is stored once with gap-free seqs, the read models are consistent with exact unread
+/// counts, and the receiver's inbox holds every message once, in seq order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_node_restarted_under_load_loses_nothing() {
+    let app = spawn_app_with(Db::Postgres, |c| {
+        c.node_id = 1;
+        c.sync_mode = hermet::config::SyncModeConfig::Async;
+        c.pipeline.serve_runs_pipeline = false;
+        c.pipeline.read_your_writes_timeout_ms = 1_000;
+    })
+    .await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("node2.log");
+    let (mut node, address) = serve_process(&app.database_url, 2, &log).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let g = app.create_group(&ann, "Under load", &[&bob]).await;
+    let (b, ready) = Client::connect_to(&address, &bob).await;
+    let from = ready["cursor"].as_i64().unwrap();
+    drop(b);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..3)
+        .map(|k| {
+            let (client, address, token, g) = (app.client.clone(), app.address.clone(), ann.access.clone(), g.clone());
+            let (stop, acked) = (stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"type": "text", "content": {"text": format!("s{k} m{i}")}});
+                    let r = client
+                        .post(format!("{address}/api/v1/channels/{g}/messages"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("the API node answers");
+                    assert_eq!(r.status(), StatusCode::CREATED);
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    acked.lock().unwrap().push(v["seq"].as_i64().unwrap());
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // a clean restart
+    let status = std::process::Command::new("kill").args(["-TERM", &node.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    node.0.wait().unwrap();
+    let (again, _) = serve_process(&app.database_url, 2, &log).await;
+    node = again;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // a crash
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    let (_node, address) = serve_process(&app.database_url, 2, &log).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+
+    let mut acked = acked.lock().unwrap().clone();
+    acked.sort_unstable();
+    let n = acked.len() as i64;
+    assert!(n > 0);
+    assert_eq!(acked, (1..=n).collect::<Vec<_>>(), "every acknowledged seq once, no gap");
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM message WHERE channel_id = {g}")).await, n);
+    let head = format!("SELECT COALESCE(MAX(seq), 0) FROM user_inbox_head WHERE user_id = {}", bob.id);
+    eventually(60, "bob's inbox holds every message", || async { app.scalar(&head).await == from + n }).await;
+    eventually(60, "bob's unread count is exact", || async { app.conversation_list(&bob).await.1 == n }).await;
+    app.assert_consistent().await;
+
+    let (mut b, _) = Client::connect_to(&address, &bob).await;
+    b.send(json!({"type": "sync", "cursor": from})).await;
+    let (frames, _) = synced(&mut b).await;
+    assert_consecutive(&frames, from);
+    let seqs: Vec<i64> =
+        frames.iter().filter(|f| f["type"] == "message.new").map(|f| f["data"]["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, acked, "every message once, in seq order");
+    // live pushes flow again after the restarts
+    let last = app.send_text(&ann, &g, "after the restarts", serde_json::Value::Null).await;
+    assert_eq!(b.next_of("message.new").await["data"]["seq"].as_i64(), Some(last));
     app.stop().await;
 }
