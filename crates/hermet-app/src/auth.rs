@@ -166,6 +166,18 @@ impl<D: Database> App<D> {
         Ok(())
     }
 
+    /// Whether `who`'s session is still live: not signed out, not expired, its user
+    /// active (open WebSockets check it now and then; `gateway.session_check_secs`).
+    pub async fn session_is_live(&self, who: Principal) -> Result<bool> {
+        let (ctx, _) = self.auth_context(who.user_id, who.session_id).await?;
+        Ok(ctx.is_some_and(|c| {
+            c.user_id == who.user_id
+                && !c.session_revoked
+                && c.session_expires_at > now_ms()
+                && c.user_status == UserStatus::Active
+        }))
+    }
+
     /// Authenticates an access token: signature and expiry, then a live session of an
     /// active user.
     #[tracing::instrument(level = "debug", skip_all)]

@@ -44,6 +44,10 @@ pub struct GatewaySettings {
     /// A node that has not renewed its liveness key for this long counts as gone: its
     /// presence entries are ignored (and removed when it restarts).
     pub node_ttl_secs: u64,
+    /// Each connection checks this often that its session is still live, and closes with
+    /// 4003 when it is not: the fallback for a revocation broadcast lost between nodes
+    /// (Redis away). 0: never.
+    pub session_check_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -57,6 +61,7 @@ impl Default for GatewaySettings {
             sync_page_size: 200,
             heartbeat_secs: 10,
             node_ttl_secs: 30,
+            session_check_secs: 30,
         }
     }
 }

@@ -211,6 +211,11 @@ impl<D: Database> Connection<'_, D> {
     /// The connection's loop; `Some(reason)` when the server closes it.
     async fn serve(&mut self) -> Option<CloseReason> {
         let idle = Duration::from_secs(self.settings.idle_timeout_secs.max(1));
+        let every = match self.settings.session_check_secs {
+            0 => Duration::from_secs(365 * 24 * 3600),
+            s => Duration::from_secs(s),
+        };
+        let mut session_check = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 biased;
@@ -244,6 +249,13 @@ impl<D: Database> Connection<'_, D> {
                     }
                     Ok(Some(Ok(_))) => {} // WebSocket-level ping/pong: answered by the library
                 },
+                _ = session_check.tick() => {
+                    // A revocation normally closes the socket at once (also across nodes);
+                    // this catches one whose broadcast was lost. The database away: keep.
+                    if matches!(self.st.app.session_is_live(self.who).await, Ok(false)) {
+                        return Some(CloseReason::Revoked);
+                    }
+                }
             }
         }
     }

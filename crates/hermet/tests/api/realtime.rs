@@ -202,6 +202,27 @@ async fn revoked_sessions_close_their_sockets(db: Db) {
     app.stop().await;
 }
 
+/// A session revoked where no broadcast reaches this node (here: behind the server's back,
+/// as when Redis lost the revocation between nodes) still closes its sockets, at the
+/// socket's next session check; the user's other sessions stay.
+async fn a_revocation_that_was_not_broadcast_still_closes_the_socket(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.gateway.session_check_secs = 1;
+        c.cache.mode = hermet_app::cache::CacheMode::Off;
+    })
+    .await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let bob2 = app.sign_in_user("bob@example.com").await;
+    let (mut one, ready) = Client::connect(&app, &bob).await;
+    let (mut two, _) = Client::connect(&app, &bob2).await;
+    let session = ready["sessionId"].as_str().unwrap();
+    app.exec(&format!("UPDATE session SET revoked_at = 1 WHERE id = {session}")).await;
+    assert_eq!(one.closed().await, 4003);
+    two.send(json!({"type": "ping"})).await;
+    assert_eq!(two.next().await["type"], "pong", "the other session stays");
+    app.stop().await;
+}
+
 /// Reads frames until `sync.done`; returns the event frames before it and `sync.done`.
 pub(crate) async fn synced(c: &mut Client) -> (Vec<Value>, Value) {
     let mut frames = Vec::new();
@@ -416,6 +437,7 @@ crate::both_backends!(
     two_devices_both_receive_and_reads_sync,
     auth_frames_and_bad_input,
     revoked_sessions_close_their_sockets,
+    a_revocation_that_was_not_broadcast_still_closes_the_socket,
     offline_user_catches_up_by_cursor,
     sync_beyond_retention_resets,
     slow_consumer_is_disconnected_others_unaffected,
