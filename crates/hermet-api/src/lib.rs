@@ -61,7 +61,6 @@ impl<D: Database> Clone for AppState<D> {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP surface of one node.
 /// While the database watchdog (`hermet_app::health`) sees the database down, requests
 /// are answered 503 `database_unavailable` at once, and those already waiting on it are
 /// answered so as soon as it goes down, instead of hanging until the request timeout.
@@ -108,6 +107,7 @@ async fn retry_after(mut r: Response) -> Response {
     r
 }
 
+/// The whole HTTP surface of one node.
 pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
     use routes::{admin, auth, channels, contacts, conversations, ops, users, ws};
 

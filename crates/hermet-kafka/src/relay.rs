@@ -59,7 +59,9 @@ impl<D: Database> Relay<D> {
                     poll
                 }
                 // A relay that shut down cleanly released the lease: take over quickly.
-                Ok(Step::NotLeader) => Duration::from_millis((self.settings.relay_lease_ms / 3).min(500)),
+                Ok(Step::NotLeader) => {
+                    Duration::from_millis(self.settings.relay_lease_ms / 3).min(hermet_app::pipeline::LEASE_RETRY)
+                }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, failures, "relay batch failed; retrying with a new producer");
@@ -71,8 +73,7 @@ impl<D: Database> Relay<D> {
                         Ok(p) => self.producer = p,
                         Err(e) => tracing::error!(error = %e, "cannot create a Kafka producer"),
                     }
-                    // capped at 1 s: a broker that returns is published to within a second
-                    Duration::from_millis((100u64 << failures.min(4)).min(1_000))
+                    hermet_app::pipeline::reconnect_backoff(failures)
                 }
             };
             tokio::select! {

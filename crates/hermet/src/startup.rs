@@ -224,9 +224,7 @@ const LOG_CONSUMERS_LEASE: &str = "embedded-log-consumers";
 async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String, shutdown: CancellationToken) {
     let ttl = app.pipeline_settings().consumer_lease_ms.max(300);
     let renew = Duration::from_millis(ttl / 3);
-    // A node without the lease asks again this often: a holder that shut down cleanly
-    // released it, and is replaced within this interval.
-    let retry = renew.min(Duration::from_millis(LEASE_RETRY_MS));
+    let retry = renew.min(hermet_app::pipeline::LEASE_RETRY);
     let take = |app: App<D>, holder: String| async move {
         let mut tx = app.db.begin().await?;
         let held = tx.take_lease(LOG_CONSUMERS_LEASE, &holder, ttl as i64, hermet_domain::time::now_ms()).await?;
@@ -267,9 +265,6 @@ async fn run_log_consumers_under_lease<D: Database>(app: App<D>, holder: String,
     }
     app.release_lease(LOG_CONSUMERS_LEASE, &holder).await;
 }
-
-/// How often a node without a lease asks for it again.
-const LEASE_RETRY_MS: u64 = 500;
 
 /// `hermet project` and `hermet relay`: pipeline roles without HTTP, until `shutdown`
 /// (scaled apart from the API; `serve` runs them too unless told not to).

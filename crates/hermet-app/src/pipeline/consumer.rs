@@ -197,13 +197,11 @@ impl<D: Database> App<D> {
         tracing::info!(consumer, "consumer stopped");
     }
 
-    /// Backoff before reading again after `attempt` failures: 100 ms doubling to 1 s at
-    /// most, so reading resumes within a second of the source returning. False when
-    /// shutting down.
+    /// The pause before reading again after `attempt` failures ([`super::reconnect_backoff`]);
+    /// false when shutting down.
     async fn pause_reading(&self, attempt: u32, shutdown: &CancellationToken) -> bool {
-        let ms = (100u64 << attempt.saturating_sub(1).min(4)).min(1_000);
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            _ = tokio::time::sleep(super::reconnect_backoff(attempt)) => true,
             _ = shutdown.cancelled() => false,
         }
     }

@@ -44,6 +44,17 @@ pub const NOTIFIER: &str = "notifier";
 pub const PROJECTORS: [&str; 2] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER];
 pub const CONSUMERS: [&str; 3] = [CONVERSATION_VIEW_UPDATER, CONTACT_VIEW_UPDATER, NOTIFIER];
 
+/// How often a node without a lease (consumers, relay) asks for it again: a holder that
+/// shut down cleanly released it, and is replaced within this interval.
+pub const LEASE_RETRY: Duration = Duration::from_millis(500);
+
+/// The pause before trying a transport again after `failures` failures in a row (reading
+/// events, publishing them): 100 ms doubling to 1 s at most, so work resumes within a
+/// second of the broker or database returning.
+pub fn reconnect_backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.saturating_sub(1).min(4)).min(1_000))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
     /// Commands update the read models in their own transaction (default).

@@ -4,9 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::helpers::free_port;
 
 fn hermet() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hermet"));

@@ -7,13 +7,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, spawn_app_with};
+use crate::helpers::{Db, TestApp, free_port, hermet_process, spawn_app_with};
 use crate::pipeline::{KillOnDrop, eventually};
 use crate::realtime::{Client, assert_consecutive, synced};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
 
 /// A redis-server on a free loopback port, without persistence.
 struct Redis {
@@ -57,38 +53,17 @@ impl Redis {
     }
 }
 
-/// `hermet serve` as its own process: node `node` on `port`.
+/// `hermet serve` as its own process: node `node`, sharing `app`'s database and `redis`.
 async fn node_process(app: &TestApp, redis: &Redis, node: u16, log: &std::path::Path) -> (KillOnDrop, String) {
-    let port = free_port();
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HERMET_") {
-            c.env_remove(k);
-        }
-    }
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    c.arg("serve")
-        .env("HERMET_DATABASE_URL", &app.database_url)
-        .env("HERMET_REDIS_URL", redis.url())
-        .env("HERMET_NODE_ID", node.to_string())
-        .env("HERMET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERMET_LOG_FORMAT", "json")
-        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
-        .env("HERMET_PIPELINE__CONSUMER_LEASE_MS", "1500")
-        .env("HERMET_GATEWAY__HEARTBEAT_SECS", "1")
-        .env("HERMET_GATEWAY__NODE_TTL_SECS", "3")
-        .env("HERMET_AUTH__ARGON2_MEMORY_KIB", "256")
-        .env("HERMET_AUTH__ARGON2_ITERATIONS", "1")
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out);
-    let child = KillOnDrop(c.spawn().expect("spawn hermet"));
-    let address = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    eventually(60, "the node answers readyz", || async {
-        client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    (child, address)
+    let url = redis.url();
+    let env = [
+        ("HERMET_REDIS_URL", url.as_str()),
+        ("HERMET_LOG_FORMAT", "json"),
+        ("HERMET_PIPELINE__CONSUMER_LEASE_MS", "1500"),
+        ("HERMET_GATEWAY__HEARTBEAT_SECS", "1"),
+        ("HERMET_GATEWAY__NODE_TTL_SECS", "3"),
+    ];
+    hermet_process(&app.database_url, node, log, &env).await
 }
 
 /// Three nodes: node 1 in process (API only, no pipeline), nodes 2 and 3 as processes;

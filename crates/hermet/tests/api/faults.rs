@@ -9,21 +9,31 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Db, PASSWORD, spawn_app_with};
+use crate::helpers::{Db, PASSWORD, TestApp, TestUser, free_port, hermet_process, spawn_app_with};
 use crate::own_postgres::OwnPostgres;
 use crate::pipeline::{KillOnDrop, eventually};
 use crate::realtime::{Client, assert_consecutive, synced};
+
+/// A server on a PostgreSQL cluster of the test's own, with one user.
+async fn on_own_postgres() -> (OwnPostgres, TestApp, TestUser) {
+    let pg = OwnPostgres::start();
+    let url = pg.url();
+    let app = spawn_app_with(Db::Postgres, move |c| c.database_url = url).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    (pg, app, ann)
+}
+
+async fn readyz(app: &TestApp) -> reqwest::Response {
+    app.client.get(format!("{}/readyz", app.address)).send().await.unwrap()
+}
 
 /// PostgreSQL stopped: reads, writes and `/readyz` answer 503 `database_unavailable` with
 /// `Retry-After` (not 500, not a hang), nothing is written, and once the server is back the
 /// same node serves again without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_stopped_answers_503_and_recovers() {
-    let pg = OwnPostgres::start();
-    let url = pg.url();
-    let app = spawn_app_with(Db::Postgres, move |c| c.database_url = url).await;
-    let ann = app.sign_up("ann@example.com", "Ann").await;
-    let ready = || async { app.client.get(format!("{}/readyz", app.address)).send().await.unwrap() };
+    let (pg, app, ann) = on_own_postgres().await;
+    let ready = || readyz(&app);
     assert_eq!(ready().await.status(), StatusCode::OK);
 
     pg.stop();
@@ -56,11 +66,8 @@ async fn database_stopped_answers_503_and_recovers() {
 /// timeout), `/readyz` says not ready, and the node serves again once the server goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_frozen_answers_503_and_recovers() {
-    let pg = OwnPostgres::start();
-    let url = pg.url();
-    let app = spawn_app_with(Db::Postgres, move |c| c.database_url = url).await;
-    let ann = app.sign_up("ann@example.com", "Ann").await;
-    let ready = || async { app.client.get(format!("{}/readyz", app.address)).send().await.unwrap() };
+    let (pg, app, ann) = on_own_postgres().await;
+    let ready = || readyz(&app);
     assert_eq!(ready().await.status(), StatusCode::OK);
 
     pg.freeze();
@@ -85,7 +92,7 @@ async fn database_frozen_answers_503_and_recovers() {
 /// after each request's acquire timeout), and writes are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_go_to_the_primary_while_the_replica_is_away() {
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nobody = free_port();
     let app = spawn_app_with(Db::Postgres, move |c| {
         c.read_database_url = Some(format!("postgres://postgres@127.0.0.1:{nobody}/postgres"));
     })
@@ -102,39 +109,14 @@ async fn reads_go_to_the_primary_while_the_replica_is_away() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
-    let ready = app.client.get(format!("{}/readyz", app.address)).send().await.unwrap();
+    let ready = readyz(&app).await;
     assert_eq!(ready.status(), StatusCode::OK, "the primary serves");
     app.stop().await;
 }
 
 /// `hermet serve` as a process of its own: node `node` with the pipeline, async mode.
 async fn serve_process(database_url: &str, node: u16, log: &std::path::Path) -> (KillOnDrop, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HERMET_") {
-            c.env_remove(k);
-        }
-    }
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    c.arg("serve")
-        .env("HERMET_DATABASE_URL", database_url)
-        .env("HERMET_SYNC_MODE", "async")
-        .env("HERMET_NODE_ID", node.to_string())
-        .env("HERMET_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
-        .env("HERMET_AUTH__ARGON2_MEMORY_KIB", "256")
-        .env("HERMET_AUTH__ARGON2_ITERATIONS", "1")
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out);
-    let child = KillOnDrop(c.spawn().expect("spawn hermet"));
-    let address = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    eventually(60, "the node answers readyz", || async {
-        client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    (child, address)
+    hermet_process(database_url, node, log, &[("HERMET_SYNC_MODE", "async")]).await
 }
 
 /// The node running the pipeline restarted twice under sustained sends from three

@@ -460,3 +460,45 @@ impl Drop for Broker {
         self.stop();
     }
 }
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+/// `hermet serve` as a process of its own: node `node` on `database_url`, on a free port,
+/// logging to `log`, with cheap hashing and fast polling, plus `env` (`HERMET_*`
+/// settings); ready once `/readyz` answers. Returns the process and its address.
+pub async fn hermet_process(
+    database_url: &str,
+    node: u16,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (crate::pipeline::KillOnDrop, String) {
+    let port = free_port();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hermet"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERMET_") {
+            c.env_remove(k);
+        }
+    }
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    c.arg("serve")
+        .env("HERMET_DATABASE_URL", database_url)
+        .env("HERMET_NODE_ID", node.to_string())
+        .env("HERMET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HERMET_PIPELINE__POLL_INTERVAL_MS", "50")
+        .env("HERMET_AUTH__ARGON2_MEMORY_KIB", "256")
+        .env("HERMET_AUTH__ARGON2_ITERATIONS", "1")
+        .envs(env.iter().copied())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out);
+    let child = crate::pipeline::KillOnDrop(c.spawn().expect("spawn hermet"));
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    crate::pipeline::eventually(60, "the node answers readyz", || async {
+        client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    (child, address)
+}

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::helpers::free_port;
+
 pub struct OwnPostgres {
     pub port: u16,
     bin: PathBuf,
@@ -32,10 +34,6 @@ fn bin_dir() -> PathBuf {
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 impl OwnPostgres {
