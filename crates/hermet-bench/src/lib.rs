@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 pub mod baseline;
 pub mod fanout;
+pub mod faults;
 pub mod list;
+pub mod processes;
 pub mod prometheus;
 
 use anyhow::{Context, bail};

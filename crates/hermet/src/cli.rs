@@ -124,6 +124,31 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Dependency faults under sustained load (docs/RELIABILITY.md): each run starts its
+    /// own nodes of this binary, redis-server, tansu or a PostgreSQL cluster on loopback,
+    /// injects the fault, measures recovery and checks that nothing was lost, doubled or
+    /// reordered. --repeat runs per fault. Takes no --server.
+    Faults {
+        /// Which faults: redis, broker, database, restart, kill (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "redis,broker,database,restart,kill")]
+        faults: Vec<String>,
+        /// How long the dependency stays away (default: redis 20 s, broker 60 s, database 20 s).
+        #[arg(long)]
+        outage_secs: Option<f64>,
+        /// Messages per second, all senders together.
+        #[arg(long, default_value_t = 30.0)]
+        rate: f64,
+        /// Sending clients.
+        #[arg(long, default_value_t = 3)]
+        senders: usize,
+        /// A PostgreSQL server where each run gets a database of its own (created and
+        /// dropped); the database fault starts a cluster of its own instead.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+        /// Write the tables (markdown) to this file, e.g. docs/RELIABILITY.md's results.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -200,6 +200,34 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             write_json(json, &serde_json::to_value(&r)?)
         }
+        Command::Bench {
+            scenario: BenchScenario::Faults { faults, outage_secs, rate, senders, database_url, markdown },
+            repeat,
+            json,
+            ..
+        } => {
+            let plans = faults
+                .iter()
+                .map(|f| {
+                    let mut plan = hermet_bench::faults::Plan::new(hermet_bench::faults::Fault::parse(f)?);
+                    if let Some(secs) = outage_secs.filter(|_| !plan.outage.is_zero()) {
+                        plan.outage = std::time::Duration::from_secs_f64(secs);
+                    }
+                    plan.rate = rate;
+                    plan.senders = senders.max(1);
+                    anyhow::Ok(plan)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let tools = hermet_bench::faults::Tools { hermet: std::env::current_exe()? };
+            let runs = hermet_bench::faults::bench(&plans, repeat, &tools, &database_url).await?;
+            let tables = hermet_bench::faults::markdown(&runs);
+            println!("{tables}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &tables)?;
+                eprintln!("wrote {}", path.display());
+            }
+            write_json(json, &serde_json::to_value(&runs)?)
+        }
         Command::Bench { scenario, server, admin_account, admin_password, repeat, seed, json } => {
             bench(scenario, &server, &admin_account, &admin_password, repeat, seed, json).await
         }
@@ -354,7 +382,7 @@ async fn bench(
             );
             serde_json::to_value(&r)?
         }
-        BenchScenario::Pipeline { .. } | BenchScenario::Baseline { .. } => {
+        BenchScenario::Pipeline { .. } | BenchScenario::Baseline { .. } | BenchScenario::Faults { .. } => {
             unreachable!("runs without a server")
         }
     };

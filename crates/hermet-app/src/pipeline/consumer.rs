@@ -159,7 +159,7 @@ impl<D: Database> App<D> {
                 Ok(None) => {
                     errors = 0;
                     if let Err(e) = self.retry_requested_dead_letters(consumer).await {
-                        tracing::warn!(consumer, error = %e, "cannot replay requested dead letters");
+                        tracing::warn!(consumer, error = ?e, "cannot replay requested dead letters");
                     }
                 }
                 Ok(Some(batch)) => {
@@ -171,7 +171,7 @@ impl<D: Database> App<D> {
                         }
                         Some(Outcome::Moved) => {
                             if let Err(e) = source.reset().await {
-                                tracing::warn!(consumer, error = %e, "cannot re-read offsets");
+                                tracing::warn!(consumer, error = ?e, "cannot re-read offsets");
                             }
                         }
                         None => break, // shutting down
@@ -179,7 +179,7 @@ impl<D: Database> App<D> {
                 }
                 Err(e) => {
                     errors += 1;
-                    tracing::warn!(consumer, error = %e, errors, "cannot read events; retrying");
+                    tracing::warn!(consumer, error = ?e, errors, "cannot read events; retrying");
                     // Reading is retried within a second (the source is away, not the
                     // events bad); after a few failures in a row, from a fresh client.
                     if !self.pause_reading(errors, &shutdown).await {
@@ -188,7 +188,7 @@ impl<D: Database> App<D> {
                     if errors.is_multiple_of(READ_FAILURES_BEFORE_RECOVERY) {
                         match source.recover().await {
                             Ok(()) => tracing::info!(consumer, "reading again from a fresh client"),
-                            Err(e) => tracing::warn!(consumer, error = %e, "cannot start a fresh client yet"),
+                            Err(e) => tracing::warn!(consumer, error = ?e, "cannot start a fresh client yet"),
                         }
                     }
                 }
@@ -240,7 +240,7 @@ impl<D: Database> App<D> {
             match self.apply(consumer, batch, &good, &dead, Some(&batch.moves)).await {
                 Ok(o) => return Some(o),
                 Err(e) if transient(&e) => {
-                    tracing::warn!(consumer, error = %e, "batch failed (transient); retrying");
+                    tracing::warn!(consumer, error = ?e, "batch failed (transient); retrying");
                     if !self.pause(1, shutdown).await {
                         return None;
                     }
@@ -293,7 +293,7 @@ impl<D: Database> App<D> {
             match self.apply(consumer, batch, &[], &dead, Some(&batch.moves)).await {
                 Ok(o) => return Some(o),
                 Err(e) => {
-                    tracing::warn!(consumer, error = %e, "cannot commit dead letters; retrying");
+                    tracing::warn!(consumer, error = ?e, "cannot commit dead letters; retrying");
                     if !self.pause(1, shutdown).await {
                         return None;
                     }

@@ -242,7 +242,7 @@ impl<D: Database> App<D> {
         match tokio::time::timeout(Duration::from_secs(2), released).await {
             Ok(Ok(true)) => tracing::info!(lease = name, holder, "lease released"),
             Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(lease = name, error = %e, "cannot release the lease; it expires instead"),
+            Ok(Err(e)) => tracing::warn!(lease = name, error = ?e, "cannot release the lease; it expires instead"),
             Err(_) => tracing::warn!(lease = name, "releasing the lease timed out; it expires instead"),
         }
     }

@@ -21,7 +21,7 @@ impl<D: Database> App<D> {
     pub async fn run_pipeline_metrics(&self, shutdown: CancellationToken) {
         loop {
             if let Err(e) = self.sample_pipeline_metrics().await {
-                tracing::debug!(error = %e, "cannot sample pipeline metrics");
+                tracing::debug!(error = ?e, "cannot sample pipeline metrics");
             }
             tokio::select! {
                 _ = tokio::time::sleep(SAMPLE_EVERY) => {}
@@ -56,12 +56,12 @@ impl<D: Database> App<D> {
             match self.prune_inbox().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned old inbox entries"),
-                Err(e) => tracing::warn!(error = %e, "inbox pruning failed"),
+                Err(e) => tracing::warn!(error = ?e, "inbox pruning failed"),
             }
             match self.prune_outbox().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "pruned old outbox rows"),
-                Err(e) => tracing::warn!(error = %e, "outbox pruning failed"),
+                Err(e) => tracing::warn!(error = ?e, "outbox pruning failed"),
             }
         })
         .await
@@ -134,7 +134,7 @@ impl<D: Database> App<D> {
                     tracing::warn!(?r, "compensation re-emitted events");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "compensation scan failed"),
+                Err(e) => tracing::warn!(error = ?e, "compensation scan failed"),
             }
         })
         .await

@@ -170,10 +170,10 @@ impl<D: Database> App<D> {
                     match db.channel_conversations(channel, &users).await {
                         Ok(rows) => {
                             if let Err(e) = sink.push_conversations(&rows).await {
-                                tracing::warn!(error = %e, "conversation rows not pushed");
+                                tracing::warn!(error = ?e, "conversation rows not pushed");
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot read conversation rows to push"),
+                        Err(e) => tracing::warn!(error = ?e, "cannot read conversation rows to push"),
                     }
                 }
             });
@@ -209,7 +209,7 @@ impl<D: Database> App<D> {
             metrics::counter!("notification_sent_total", "type" => n.event_type.clone(), "status" => status)
                 .increment(count as u64);
             if let Err(e) = r {
-                tracing::warn!(error = %e, event_id = n.event_id, "push failed; the devices catch up by cursor");
+                tracing::warn!(error = ?e, event_id = n.event_id, "push failed; the devices catch up by cursor");
             }
         }
     }

@@ -7,51 +7,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, free_port, hermet_process, spawn_app_with};
+use crate::helpers::{Db, TestApp, hermet_process, spawn_app_with};
 use crate::pipeline::{KillOnDrop, eventually};
 use crate::realtime::{Client, assert_consecutive, synced};
-
-/// A redis-server on a free loopback port, without persistence.
-struct Redis {
-    port: u16,
-    child: Option<KillOnDrop>,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let mut r = Redis { port: free_port(), child: None };
-        r.start_again().await;
-        r
-    }
-
-    /// Starts the server (again) on its port, empty.
-    async fn start_again(&mut self) {
-        let child = KillOnDrop(
-            std::process::Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (scripts/test.sh installs it)"),
-        );
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                self.child = Some(child);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server did not start");
-    }
-
-    /// Kills the server (SIGKILL): its data is gone with it.
-    fn kill(&mut self) {
-        self.child = None;
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
+use hermet_bench::processes::Redis;
 
 /// `hermet serve` as its own process: node `node`, sharing `app`'s database and `redis`.
 async fn node_process(app: &TestApp, redis: &Redis, node: u16, log: &std::path::Path) -> (KillOnDrop, String) {

@@ -397,74 +397,7 @@ impl TestApp {
     }
 }
 
-/// A real Kafka-protocol broker (tansu) on a free loopback port, storing in its own
-/// directory; `stop` and `start` keep the data (broker outage tests).
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-/// The tansu binary: `TANSU_BIN`, else where scripts/test.sh installs it.
-fn tansu_bin() -> PathBuf {
-    std::env::var_os("TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-        home.join(".cache/hermet/tools/bin/tansu")
-    })
-}
-
-impl Broker {
-    pub async fn start_new() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut b = Broker { port, dir: tempfile::tempdir().expect("tempdir"), child: None };
-        b.start().await;
-        b
-    }
-
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub async fn start(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("log file");
-        let child = std::process::Command::new(tansu_bin())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // tansu resolves the file against its working directory
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("tansu must be installed (scripts/test.sh installs it; or set TANSU_BIN)");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("the broker did not start");
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
-}
+pub use hermet_bench::processes::{Broker, free_port};
 
 /// `hermet serve` as a process of its own: node `node` on `database_url`, on a free port,
 /// logging to `log`, with cheap hashing and fast polling, plus `env` (`HERMET_*`

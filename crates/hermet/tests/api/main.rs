@@ -14,7 +14,6 @@ mod helpers;
 mod im;
 mod large_groups;
 mod ops;
-mod own_postgres;
 mod pipeline;
 mod realtime;
 mod users;

@@ -657,14 +657,7 @@ async fn consumer_killed_mid_batch_resumes(app: TestApp) {
     app.stop().await;
 }
 
-pub(crate) struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub(crate) use hermet_bench::processes::KillOnDrop;
 
 /// The API alone (its pipeline runs elsewhere), answering without waiting long for a
 /// projector that may be dead.
