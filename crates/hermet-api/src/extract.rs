@@ -54,8 +54,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             }
         })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(Json(v)),
+        match serde_path_to_error::deserialize(&mut *de) {
+            // one JSON value and nothing after it but whitespace
+            Ok(v) => match de.end() {
+                Ok(()) => Ok(Json(v)),
+                Err(e) => Err(Error::Malformed(format!("the body is not valid JSON: {e}")).into()),
+            },
             Err(e) => {
                 let inner = e.inner();
                 if inner.is_syntax() || inner.is_eof() {
@@ -114,7 +118,12 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         let (scheme, token) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then_some(token.trim());
     }
-    parts.headers.get("x-access-token").and_then(|v| v.to_str().ok()).map(str::trim)
+    // the original design's header, with or without the scheme
+    let v = parts.headers.get("x-access-token").and_then(|v| v.to_str().ok())?.trim();
+    Some(match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => v,
+    })
 }
 
 impl<D: Database> FromRequestParts<AppState<D>> for Auth {

@@ -124,7 +124,7 @@ impl<D: Database> App<D> {
         avatar: Option<&str>,
         member_ids: Vec<UserId>,
     ) -> Result<Channel> {
-        let name = validate::text("name", name, CHANNEL_NAME_MAX, false)?;
+        let name = validate::display_name("name", name, CHANNEL_NAME_MAX, false)?;
         let avatar = validate::avatar("avatar", avatar.unwrap_or(""))?;
         unique_ids("memberIds", &member_ids)?;
         let mut all: Vec<UserId> = vec![who.user_id];
@@ -248,7 +248,7 @@ impl<D: Database> App<D> {
         avatar: Option<String>,
     ) -> Result<Channel> {
         timed("channel.update", async {
-            let name = name.map(|n| validate::text("name", &n, CHANNEL_NAME_MAX, false)).transpose()?;
+            let name = name.map(|n| validate::display_name("name", &n, CHANNEL_NAME_MAX, false)).transpose()?;
             let avatar = avatar.map(|a| validate::avatar("avatar", &a)).transpose()?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;
@@ -497,8 +497,9 @@ impl<D: Database> App<D> {
         nickname: Option<String>,
     ) -> Result<Member> {
         timed("channel.update_member", async {
-            let nickname =
-                nickname.map(|n| validate::text("groupNickname", &n, validate::NICKNAME_MAX, true)).transpose()?;
+            let nickname = nickname
+                .map(|n| validate::display_name("groupNickname", &n, validate::NICKNAME_MAX, true))
+                .transpose()?;
             if role.is_none() && nickname.is_none() {
                 return Err(Error::invalid("role", "give role and/or groupNickname"));
             }

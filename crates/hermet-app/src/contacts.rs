@@ -321,7 +321,8 @@ impl<D: Database> App<D> {
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, contact_id = %contact_id))]
     pub async fn update_contact(&self, who: Principal, contact_id: UserId, ch: ContactChanges) -> Result<ContactRow> {
         timed("contact.update", async {
-            let remark = ch.remark_name.map(|r| validate::text("remarkName", &r, REMARK_MAX, true)).transpose()?;
+            let remark =
+                ch.remark_name.map(|r| validate::display_name("remarkName", &r, REMARK_MAX, true)).transpose()?;
             let group = ch.group_name.map(|g| validate::text("groupName", &g, GROUP_NAME_MAX, false)).transpose()?;
             let tags = ch.tags.map(validate_tags).transpose()?;
             let now = now_ms();

@@ -67,6 +67,10 @@ impl Default for GatewaySettings {
 }
 
 /// Why the server closes a connection (sent in the close frame; code 4000 + n).
+/// The largest frame a client may send (a `send` carries at most 64 KiB of content);
+/// a larger one closes the socket with 1009.
+pub const MAX_CLIENT_FRAME: usize = 256 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// Its send queue overflowed: reconnect and resync.
@@ -77,6 +81,8 @@ pub enum CloseReason {
     IdleTimeout,
     Unauthenticated,
     ShuttingDown,
+    /// A client frame over the size limit (docs/PROTOCOL.md).
+    FrameTooLarge,
 }
 
 impl CloseReason {
@@ -88,6 +94,7 @@ impl CloseReason {
             CloseReason::TooManyConnections => 4009,
             CloseReason::IdleTimeout => 4010,
             CloseReason::ShuttingDown => 4011,
+            CloseReason::FrameTooLarge => 1009,
         }
     }
 
@@ -99,6 +106,7 @@ impl CloseReason {
             CloseReason::TooManyConnections => "too many connections for this user",
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::ShuttingDown => "server shutting down",
+            CloseReason::FrameTooLarge => "frame larger than 262144 bytes",
         }
     }
 }

@@ -8,7 +8,7 @@ use hermet_domain::{Error, Result};
 /// argon2id cost. Defaults follow OWASP's minimum (19 MiB, 2 passes, 1 lane); tests
 /// lower them. Verification reads the parameters stored in each hash, so changing them
 /// only affects new hashes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PasswordParams {
     pub memory_kib: u32,
     pub iterations: u32,
@@ -61,13 +61,27 @@ pub(crate) async fn hash_many(p: PasswordParams, passwords: Vec<Option<String>>)
     Ok(out)
 }
 
-/// Verifies a password; `hash = None` (no password, or no such account) burns the same
-/// time against a dummy hash and fails, so timing does not reveal which accounts exist.
+/// The hash of a password nobody has, made once per cost: what a sign-in for an unknown
+/// account is verified against, so that it costs one verification like any other.
+fn dummy_hash(p: PasswordParams) -> Result<String> {
+    static MADE: std::sync::Mutex<Vec<(PasswordParams, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, h)) = made.iter().find(|(q, _)| *q == p) {
+        return Ok(h.clone());
+    }
+    let h = hash_blocking(p, "dummy-password-for-timing")?;
+    made.push((p, h.clone()));
+    Ok(h)
+}
+
+/// Verifies a password; `hash = None` (no password, or no such account) runs the same one
+/// verification against a dummy hash and fails, so timing does not reveal which accounts
+/// exist.
 pub(crate) async fn verify(p: PasswordParams, password: String, hash: Option<String>) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
         let (stored, real) = match hash {
             Some(h) => (h, true),
-            None => (hash_blocking(p, "dummy-password-for-timing")?, false),
+            None => (dummy_hash(p)?, false),
         };
         let parsed =
             PasswordHash::new(&stored).map_err(|e| Error::internal(anyhow::anyhow!("stored hash unreadable: {e}")))?;

@@ -56,9 +56,10 @@ impl Fault {
     }
 
     pub fn parse(s: &str) -> anyhow::Result<Fault> {
-        Fault::ALL.into_iter().find(|f| f.name() == s).with_context(|| {
-            format!("unknown fault {s:?}: one of {}", Fault::ALL.map(Fault::name).join(", "))
-        })
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .with_context(|| format!("unknown fault {s:?}: one of {}", Fault::ALL.map(Fault::name).join(", ")))
     }
 
     /// How long the dependency stays away by default.
@@ -291,7 +292,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// A WebSocket client that stays online: it reconnects after a close (every 100 ms) and
 /// asks for what it missed from its last cursor, and pings every [`PING`].
-fn receive(address: String, token: String, group: String, stop: Arc<AtomicBool>) -> (Arc<Mutex<Inbox>>, tokio::task::JoinHandle<()>) {
+fn receive(
+    address: String,
+    token: String,
+    group: String,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<Inbox>>, tokio::task::JoinHandle<()>) {
     let inbox = Arc::new(Mutex::new(Inbox::default()));
     let out = inbox.clone();
     let url = format!("{}/api/v1/ws", address.replace("http://", "ws://"));
@@ -300,7 +306,8 @@ fn receive(address: String, token: String, group: String, stop: Arc<AtomicBool>)
         let mut connection = 0;
         while !stop.load(Ordering::Relaxed) {
             let Ok(mut req) = url.as_str().into_client_request() else { return };
-            req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().expect("header"));
+            let Ok(header) = format!("Bearer {token}").parse() else { return };
+            req.headers_mut().insert("Authorization", header);
             let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -474,7 +481,7 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     let mut receivers = Vec::new();
     for (k, (user, token)) in receiver_ids.iter().zip(&receiver_tokens).enumerate() {
         // the first receiver on the first node, the second on the last one
-        let node = if k == 0 { &world.nodes[0] } else { world.nodes.last().expect("a node") };
+        let node = if k == 0 { &world.nodes[0] } else { &world.nodes[world.nodes.len() - 1] };
         let (inbox, task) = receive(node.address(), token.clone(), group.clone(), stop.clone());
         receivers.push(Receiver { user: user.clone(), token: token.clone(), inbox, task });
     }
@@ -530,22 +537,34 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
         })
     });
     match fault {
-        Fault::Redis => world.redis.as_mut().expect("redis").kill(),
-        Fault::Broker => world.broker.as_mut().expect("broker").stop(),
+        Fault::Redis => world.redis.as_mut().context("no redis-server")?.kill(),
+        Fault::Broker => world.broker.as_mut().context("no broker")?.stop(),
         Fault::Database => {
-            let pg = world.pg.take().expect("own cluster");
-            world.pg = Some(tokio::task::spawn_blocking(move || { pg.stop(); pg }).await?);
+            let pg = world.pg.take().context("no PostgreSQL cluster")?;
+            world.pg = Some(
+                tokio::task::spawn_blocking(move || {
+                    pg.stop();
+                    pg
+                })
+                .await?,
+            );
         }
         Fault::Restart => world.nodes[1].terminate(),
         Fault::Kill => world.nodes[1].kill(),
     }
     tokio::time::sleep(plan.outage).await;
     match fault {
-        Fault::Redis => world.redis.as_mut().expect("redis").start_again().await,
-        Fault::Broker => world.broker.as_mut().expect("broker").start().await,
+        Fault::Redis => world.redis.as_mut().context("no redis-server")?.start_again().await,
+        Fault::Broker => world.broker.as_mut().context("no broker")?.start().await,
         Fault::Database => {
-            let pg = world.pg.take().expect("own cluster");
-            world.pg = Some(tokio::task::spawn_blocking(move || { pg.start_again(); pg }).await?);
+            let pg = world.pg.take().context("no PostgreSQL cluster")?;
+            world.pg = Some(
+                tokio::task::spawn_blocking(move || {
+                    pg.start_again();
+                    pg
+                })
+                .await?,
+            );
         }
         Fault::Restart | Fault::Kill => world.nodes[1].spawn(),
     }
@@ -562,7 +581,8 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     let (r0, r1) = (&receivers[0], &receivers[RECEIVERS - 1]);
     let recovered = loop {
         let now = Instant::now();
-        if fault.projected() && projection.is_none()
+        if fault.projected()
+            && projection.is_none()
             && unread(&http, &front, &r0.token, &group).await.is_some_and(|u| u >= before_back)
         {
             projection = Some(now - back);
@@ -652,7 +672,10 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     if stored.iter().map(|(s, _)| *s).ne(1..=stored.len() as i64) {
         findings.push("stored seqs are not 1..n".into());
     }
-    let wrong_seq = acked.iter().filter(|(id, seq)| stored.get(**seq as usize - 1).is_none_or(|(_, s)| s.as_deref() != Some(**id))).count();
+    let wrong_seq = acked
+        .iter()
+        .filter(|(id, seq)| stored.get(**seq as usize - 1).is_none_or(|(_, s)| s.as_deref() != Some(**id)))
+        .count();
     if wrong_seq > 0 {
         findings.push(format!("{wrong_seq} messages stored under another seq than acknowledged"));
     }
@@ -665,7 +688,8 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     }
     let fault_window = |a: &&Attempt| a.started >= fault_at && a.started < back;
     let during: Vec<Duration> = log.attempts.iter().filter(fault_window).map(|a| a.took).collect();
-    let first_503 = log.attempts.iter().filter(|a| a.unavailable && a.started >= fault_at).map(|a| a.started + a.took).min();
+    let first_503 =
+        log.attempts.iter().filter(|a| a.unavailable && a.started >= fault_at).map(|a| a.started + a.took).min();
     let database = fault == Fault::Database;
     if let Some(b) = &world.broker {
         let _ = std::fs::copy(b.log(), logs.join("broker.log"));
@@ -751,7 +775,8 @@ async fn consistent(hermet: &Path, database_url: &str) -> anyhow::Result<bool> {
 /// `repeat` runs of each plan, each on a database of its own created on the PostgreSQL
 /// server at `admin_url` (and dropped after it); progress on stderr.
 pub async fn bench(plans: &[Plan], repeat: usize, tools: &Tools, admin_url: &str) -> anyhow::Result<Vec<Run>> {
-    let (admin, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.context("connect to --database-url")?;
+    let (admin, conn) =
+        tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.context("connect to --database-url")?;
     tokio::spawn(conn);
     let mut runs = Vec::new();
     for plan in plans {
@@ -789,7 +814,7 @@ pub async fn bench(plans: &[Plan], repeat: usize, tools: &Tools, admin_url: &str
 }
 
 /// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -805,7 +830,7 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// p50 / max of one measure over runs, in ms.
+/// p50 / max of one recovery over runs, in ms; a run without it did not recover.
 fn spread(runs: &[&Run], f: impl Fn(&Run) -> Option<f64>) -> String {
     let v: Vec<Duration> = runs.iter().filter_map(|r| f(r)).map(|ms| Duration::from_secs_f64(ms / 1000.0)).collect();
     if v.is_empty() {
@@ -817,10 +842,26 @@ fn spread(runs: &[&Run], f: impl Fn(&Run) -> Option<f64>) -> String {
     format!("{:.0} / {:.0}{note}", s.p50_ms, s.max_ms)
 }
 
+/// p50 of the runs' medians / the largest max of the sends made during the fault; a run
+/// whose fault was too short to see a send has none.
+fn during(runs: &[&Run]) -> String {
+    let with: Vec<&Stats> = runs.iter().filter_map(|r| r.writes_during_fault.as_ref()).collect();
+    if with.is_empty() {
+        return "–".into();
+    }
+    let p50 = Stats::of(&with.iter().map(|s| Duration::from_secs_f64(s.p50_ms / 1000.0)).collect::<Vec<_>>()).p50_ms;
+    let max = with.iter().map(|s| s.max_ms).fold(0.0, f64::max);
+    let note =
+        if with.len() < runs.len() { format!(" (in {} of {} runs)", with.len(), runs.len()) } else { String::new() };
+    format!("{p50:.0} / {max:.0}{note}")
+}
+
 /// The results as the tables of docs/RELIABILITY.md.
 pub fn markdown(runs: &[Run]) -> String {
     let mut out = String::new();
-    out.push_str("| fault | setting | runs | outage | load (msg/s) | acknowledged | lost | duplicated | all invariants |\n");
+    out.push_str(
+        "| fault | setting | runs | outage | load (msg/s) | acknowledged | lost | duplicated | all invariants |\n",
+    );
     out.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let by_fault: Vec<(Fault, Vec<&Run>)> = Fault::ALL
         .into_iter()
@@ -842,16 +883,13 @@ pub fn markdown(runs: &[Run]) -> String {
             rs.len(),
         ));
     }
-    out.push_str("\nRecovery, p50 / max in ms, from the dependency's return (for a restart: from the old process's end):\n\n");
+    out.push_str(
+        "\nRecovery, p50 / max in ms, from the dependency's return (for a restart: from the old process's end):\n\n",
+    );
     out.push_str("| fault | writes | pushes | projections | presence | sends during the fault p50 / max | first 503 | `/readyz` 503 |\n");
     out.push_str("|---|---|---|---|---|---|---|---|\n");
     for (f, rs) in &by_fault {
-        let during = spread(rs, |r| r.writes_during_fault.as_ref().map(|s| s.p50_ms));
-        let during_max = spread(rs, |r| r.writes_during_fault.as_ref().map(|s| s.max_ms));
-        let during = match (during.split_once(" / "), during_max.split_once(" / ")) {
-            (Some((p50, _)), Some((_, max))) => format!("{p50} / {max}"),
-            _ => "–".into(),
-        };
+        let during = during(rs);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {during} | {} | {} |\n",
             f.name(),

@@ -5,6 +5,8 @@
 //! value. They panic with the reason when a program is missing: there is nothing to
 //! measure or test without it.
 
+#![allow(clippy::expect_used, clippy::panic, reason = "a missing program ends the bench or test with the reason")]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -26,11 +26,18 @@ pub fn validate_content(t: MessageType, content: &serde_json::Value) -> Result<(
     if size > CONTENT_MAX_BYTES {
         return Err(Error::invalid("content", format!("content must be at most {CONTENT_MAX_BYTES} bytes of JSON")));
     }
+    no_nul("content", content)?;
     match t {
         MessageType::Text => {
             let text = obj.get("text").and_then(|v| v.as_str()).unwrap_or("");
             if text.trim().is_empty() {
                 return Err(Error::invalid("content.text", "a text message needs a non-empty content.text"));
+            }
+            if text.chars().any(|c| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')) {
+                return Err(Error::invalid(
+                    "content.text",
+                    "content.text must not contain control characters other than tab and line breaks",
+                ));
             }
             if text.chars().count() > TEXT_MAX_CHARS {
                 return Err(Error::invalid(
@@ -43,6 +50,21 @@ pub fn validate_content(t: MessageType, content: &serde_json::Value) -> Result<(
         _ => {}
     }
     Ok(())
+}
+
+/// No string in `v` (keys included) holds U+0000: PostgreSQL cannot store it in text or
+/// JSON, and SQLite would, so both refuse it alike. The error names the first place.
+fn no_nul(path: &str, v: &serde_json::Value) -> Result<()> {
+    let bad = |at: String| Err(Error::invalid(at.clone(), format!("{at} must not contain the NUL character")));
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => bad(path.to_owned()),
+        serde_json::Value::Array(a) => a.iter().enumerate().try_for_each(|(i, x)| no_nul(&format!("{path}[{i}]"), x)),
+        serde_json::Value::Object(o) => o.iter().try_for_each(|(k, x)| {
+            let at = format!("{path}.{k}");
+            if k.contains('\0') { bad(at) } else { no_nul(&at, x) }
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The preview a conversation list shows: the text (at most 512 characters) or a
@@ -95,6 +117,19 @@ mod tests {
     #[test]
     fn content_rules() {
         assert!(validate_content(MessageType::Text, &json!({"text": "hi"})).is_ok());
+        assert!(validate_content(MessageType::Text, &json!({"text": "line\n\tnext\r\n"})).is_ok());
+        assert_eq!(
+            validate_content(MessageType::Text, &json!({"text": "a\u{0000}b"})).unwrap_err().field(),
+            Some("content.text")
+        );
+        assert_eq!(
+            validate_content(MessageType::Text, &json!({"text": "bell \u{0007}"})).unwrap_err().field(),
+            Some("content.text")
+        );
+        assert_eq!(
+            validate_content(MessageType::Image, &json!({"urls": ["ok", "x\u{0000}"]})).unwrap_err().field(),
+            Some("content.urls[1]")
+        );
         assert_eq!(
             validate_content(MessageType::Text, &json!({"text": " "})).unwrap_err().field(),
             Some("content.text")

@@ -27,7 +27,39 @@ pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
 
 pub fn nickname(field: &str, v: &str) -> Result<String> {
-    text(field, v, NICKNAME_MAX, false)
+    display_name(field, v, NICKNAME_MAX, false)
+}
+
+/// Characters that show nothing: whitespace and Unicode's default-ignorable code points
+/// (zero-width spaces and joiners, marks, fillers, variation selectors, the BOM, …) and
+/// the braille blank often used to fake an empty name.
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c as u32,
+            0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x2800 | 0x3164
+            | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF)
+}
+
+/// Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), which can make a
+/// name display as something else ("gnp.exe"): refused in names. The marks LRM, RLM and
+/// ALM are allowed (right-to-left names need them); they just do not count as visible.
+fn bidi_control(c: char) -> bool {
+    matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
+}
+
+/// A name others see (nickname, group name, remark, group nickname): [`text`], plus at
+/// least one visible character when not empty, and no bidirectional controls.
+pub fn display_name(field: &str, v: &str, max: usize, allow_empty: bool) -> Result<String> {
+    let v = text(field, v, max, allow_empty)?;
+    if v.chars().any(bidi_control) {
+        return Err(Error::invalid(field, format!("{field} must not contain bidirectional control characters")));
+    }
+    if !v.is_empty() && v.chars().all(invisible) {
+        return Err(Error::invalid(field, format!("{field} must contain a visible character")));
+    }
+    Ok(v)
 }
 
 pub fn avatar(field: &str, v: &str) -> Result<String> {
@@ -114,6 +146,13 @@ mod tests {
         assert!(nickname("nickname", "   ").is_err());
         assert!(nickname("nickname", "a\u{0007}b").is_err());
         assert_eq!(nickname("nickname", "  Ann ").unwrap(), "Ann");
+        for fake in ["\u{200B}", "\u{200B}\u{200D}\u{FEFF}", "\u{2800}", "\u{3164}"] {
+            let e = nickname("nickname", fake).unwrap_err();
+            assert!(e.to_string().contains("visible") || format!("{e:?}").contains("visible"), "{fake:?}: {e:?}");
+        }
+        assert!(format!("{:?}", nickname("nickname", "abc\u{202E}exe.gnp").unwrap_err()).contains("bidirectional"));
+        assert!(nickname("nickname", "\u{200F}שלום").is_ok(), "an RTL mark in a Hebrew name");
+        assert!(display_name("remarkName", "", 64, true).is_ok(), "an empty remark clears it");
     }
 
     #[test]

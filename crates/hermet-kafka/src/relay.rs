@@ -34,12 +34,22 @@ pub struct Relay<D: Database> {
     settings: KafkaSettings,
     producer: FutureProducer,
     holder: String,
+    /// Rows per batch now: `relay_batch_size`, cut to a quarter after a failed batch (at
+    /// least [`MIN_BATCH`]) and doubled back after each published one. A broker that has
+    /// just returned, or is slow, gets the backlog in pieces it can acknowledge within
+    /// `message_timeout_ms`, instead of the whole batch again and again (a batch that
+    /// timed out may have been stored all the same, and is stored again by the retry).
+    batch: u32,
 }
+
+/// The smallest batch the relay cuts down to after failures.
+const MIN_BATCH: u32 = 16;
 
 impl<D: Database> Relay<D> {
     pub fn new(app: App<D>, settings: KafkaSettings, holder: String) -> anyhow::Result<Self> {
         let producer = settings.producer_config().create()?;
-        Ok(Self { app, settings, producer, holder })
+        let batch = settings.relay_batch_size.max(1);
+        Ok(Self { app, settings, producer, holder, batch })
     }
 
     /// Publishes until `shutdown`.
@@ -52,6 +62,7 @@ impl<D: Database> Relay<D> {
             let pause = match self.step().await {
                 Ok(Step::Published) => {
                     failures = 0;
+                    self.batch = self.batch.saturating_mul(2).min(self.settings.relay_batch_size.max(1));
                     continue;
                 }
                 Ok(Step::Idle) => {
@@ -64,7 +75,8 @@ impl<D: Database> Relay<D> {
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, failures, "relay batch failed; retrying with a new producer");
+                    self.batch = (self.batch / 4).max(MIN_BATCH).min(self.settings.relay_batch_size.max(1));
+                    tracing::warn!(error = %e, failures, next_batch = self.batch, "relay batch failed; retrying with a new producer");
                     // A fresh producer gets a new producer id and restarts its sequence
                     // numbers: after messages timed out (broker down), the broker may
                     // refuse the old producer's next sequence for good. The unacked rows
@@ -95,7 +107,7 @@ impl<D: Database> Relay<D> {
             return Ok(Step::NotLeader);
         }
         let letters = self.publish_dead_letters().await?;
-        let rows = self.app.db.unpublished(self.settings.relay_batch_size).await?;
+        let rows = self.app.db.unpublished(self.batch).await?;
         if rows.is_empty() {
             return Ok(if letters > 0 { Step::Published } else { Step::Idle });
         }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hermet_app::App;
@@ -31,6 +32,9 @@ pub struct KafkaSource<D: Database> {
     positions: BTreeMap<(String, i32), i64>,
     poll: Duration,
     last_lag_sample: Instant,
+    /// A lag sample is under way: at most one at a time, so a slow broker is not sent a
+    /// new round of watermark requests every few seconds on top of those still waiting.
+    sampling: Arc<AtomicBool>,
 }
 
 fn kafka_err(e: impl std::fmt::Display) -> Error {
@@ -73,6 +77,7 @@ impl<D: Database> KafkaSource<D> {
             positions,
             poll: Duration::from_millis(app.pipeline_settings().poll_interval_ms),
             last_lag_sample: Instant::now(),
+            sampling: Arc::new(AtomicBool::new(false)),
         };
         source.reset().await?;
         Ok(source)
@@ -97,15 +102,28 @@ impl<D: Database> KafkaSource<D> {
             return;
         }
         self.last_lag_sample = Instant::now();
+        if self.sampling.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let (consumer, positions, name) = (self.consumer.clone(), self.positions.clone(), self.consumer_name);
+        let sampling = self.sampling.clone();
         tokio::task::spawn_blocking(move || {
             let mut lag = 0i64;
+            let mut complete = true;
             for ((t, p), next) in positions {
-                if let Ok((_, high)) = consumer.fetch_watermarks(&t, p, Duration::from_secs(2)) {
-                    lag += (high - next).max(0);
+                match consumer.fetch_watermarks(&t, p, Duration::from_secs(1)) {
+                    Ok((_, high)) => lag += (high - next).max(0),
+                    // the broker is away or slow: leave the gauge as it was
+                    Err(_) => {
+                        complete = false;
+                        break;
+                    }
                 }
             }
-            metrics::gauge!("consumer_lag_events", "consumer" => name).set(lag as f64);
+            if complete {
+                metrics::gauge!("consumer_lag_events", "consumer" => name).set(lag as f64);
+            }
+            sampling.store(false, Ordering::Release);
         });
     }
 }

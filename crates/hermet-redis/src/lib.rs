@@ -175,29 +175,38 @@ impl RedisCluster {
     /// Heartbeats and the subscription to this node's channels, until `shutdown`; then
     /// removes this node's presence, so others see its users offline at once.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Set when the subscription is (re)established: Redis answers again, so beat now.
+        let beat_now = Arc::new(tokio::sync::Notify::new());
         let beat = {
-            let (me, token) = (self.clone(), shutdown.clone());
+            let (me, token, now) = (self.clone(), shutdown.clone(), beat_now.clone());
             tokio::spawn(async move {
                 let every = Duration::from_secs(me.settings.heartbeat_secs.max(1));
+                let mut beating = true;
                 loop {
-                    // While Redis is away, the heartbeat is also the probe: it runs every
-                    // cool-down, so the node key and presence are back within one of
-                    // Redis returning rather than one heartbeat interval later.
-                    let pause = if me.breaker.is_closed() { every } else { breaker::COOL_DOWN };
+                    // After a failed heartbeat (or while the breaker is open) the heartbeat
+                    // is also the probe: it runs every cool-down, so the node key and
+                    // presence are back within one of Redis returning rather than one
+                    // heartbeat interval later. A node that makes no other Redis calls
+                    // (no notifier on it) never opens its breaker, hence the own flag.
+                    let pause = if beating && me.breaker.is_closed() { every } else { breaker::COOL_DOWN };
                     tokio::select! {
-                        _ = tokio::time::sleep(pause) => {
-                            match me.heartbeat().await {
-                                Ok(()) | Err(Refused::Open) => {}
-                                Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
-                            }
-                        }
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = now.notified() => {}
                         _ = token.cancelled() => break,
                     }
+                    beating = match me.heartbeat().await {
+                        Ok(()) => true,
+                        Err(Refused::Open) => false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "presence heartbeat failed");
+                            false
+                        }
+                    };
                 }
             })
         };
         while !shutdown.is_cancelled() {
-            match self.subscribe(&shutdown).await {
+            match self.subscribe(&shutdown, &beat_now).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "Redis subscription lost; resubscribing (devices catch up by cursor)");
@@ -217,7 +226,8 @@ impl RedisCluster {
     }
 
     /// Delivers what other nodes send here until `shutdown` (Ok) or a connection error.
-    async fn subscribe(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    /// Tells `subscribed` once the subscription stands.
+    async fn subscribe(&self, shutdown: &CancellationToken, subscribed: &tokio::sync::Notify) -> anyhow::Result<()> {
         let mut pubsub = tokio::time::timeout(CALL_TIMEOUT, self.client.get_async_pubsub())
             .await
             .map_err(|_| anyhow::anyhow!("connecting to Redis timed out"))??;
@@ -225,6 +235,7 @@ impl RedisCluster {
         pubsub.subscribe(&mine).await?;
         pubsub.subscribe(CONTROL_CHANNEL).await?;
         tracing::info!(node = self.node, "subscribed to pushes from other nodes");
+        subscribed.notify_one();
         let mut messages = pubsub.on_message();
         loop {
             let msg = tokio::select! {

@@ -22,7 +22,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use hermet_app::Principal;
-use hermet_app::gateway::{CloseReason, GatewaySettings, PROTOCOL_VERSION, Registration};
+use hermet_app::gateway::{CloseReason, GatewaySettings, MAX_CLIENT_FRAME, PROTOCOL_VERSION, Registration};
 use hermet_app::messages::SendMessage;
 use hermet_app::push::{EventFrame, Frame};
 use hermet_domain::Error;
@@ -78,7 +78,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeBearer {
 }
 
 const READ_BUFFER: usize = 1024;
-const MAX_CLIENT_FRAME: usize = 256 * 1024;
 
 pub async fn upgrade<D: Database>(
     State(st): State<AppState<D>>,
@@ -93,6 +92,19 @@ pub async fn upgrade<D: Database>(
         .max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| session(st, token, socket))
+}
+
+/// Whether reading failed because the client's frame was over [`MAX_CLIENT_FRAME`].
+fn too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn text(v: &Value) -> Message {
@@ -235,6 +247,9 @@ impl<D: Database> Connection<'_, D> {
                 },
                 incoming = tokio::time::timeout(idle, self.socket.recv()) => match incoming {
                     Err(_) => return Some(CloseReason::IdleTimeout),
+                    // tungstenite refuses a frame over the limit with a capacity error;
+                    // the socket can still say why (1009) before it closes
+                    Ok(Some(Err(e))) if too_large(&e) => return Some(CloseReason::FrameTooLarge),
                     Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
                     Ok(Some(Ok(Message::Text(t)))) => {
                         if Box::pin(self.answer(t.as_str())).await.is_err() {

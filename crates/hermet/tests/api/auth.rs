@@ -30,6 +30,15 @@ async fn full_auth_flow(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // with the scheme, as the original design also allows
+    let r = app
+        .client
+        .get(format!("{}/api/v1/users/me", app.address))
+        .header("x-access-token", format!("Bearer {access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     // refresh: a new pair, the new access token works
     let r = app.post("/api/v1/auth/refresh-token", None, json!({"refreshToken": refresh})).await;
@@ -188,6 +197,18 @@ async fn validation_errors_name_the_field_and_write_nothing(db: Db) {
     let r =
         app.client.post(format!("{}/api/v1/auth/sign-up", app.address)).body(base.to_string()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // a valid body followed by anything but whitespace is not one JSON value
+    let r = app
+        .client
+        .post(format!("{}/api/v1/auth/sign-up", app.address))
+        .header("content-type", "application/json")
+        .body(format!("{base} trailing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_request");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM users").await, 0, "no rejected request wrote a user");
     app.stop().await;
 }

@@ -151,9 +151,7 @@ async fn redis_killed_for_20_s_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_for_60_s_under_load() {
-    // 300 events pile up in the outbox: tansu (libsql storage) absorbs that after its
-    // restart; four times as many keep it at a full core (docs/RELIABILITY.md)
-    under_load(Fault::Broker, Duration::from_secs(60), 5.0).await;
+    under_load(Fault::Broker, Duration::from_secs(60), 20.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

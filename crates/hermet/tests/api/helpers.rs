@@ -24,21 +24,6 @@ pub fn pg_admin_url() -> String {
     std::env::var("PG_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let base = match base.rfind('/') {
-        Some(i) if i > base.find("://").map(|j| j + 2).unwrap_or(0) => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 /// A fresh database URL for `db`, plus what keeps it alive.
 pub async fn fresh_database(db: Db) -> (String, Option<tempfile::TempDir>) {
     match db {
@@ -54,7 +39,7 @@ pub async fn fresh_database(db: Db) -> (String, Option<tempfile::TempDir>) {
                 .expect("PostgreSQL must be running for the postgres tests (see scripts/test.sh)");
             tokio::spawn(conn);
             client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-            (with_database(&pg_admin_url(), &name), None)
+            (hermet_bench::faults::with_database(&pg_admin_url(), &name), None)
         }
     }
 }

@@ -348,6 +348,10 @@ async fn messages_unread_mentions_and_settings(db: Db) {
     for (field, body) in [
         ("type", json!({"type": "fax", "content": {}})),
         ("content.text", json!({"type": "text", "content": {"text": "  "}})),
+        // NUL cannot be stored by PostgreSQL and is refused on both backends alike
+        ("content.text", json!({"type": "text", "content": {"text": "a\u{0}b"}})),
+        ("content.text", json!({"type": "text", "content": {"text": "bell\u{7}"}})),
+        ("content.caption", json!({"type": "image", "content": {"url": "https://x/p.png", "caption": "\u{0}"}})),
         ("content", json!({"type": "image", "content": "not an object"})),
         ("mentions", json!({"type": "text", "content": {"text": "x"}, "mentions": 5})),
         ("clientMsgId", json!({"type": "text", "content": {"text": "x"}, "clientMsgId": ""})),
@@ -355,6 +359,14 @@ async fn messages_unread_mentions_and_settings(db: Db) {
         let r = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&a.access), body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
         assert_eq!(r.field(), field);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message").await, 0, "nothing refused was written");
+    // names others see need a visible character and no bidirectional controls
+    for name in ["\u{200B}", "\u{FEFF}", "evil\u{202E}gnp.exe"] {
+        let r = app.post("/api/v1/channels/groups", Some(&a.access), json!({"name": name, "memberIds": [b.id]})).await;
+        assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, "name"), "{name:?}: {}", r.body);
+        let r = app.patch("/api/v1/users/me", &a.access, json!({"nickname": name})).await;
+        assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, "nickname"), "{name:?}: {}", r.body);
     }
     let r = app
         .post(

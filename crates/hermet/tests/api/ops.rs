@@ -31,6 +31,15 @@ async fn health_readiness_metrics_and_request_ids(db: Db) {
     let r = app.patch("/api/v1/users/me", &u.access, big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.code(), "payload_too_large");
+
+    // made-up methods fold into one label value instead of a series each
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        app.client.request(method, format!("{}/api/v1/users/me", app.address)).send().await.unwrap();
+    }
+    let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("MADEUP"), "a series per made-up method");
+    assert!(text.contains(r#"method="other""#), "{text}");
     app.stop().await;
 }
 

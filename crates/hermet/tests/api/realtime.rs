@@ -172,6 +172,10 @@ async fn auth_frames_and_bad_input(db: Db) {
     assert_eq!(e["error"]["code"], "not_found", "{e}");
     c.send(json!({"type": "ping"})).await;
     assert_eq!(c.next().await["type"], "pong", "still open");
+    // a frame over the limit (docs/PROTOCOL.md) is answered with close code 1009
+    let huge = json!({"type": "ping", "id": "x".repeat(hermet_app::gateway::MAX_CLIENT_FRAME)});
+    c.ws.send(Message::Text(huge.to_string().into())).await.unwrap();
+    assert_eq!(c.closed().await, 1009);
 
     let mut bad = Client::connect_bare(&app).await;
     bad.send(json!({"type": "auth", "token": "forged"})).await;
