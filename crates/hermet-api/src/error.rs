@@ -56,6 +56,9 @@ pub fn status_of(e: &Error) -> StatusCode {
 pub fn detail(e: &Error) -> ErrorDetail {
     let details = match e {
         Error::Refused { details, .. } => details.as_deref().cloned(),
+        Error::RateLimited { limit, retry_after_secs } => {
+            Some(serde_json::json!({"limit": limit, "retryAfterSecs": retry_after_secs}))
+        }
         _ => None,
     };
     ErrorDetail {
@@ -78,6 +81,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let Error::RateLimited { retry_after_secs, .. } = &e {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_secs));
         }
         resp
     }

@@ -149,3 +149,27 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
         ))
     }
 }
+
+/// The client's address for rate limits: the last address in the header named by
+/// `rate_limits.client_ip_header` (what the nearest proxy appended) when one is set, else
+/// the TCP peer; unspecified when neither is known (a router served without connect info).
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl<D: Database> FromRequestParts<AppState<D>> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState<D>) -> Result<Self, Self::Rejection> {
+        let forwarded = state.app.client_ip_header().and_then(|h| {
+            let v = parts.headers.get(h)?.to_str().ok()?;
+            v.rsplit(',').next()?.trim().parse().ok()
+        });
+        let peer = || {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        };
+        Ok(ClientIp(forwarded.unwrap_or_else(peer)))
+    }
+}

@@ -94,9 +94,15 @@ impl<D: Database> App<D> {
         if credential.is_empty() {
             return Err(Error::invalid("credential", "credential must not be empty"));
         }
+        // the back-off is per account whether or not it exists, so it reveals nothing
+        let key = match &account {
+            Account::Email(a) | Account::Mobile(a) => a.clone(),
+        };
+        self.limiter.sign_in_allowed(&key)?;
         let found = self.db.user_by_account(&account).await?;
         let hash = found.as_ref().and_then(|(_, h)| h.clone());
         let ok = password::verify(self.settings.auth.password, credential, hash).await?;
+        self.limiter.sign_in_result(&key, ok && found.is_some());
         let user = match found {
             Some((user, _)) if ok => user,
             _ => return Err(invalid_credentials()),

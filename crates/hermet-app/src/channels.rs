@@ -17,6 +17,7 @@ use hermet_store::{
 use crate::commit::timed;
 use crate::contacts::{already_reviewed, conflict_pending};
 use crate::page::{Page, decode_cursor};
+use crate::rate_limits::{Key, Limit};
 use crate::{App, Principal};
 
 pub const CHANNEL_NAME_MAX: usize = 64;
@@ -106,6 +107,7 @@ impl<D: Database> App<D> {
         avatar: Option<&str>,
         member_ids: Vec<UserId>,
     ) -> Result<Channel> {
+        self.rate_limit(Limit::GroupCreationsPerUser, Key::Id(who.user_id.get()))?;
         let start = Instant::now();
         let result = timed("channel.create", self.create_group_inner(who, name, avatar, member_ids)).await;
         let status = if result.is_ok() { "success" } else { "failure" };
@@ -569,6 +571,7 @@ impl<D: Database> App<D> {
     pub async fn apply_to_channel(&self, who: Principal, id: ChannelId, message: &str) -> Result<ChannelApplication> {
         timed("channel.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
+            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get()))?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let channel = tx.lock_channel(id, false).await?.ok_or(Error::NotFound("channel"))?;

@@ -18,6 +18,7 @@ use hermet_store::{
 
 use crate::commit::timed;
 use crate::page::{Page, decode_cursor};
+use crate::rate_limits::{Key, Limit};
 use crate::{App, Principal};
 
 /// Changes to one of my contacts; `None` leaves a field as it is.
@@ -64,6 +65,7 @@ impl<D: Database> App<D> {
     ) -> Result<ContactApplication> {
         timed("contact.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
+            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get()))?;
             if contact_id == who.user_id {
                 return Err(Error::Refused {
                     code: ErrorCode::CannotAddSelf,

@@ -19,6 +19,7 @@ pub mod page;
 mod password;
 pub mod pipeline;
 pub mod push;
+pub mod rate_limits;
 mod tokens;
 pub mod users;
 
@@ -98,6 +99,7 @@ pub struct App<D: Database> {
     lists: Arc<conversations::ListCache>,
     sends: Arc<messages::SendQueue>,
     health: Arc<health::Health>,
+    limiter: Arc<rate_limits::Limiter>,
 }
 
 struct Settings {
@@ -119,6 +121,7 @@ impl<D: Database> Clone for App<D> {
             lists: self.lists.clone(),
             sends: self.sends.clone(),
             health: self.health.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -154,7 +157,24 @@ impl<D: Database> App<D> {
             lists: Arc::new(conversations::ListCache::new(cache::CacheSettings::default().max_lists)),
             sends: Arc::new(messages::SendQueue::new(&messages::GroupCommitSettings::default())),
             health: Arc::new(health::Health::new()),
+            limiter: Arc::new(rate_limits::Limiter::new(rate_limits::RateLimits::default())),
         })
+    }
+
+    /// Applies `settings` to the rate limits (built with the defaults).
+    pub fn with_rate_limits(mut self, settings: rate_limits::RateLimits) -> Self {
+        self.limiter = Arc::new(rate_limits::Limiter::new(settings));
+        self
+    }
+
+    /// The header holding the client's address behind a proxy, if configured.
+    pub fn client_ip_header(&self) -> Option<&str> {
+        self.limiter.client_ip_header()
+    }
+
+    /// Takes one call from `limit`'s budget for `key` (429 `rate_limited` when spent).
+    pub fn rate_limit(&self, limit: rate_limits::Limit, key: rate_limits::Key) -> Result<()> {
+        self.limiter.check(limit, key)
     }
 
     /// Batches concurrent message sends as `settings` says (built with the defaults).

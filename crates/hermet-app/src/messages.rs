@@ -14,6 +14,7 @@ use hermet_domain::{Error, Result};
 use hermet_store::{ConversationRow, Database, Locks, MessageQuery, MessageWrites};
 
 use crate::commit::timed;
+use crate::rate_limits::{Key, Limit};
 use crate::{App, Principal};
 
 mod batch;
@@ -59,6 +60,8 @@ impl<D: Database> App<D> {
                 return Err(Error::invalid("type", "system messages are sent by the server only"));
             }
             message::validate_content(req.msg_type, &req.content)?;
+            self.rate_limit(Limit::SendsPerUser, Key::Id(who.user_id.get()))?;
+            self.rate_limit(Limit::SendsPerChannel, Key::Id(channel.get()))?;
             if let Some(id) = &req.client_msg_id {
                 let n = id.chars().count();
                 if n == 0 || n > message::CLIENT_MSG_ID_MAX || id.chars().any(char::is_control) {

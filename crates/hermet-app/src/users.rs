@@ -8,6 +8,7 @@ use hermet_domain::{Error, Result, validate};
 use hermet_store::{Database, UserSearch, UserWrites};
 
 use crate::page::{Page, decode_cursor};
+use crate::rate_limits::{Key, Limit};
 use crate::{App, Principal};
 
 /// A patch as received; validated into a [`ProfilePatch`].
@@ -122,15 +123,16 @@ impl<D: Database> App<D> {
 
     /// `GET /users/search?q=`: exact e-mail or mobile, or a nickname prefix (case
     /// folded); active users only; ordered by nickname.
-    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %_who.user_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
     pub async fn search_users(
         &self,
-        _who: Principal,
+        who: Principal,
         q: &str,
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Page<User>> {
         let q = validate::text("q", q, 254, false)?;
+        self.rate_limit(Limit::SearchesPerUser, Key::Id(who.user_id.get()))?;
         let limit = validate::limit(limit)?;
         let after: Option<(String, i64)> = cursor.map(decode_cursor).transpose()?;
         let search = UserSearch {

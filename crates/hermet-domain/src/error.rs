@@ -111,9 +111,10 @@ pub enum Error {
     /// The body is larger than the configured limit.
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// Too many requests.
-    #[error("too many requests")]
-    RateLimited,
+    /// Too many requests of this kind (`limit`, e.g. `sends_per_user`); the caller may try
+    /// again after `retry_after_secs` (the `Retry-After` header).
+    #[error("too many requests ({limit}); try again in {retry_after_secs} s")]
+    RateLimited { limit: &'static str, retry_after_secs: u64 },
     /// A dependency is unavailable or timed out.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -156,7 +157,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
-            Error::RateLimited => ErrorCode::RateLimited,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Error::DatabaseUnavailable => ErrorCode::DatabaseUnavailable,
             Error::Internal(_) => ErrorCode::InternalError,

@@ -57,6 +57,8 @@ pub struct Config {
     pub gateway: hermet_app::gateway::GatewaySettings,
     /// Read caches (conversation-list first pages, sessions) and their invalidation.
     pub cache: hermet_app::cache::CacheSettings,
+    /// Per-action rate limits (docs/API.md "Rate limits").
+    pub rate_limits: hermet_app::rate_limits::RateLimits,
     /// How concurrent message sends share transactions (group commit).
     pub group_commit: hermet_app::messages::GroupCommitSettings,
 }
@@ -130,6 +132,7 @@ impl Default for Config {
             gateway: hermet_app::gateway::GatewaySettings::default(),
             cache: hermet_app::cache::CacheSettings::default(),
             group_commit: hermet_app::messages::GroupCommitSettings::default(),
+            rate_limits: hermet_app::rate_limits::RateLimits::default(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("limits", &self.limits)
             .field("group_commit", &self.group_commit)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -380,6 +384,7 @@ impl Config {
                 }
             }));
         }
+        errors.extend(self.rate_limits.problems());
         if self.limits.max_group_members < 2 {
             errors.push("limits.max_group_members: must be at least 2".into());
         }

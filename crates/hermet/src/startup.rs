@@ -75,7 +75,10 @@ async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSi
     let app = App::new(db, ids, config.auth_settings(), config.limits(), config.pipeline_settings(), push)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the application: {e:?}"))?;
-    Ok(app.with_cache(cache(config).await?).with_group_commit(&config.group_commit))
+    Ok(app
+        .with_cache(cache(config).await?)
+        .with_group_commit(&config.group_commit)
+        .with_rate_limits(config.rate_limits.clone()))
 }
 
 /// The read caches and where their generations live (hermet_app::cache).
@@ -370,7 +373,9 @@ impl Application {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(async move { signal.cancelled().await });
+        // the peer's address is what rate limits key on (unless a proxy header is configured)
+        let service = self.router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move { signal.cancelled().await });
         let grace = self.grace;
         tokio::select! {
             res = server => res.context("server error")?,

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use hermet_app::auth::{IssuedTokens, SignUp};
+use hermet_app::rate_limits::{Key, Limit};
 use hermet_domain::id::UserId;
 use hermet_domain::user::AccountType;
 use hermet_store::Database;
@@ -11,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Auth, Json, UserAgent};
+use crate::extract::{Auth, ClientIp, Json, UserAgent};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -73,8 +74,10 @@ impl From<IssuedTokens> for TokenResponse {
 pub async fn sign_up<D: Database>(
     State(st): State<AppState<D>>,
     UserAgent(ua): UserAgent,
+    ClientIp(ip): ClientIp,
     Json(req): Json<SignUpRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
+    st.app.rate_limit(Limit::SignUpPerIp, Key::Ip(ip))?;
     let tokens = st
         .app
         .sign_up(SignUp {
@@ -95,8 +98,10 @@ pub async fn sign_up<D: Database>(
 pub async fn sign_in<D: Database>(
     State(st): State<AppState<D>>,
     UserAgent(ua): UserAgent,
+    ClientIp(ip): ClientIp,
     Json(req): Json<SignInRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
+    st.app.rate_limit(Limit::SignInPerIp, Key::Ip(ip))?;
     let tokens = st.app.sign_in(req.account_type, &req.account, req.credential, ua).await?;
     Ok(Json(tokens.into()))
 }
@@ -107,8 +112,10 @@ pub async fn sign_in<D: Database>(
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
 pub async fn refresh_token<D: Database>(
     State(st): State<AppState<D>>,
+    ClientIp(ip): ClientIp,
     Json(req): Json<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
+    st.app.rate_limit(Limit::RefreshPerIp, Key::Ip(ip))?;
     Ok(Json(st.app.refresh(&req.refresh_token).await?.into()))
 }
 

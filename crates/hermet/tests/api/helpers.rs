@@ -60,6 +60,8 @@ pub fn test_config(database_url: String) -> Config {
     c.auth.argon2_iterations = 1;
     c.database.max_connections = 4;
     c.http.shutdown_grace_secs = 2;
+    // tests send in bursts; limits.rs turns the limits on
+    c.rate_limits.enabled = false;
     c
 }
 

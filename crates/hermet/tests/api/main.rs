@@ -13,6 +13,7 @@ mod group_commit;
 mod helpers;
 mod im;
 mod large_groups;
+mod limits;
 mod ops;
 mod pipeline;
 mod realtime;

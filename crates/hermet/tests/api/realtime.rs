@@ -20,7 +20,7 @@ pub(crate) struct Client {
 
 impl Client {
     /// Connects with the token in the Authorization header and reads `ready`.
-    async fn connect(app: &TestApp, user: &TestUser) -> (Client, Value) {
+    pub(crate) async fn connect(app: &TestApp, user: &TestUser) -> (Client, Value) {
         Client::connect_to(&app.address, user).await
     }
 

@@ -1,0 +1,294 @@
+//! Rate limits: GCRA budgets per action and key (user, channel, client address) with the
+//! `governor` crate, and a growing back-off for failed sign-ins per account. Budgets are
+//! kept per node, in memory: behind a load balancer spreading a client over N nodes the
+//! effective budget is up to N times the configured one (docs/API.md "Rate limits").
+//!
+//! A refused call writes nothing and answers 429 `rate_limited` with `Retry-After`; a
+//! WebSocket `send` gets an `error` frame and the socket stays open.
+//! `rate_limited_total{limit}` counts refusals.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hermet_domain::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// `count` calls per `per_secs` seconds on average, `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub count: u32,
+    pub per_secs: u64,
+    pub burst: u32,
+}
+
+impl Rate {
+    const fn new(count: u32, per_secs: u64, burst: u32) -> Self {
+        Self { count, per_secs, burst }
+    }
+
+    fn quota(&self) -> Option<Quota> {
+        let period = Duration::from_secs(self.per_secs).checked_div(self.count)?;
+        Some(Quota::with_period(period)?.allow_burst(NonZeroU32::new(self.burst)?))
+    }
+}
+
+/// The `[rate_limits]` configuration section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    pub enabled: bool,
+    /// Behind a proxy: the header it appends the client's address to (e.g.
+    /// `x-forwarded-for`); its last address is the client's. Unset: the TCP peer.
+    pub client_ip_header: Option<String>,
+    /// Sign-ins from one client address, right or wrong.
+    pub sign_in_per_ip: Rate,
+    /// Failed sign-ins an account may have in a row before each further attempt must wait
+    /// 1 s, then 2 s, 4 s, … up to `sign_in_max_backoff_secs` after the last failure. A
+    /// right password resets it; sessions already open and their refreshes are not
+    /// affected.
+    pub sign_in_free_failures: u32,
+    pub sign_in_max_backoff_secs: u64,
+    pub sign_up_per_ip: Rate,
+    pub refresh_per_ip: Rate,
+    pub sends_per_user: Rate,
+    pub sends_per_channel: Rate,
+    /// Friend requests and requests to join groups.
+    pub applications_per_user: Rate,
+    pub group_creations_per_user: Rate,
+    pub searches_per_user: Rate,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_ip_header: None,
+            sign_in_per_ip: Rate::new(60, 60, 30),
+            sign_in_free_failures: 5,
+            sign_in_max_backoff_secs: 900,
+            sign_up_per_ip: Rate::new(10, 60, 10),
+            refresh_per_ip: Rate::new(120, 60, 60),
+            sends_per_user: Rate::new(20, 1, 60),
+            sends_per_channel: Rate::new(200, 1, 400),
+            applications_per_user: Rate::new(30, 3600, 20),
+            group_creations_per_user: Rate::new(30, 3600, 10),
+            searches_per_user: Rate::new(5, 1, 20),
+        }
+    }
+}
+
+impl RateLimits {
+    /// Problems with these settings, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (name, r) in self.rates() {
+            if r.quota().is_none() {
+                p.push(format!(
+                    "rate_limits.{name}: count, per_secs and burst must be at least 1 (and count at most per_secs × 10⁹)"
+                ));
+            }
+        }
+        if self.sign_in_max_backoff_secs == 0 {
+            p.push("rate_limits.sign_in_max_backoff_secs: at least 1".into());
+        }
+        p
+    }
+
+    fn rates(&self) -> [(&'static str, Rate); 8] {
+        [
+            ("sign_in_per_ip", self.sign_in_per_ip),
+            ("sign_up_per_ip", self.sign_up_per_ip),
+            ("refresh_per_ip", self.refresh_per_ip),
+            ("sends_per_user", self.sends_per_user),
+            ("sends_per_channel", self.sends_per_channel),
+            ("applications_per_user", self.applications_per_user),
+            ("group_creations_per_user", self.group_creations_per_user),
+            ("searches_per_user", self.searches_per_user),
+        ]
+    }
+}
+
+/// What a budget is for; its name is the `limit` label and the error's `details.limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    SignInPerIp,
+    SignUpPerIp,
+    RefreshPerIp,
+    SendsPerUser,
+    SendsPerChannel,
+    ApplicationsPerUser,
+    GroupCreationsPerUser,
+    SearchesPerUser,
+}
+
+impl Limit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::SignInPerIp => "sign_in_per_ip",
+            Limit::SignUpPerIp => "sign_up_per_ip",
+            Limit::RefreshPerIp => "refresh_per_ip",
+            Limit::SendsPerUser => "sends_per_user",
+            Limit::SendsPerChannel => "sends_per_channel",
+            Limit::ApplicationsPerUser => "applications_per_user",
+            Limit::GroupCreationsPerUser => "group_creations_per_user",
+            Limit::SearchesPerUser => "searches_per_user",
+        }
+    }
+}
+
+/// A budget's key: a user or channel id, or a client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    Id(i64),
+    Ip(IpAddr),
+}
+
+/// Keys a limiter holds before it forgets the idle ones.
+const SHRINK_AT: usize = 100_000;
+/// Accounts whose failed sign-ins are remembered at most (least recently failed go first).
+const FAILED_ACCOUNTS: usize = 100_000;
+
+pub struct Limiter {
+    settings: RateLimits,
+    budgets: Vec<(Limit, DefaultKeyedRateLimiter<Key>)>,
+    /// account → (failures in a row, when the last one was)
+    failures: quick_cache::sync::Cache<String, (u32, Instant)>,
+}
+
+impl Limiter {
+    pub fn new(settings: RateLimits) -> Self {
+        let pairs = [
+            (Limit::SignInPerIp, settings.sign_in_per_ip),
+            (Limit::SignUpPerIp, settings.sign_up_per_ip),
+            (Limit::RefreshPerIp, settings.refresh_per_ip),
+            (Limit::SendsPerUser, settings.sends_per_user),
+            (Limit::SendsPerChannel, settings.sends_per_channel),
+            (Limit::ApplicationsPerUser, settings.applications_per_user),
+            (Limit::GroupCreationsPerUser, settings.group_creations_per_user),
+            (Limit::SearchesPerUser, settings.searches_per_user),
+        ];
+        let budgets = pairs.into_iter().filter_map(|(l, r)| r.quota().map(|q| (l, RateLimiter::keyed(q)))).collect();
+        Self { settings, budgets, failures: quick_cache::sync::Cache::new(FAILED_ACCOUNTS) }
+    }
+
+    /// No limits at all.
+    pub fn off() -> Self {
+        Self::new(RateLimits { enabled: false, ..RateLimits::default() })
+    }
+
+    pub fn client_ip_header(&self) -> Option<&str> {
+        self.settings.client_ip_header.as_deref().filter(|h| !h.is_empty())
+    }
+
+    /// Takes one call from `limit`'s budget for `key`, or refuses with the wait.
+    pub fn check(&self, limit: Limit, key: Key) -> Result<()> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        let Some((_, budget)) = self.budgets.iter().find(|(l, _)| *l == limit) else { return Ok(()) };
+        if budget.len() > SHRINK_AT {
+            budget.retain_recent();
+        }
+        budget.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            refused(limit.name(), wait)
+        })
+    }
+
+    /// Before verifying a password for `account`: refused while its back-off runs.
+    pub fn sign_in_allowed(&self, account: &str) -> Result<()> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        let Some((n, last)) = self.failures.get(account) else { return Ok(()) };
+        let wait = self.backoff(n).saturating_sub(last.elapsed());
+        if wait.is_zero() { Ok(()) } else { Err(refused("sign_in_failures_per_account", wait)) }
+    }
+
+    /// After a sign-in for `account` failed (`ok = false`) or succeeded.
+    pub fn sign_in_result(&self, account: &str, ok: bool) {
+        if !self.settings.enabled {
+            return;
+        }
+        if ok {
+            self.failures.remove(account);
+        } else {
+            let n = self.failures.get(account).map_or(0, |(n, _)| n);
+            self.failures.insert(account.to_owned(), (n.saturating_add(1), Instant::now()));
+        }
+    }
+
+    /// How long after the last failure the next attempt must wait, with `n` failures in a row.
+    fn backoff(&self, n: u32) -> Duration {
+        let over = n.saturating_sub(self.settings.sign_in_free_failures);
+        if over == 0 {
+            return Duration::ZERO;
+        }
+        let secs = 1u64.checked_shl(over - 1).unwrap_or(u64::MAX);
+        Duration::from_secs(secs.min(self.settings.sign_in_max_backoff_secs))
+    }
+}
+
+fn refused(limit: &'static str, wait: Duration) -> Error {
+    metrics::counter!("rate_limited_total", "limit" => limit).increment(1);
+    Error::RateLimited { limit, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tight() -> Limiter {
+        Limiter::new(RateLimits { sends_per_user: Rate::new(1, 3600, 3), ..RateLimits::default() })
+    }
+
+    #[test]
+    fn a_budget_allows_its_burst_then_refuses_with_the_wait() {
+        let l = tight();
+        for _ in 0..3 {
+            assert!(l.check(Limit::SendsPerUser, Key::Id(1)).is_ok());
+        }
+        match l.check(Limit::SendsPerUser, Key::Id(1)) {
+            Err(Error::RateLimited { limit, retry_after_secs }) => {
+                assert_eq!(limit, "sends_per_user");
+                assert!((3500..=3600).contains(&retry_after_secs), "{retry_after_secs}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(l.check(Limit::SendsPerUser, Key::Id(2)).is_ok(), "another user has a budget of its own");
+    }
+
+    #[test]
+    fn failed_sign_ins_back_off_growing_and_a_success_resets() {
+        let l = Limiter::new(RateLimits { sign_in_free_failures: 2, ..RateLimits::default() });
+        assert_eq!(l.backoff(2), Duration::ZERO);
+        assert_eq!(l.backoff(3), Duration::from_secs(1));
+        assert_eq!(l.backoff(5), Duration::from_secs(4));
+        assert_eq!(l.backoff(40), Duration::from_secs(900), "capped");
+        for _ in 0..2 {
+            assert!(l.sign_in_allowed("a@x").is_ok());
+            l.sign_in_result("a@x", false);
+        }
+        assert!(l.sign_in_allowed("a@x").is_ok(), "two failures are free");
+        l.sign_in_result("a@x", false);
+        assert!(l.sign_in_allowed("a@x").is_err(), "the third starts the back-off");
+        assert!(l.sign_in_allowed("b@x").is_ok(), "per account");
+        l.sign_in_result("a@x", true);
+        assert!(l.sign_in_allowed("a@x").is_ok());
+    }
+
+    #[test]
+    fn off_allows_everything_and_bad_settings_are_named() {
+        let l = Limiter::off();
+        for _ in 0..1000 {
+            assert!(l.check(Limit::SendsPerUser, Key::Id(1)).is_ok());
+        }
+        let bad = RateLimits { searches_per_user: Rate::new(0, 1, 1), ..RateLimits::default() };
+        assert!(bad.problems().iter().any(|p| p.starts_with("rate_limits.searches_per_user")));
+        assert!(RateLimits::default().problems().is_empty());
+    }
+}
