@@ -107,7 +107,6 @@ impl<D: Database> App<D> {
         avatar: Option<&str>,
         member_ids: Vec<UserId>,
     ) -> Result<Channel> {
-        self.rate_limit(Limit::GroupCreationsPerUser, Key::Id(who.user_id.get()))?;
         let start = Instant::now();
         let result = timed("channel.create", self.create_group_inner(who, name, avatar, member_ids)).await;
         let status = if result.is_ok() { "success" } else { "failure" };
@@ -129,6 +128,7 @@ impl<D: Database> App<D> {
         let name = validate::display_name("name", name, CHANNEL_NAME_MAX, false)?;
         let avatar = validate::avatar("avatar", avatar.unwrap_or(""))?;
         unique_ids("memberIds", &member_ids)?;
+        self.rate_limit(Limit::GroupCreationsPerUser, Key::Id(who.user_id.get()))?;
         let mut all: Vec<UserId> = vec![who.user_id];
         all.extend(member_ids.into_iter().filter(|u| *u != who.user_id));
         let max = self.settings.limits.max_group_members;

@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -85,10 +86,11 @@ impl RateLimits {
     /// Problems with these settings, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        for (name, r) in self.rates() {
-            if r.quota().is_none() {
+        for limit in Limit::ALL {
+            if self.rate(limit).quota().is_none() {
                 p.push(format!(
-                    "rate_limits.{name}: count, per_secs and burst must be at least 1 (and count at most per_secs × 10⁹)"
+                    "rate_limits.{}: count, per_secs and burst must be at least 1 (and count at most per_secs × 10⁹)",
+                    limit.name()
                 ));
             }
         }
@@ -98,17 +100,18 @@ impl RateLimits {
         p
     }
 
-    fn rates(&self) -> [(&'static str, Rate); 8] {
-        [
-            ("sign_in_per_ip", self.sign_in_per_ip),
-            ("sign_up_per_ip", self.sign_up_per_ip),
-            ("refresh_per_ip", self.refresh_per_ip),
-            ("sends_per_user", self.sends_per_user),
-            ("sends_per_channel", self.sends_per_channel),
-            ("applications_per_user", self.applications_per_user),
-            ("group_creations_per_user", self.group_creations_per_user),
-            ("searches_per_user", self.searches_per_user),
-        ]
+    /// The configured budget of `limit`.
+    fn rate(&self, limit: Limit) -> Rate {
+        match limit {
+            Limit::SignInPerIp => self.sign_in_per_ip,
+            Limit::SignUpPerIp => self.sign_up_per_ip,
+            Limit::RefreshPerIp => self.refresh_per_ip,
+            Limit::SendsPerUser => self.sends_per_user,
+            Limit::SendsPerChannel => self.sends_per_channel,
+            Limit::ApplicationsPerUser => self.applications_per_user,
+            Limit::GroupCreationsPerUser => self.group_creations_per_user,
+            Limit::SearchesPerUser => self.searches_per_user,
+        }
     }
 }
 
@@ -126,6 +129,18 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit, in the order of [`Limiter`]'s budgets (`limit as usize`).
+    pub const ALL: [Limit; 8] = [
+        Limit::SignInPerIp,
+        Limit::SignUpPerIp,
+        Limit::RefreshPerIp,
+        Limit::SendsPerUser,
+        Limit::SendsPerChannel,
+        Limit::ApplicationsPerUser,
+        Limit::GroupCreationsPerUser,
+        Limit::SearchesPerUser,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Limit::SignInPerIp => "sign_in_per_ip",
@@ -147,32 +162,25 @@ pub enum Key {
     Ip(IpAddr),
 }
 
-/// Keys a limiter holds before it forgets the idle ones.
-const SHRINK_AT: usize = 100_000;
+/// Checks between two sweeps that forget idle keys (a keyed budget's size is a walk over
+/// its shards, too dear to ask on every send).
+const SWEEP_EVERY: u64 = 65_536;
 /// Accounts whose failed sign-ins are remembered at most (least recently failed go first).
 const FAILED_ACCOUNTS: usize = 100_000;
 
 pub struct Limiter {
     settings: RateLimits,
-    budgets: Vec<(Limit, DefaultKeyedRateLimiter<Key>)>,
+    /// Indexed by `limit as usize`; `None` for a budget whose settings were refused.
+    budgets: Vec<Option<DefaultKeyedRateLimiter<Key>>>,
+    checks: AtomicU64,
     /// account → (failures in a row, when the last one was)
     failures: quick_cache::sync::Cache<String, (u32, Instant)>,
 }
 
 impl Limiter {
     pub fn new(settings: RateLimits) -> Self {
-        let pairs = [
-            (Limit::SignInPerIp, settings.sign_in_per_ip),
-            (Limit::SignUpPerIp, settings.sign_up_per_ip),
-            (Limit::RefreshPerIp, settings.refresh_per_ip),
-            (Limit::SendsPerUser, settings.sends_per_user),
-            (Limit::SendsPerChannel, settings.sends_per_channel),
-            (Limit::ApplicationsPerUser, settings.applications_per_user),
-            (Limit::GroupCreationsPerUser, settings.group_creations_per_user),
-            (Limit::SearchesPerUser, settings.searches_per_user),
-        ];
-        let budgets = pairs.into_iter().filter_map(|(l, r)| r.quota().map(|q| (l, RateLimiter::keyed(q)))).collect();
-        Self { settings, budgets, failures: quick_cache::sync::Cache::new(FAILED_ACCOUNTS) }
+        let budgets = Limit::ALL.iter().map(|l| settings.rate(*l).quota().map(RateLimiter::keyed)).collect();
+        Self { settings, budgets, checks: AtomicU64::new(0), failures: quick_cache::sync::Cache::new(FAILED_ACCOUNTS) }
     }
 
     /// No limits at all.
@@ -189,8 +197,8 @@ impl Limiter {
         if !self.settings.enabled {
             return Ok(());
         }
-        let Some((_, budget)) = self.budgets.iter().find(|(l, _)| *l == limit) else { return Ok(()) };
-        if budget.len() > SHRINK_AT {
+        let Some(Some(budget)) = self.budgets.get(limit as usize) else { return Ok(()) };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             budget.retain_recent();
         }
         budget.check_key(&key).map_err(|not_until| {

@@ -241,6 +241,21 @@ impl World {
     }
 }
 
+impl World {
+    /// A `pg_ctl` step on the world's own cluster, off the async workers (it blocks).
+    async fn pg_ctl(&mut self, step: fn(&OwnPostgres)) -> anyhow::Result<()> {
+        let pg = self.pg.take().context("no PostgreSQL cluster")?;
+        self.pg = Some(
+            tokio::task::spawn_blocking(move || {
+                step(&pg);
+                pg
+            })
+            .await?,
+        );
+        Ok(())
+    }
+}
+
 /// A message as its sender saw it.
 #[derive(Debug, Clone)]
 struct Sent {
@@ -539,16 +554,7 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     match fault {
         Fault::Redis => world.redis.as_mut().context("no redis-server")?.kill(),
         Fault::Broker => world.broker.as_mut().context("no broker")?.stop(),
-        Fault::Database => {
-            let pg = world.pg.take().context("no PostgreSQL cluster")?;
-            world.pg = Some(
-                tokio::task::spawn_blocking(move || {
-                    pg.stop();
-                    pg
-                })
-                .await?,
-            );
-        }
+        Fault::Database => world.pg_ctl(OwnPostgres::stop).await?,
         Fault::Restart => world.nodes[1].terminate(),
         Fault::Kill => world.nodes[1].kill(),
     }
@@ -556,16 +562,7 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     match fault {
         Fault::Redis => world.redis.as_mut().context("no redis-server")?.start_again().await,
         Fault::Broker => world.broker.as_mut().context("no broker")?.start().await,
-        Fault::Database => {
-            let pg = world.pg.take().context("no PostgreSQL cluster")?;
-            world.pg = Some(
-                tokio::task::spawn_blocking(move || {
-                    pg.start_again();
-                    pg
-                })
-                .await?,
-            );
-        }
+        Fault::Database => world.pg_ctl(OwnPostgres::start_again).await?,
         Fault::Restart | Fault::Kill => world.nodes[1].spawn(),
     }
     let back = Instant::now();
