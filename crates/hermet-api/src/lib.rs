@@ -9,6 +9,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod security;
 
 use std::time::Duration;
 
@@ -37,11 +38,18 @@ pub struct HttpSettings {
     pub admin_body_limit_bytes: usize,
     /// A request still running after this long gets a 503.
     pub request_timeout_secs: u64,
+    /// Browser origins allowed to call the API and open WebSockets (CORS); `*`: any.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 2 * 1024 * 1024, admin_body_limit_bytes: 16 * 1024 * 1024, request_timeout_secs: 30 }
+        Self {
+            body_limit_bytes: 2 * 1024 * 1024,
+            admin_body_limit_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 30,
+            allowed_origins: Vec::new(),
+        }
     }
 }
 
@@ -51,11 +59,18 @@ pub struct AppState<D: Database> {
     pub metrics: PrometheusHandle,
     /// The gateway: this node's WebSocket connections, presence, routing between nodes.
     pub cluster: std::sync::Arc<dyn hermet_app::gateway::Cluster>,
+    /// Browser origins allowed to open WebSockets (and call the API).
+    pub origins: security::Origins,
 }
 
 impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
-        Self { app: self.app.clone(), metrics: self.metrics.clone(), cluster: self.cluster.clone() }
+        Self {
+            app: self.app.clone(),
+            metrics: self.metrics.clone(),
+            cluster: self.cluster.clone(),
+            origins: self.origins.clone(),
+        }
     }
 }
 
@@ -154,7 +169,8 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .merge(admin_routes)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), database_guard::<D>));
 
-    Router::new()
+    let cors = state.origins.cors();
+    let router = Router::new()
         .merge(api)
         .route("/api/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
@@ -168,6 +184,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
             r
         })
         .layer(axum::middleware::from_fn(read_model_marker))
+        .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(http.request_timeout_secs)))
         .layer(axum::middleware::map_response(retry_after))
@@ -182,5 +199,10 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so a preflight is answered before anything else runs.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

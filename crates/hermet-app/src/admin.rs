@@ -112,6 +112,8 @@ impl<D: Database> App<D> {
 
     /// Disables, re-enables or deletes a user. Disabling and deleting revoke every
     /// session of the user at once; a deleted user's account can be registered again.
+    /// Deleting also erases the profile (others see "Deleted account") and takes the
+    /// account out of every group.
     #[tracing::instrument(level = "debug", skip_all, fields(admin_id = %who.user_id, target_id = %id, status = status.as_str()))]
     pub async fn set_user_status(&self, who: Principal, id: UserId, status: UserStatus) -> Result<()> {
         require_admin(who)?;
@@ -130,6 +132,11 @@ impl<D: Database> App<D> {
             (UserStatus::Deleted, _) => return Err(Error::NotFound("user")),
             (a, b) if a == b => return Ok(()),
             _ => {}
+        }
+        if status == UserStatus::Deleted {
+            // The write side first; the read models follow as for any change.
+            self.erase_profile(&mut tx, &user, now).await?;
+            self.remove_from_all_groups(&mut tx, who, id, now).await?;
         }
         tx.set_user_status(id, status, now).await?;
         tx.touched().accounts.push(id);

@@ -98,11 +98,11 @@ impl<D: Database> App<D> {
         let key = match &account {
             Account::Email(a) | Account::Mobile(a) => a.clone(),
         };
-        self.limiter.sign_in_allowed(&key)?;
+        self.limiter.sign_in_allowed(&key).await?;
         let found = self.db.user_by_account(&account).await?;
         let hash = found.as_ref().and_then(|(_, h)| h.clone());
         let ok = password::verify(self.settings.auth.password, credential, hash).await?;
-        self.limiter.sign_in_result(&key, ok && found.is_some());
+        self.limiter.sign_in_result(&key, ok && found.is_some()).await;
         let user = match found {
             Some((user, _)) if ok => user,
             _ => return Err(invalid_credentials()),

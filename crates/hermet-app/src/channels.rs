@@ -128,7 +128,7 @@ impl<D: Database> App<D> {
         let name = validate::display_name("name", name, CHANNEL_NAME_MAX, false)?;
         let avatar = validate::avatar("avatar", avatar.unwrap_or(""))?;
         unique_ids("memberIds", &member_ids)?;
-        self.rate_limit(Limit::GroupCreationsPerUser, Key::Id(who.user_id.get()))?;
+        self.rate_limit(Limit::GroupCreationsPerUser, Key::Id(who.user_id.get())).await?;
         let mut all: Vec<UserId> = vec![who.user_id];
         all.extend(member_ids.into_iter().filter(|u| *u != who.user_id));
         let max = self.settings.limits.max_group_members;
@@ -399,6 +399,47 @@ impl<D: Database> App<D> {
         .await
     }
 
+    /// An account being deleted leaves every group it is in, in channel order (the order
+    /// locks take), with reason `account_deleted`: an owner's ownership passes to the
+    /// [`heir`](hermet_store::ChannelWrites::heir), and a group with no one else is
+    /// dismissed. One group at a time: an account is in a bounded number of groups, and
+    /// deleting one is rare.
+    pub(crate) async fn remove_from_all_groups(
+        &self,
+        tx: &mut D::Tx,
+        by: Principal,
+        user: UserId,
+        now: i64,
+    ) -> Result<()> {
+        for id in tx.groups_of(user).await? {
+            let Some(channel) = tx.lock_channel(id, true).await? else { continue };
+            let Some(member) = tx.lock_member(id, user).await?.filter(Member::is_active) else { continue };
+            if member.role == MemberRole::Owner {
+                let Some(heir) = tx.heir(id, user).await? else {
+                    tx.archive_channel(id, now).await?;
+                    let ev = DomainEvent::ChannelDismissed(event::ChannelDismissed {
+                        channel_id: id,
+                        dismissed_by: by.user_id,
+                        dismissed_at: now,
+                    });
+                    self.record(tx, &[ev], now).await?;
+                    continue;
+                };
+                tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
+                let ev = DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
+                    channel_id: id,
+                    user_id: heir,
+                    role: "owner".into(),
+                    changed_by: by.user_id,
+                    changed_at: now,
+                });
+                self.record(tx, &[ev], now).await?;
+            }
+            self.remove_locked(tx, by, &channel, user, "account_deleted", now).await?;
+        }
+        Ok(())
+    }
+
     async fn remove_locked(
         &self,
         tx: &mut D::Tx,
@@ -571,7 +612,7 @@ impl<D: Database> App<D> {
     pub async fn apply_to_channel(&self, who: Principal, id: ChannelId, message: &str) -> Result<ChannelApplication> {
         timed("channel.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
-            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get()))?;
+            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get())).await?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let channel = tx.lock_channel(id, false).await?.ok_or(Error::NotFound("channel"))?;

@@ -65,7 +65,7 @@ impl<D: Database> App<D> {
     ) -> Result<ContactApplication> {
         timed("contact.apply", async {
             let message = validate::text("message", message, APPLICATION_MESSAGE_MAX, true)?;
-            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get()))?;
+            self.rate_limit(Limit::ApplicationsPerUser, Key::Id(who.user_id.get())).await?;
             if contact_id == who.user_id {
                 return Err(Error::Refused {
                     code: ErrorCode::CannotAddSelf,

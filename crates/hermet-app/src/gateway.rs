@@ -66,11 +66,11 @@ impl Default for GatewaySettings {
     }
 }
 
-/// Why the server closes a connection (sent in the close frame; code 4000 + n).
 /// The largest frame a client may send (a `send` carries at most 64 KiB of content);
 /// a larger one closes the socket with 1009.
 pub const MAX_CLIENT_FRAME: usize = 256 * 1024;
 
+/// Why the server closes a connection (sent in the close frame; code 4000 + n).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// Its send queue overflowed: reconnect and resync.

@@ -73,11 +73,19 @@ pub struct Limits {
     /// Groups of at least this many members use read diffusion: a message writes O(1)
     /// rows and members' conversation rows are computed when read.
     pub large_group_threshold: usize,
+    /// Plain members of a group may mention everyone (`"all"`); by default only its
+    /// owner and admins may.
+    pub mention_all_by_members: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bulk_users: 10_000, max_group_members: 10_000, large_group_threshold: 500 }
+        Self {
+            max_bulk_users: 10_000,
+            max_group_members: 10_000,
+            large_group_threshold: 500,
+            mention_all_by_members: false,
+        }
     }
 }
 
@@ -161,9 +169,18 @@ impl<D: Database> App<D> {
         })
     }
 
-    /// Applies `settings` to the rate limits (built with the defaults).
-    pub fn with_rate_limits(mut self, settings: rate_limits::RateLimits) -> Self {
-        self.limiter = Arc::new(rate_limits::Limiter::new(settings));
+    /// Applies `settings` to the rate limits (built with the defaults), their budgets kept
+    /// in `shared` when given (every node's), else in this process.
+    pub fn with_rate_limits(
+        mut self,
+        settings: rate_limits::RateLimits,
+        shared: Option<Arc<dyn rate_limits::SharedBudgets>>,
+    ) -> Self {
+        let limiter = rate_limits::Limiter::new(settings);
+        self.limiter = Arc::new(match shared {
+            Some(s) => limiter.with_shared(s),
+            None => limiter,
+        });
         self
     }
 
@@ -173,8 +190,13 @@ impl<D: Database> App<D> {
     }
 
     /// Takes one call from `limit`'s budget for `key` (429 `rate_limited` when spent).
-    pub fn rate_limit(&self, limit: rate_limits::Limit, key: rate_limits::Key) -> Result<()> {
-        self.limiter.check(limit, key)
+    pub async fn rate_limit(&self, limit: rate_limits::Limit, key: rate_limits::Key) -> Result<()> {
+        self.limiter.check(&[(limit, key)]).await
+    }
+
+    /// Takes one call from each budget, or none of them when one is spent (429).
+    pub async fn rate_limits(&self, budgets: &[(rate_limits::Limit, rate_limits::Key)]) -> Result<()> {
+        self.limiter.check(budgets).await
     }
 
     /// Batches concurrent message sends as `settings` says (built with the defaults).

@@ -60,8 +60,11 @@ impl<D: Database> App<D> {
                 return Err(Error::invalid("type", "system messages are sent by the server only"));
             }
             message::validate_content(req.msg_type, &req.content)?;
-            self.rate_limit(Limit::SendsPerUser, Key::Id(who.user_id.get()))?;
-            self.rate_limit(Limit::SendsPerChannel, Key::Id(channel.get()))?;
+            self.rate_limits(&[
+                (Limit::SendsPerUser, Key::Id(who.user_id.get())),
+                (Limit::SendsPerChannel, Key::Id(channel.get())),
+            ])
+            .await?;
             if let Some(id) = &req.client_msg_id {
                 let n = id.chars().count();
                 if n == 0 || n > message::CLIENT_MSG_ID_MAX || id.chars().any(char::is_control) {

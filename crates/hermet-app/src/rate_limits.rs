@@ -1,7 +1,10 @@
-//! Rate limits: GCRA budgets per action and key (user, channel, client address) with the
-//! `governor` crate, and a growing back-off for failed sign-ins per account. Budgets are
-//! kept per node, in memory: behind a load balancer spreading a client over N nodes the
-//! effective budget is up to N times the configured one (docs/API.md "Rate limits").
+//! Rate limits: GCRA budgets per action and key (user, channel, client address), and a
+//! growing back-off for failed sign-ins per account (docs/API.md "Rate limits").
+//!
+//! Where budgets live: with `redis_url` set, in Redis ([`SharedBudgets`], implemented by
+//! `hermet_redis::RedisBudgets`: the same GCRA in one script), so every node takes from
+//! one budget; otherwise, and whenever Redis does not answer, in this node's memory with
+//! the `governor` crate, so a Redis outage neither blocks calls nor lifts the limits.
 //!
 //! A refused call writes nothing and answers 429 `rate_limited` with `Retry-After`; a
 //! WebSocket `send` gets an `error` frame and the socket stays open.
@@ -9,6 +12,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hermet_domain::{Error, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::push::BoxFuture;
 
 /// `count` calls per `per_secs` seconds on average, `burst` at once.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -31,9 +37,13 @@ impl Rate {
         Self { count, per_secs, burst }
     }
 
+    /// The time one call costs (the GCRA's emission interval).
+    fn period(&self) -> Option<Duration> {
+        Duration::from_secs(self.per_secs).checked_div(self.count).filter(|p| !p.is_zero())
+    }
+
     fn quota(&self) -> Option<Quota> {
-        let period = Duration::from_secs(self.per_secs).checked_div(self.count)?;
-        Some(Quota::with_period(period)?.allow_burst(NonZeroU32::new(self.burst)?))
+        Some(Quota::with_period(self.period()?)?.allow_burst(NonZeroU32::new(self.burst)?))
     }
 }
 
@@ -162,6 +172,37 @@ pub enum Key {
     Ip(IpAddr),
 }
 
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Id(id) => write!(f, "{id}"),
+            Key::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// One budget as a shared store sees it: its name (`limit:key`), the time one call
+/// costs, and how many calls may come at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub name: String,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+/// Budgets and failed sign-ins kept where every node sees them (Redis). Every method
+/// answers `None` when the store cannot answer now; the limiter then uses this node's
+/// own budgets.
+pub trait SharedBudgets: Send + Sync + 'static {
+    /// Takes one call from each of `budgets` if every one of them has it (then `Ok`);
+    /// otherwise takes nothing and answers the budget (its index) with the longest wait.
+    fn take<'a>(&'a self, budgets: &'a [Budget]) -> BoxFuture<'a, Option<std::result::Result<(), (usize, Duration)>>>;
+    /// Failed sign-ins in a row for `account`, and how long ago the last one was.
+    fn failures<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Option<(u32, Duration)>>;
+    /// Records a failed sign-in (`ok = false`; kept for `keep`) or forgets them (`ok`).
+    fn sign_in_result<'a>(&'a self, account: &'a str, ok: bool, keep: Duration) -> BoxFuture<'a, Option<()>>;
+}
+
 /// Checks between two sweeps that forget idle keys (a keyed budget's size is a walk over
 /// its shards, too dear to ask on every send).
 const SWEEP_EVERY: u64 = 65_536;
@@ -170,6 +211,7 @@ const FAILED_ACCOUNTS: usize = 100_000;
 
 pub struct Limiter {
     settings: RateLimits,
+    shared: Option<Arc<dyn SharedBudgets>>,
     /// Indexed by `limit as usize`; `None` for a budget whose settings were refused.
     budgets: Vec<Option<DefaultKeyedRateLimiter<Key>>>,
     checks: AtomicU64,
@@ -180,7 +222,20 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(settings: RateLimits) -> Self {
         let budgets = Limit::ALL.iter().map(|l| settings.rate(*l).quota().map(RateLimiter::keyed)).collect();
-        Self { settings, budgets, checks: AtomicU64::new(0), failures: quick_cache::sync::Cache::new(FAILED_ACCOUNTS) }
+        Self {
+            settings,
+            shared: None,
+            budgets,
+            checks: AtomicU64::new(0),
+            failures: quick_cache::sync::Cache::new(FAILED_ACCOUNTS),
+        }
+    }
+
+    /// Keeps budgets and failed sign-ins in `shared` (every node's), this node's memory
+    /// serving only while it does not answer.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedBudgets>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// No limits at all.
@@ -192,11 +247,35 @@ impl Limiter {
         self.settings.client_ip_header.as_deref().filter(|h| !h.is_empty())
     }
 
-    /// Takes one call from `limit`'s budget for `key`, or refuses with the wait.
-    pub fn check(&self, limit: Limit, key: Key) -> Result<()> {
+    /// Takes one call from each `(limit, key)` budget, or refuses with the longest wait
+    /// and takes nothing from the shared store (this node's own budgets, used while the
+    /// store is away, are taken one by one until one refuses).
+    pub async fn check(&self, budgets: &[(Limit, Key)]) -> Result<()> {
         if !self.settings.enabled {
             return Ok(());
         }
+        if let Some(shared) = &self.shared {
+            let named: Vec<Budget> = budgets
+                .iter()
+                .filter_map(|(limit, key)| {
+                    let rate = self.settings.rate(*limit);
+                    Some(Budget { name: format!("{}:{key}", limit.name()), period: rate.period()?, burst: rate.burst })
+                })
+                .collect();
+            match shared.take(&named).await {
+                Some(Ok(())) => return Ok(()),
+                Some(Err((i, wait))) => {
+                    let limit = named.get(i).and_then(|b| budgets.iter().find(|(l, _)| b.name.starts_with(l.name())));
+                    return Err(refused(limit.map_or("rate", |(l, _)| l.name()), wait));
+                }
+                None => {}
+            }
+        }
+        budgets.iter().try_for_each(|(limit, key)| self.check_here(*limit, *key))
+    }
+
+    /// This node's own budget of `limit` for `key`.
+    fn check_here(&self, limit: Limit, key: Key) -> Result<()> {
         let Some(Some(budget)) = self.budgets.get(limit as usize) else { return Ok(()) };
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             budget.retain_recent();
@@ -208,19 +287,35 @@ impl Limiter {
     }
 
     /// Before verifying a password for `account`: refused while its back-off runs.
-    pub fn sign_in_allowed(&self, account: &str) -> Result<()> {
+    pub async fn sign_in_allowed(&self, account: &str) -> Result<()> {
         if !self.settings.enabled {
             return Ok(());
         }
-        let Some((n, last)) = self.failures.get(account) else { return Ok(()) };
-        let wait = self.backoff(n).saturating_sub(last.elapsed());
+        let shared = match &self.shared {
+            Some(s) => s.failures(account).await,
+            None => None,
+        };
+        let (n, since) = match shared {
+            Some(f) => f,
+            None => match self.failures.get(account) {
+                Some((n, last)) => (n, last.elapsed()),
+                None => return Ok(()),
+            },
+        };
+        let wait = self.backoff(n).saturating_sub(since);
         if wait.is_zero() { Ok(()) } else { Err(refused("sign_in_failures_per_account", wait)) }
     }
 
     /// After a sign-in for `account` failed (`ok = false`) or succeeded.
-    pub fn sign_in_result(&self, account: &str, ok: bool) {
+    pub async fn sign_in_result(&self, account: &str, ok: bool) {
         if !self.settings.enabled {
             return;
+        }
+        if let Some(shared) = &self.shared {
+            let keep = Duration::from_secs(self.settings.sign_in_max_backoff_secs.saturating_mul(2));
+            if shared.sign_in_result(account, ok, keep).await.is_some() {
+                return;
+            }
         }
         if ok {
             self.failures.remove(account);
@@ -257,17 +352,18 @@ mod tests {
     #[test]
     fn a_budget_allows_its_burst_then_refuses_with_the_wait() {
         let l = tight();
+        let check = |limit, key| futures::executor::block_on(l.check(&[(limit, key)]));
         for _ in 0..3 {
-            assert!(l.check(Limit::SendsPerUser, Key::Id(1)).is_ok());
+            assert!(check(Limit::SendsPerUser, Key::Id(1)).is_ok());
         }
-        match l.check(Limit::SendsPerUser, Key::Id(1)) {
+        match check(Limit::SendsPerUser, Key::Id(1)) {
             Err(Error::RateLimited { limit, retry_after_secs }) => {
                 assert_eq!(limit, "sends_per_user");
                 assert!((3500..=3600).contains(&retry_after_secs), "{retry_after_secs}");
             }
             other => panic!("{other:?}"),
         }
-        assert!(l.check(Limit::SendsPerUser, Key::Id(2)).is_ok(), "another user has a budget of its own");
+        assert!(check(Limit::SendsPerUser, Key::Id(2)).is_ok(), "another user has a budget of its own");
     }
 
     #[test]
@@ -277,23 +373,25 @@ mod tests {
         assert_eq!(l.backoff(3), Duration::from_secs(1));
         assert_eq!(l.backoff(5), Duration::from_secs(4));
         assert_eq!(l.backoff(40), Duration::from_secs(900), "capped");
+        let allowed = |a| futures::executor::block_on(l.sign_in_allowed(a));
+        let result = |a, ok| futures::executor::block_on(l.sign_in_result(a, ok));
         for _ in 0..2 {
-            assert!(l.sign_in_allowed("a@x").is_ok());
-            l.sign_in_result("a@x", false);
+            assert!(allowed("a@x").is_ok());
+            result("a@x", false);
         }
-        assert!(l.sign_in_allowed("a@x").is_ok(), "two failures are free");
-        l.sign_in_result("a@x", false);
-        assert!(l.sign_in_allowed("a@x").is_err(), "the third starts the back-off");
-        assert!(l.sign_in_allowed("b@x").is_ok(), "per account");
-        l.sign_in_result("a@x", true);
-        assert!(l.sign_in_allowed("a@x").is_ok());
+        assert!(allowed("a@x").is_ok(), "two failures are free");
+        result("a@x", false);
+        assert!(allowed("a@x").is_err(), "the third starts the back-off");
+        assert!(allowed("b@x").is_ok(), "per account");
+        result("a@x", true);
+        assert!(allowed("a@x").is_ok());
     }
 
     #[test]
     fn off_allows_everything_and_bad_settings_are_named() {
         let l = Limiter::off();
         for _ in 0..1000 {
-            assert!(l.check(Limit::SendsPerUser, Key::Id(1)).is_ok());
+            assert!(futures::executor::block_on(l.check(&[(Limit::SendsPerUser, Key::Id(1))])).is_ok());
         }
         let bad = RateLimits { searches_per_user: Rate::new(0, 1, 1), ..RateLimits::default() };
         assert!(bad.problems().iter().any(|p| p.starts_with("rate_limits.searches_per_user")));

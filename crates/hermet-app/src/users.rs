@@ -35,6 +35,9 @@ impl ProfileChanges {
     }
 }
 
+/// The nickname a deleted account shows in others' lists.
+pub const DELETED_NICKNAME: &str = "Deleted account";
+
 fn changed_fields(old: &User, new: &User) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |name: &str, differs: bool| {
@@ -66,12 +69,28 @@ impl<D: Database> App<D> {
         let patch = changes.validate()?;
         let mut tx = self.db.begin().await?;
         let current = tx.lock_user(who.user_id).await?.ok_or(Error::NotFound("user"))?;
-        let mut updated = patch.apply(&current);
+        let updated = patch.apply(&current);
         let changed = changed_fields(&current, &updated);
         if changed.is_empty() {
             return Ok(current);
         }
         let now = now_ms();
+        let updated = self.write_profile(&mut tx, updated, changed, now).await?;
+        self.commit(tx).await?;
+        Ok(updated)
+    }
+
+    /// Writes a changed profile (`changed` names the fields) with a new `profileVer` and
+    /// records `user.profile_updated` in the same transaction: in dual-write mode every
+    /// conversation view where the user is the peer and every contact view listing them
+    /// are refreshed there, through the reverse indexes.
+    pub(crate) async fn write_profile(
+        &self,
+        tx: &mut D::Tx,
+        mut updated: User,
+        changed: Vec<String>,
+        now: i64,
+    ) -> Result<User> {
         updated.profile_ver += 1;
         updated.updated_at = now;
         tx.update_profile(&updated).await?;
@@ -87,11 +106,27 @@ impl<D: Database> App<D> {
             changed,
             updated_at: now,
         });
-        // Dual-write: every conversation view where I am the peer and every contact view
-        // listing me are refreshed in this transaction, through the reverse indexes.
-        self.record(&mut tx, &[event], now).await?;
-        self.commit(tx).await?;
+        self.record(tx, &[event], now).await?;
         Ok(updated)
+    }
+
+    /// A deleted account's profile, as everyone sees it from then on: no name of its
+    /// own, no avatar, nothing personal.
+    pub(crate) async fn erase_profile(&self, tx: &mut D::Tx, current: &User, now: i64) -> Result<()> {
+        let erased = User {
+            nickname: DELETED_NICKNAME.to_owned(),
+            avatar: String::new(),
+            gender: hermet_domain::user::Gender::Unknown,
+            region: String::new(),
+            birthday: None,
+            tagline: String::new(),
+            ..current.clone()
+        };
+        let changed = changed_fields(current, &erased);
+        if !changed.is_empty() {
+            self.write_profile(tx, erased, changed, now).await?;
+        }
+        Ok(())
     }
 
     /// `GET /users/{id}`: the public profile of a user who is not deleted.
@@ -132,7 +167,7 @@ impl<D: Database> App<D> {
         limit: Option<u32>,
     ) -> Result<Page<User>> {
         let q = validate::text("q", q, 254, false)?;
-        self.rate_limit(Limit::SearchesPerUser, Key::Id(who.user_id.get()))?;
+        self.rate_limit(Limit::SearchesPerUser, Key::Id(who.user_id.get())).await?;
         let limit = validate::limit(limit)?;
         let after: Option<(String, i64)> = cursor.map(decode_cursor).transpose()?;
         let search = UserSearch {

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod abuse;
 pub mod baseline;
 pub mod fanout;
 pub mod faults;

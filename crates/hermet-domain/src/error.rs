@@ -67,6 +67,7 @@ catalogue! {
     CannotAddSelf => "cannot_add_self", 422, "a friend application to oneself";
     ApplicantInactive => "applicant_inactive", 422, "the applicant's account is no longer active";
     NotFriends => "not_friends", 422, "a one-to-one message to someone who is no longer a friend";
+    RecipientInactive => "recipient_inactive", 422, "a one-to-one message to an account that was disabled or deleted";
     NotAGroup => "not_a_group", 422, "a group operation on a one-to-one channel";
     DuplicateMembers => "duplicate_members", 422, "the request repeats user ids (listed in `details`)";
     InvalidMembers => "invalid_members", 422, "unknown, deleted or disabled users (listed in `details`)";

@@ -16,6 +16,7 @@
 //! caught up by cursor (docs/PROTOCOL.md), which is what makes delivery at-least-once.
 
 pub mod breaker;
+mod budgets;
 mod generations;
 
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use budgets::RedisBudgets;
 pub use generations::RedisGenerations;
 
 use crate::breaker::{Breaker, Refused};

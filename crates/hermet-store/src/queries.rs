@@ -145,7 +145,20 @@ sql!(CHANNEL_APP_BY_ID, "SELECT {CHANNEL_APPLICATION_COLUMNS} FROM channel_appli
 
 pub(crate) const INSERT_CHANNEL: &str = "INSERT INTO channel (id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, single_pair, creator_id, created_at, updated_at, read_diffusion)
      VALUES ($1, $2, $3, $4, 'active', 1, $8, 0, $5, $6, $7, $7, $9)";
-pub(crate) const REMOVE_MEMBER: &str = "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3 WHERE channel_id = $1 AND user_id = $2 AND left_at IS NULL";
+/// What a member leaving keeps of the group (`$1`): its name, avatar and info version
+/// then, which a former member's conversation row shows from then on.
+macro_rules! left_snapshot {
+    () => {
+        "left_name = (SELECT name FROM channel WHERE id = $1), left_avatar = (SELECT avatar FROM channel WHERE id = $1),
+         left_info_ver = (SELECT channel_info_ver FROM channel WHERE id = $1)"
+    };
+}
+pub(crate) use left_snapshot;
+pub(crate) const REMOVE_MEMBER: &str = concat!(
+    "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3, ",
+    left_snapshot!(),
+    " WHERE channel_id = $1 AND user_id = $2 AND left_at IS NULL"
+);
 pub(crate) const SET_ROLE: &str =
     "UPDATE channel_member SET role = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
 pub(crate) const SET_GROUP_NICKNAME: &str =
@@ -161,6 +174,12 @@ pub(crate) const RECOUNT_MEMBERS: &str = "UPDATE channel SET member_count = k.n,
 pub(crate) const OLDEST_ADMIN: &str =
     "SELECT user_id FROM channel_member WHERE channel_id = $1 AND role = 'admin' AND left_at IS NULL AND user_id <> $2
      ORDER BY joined_at, id LIMIT 1";
+pub(crate) const HEIR: &str =
+    "SELECT user_id FROM channel_member WHERE channel_id = $1 AND left_at IS NULL AND user_id <> $2
+     ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, id LIMIT 1";
+pub(crate) const GROUPS_OF: &str = "SELECT m.channel_id FROM channel_member m JOIN channel c ON c.id = m.channel_id
+     WHERE m.user_id = $1 AND m.left_at IS NULL AND c.channel_type = 'group' AND c.status = 'active'
+     ORDER BY m.channel_id";
 pub(crate) const UPDATE_CHANNEL_INFO: &str =
     "UPDATE channel SET name = $2, avatar = $3, channel_info_ver = channel_info_ver + 1, updated_at = $4 WHERE id = $1
      RETURNING channel_info_ver";

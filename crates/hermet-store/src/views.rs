@@ -66,13 +66,18 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - mentions = mention rows plus @all messages of others after the read position;
 /// - hidden/closed hold until a message newer than the seq recorded when hiding/closing;
 ///   leaving or a dismissed group closes the conversation for good;
+/// - a former member sees the group's name, avatar and info version as they were when
+///   they left (`left_name`, …): nothing the group changes later reaches them;
 /// - an active member of a read-diffusion (large) group has `read_diffusion`: `expected_full`
 ///   is the row as readers see it, `expected` the row as stored, whose message-derived
 ///   columns are neutral (see [`READ_DIFFUSION_NEUTRAL`]); other rows are the same in both.
 const CONVERSATION_BODY: &str = "
 , base0 AS (
-    SELECT m.user_id, m.channel_id, c.channel_type, c.name AS c_name, c.avatar AS c_avatar,
-           c.channel_info_ver AS c_ver, c.archived_at, m.joined_at, m.left_at, m.join_seq,
+    SELECT m.user_id, m.channel_id, c.channel_type,
+           CASE WHEN m.left_at IS NULL THEN c.name ELSE COALESCE(m.left_name, c.name) END AS c_name,
+           CASE WHEN m.left_at IS NULL THEN c.avatar ELSE COALESCE(m.left_avatar, c.avatar) END AS c_avatar,
+           CASE WHEN m.left_at IS NULL THEN c.channel_info_ver ELSE COALESCE(m.left_info_ver, c.channel_info_ver) END AS c_ver,
+           c.archived_at, m.joined_at, m.left_at, m.join_seq,
            CASE WHEN m.left_seq IS NULL THEN c.last_seq ELSE least(c.last_seq, m.left_seq) END AS vis_seq,
            greatest(COALESCE(r.last_read_seq, 0), m.join_seq) AS read_seq,
            COALESCE(s.is_pinned, FALSE) AS is_pinned, COALESCE(s.is_muted, FALSE) AS is_muted,

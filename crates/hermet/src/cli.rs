@@ -98,6 +98,18 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 50)]
         messages: usize,
     },
+    /// What a hostile client learns or costs: sign-in timings (unknown account, wrong
+    /// password, right password; medians should not tell the first two apart), then a
+    /// flood of made-up methods and paths and the HTTP metric series it left. Run the
+    /// server with rate limits off.
+    Abuse {
+        /// Sign-ins of each kind.
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        /// Requests with made-up methods.
+        #[arg(long, default_value_t = 5_000)]
+        flood: usize,
+    },
     /// The server's resident memory with many idle authenticated WebSocket connections
     /// (reads /proc/PID/status of the server: run it on the same machine).
     Idle {

@@ -107,6 +107,10 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM/SIGINT, wait this long for in-flight requests before exiting.
     pub shutdown_grace_secs: u64,
+    /// Browser origins (`https://app.example.com`) allowed to call the API and open
+    /// WebSockets; `*` allows any; none by default. Comma-separated in the environment.
+    #[serde(deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -159,6 +163,7 @@ impl Default for HttpConfig {
             admin_body_limit_bytes: h.admin_body_limit_bytes,
             request_timeout_secs: h.request_timeout_secs,
             shutdown_grace_secs: 20,
+            allowed_origins: h.allowed_origins,
         }
     }
 }
@@ -343,6 +348,19 @@ impl Config {
         {
             errors.push("auth.argon2_*: invalid argon2 parameters (memory must be at least 8 KiB per lane; iterations and parallelism at least 1)".into());
         }
+        for o in &self.http.allowed_origins {
+            let valid = o == "*"
+                || o.split_once("://").is_some_and(|(scheme, host)| {
+                    matches!(scheme, "http" | "https")
+                        && !host.trim_end_matches('/').is_empty()
+                        && !host.trim_end_matches('/').contains('/')
+                });
+            if !valid {
+                errors.push(format!(
+                    "http.allowed_origins: {o:?} is not an origin (scheme://host[:port], e.g. https://app.example.com, or *)"
+                ));
+            }
+        }
         if self.http.body_limit_bytes < 1024 {
             errors.push("http.body_limit_bytes: must be at least 1024".into());
         }
@@ -425,6 +443,7 @@ impl Config {
             body_limit_bytes: self.http.body_limit_bytes,
             admin_body_limit_bytes: self.http.admin_body_limit_bytes,
             request_timeout_secs: self.http.request_timeout_secs,
+            allowed_origins: self.http.allowed_origins.clone(),
         }
     }
 

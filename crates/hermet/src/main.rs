@@ -374,6 +374,22 @@ async fn bench(
             }
             serde_json::to_value(&rows)?
         }
+        BenchScenario::Abuse { samples, flood } => {
+            let r = hermet_bench::abuse::abuse(&client, samples, flood).await?;
+            println!("{:>24} {:>10} {:>10} {:>10}", "sign-in", "p50 ms", "p99 ms", "mean ms");
+            for (name, s) in [
+                ("unknown account", &r.sign_in_unknown_account),
+                ("known, wrong password", &r.sign_in_wrong_password),
+                ("known, right password", &r.sign_in_right_password),
+            ] {
+                println!("{name:>24} {:>10.2} {:>10.2} {:>10.2}", s.p50_ms, s.p99_ms, s.mean_ms);
+            }
+            println!(
+                "http_requests_total series: {} before, {} after {} made-up requests; /metrics {} bytes",
+                r.series_before, r.series_after, r.flood_requests, r.metrics_bytes_after
+            );
+            serde_json::to_value(&r)?
+        }
         BenchScenario::Idle { connections, server_pid, hold_secs } => {
             let r = hermet_bench::fanout::idle(&client, connections, server_pid, hold_secs).await?;
             println!(

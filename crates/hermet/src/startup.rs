@@ -11,9 +11,10 @@ use hermet_api::AppState;
 use hermet_app::cache::{Cache, CacheMode, Coherence, LocalGenerations};
 use hermet_app::gateway::{CloseReason, Cluster, GatewayPush, LocalCluster, Registry};
 use hermet_app::pipeline::consumer::LogSource;
+use hermet_app::rate_limits::SharedBudgets;
 use hermet_app::{App, MemoryPush, PushSink, TeePush};
 use hermet_domain::id::IdGenerator;
-use hermet_redis::{RedisCluster, RedisGenerations};
+use hermet_redis::{RedisBudgets, RedisCluster, RedisGenerations};
 use hermet_store::postgres::PgDatabase;
 use hermet_store::sqlite::SqliteDatabase;
 use hermet_store::{Backend, Database, PipelineWrites, Transaction};
@@ -78,7 +79,19 @@ async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSi
     Ok(app
         .with_cache(cache(config).await?)
         .with_group_commit(&config.group_commit)
-        .with_rate_limits(config.rate_limits.clone()))
+        .with_rate_limits(config.rate_limits.clone(), shared_budgets(config).await?))
+}
+
+/// Rate-limit budgets every node shares: in Redis when `redis_url` is set.
+async fn shared_budgets(config: &Config) -> anyhow::Result<Option<Arc<dyn SharedBudgets>>> {
+    match &config.redis_url {
+        Some(url) if config.rate_limits.enabled => Ok(Some(Arc::new(
+            RedisBudgets::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to Redis at {} (rate limits)", redact_url(url)))?,
+        ))),
+        _ => Ok(None),
+    }
 }
 
 /// The read caches and where their generations live (hermet_app::cache).
@@ -327,7 +340,8 @@ impl Application {
                 registry.close_all(CloseReason::ShuttingDown);
             });
         });
-        let state = AppState { app, metrics: hermet_api::metrics::recorder(), cluster };
+        let origins = hermet_api::security::Origins::new(&config.http.allowed_origins);
+        let state = AppState { app, metrics: hermet_api::metrics::recorder(), cluster, origins };
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
             .await

@@ -77,7 +77,7 @@ pub async fn sign_up<D: Database>(
     ClientIp(ip): ClientIp,
     Json(req): Json<SignUpRequest>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
-    st.app.rate_limit(Limit::SignUpPerIp, Key::Ip(ip))?;
+    st.app.rate_limit(Limit::SignUpPerIp, Key::Ip(ip)).await?;
     let tokens = st
         .app
         .sign_up(SignUp {
@@ -101,7 +101,7 @@ pub async fn sign_in<D: Database>(
     ClientIp(ip): ClientIp,
     Json(req): Json<SignInRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    st.app.rate_limit(Limit::SignInPerIp, Key::Ip(ip))?;
+    st.app.rate_limit(Limit::SignInPerIp, Key::Ip(ip)).await?;
     let tokens = st.app.sign_in(req.account_type, &req.account, req.credential, ua).await?;
     Ok(Json(tokens.into()))
 }
@@ -115,7 +115,7 @@ pub async fn refresh_token<D: Database>(
     ClientIp(ip): ClientIp,
     Json(req): Json<RefreshRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    st.app.rate_limit(Limit::RefreshPerIp, Key::Ip(ip))?;
+    st.app.rate_limit(Limit::RefreshPerIp, Key::Ip(ip)).await?;
     Ok(Json(st.app.refresh(&req.refresh_token).await?.into()))
 }
 

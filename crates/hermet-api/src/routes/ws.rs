@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hermet_app::Principal;
 use hermet_app::gateway::{CloseReason, GatewaySettings, MAX_CLIENT_FRAME, PROTOCOL_VERSION, Registration};
 use hermet_app::messages::SendMessage;
@@ -82,8 +82,15 @@ const READ_BUFFER: usize = 1024;
 pub async fn upgrade<D: Database>(
     State(st): State<AppState<D>>,
     MaybeBearer(token): MaybeBearer,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A browser page of another origin may not open a socket unless allowed
+    // (`http.allowed_origins`); clients that are not browsers send no Origin.
+    if !st.origins.allows_upgrade(&headers) {
+        return crate::error::ApiError(Error::forbidden("this origin may not open a WebSocket (http.allowed_origins)"))
+            .into_response();
+    }
     // Small buffers: an idle connection should cost kilobytes, not tungstenite's default
     // 128 KiB read buffer. Client frames are small (a `send` carries at most 64 KiB of
     // content), so larger frames are refused.

@@ -4,12 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hermet_domain::channel::{ChannelStatus, Member};
+use hermet_domain::channel::{ChannelStatus, Member, MemberRole};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, IdGenerator, UserId};
 use hermet_domain::message::{Mentions, Message};
+use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, ErrorCode, Result};
-use hermet_store::{SendBatchLocked, SendBatchLocks};
+use hermet_store::{SendBatchLocked, SendBatchLocks, UserBrief};
 
 use super::{SendMessage, SentMessage};
 use crate::Principal;
@@ -71,7 +72,9 @@ pub(super) fn batch_locks(sends: &[&Outgoing], kinds: &[Option<ChannelKind>]) ->
 
 /// A batch being decided: the locked rows by key, and the messages accepted so far.
 pub(super) struct Batch<'a> {
-    users: HashMap<UserId, &'a str>,
+    users: HashMap<UserId, &'a UserBrief>,
+    /// Plain members may mention everyone (`limits.mention_all_by_members`).
+    mention_all_by_members: bool,
     channels: HashMap<ChannelId, &'a hermet_domain::channel::Channel>,
     friendships: HashMap<(UserId, UserId), &'a hermet_domain::contact::Friendship>,
     members: HashMap<(ChannelId, UserId), &'a Member>,
@@ -86,9 +89,10 @@ pub(super) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(super) fn new(l: &'a SendBatchLocked) -> Self {
+    pub(super) fn new(l: &'a SendBatchLocked, mention_all_by_members: bool) -> Self {
         Self {
-            users: l.users.iter().map(|u| (u.id, u.nickname.as_str())).collect(),
+            users: l.users.iter().map(|u| (u.id, u)).collect(),
+            mention_all_by_members,
             channels: l.channels.iter().map(|c| (c.id, c)).collect(),
             friendships: l.friendships.iter().map(|f| ((f.user_id, f.friend_id), f)).collect(),
             members: l.members.iter().map(|m| ((m.channel_id, m.user_id), m)).collect(),
@@ -147,6 +151,14 @@ impl<'a> Batch<'a> {
             .filter(|m| m.is_active())
             .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
         if let Some(peer) = peer {
+            if self.users.get(&peer).is_none_or(|u| u.status != UserStatus::Active) {
+                return Err(Error::Refused {
+                    code: ErrorCode::RecipientInactive,
+                    message: "this account was disabled or deleted; the message was not sent".into(),
+                    field: None,
+                    details: None,
+                });
+            }
             match (self.friendships.get(&(me, peer)), self.friendships.get(&(peer, me))) {
                 (Some(m), Some(t)) if m.is_live() && t.is_live() => {
                     if t.is_blocked {
@@ -165,6 +177,15 @@ impl<'a> Batch<'a> {
         }
         let (mentions, mention_all) = match &s.req.mentions {
             Mentions::None => (Vec::new(), false),
+            Mentions::All if peer.is_some() => {
+                return Err(Error::invalid(
+                    "mentions",
+                    "\"all\" is for groups; a one-to-one chat has no one else to mention",
+                ));
+            }
+            Mentions::All if member.role == MemberRole::Member && !self.mention_all_by_members => {
+                return Err(Error::forbidden("only the group's owner and admins may mention everyone"));
+            }
             Mentions::All => (Vec::new(), true),
             Mentions::Users(ids) => {
                 let mut m: Vec<UserId> =
@@ -175,7 +196,7 @@ impl<'a> Batch<'a> {
             }
         };
         let sender_name = match member.group_nickname.as_str() {
-            "" => self.users.get(&me).copied().unwrap_or_default().to_owned(),
+            "" => self.users.get(&me).map(|u| u.nickname.clone()).unwrap_or_default(),
             nickname => nickname.to_owned(),
         };
         let seq = self.seqs.entry(s.channel).or_insert(channel.last_seq);
@@ -327,6 +348,20 @@ mod tests {
             self
         }
 
+        fn role_in_group(mut self, user: UserId, role: MemberRole) -> Self {
+            self.0
+                .members
+                .iter_mut()
+                .filter(|m| m.channel_id == GROUP && m.user_id == user)
+                .for_each(|m| m.role = role);
+            self
+        }
+
+        fn account(mut self, user: UserId, status: UserStatus) -> Self {
+            self.0.users.iter_mut().filter(|u| u.id == user).for_each(|u| u.status = status);
+            self
+        }
+
         fn nickname_in_group(mut self, user: UserId, nickname: &str) -> Self {
             self.0
                 .members
@@ -372,7 +407,7 @@ mod tests {
             self.0.mentioned =
                 self.0.members.iter().filter(|m| m.is_active()).map(|m| (m.channel_id, m.user_id)).collect();
             let ids = IdGenerator::new(1).unwrap();
-            let mut batch = Batch::new(&self.0);
+            let mut batch = Batch::new(&self.0, false);
             let decisions: Vec<Result<Decision>> = sends
                 .iter()
                 .map(|s| {
@@ -521,6 +556,7 @@ mod tests {
         given()
             .group(5, &[ALICE, BOB, CAROL])
             .left(CAROL)
+            .role_in_group(BOB, MemberRole::Admin)
             .when(vec![send(ALICE, GROUP), send(CAROL, GROUP), send(BOB, GROUP)])
             .then_expect(&[InBatch(0), Refused(403, "forbidden"), InBatch(1)])
             .then_messages(&[(GROUP, 6), (GROUP, 7)]);
@@ -558,6 +594,7 @@ mod tests {
         let d = given()
             .group(5, &[ALICE, BOB, CAROL])
             .left(CAROL)
+            .role_in_group(BOB, MemberRole::Admin)
             .when(vec![
                 send(ALICE, GROUP).mentioning(Mentions::Users(vec![BOB, CAROL, ALICE, BOB, UserId(99)])),
                 send(BOB, GROUP).mentioning(Mentions::All),
@@ -567,5 +604,32 @@ mod tests {
         assert_eq!((d.messages[1].mentions.clone(), d.messages[1].mention_all), (vec![], true));
         let DomainEvent::MessageSent(e) = &d.events[0] else { panic!("expected message.sent") };
         assert_eq!(e.mentions, vec![BOB]);
+    }
+
+    #[test]
+    fn only_the_owner_and_admins_mention_everyone_and_only_in_groups() {
+        given()
+            .group(5, &[ALICE, BOB, CAROL])
+            .role_in_group(ALICE, MemberRole::Owner)
+            .role_in_group(BOB, MemberRole::Admin)
+            .chat()
+            .when(vec![
+                send(ALICE, GROUP).mentioning(Mentions::All),
+                send(BOB, GROUP).mentioning(Mentions::All),
+                send(CAROL, GROUP).mentioning(Mentions::All),
+                send(ALICE, CHAT).mentioning(Mentions::All),
+            ])
+            .then_expect(&[InBatch(0), InBatch(1), Refused(403, "forbidden"), Refused(400, "validation_failed")]);
+    }
+
+    #[test]
+    fn nothing_is_sent_to_a_disabled_or_deleted_account() {
+        for status in [UserStatus::Disabled, UserStatus::Deleted] {
+            given()
+                .chat()
+                .account(BOB, status)
+                .when(vec![send(ALICE, CHAT)])
+                .then_expect(&[Refused(422, "recipient_inactive")]);
+        }
     }
 }

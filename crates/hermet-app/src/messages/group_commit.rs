@@ -230,7 +230,7 @@ impl<D: Database> App<D> {
         let now = now_ms();
         let mut tx = self.db.begin().await?;
         let locked = tx.lock_for_sends(&locks).await?;
-        let mut batch = Batch::new(&locked);
+        let mut batch = Batch::new(&locked, self.settings.limits.mention_all_by_members);
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(sends.len());
         for (i, (s, kind)) in sends.iter().zip(&kinds).enumerate() {
             let Some(kind) = kind else {

@@ -154,6 +154,11 @@ pub trait ChannelWrites {
         channel: ChannelId,
         except: UserId,
     ) -> impl Future<Output = StoreResult<Option<UserId>>> + Send;
+    /// Who inherits a group whose owner's account is deleted: the active admin who
+    /// joined first, else the active member who joined first.
+    fn heir(&mut self, channel: ChannelId, except: UserId) -> impl Future<Output = StoreResult<Option<UserId>>> + Send;
+    /// The active groups `user` is an active member of, by id (the order locks take).
+    fn groups_of(&mut self, user: UserId) -> impl Future<Output = StoreResult<Vec<ChannelId>>> + Send;
     /// Sets name and avatar and bumps `channel_info_ver`; returns the new version.
     fn update_channel_info(
         &mut self,

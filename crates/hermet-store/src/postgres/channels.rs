@@ -208,8 +208,11 @@ impl ChannelWrites for PgTx {
     ) -> Result<(), StoreError> {
         exec(
             self.conn()?,
-            "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3
-             WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) AND left_at IS NULL",
+            concat!(
+                "UPDATE channel_member SET left_at = $3, left_seq = $4, updated_at = $3, ",
+                crate::queries::left_snapshot!(),
+                " WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) AND left_at IS NULL"
+            ),
             &[&channel.get(), &ids(users), &now, &left_seq],
         )
         .await
@@ -255,6 +258,16 @@ impl ChannelWrites for PgTx {
     #[tracing::instrument(level = "debug", name = "postgres.oldest_admin", skip_all)]
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
         query_opt(self.conn()?, q::OLDEST_ADMIN, &[&channel.get(), &except.get()], user_id_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.heir", skip_all)]
+    async fn heir(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
+        query_opt(self.conn()?, q::HEIR, &[&channel.get(), &except.get()], user_id_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.groups_of", skip_all)]
+    async fn groups_of(&mut self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
+        query_map(self.conn()?, q::GROUPS_OF, &[&user.get()], channel_id_from).await
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.update_channel_info", skip_all)]
@@ -347,7 +360,7 @@ async fn upsert_members_on(c: &PgConn, channel: ChannelId, members: &[NewMember]
          FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS x(id, u, r, s, j)
          ON CONFLICT (channel_id, user_id) DO UPDATE SET role = excluded.role, group_nickname = '',
            joined_at = excluded.joined_at, join_seq = excluded.join_seq, left_at = NULL, left_seq = NULL,
-           updated_at = excluded.updated_at",
+           left_name = NULL, left_avatar = NULL, left_info_ver = NULL, updated_at = excluded.updated_at",
         &[&channel.get(), &mids, &users, &roles, &seqs, &joined, &now],
     )
     .await

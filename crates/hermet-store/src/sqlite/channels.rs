@@ -126,7 +126,7 @@ impl ChannelWrites for SqliteTx {
                  VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?7, ?7)
                  ON CONFLICT (channel_id, user_id) DO UPDATE SET role = excluded.role, group_nickname = '',
                    joined_at = excluded.joined_at, join_seq = excluded.join_seq, left_at = NULL, left_seq = NULL,
-                   updated_at = excluded.updated_at",
+                   left_name = NULL, left_avatar = NULL, left_info_ver = NULL, updated_at = excluded.updated_at",
             )?;
             for m in &members {
                 stmt.execute(params![m.id, channel.get(), m.user_id.get(), m.role.as_str(), m.joined_at, m.join_seq, now])?;
@@ -198,6 +198,16 @@ impl ChannelWrites for SqliteTx {
     #[tracing::instrument(level = "debug", name = "sqlite.oldest_admin", skip_all)]
     async fn oldest_admin(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
         self.run(move |c| qopt(c, q::OLDEST_ADMIN, [channel.get(), except.get()], |r| user_id_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.heir", skip_all)]
+    async fn heir(&mut self, channel: ChannelId, except: UserId) -> Result<Option<UserId>, StoreError> {
+        self.run(move |c| qopt(c, q::HEIR, [channel.get(), except.get()], |r| user_id_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.groups_of", skip_all)]
+    async fn groups_of(&mut self, user: UserId) -> Result<Vec<ChannelId>, StoreError> {
+        self.run(move |c| qmap(c, q::GROUPS_OF, [user.get()], |r| channel_id_from(r))).await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.update_channel_info", skip_all)]

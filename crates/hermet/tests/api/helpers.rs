@@ -62,6 +62,8 @@ pub fn test_config(database_url: String) -> Config {
     c.http.shutdown_grace_secs = 2;
     // tests send in bursts; limits.rs turns the limits on
     c.rate_limits.enabled = false;
+    // the count tests send @all from any member; rules.rs tests the default (owner and admins)
+    c.limits.mention_all_by_members = true;
     c
 }
 

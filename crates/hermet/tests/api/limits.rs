@@ -114,4 +114,49 @@ async fn sign_ups_per_address(db: Db) {
     app.stop().await;
 }
 
-crate::both_backends!(sends_over_the_budget_are_refused, failed_sign_ins_back_off, sign_ups_per_address);
+/// With Redis, nodes take from one budget: two sign-ups on one node and one on another
+/// spend a burst of three for the address, and failed sign-ins counted on one node hold
+/// back the account on the other. With Redis gone, each node limits on its own budgets
+/// and nothing fails.
+async fn nodes_share_budgets_through_redis(db: Db) {
+    let mut redis = hermet_bench::processes::Redis::start().await;
+    let url = redis.url();
+    let node = |id: u16| {
+        let url = url.clone();
+        spawn_app_with(db, move |c| {
+            c.node_id = id;
+            c.redis_url = Some(url);
+            c.rate_limits.enabled = true;
+            c.rate_limits.sign_up_per_ip = Rate { count: 1, per_secs: 3600, burst: 3 };
+            c.rate_limits.sign_in_free_failures = 2;
+        })
+    };
+    let (one, two) = (node(1).await, node(2).await);
+    one.sign_up("a@example.com", "A").await;
+    one.sign_up("b@example.com", "B").await;
+    two.sign_up("c@example.com", "C").await;
+    let body = json!({"account": "d@example.com", "accountType": "email", "credential": PASSWORD, "nickname": "D"});
+    let r = two.post("/api/v1/auth/sign-up", None, body.clone()).await;
+    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["limit"], "sign_up_per_ip");
+    assert!(retry_after(&r) >= 3000, "one period of 3600 s, less what passed: {:?}", r.headers);
+
+    for _ in 0..3 {
+        assert_eq!(one.sign_in("a@example.com", "wrong password").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = two.sign_in("a@example.com", PASSWORD).await;
+    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{}", r.body);
+
+    redis.kill();
+    let r = two.post("/api/v1/auth/sign-up", None, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "node two's own budget serves while Redis is away: {}", r.body);
+    one.stop().await;
+    two.stop().await;
+}
+
+crate::both_backends!(
+    sends_over_the_budget_are_refused,
+    failed_sign_ins_back_off,
+    sign_ups_per_address,
+    nodes_share_budgets_through_redis
+);

@@ -77,7 +77,8 @@ async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
             "V3__dead_letter_topics",
             "V4__user_inbox",
             "V5__large_groups",
-            "V6__inbox_by_event"
+            "V6__inbox_by_event",
+            "V7__left_member_snapshot"
         ]
     );
     let second = hermet::commands::migrate(&config).await.expect("migrate again");
@@ -130,7 +131,66 @@ async fn the_signing_key_survives_a_restart(db: Db) {
     app.stop().await;
 }
 
+/// Browsers: by default no other origin gets CORS headers or a WebSocket; an allowed
+/// origin gets both (preflight included); every response carries the security headers.
+async fn origins_and_security_headers(db: Db) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let closed = spawn_app(db).await;
+    let open = spawn_app_with(db, |c| c.http.allowed_origins = vec!["https://app.example.com".into()]).await;
+    let me = |app: &crate::helpers::TestApp, origin: &str| {
+        app.client.get(format!("{}/api/v1/users/me", app.address)).header("origin", origin.to_owned()).send()
+    };
+    let r = me(&closed, "https://app.example.com").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "{:?}", r.headers());
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ] {
+        assert_eq!(r.headers().get(name).and_then(|v| v.to_str().ok()), Some(value), "{name}");
+    }
+    let r = me(&open, "https://app.example.com").await.unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").unwrap(), "https://app.example.com");
+    let r = me(&open, "https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "{:?}", r.headers());
+    let preflight = open
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/channels/1/messages", open.address))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = preflight.headers().get("access-control-allow-headers").unwrap().to_str().unwrap().to_owned();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+
+    let upgrade = |app: &crate::helpers::TestApp, origin: Option<&str>| {
+        let mut req = format!("{}/api/v1/ws", app.address.replace("http://", "ws://")).into_client_request().unwrap();
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+    };
+    let refused = upgrade(&closed, Some("https://app.example.com")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), StatusCode::FORBIDDEN),
+        other => panic!("a foreign origin's socket must be refused: {:?}", other.map(|_| ())),
+    }
+    assert!(upgrade(&closed, None).await.is_ok(), "clients that are not browsers send no Origin");
+    let own = closed.address.clone();
+    assert!(upgrade(&closed, Some(&own)).await.is_ok(), "a page of the server's own origin");
+    assert!(upgrade(&open, Some("https://app.example.com")).await.is_ok());
+    closed.stop().await;
+    open.stop().await;
+}
+
 crate::both_backends!(
+    origins_and_security_headers,
     health_readiness_metrics_and_request_ids,
     openapi_document_parses,
     migrations_apply_once_and_rerun_is_a_no_op,
