@@ -297,7 +297,17 @@ impl Config {
                 redact_url(&self.database_url)
             ));
         }
+        if backend == Some(Backend::Postgres)
+            && let Err(e) = hermet_store::postgres::tls::check_url(&self.database_url)
+        {
+            errors.push(format!("database_url (HERMET_DATABASE_URL): {e}"));
+        }
         if let Some(read) = &self.read_database_url {
+            if Backend::from_url(read) == Some(Backend::Postgres)
+                && let Err(e) = hermet_store::postgres::tls::check_url(read)
+            {
+                errors.push(format!("read_database_url (HERMET_READ_DATABASE_URL): {e}"));
+            }
             if Backend::from_url(read) != Some(Backend::Postgres) {
                 errors.push("read_database_url (HERMET_READ_DATABASE_URL): must be a postgres:// URL".into());
             } else if backend != Some(Backend::Postgres) {
