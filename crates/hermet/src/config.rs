@@ -560,6 +560,27 @@ mod tests {
     }
 
     #[test]
+    fn kafka_client_properties_load_from_toml_and_stay_secret() {
+        let toml = r#"
+            kafka_brokers = "127.0.0.1:9093"
+            [kafka.client]
+            "security.protocol" = "sasl_ssl"
+            "sasl.mechanism" = "PLAIN"
+            "sasl.username" = "hermet"
+            sasl_password = "hunter2"
+        "#;
+        let c: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)).extract().unwrap();
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        let k = c.kafka_settings().unwrap();
+        let props: Vec<(String, &str)> = k.client.iter().collect();
+        assert!(props.contains(&("sasl.password".into(), "hunter2")), "{props:?}");
+        assert!(props.contains(&("security.protocol".into(), "sasl_ssl")), "{props:?}");
+        let shown = format!("{c:#?}");
+        assert!(!shown.contains("hunter2") && shown.contains("sasl.username"), "{shown}");
+    }
+
+    #[test]
     fn group_commit_settings_are_checked_against_the_pool() {
         let mut c = Config::default();
         c.group_commit.max_batch = 0;
