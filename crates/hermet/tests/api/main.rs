@@ -17,4 +17,5 @@ mod limits;
 mod ops;
 mod pipeline;
 mod realtime;
+mod tls;
 mod users;
