@@ -46,13 +46,27 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 }
 
 /// A PostgreSQL cluster with `ssl = on`, a certificate for localhost and 127.0.0.1 from
-/// `ca`, and a pg_hba.conf that lets TCP clients in only over TLS.
+/// `ca`, and a pg_hba.conf that lets TCP clients in only over TLS; the role `by_cert`
+/// only with a client certificate from `ca`.
 fn tls_postgres(ca: &TestCa) -> OwnPostgres {
     let (cert, key) = ca.issue("localhost", &["localhost", "127.0.0.1"]);
     OwnPostgres::start_with(PgSetup {
-        files: vec![("server.crt".into(), cert.into_bytes()), ("server.key".into(), key.into_bytes())],
-        conf: vec!["ssl = on".into(), "ssl_cert_file = 'server.crt'".into(), "ssl_key_file = 'server.key'".into()],
-        hba: Some("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n".into()),
+        files: vec![
+            ("server.crt".into(), cert.into_bytes()),
+            ("server.key".into(), key.into_bytes()),
+            ("ca.crt".into(), ca.pem.clone().into_bytes()),
+        ],
+        conf: vec![
+            "ssl = on".into(),
+            "ssl_cert_file = 'server.crt'".into(),
+            "ssl_key_file = 'server.key'".into(),
+            "ssl_ca_file = 'ca.crt'".into(),
+        ],
+        hba: Some(
+            "local all all trust\nhostssl all by_cert 127.0.0.1/32 cert\n\
+             hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n"
+                .into(),
+        ),
     })
 }
 
@@ -67,7 +81,8 @@ async fn start_fails(url: String) -> String {
 }
 
 /// hermet on `sslmode=verify-full` with the CA serves, and its connections are encrypted
-/// (`pg_stat_ssl`); `require` (no CA) and `verify-ca` (the name not checked) work; a wrong
+/// (`pg_stat_ssl`); `require` (no CA) and `verify-ca` (the name not checked) work, and a
+/// client certificate (`sslcert`, `sslkey`) signs in a role the server admits only so; a wrong
 /// CA, a name the certificate does not have under `verify-full`, and `disable` (refused by
 /// the server) stop the node at start-up with an error that says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +136,22 @@ async fn postgres_over_tls() {
     hermet_store::postgres::tls::connect(&ca_only).await.unwrap().simple_query("SELECT 1").await.unwrap();
     let e = start_fails(ca_only.replace("verify-ca", "verify-full")).await;
     assert!(e.contains("invalid peer certificate: certificate not valid for name \"db.example\""), "{e}");
+
+    // a client certificate (sslcert, sslkey) for a role that may sign in only with one
+    admin.batch_execute("CREATE ROLE by_cert LOGIN").await.unwrap();
+    let (cert, key) = ca.issue("by_cert", &["by-cert.example"]);
+    let (cert, key) = (write(files.path(), "client.crt", &cert), write(files.path(), "client.key", &key));
+    let by_cert = verify_full.replace("postgres@", "by_cert@");
+    match hermet_store::postgres::tls::connect(&by_cert).await {
+        Ok(_) => panic!("no certificate, no entry"),
+        Err(e) => assert!(format!("{e:#}").contains("certificate"), "{e:#}"),
+    }
+    let with_cert = format!("{by_cert}&sslcert={}&sslkey={}", cert.display(), key.display());
+    let client = hermet_store::postgres::tls::connect(&with_cert).await.unwrap();
+    let row =
+        client.query_one("SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await;
+    let row = row.unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("by_cert".to_owned(), true));
 
     // a CA that did not sign the server's certificate
     let e = start_fails(with(&format!("sslmode=verify-full&sslrootcert={}", wrong_ca_file.display()))).await;
