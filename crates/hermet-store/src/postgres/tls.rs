@@ -133,7 +133,8 @@ enum Roots {
     File(String),
 }
 
-/// Takes the TLS parameters out of the URL's query (percent-decoded); returns the rest.
+/// Takes the TLS parameters out of the URL's query (percent-decoded, `+` kept as libpq
+/// keeps it); returns the rest.
 fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
     let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), TlsParams::default())) };
     let mut params = TlsParams::default();
@@ -166,10 +167,6 @@ fn percent_decode(s: &str) -> Option<String> {
                 let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             b => {
                 out.push(b);
@@ -371,8 +368,8 @@ mod tests {
         let base = "postgres://u:pw@db/hermet";
         let e = mode(&format!("{base}?sslmode=verify-all")).unwrap_err();
         assert!(e.starts_with("sslmode=verify-all: must be one of"), "{e}");
-        let e = mode(&format!("{base}?sslmode=verify-full&sslrootcert=%2Fno%2Fsuch%2Fca.pem")).unwrap_err();
-        assert_eq!(e, "sslrootcert=/no/such/ca.pem: no such file");
+        let e = mode(&format!("{base}?sslmode=verify-full&sslrootcert=%2Fno%2Fsuch%2Fca+1.pem")).unwrap_err();
+        assert_eq!(e, "sslrootcert=/no/such/ca+1.pem: no such file");
         let e = mode(&format!("{base}?sslmode=require&sslrootcert=system")).unwrap_err();
         assert!(e.starts_with("sslrootcert=system"), "{e}");
         let e = mode(&format!("{base}?sslcert=/tmp/c.pem")).unwrap_err();
