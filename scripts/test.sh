@@ -22,6 +22,8 @@ apt_install() {
 
 # ── toolchain pieces the build needs (bundled SQLite is C) ──
 command -v cc >/dev/null || { log "installing a C compiler"; apt_install build-essential; }
+# librdkafka is built with OpenSSL (TLS and SCRAM to Kafka): its headers, found by pkg-config
+pkg-config --exists openssl 2>/dev/null || { log "installing OpenSSL's headers"; apt_install libssl-dev pkg-config; }
 
 # ── PostgreSQL ──
 if ! command -v pg_ctlcluster >/dev/null && ! command -v pg_isready >/dev/null; then
@@ -57,7 +59,8 @@ drop_test_databases() {
 drop_test_databases
 trap drop_test_databases EXIT
 
-# ── Redis (binary only: tests start their own servers) ──
+# ── Redis (binary only: tests start their own servers, one of them with TLS: Debian's
+# redis-server is built with it) ──
 command -v redis-server >/dev/null || { log "installing Redis"; apt_install redis-server; }
 
 # ── tansu (Kafka-protocol broker) ──

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
+use tokio_postgres::Client as Pg;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client as Pg, NoTls};
 
 use crate::Stats;
 
+/// A connection to `--database-url`, with the URL's TLS parameters (`sslmode`, …) as
+/// hermet's own connections have them.
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Pg> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.context("connecting to --database-url")?;
-    tokio::spawn(conn);
-    Ok(client)
+    hermet_store::postgres::tls::connect(url).await.context("connecting to --database-url")
 }
 
 #[derive(Debug, Clone, Serialize)]

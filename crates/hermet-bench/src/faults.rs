@@ -644,8 +644,7 @@ pub async fn run_once(plan: &Plan, tools: &Tools, database_url: &str, logs: &Pat
     }
 
     // the write side
-    let (db, conn) = tokio_postgres::connect(&world.database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let db = crate::baseline::connect(&world.database_url).await?;
     let rows = db
         .query("SELECT seq, client_msg_id FROM message WHERE channel_id = $1::TEXT::BIGINT ORDER BY seq", &[&group])
         .await?;
@@ -772,9 +771,7 @@ async fn consistent(hermet: &Path, database_url: &str) -> anyhow::Result<bool> {
 /// `repeat` runs of each plan, each on a database of its own created on the PostgreSQL
 /// server at `admin_url` (and dropped after it); progress on stderr.
 pub async fn bench(plans: &[Plan], repeat: usize, tools: &Tools, admin_url: &str) -> anyhow::Result<Vec<Run>> {
-    let (admin, conn) =
-        tokio_postgres::connect(admin_url, tokio_postgres::NoTls).await.context("connect to --database-url")?;
-    tokio::spawn(conn);
+    let admin = crate::baseline::connect(admin_url).await?;
     let mut runs = Vec::new();
     for plan in plans {
         for k in 0..repeat {

@@ -379,12 +379,7 @@ pub async fn create_group(
         // wake-ups than it saves).
         let settle = Duration::from_millis(if n >= 500 { n as u64 / 10 } else { 0 });
         let mut pg = match database_url {
-            Some(url) => {
-                let (pg, conn) =
-                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("baseline: cannot connect")?;
-                tokio::spawn(conn);
-                Some(pg)
-            }
+            Some(url) => Some(crate::baseline::connect(url).await.context("baseline: cannot connect")?),
             None => None,
         };
         let (mut samples, mut copies, mut channels) = (Vec::new(), Vec::new(), Vec::new());

@@ -56,20 +56,49 @@ pub async fn wait_for_port(port: u16, within: Duration) -> bool {
 pub struct Redis {
     pub port: u16,
     child: Option<KillOnDrop>,
+    tls: Option<RedisTlsFiles>,
+}
+
+/// PEM files of a redis-server that speaks only TLS: its certificate and key, and the CA
+/// that client certificates must come from (clients must present one).
+#[derive(Debug, Clone)]
+pub struct RedisTlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl Redis {
     pub async fn start() -> Redis {
-        let mut r = Redis { port: free_port(), child: None };
+        let mut r = Redis { port: free_port(), child: None, tls: None };
+        r.start_again().await;
+        r
+    }
+
+    /// A server that accepts only TLS connections (`rediss://`) with a client certificate.
+    pub async fn start_tls(files: RedisTlsFiles) -> Redis {
+        let mut r = Redis { port: free_port(), child: None, tls: Some(files) };
         r.start_again().await;
         r
     }
 
     /// Starts the server (again) on its port, empty.
     pub async fn start_again(&mut self) {
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            None => cmd.args(["--port", &port]),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "yes"])
+                .arg("--tls-cert-file")
+                .arg(&t.cert)
+                .arg("--tls-key-file")
+                .arg(&t.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&t.ca),
+        };
         let child = KillOnDrop(
-            Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("redis-server must be installed (scripts/test.sh installs it)"),
@@ -84,7 +113,8 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 }
 
@@ -230,6 +260,17 @@ pub struct OwnPostgres {
     dir: tempfile::TempDir,
 }
 
+/// How an [`OwnPostgres`] differs from a fresh `initdb`: files put in its data folder
+/// (a server certificate and key: private, owned by the server's user), lines added to
+/// `postgresql.conf` (`ssl = on`, `ssl_cert_file = 'server.crt'`, … relative to the data
+/// folder), and a `pg_hba.conf` instead of initdb's.
+#[derive(Debug, Clone, Default)]
+pub struct PgSetup {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub conf: Vec<String>,
+    pub hba: Option<String>,
+}
+
 /// The server's programs: `pg_config --bindir`, else the newest Debian install.
 fn bin_dir() -> PathBuf {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
@@ -257,6 +298,12 @@ impl OwnPostgres {
     /// A new cluster, started. PostgreSQL refuses to run as root: as root, its programs run
     /// as the `postgres` user, which then owns the folder.
     pub fn start() -> Self {
+        Self::start_with(PgSetup::default())
+    }
+
+    /// A new cluster set up as `setup` says, started.
+    pub fn start_with(setup: PgSetup) -> Self {
+        use std::os::unix::fs::PermissionsExt;
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("hermet-pg-").tempdir().expect("tempdir");
         if is_root() {
@@ -265,6 +312,27 @@ impl OwnPostgres {
         }
         let pg = OwnPostgres { port: free_port(), bin, dir };
         pg.run("initdb", &["-D", &pg.data(), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
+        let data = PathBuf::from(pg.data());
+        let mut written: Vec<PathBuf> = Vec::new();
+        for (name, content) in &setup.files {
+            let path = data.join(name);
+            std::fs::write(&path, content).expect("write a file of the cluster");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            written.push(path);
+        }
+        if !setup.conf.is_empty() {
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("postgresql.conf");
+            conf.push_str(&format!("\n{}\n", setup.conf.join("\n")));
+            std::fs::write(data.join("postgresql.conf"), conf).expect("write postgresql.conf");
+        }
+        if let Some(hba) = &setup.hba {
+            std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+            written.push(data.join("pg_hba.conf"));
+        }
+        if is_root() && !written.is_empty() {
+            let status = Command::new("chown").arg("postgres:postgres").args(&written).status();
+            assert!(status.is_ok_and(|s| s.success()), "chown the cluster's files to postgres");
+        }
         pg.start_again();
         pg
     }

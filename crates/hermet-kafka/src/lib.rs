@@ -54,6 +54,42 @@ pub struct KafkaSettings {
     pub fetch_max_bytes: u32,
     pub fetch_min_bytes: u32,
     pub fetch_max_wait_ms: u64,
+    /// librdkafka properties given to every client hermet makes (producer, consumers,
+    /// admin): `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`,
+    /// `ssl.ca.location`, … ([`ClientProperties`]).
+    pub client: ClientProperties,
+}
+
+/// librdkafka properties passed through as they are, for what hermet has no setting of its
+/// own: TLS and SASL above all (`security.protocol = "sasl_ssl"`, `sasl.mechanism =
+/// "SCRAM-SHA-512"`, …). In the environment a property's dots are written `_`
+/// (`HERMET_KAFKA__CLIENT__SECURITY_PROTOCOL=ssl`): names are normalized so. Values of
+/// secrets (passwords, keys, tokens) are redacted in `Debug` (`hermet config`, logs).
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct ClientProperties(pub std::collections::BTreeMap<String, String>);
+
+impl ClientProperties {
+    /// The properties, names normalized (`security_protocol` → `security.protocol`).
+    pub fn iter(&self) -> impl Iterator<Item = (String, &str)> {
+        self.0.iter().map(|(k, v)| (k.trim().to_ascii_lowercase().replace('_', "."), v.as_str()))
+    }
+
+    /// Whether the value of property `name` is a secret.
+    pub fn is_secret(name: &str) -> bool {
+        ["password", "secret", "key.pem", "oauthbearer.config", "jaas", "token"].iter().any(|s| name.contains(s))
+    }
+}
+
+impl std::fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, v)| {
+                let v = if Self::is_secret(&k) { "[redacted]" } else { v };
+                (k, v)
+            }))
+            .finish()
+    }
 }
 
 impl Default for KafkaSettings {
@@ -75,6 +111,7 @@ impl Default for KafkaSettings {
             fetch_max_bytes: 1_048_576,
             fetch_min_bytes: 1,
             fetch_max_wait_ms: 500,
+            client: ClientProperties::default(),
         }
     }
 }
@@ -102,6 +139,35 @@ impl KafkaSettings {
         if self.message_timeout_ms >= self.relay_lease_ms {
             p.push("kafka.message_timeout_ms: must be shorter than kafka.relay_lease_ms".into());
         }
+        p.extend(self.client_problems());
+        p
+    }
+
+    /// Properties hermet sets itself may not be given in `kafka.client`, and librdkafka
+    /// must accept the others: an unknown name, a bad value, or `ssl`/`sasl_ssl` in a
+    /// build without OpenSSL is a configuration error, not a failure later.
+    fn client_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.client.0.is_empty() {
+            return p;
+        }
+        let own = Self { client: ClientProperties::default(), ..self.clone() };
+        let (producer, consumer) = (own.producer_config(), own.consumer_config("check"));
+        for (name, _) in self.client.iter() {
+            if producer.get(&name).is_some() || consumer.get(&name).is_some() {
+                p.push(format!(
+                    "kafka.client.\"{name}\": set by hermet itself (see its own [kafka] settings), not passed through"
+                ));
+            }
+        }
+        if p.is_empty() {
+            for config in [self.producer_config(), self.consumer_config("check")] {
+                if let Err(e) = config.create_native_config() {
+                    p.push(format!("kafka.client: {e}"));
+                    break;
+                }
+            }
+        }
         p
     }
 
@@ -122,6 +188,9 @@ impl KafkaSettings {
             .set("client.id", &self.client_id)
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "1000");
+        for (name, value) in self.client.iter() {
+            c.set(name, value);
+        }
         c
     }
 
@@ -252,6 +321,62 @@ pub async fn ensure_topics(settings: &KafkaSettings) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_client(props: &[(&str, &str)]) -> KafkaSettings {
+        let mut s = KafkaSettings { brokers: "127.0.0.1:1".into(), ..KafkaSettings::default() };
+        s.client.0.extend(props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        s
+    }
+
+    #[test]
+    fn client_properties_reach_every_client() {
+        let s = with_client(&[
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "hermet"),
+            ("sasl_password", "hunter2"),
+            ("ssl.ca.location", "/etc/ssl/certs/ca-certificates.crt"),
+        ]);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        for c in [s.client(), s.producer_config(), s.consumer_config("notifier")] {
+            assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(c.get("sasl.username"), Some("hermet"));
+            assert_eq!(c.get("sasl.password"), Some("hunter2"), "env-style names are normalized");
+            assert_eq!(c.get("ssl.ca.location"), Some("/etc/ssl/certs/ca-certificates.crt"));
+            assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:1"));
+        }
+        let shown = format!("{s:?}");
+        assert!(shown.contains("sasl.username") && shown.contains("hermet"), "{shown}");
+        assert!(!shown.contains("hunter2") && shown.contains("[redacted]"), "{shown}");
+    }
+
+    /// librdkafka is built with OpenSSL: TLS and SCRAM clients can be made (they connect
+    /// lazily, so no broker is needed).
+    #[tokio::test]
+    async fn tls_and_scram_clients_can_be_created() {
+        let s = with_client(&[
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ]);
+        let producer: Result<rdkafka::producer::FutureProducer, _> = s.producer_config().create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+        let consumer: Result<rdkafka::consumer::StreamConsumer, _> = s.consumer_config("check").create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+    }
+
+    #[test]
+    fn bad_client_properties_are_configuration_errors() {
+        let p = with_client(&[("group.id", "mine")]).problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("kafka.client.\"group.id\": set by hermet"), "{p:?}");
+        let p = with_client(&[("no.such.property", "1")]).problems();
+        assert!(p.len() == 1 && p[0].starts_with("kafka.client:") && p[0].contains("no.such.property"), "{p:?}");
+        let p = with_client(&[("security.protocol", "carrier_pigeon")]).problems();
+        assert!(p.len() == 1 && p[0].contains("security.protocol"), "{p:?}");
+    }
 
     #[test]
     fn topics_by_aggregate() {

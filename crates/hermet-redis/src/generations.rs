@@ -38,8 +38,8 @@ fn new_epoch() -> u64 {
 }
 
 impl RedisGenerations {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let conn = crate::connection(&redis::Client::open(url)?).await?;
+    pub async fn connect(url: &str, tls: &crate::RedisTls) -> anyhow::Result<Self> {
+        let conn = crate::connection(&crate::client(url, tls)?).await?;
         let g = Self { conn, breaker: Breaker::new("cache") };
         g.ensure_epoch().await?;
         Ok(g)

@@ -14,12 +14,17 @@
 //! Channels: `push:{id}` carries [`Pushes`] for the node's connections; `control`
 //! carries revocations to every node. Pub/sub is at-most-once: a push lost here is
 //! caught up by cursor (docs/PROTOCOL.md), which is what makes delivery at-least-once.
+//!
+//! A `rediss://` URL connects over TLS (rustls, ring provider), trusting the system's
+//! store or the CA file of [`RedisTls`], with a client certificate when the server asks
+//! for one (redis-server's `tls-auth-clients`).
 
 pub mod breaker;
 mod budgets;
 mod generations;
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +49,80 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A connection manager that gives up quickly (the breaker decides when to try again)
 /// instead of retrying with a backoff that grows for minutes.
+/// TLS files for a `rediss://` URL (PEM): a private CA to trust instead of the system's
+/// store, and a client certificate with its key.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    /// Problems with these files for `url`, each naming its setting (`redis_ca_file`, …).
+    pub fn problems(&self, url: &str) -> Vec<String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut p = Vec::new();
+        if self.is_empty() {
+            return p;
+        }
+        if !url.starts_with("rediss://") {
+            p.push("redis_ca_file, redis_cert_file, redis_key_file: only for a rediss:// redis_url".into());
+        }
+        let certs = |name: &str, path: &Path, p: &mut Vec<String>| match CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        {
+            Ok(c) if c.is_empty() => p.push(format!("{name}: no PEM certificate in {}", path.display())),
+            Ok(_) => {}
+            Err(e) => p.push(format!("{name}: cannot read certificates from {}: {e}", path.display())),
+        };
+        if let Some(ca) = &self.ca_file {
+            certs("redis_ca_file (HERMET_REDIS_CA_FILE)", ca, &mut p);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                certs("redis_cert_file (HERMET_REDIS_CERT_FILE)", cert, &mut p);
+                if let Err(e) = PrivateKeyDer::from_pem_file(key) {
+                    p.push(format!(
+                        "redis_key_file (HERMET_REDIS_KEY_FILE): cannot read a key from {}: {e}",
+                        key.display()
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => p.push("redis_cert_file and redis_key_file: set both or neither".into()),
+        }
+        p
+    }
+}
+
+/// The client for `url`: over TLS for `rediss://`, with `tls`'s files when given.
+pub fn client(url: &str, tls: &RedisTls) -> anyhow::Result<redis::Client> {
+    if !url.starts_with("rediss://") {
+        return Ok(redis::Client::open(url)?);
+    }
+    // The redis crate builds its rustls configuration with the process's provider: ring,
+    // as for PostgreSQL (a no-op when already installed). rustls 0.23.48 deprecates ring
+    // for lacking post-quantum key exchange; it is kept for the lighter build.
+    #[allow(deprecated, reason = "ring is the chosen provider")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if tls.is_empty() {
+        return Ok(redis::Client::open(url)?);
+    }
+    let read = |p: &Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()));
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? }),
+        _ => None,
+    };
+    let root_cert = tls.ca_file.as_deref().map(read).transpose()?;
+    Ok(redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls, root_cert })?)
+}
+
 pub(crate) async fn connection(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(CALL_TIMEOUT)
@@ -94,8 +173,8 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Connects, and clears what this node left behind in an earlier life (entries of
     /// connections that died with it).
-    pub async fn connect(url: &str, node: u16, registry: Arc<Registry>) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
+    pub async fn connect(url: &str, tls: &RedisTls, node: u16, registry: Arc<Registry>) -> anyhow::Result<Self> {
+        let client = client(url, tls)?;
         let conn = connection(&client).await?;
         let settings = registry.settings().clone();
         let cluster = Self { client, conn, breaker: Breaker::new("cluster"), node, registry, settings };

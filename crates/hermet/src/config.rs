@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -45,6 +45,14 @@ pub struct Config {
     /// `redis://host:port` of the Redis that gateway nodes share for presence and push
     /// routing; unset: a single node, presence in memory (`HERMET_REDIS_URL`).
     pub redis_url: Option<String>,
+    /// PEM file of the CA that signed a `rediss://` server's certificate, when not one
+    /// the system trusts (`HERMET_REDIS_CA_FILE`).
+    pub redis_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a Redis that authenticates clients by certificate
+    /// (`tls-auth-clients`), with `redis_key_file` (`HERMET_REDIS_CERT_FILE`).
+    pub redis_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM) (`HERMET_REDIS_KEY_FILE`).
+    pub redis_key_file: Option<PathBuf>,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
@@ -127,6 +135,9 @@ impl Default for Config {
             sync_mode: SyncModeConfig::DualWrite,
             kafka_brokers: None,
             redis_url: None,
+            redis_ca_file: None,
+            redis_cert_file: None,
+            redis_key_file: None,
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -235,6 +246,9 @@ impl fmt::Debug for Config {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka", &self.kafka)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("redis_cert_file", &self.redis_cert_file)
+            .field("redis_key_file", &self.redis_key_file)
             .field("gateway", &self.gateway)
             .field("database", &self.database)
             .field("auth.jwt_secret", &self.auth.jwt_secret.as_ref().map(|_| "[redacted]"))
@@ -302,7 +316,17 @@ impl Config {
                 redact_url(&self.database_url)
             ));
         }
+        if backend == Some(Backend::Postgres)
+            && let Err(e) = hermet_store::postgres::tls::check_url(&self.database_url)
+        {
+            errors.push(format!("database_url (HERMET_DATABASE_URL): {e}"));
+        }
         if let Some(read) = &self.read_database_url {
+            if Backend::from_url(read) == Some(Backend::Postgres)
+                && let Err(e) = hermet_store::postgres::tls::check_url(read)
+            {
+                errors.push(format!("read_database_url (HERMET_READ_DATABASE_URL): {e}"));
+            }
             if Backend::from_url(read) != Some(Backend::Postgres) {
                 errors.push("read_database_url (HERMET_READ_DATABASE_URL): must be a postgres:// URL".into());
             } else if backend != Some(Backend::Postgres) {
@@ -322,6 +346,13 @@ impl Config {
             && !(r.starts_with("redis://") || r.starts_with("rediss://") || r.starts_with("redis+unix://"))
         {
             errors.push("redis_url (HERMET_REDIS_URL): must be a redis:// or rediss:// URL".into());
+        }
+        match &self.redis_url {
+            Some(url) => errors.extend(self.redis_tls().problems(url)),
+            None if self.redis_ca_file.is_some() || self.redis_cert_file.is_some() || self.redis_key_file.is_some() => {
+                errors.push("redis_ca_file, redis_cert_file, redis_key_file: only with a rediss:// redis_url".into())
+            }
+            None => {}
         }
         if self.node_id > hermet_domain::id::MAX_NODE_ID {
             errors.push(format!("node_id (HERMET_NODE_ID): {} is out of range 0..=1023", self.node_id));
@@ -420,6 +451,15 @@ impl Config {
         self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 
+    /// The TLS files for a `rediss://` `redis_url`.
+    pub fn redis_tls(&self) -> hermet_redis::RedisTls {
+        hermet_redis::RedisTls {
+            ca_file: self.redis_ca_file.clone(),
+            cert_file: self.redis_cert_file.clone(),
+            key_file: self.redis_key_file.clone(),
+        }
+    }
+
     pub fn pool_settings(&self) -> PoolSettings {
         self.database.clone()
     }
@@ -506,6 +546,57 @@ mod tests {
         assert!(errors[0].starts_with("listen"));
         assert!(errors[1].starts_with("database_url"));
         assert!(errors[2].starts_with("node_id"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_named() {
+        let mut c = Config::default();
+        c.database_url = "postgres://u:pw@db/hermet?sslmode=verify-everything".into();
+        c.read_database_url = Some("postgres://db2/hermet?sslmode=verify-full&sslrootcert=/no/such/ca.pem".into());
+        c.redis_url = Some("redis://cache:6379".into());
+        c.redis_ca_file = Some("/no/such/redis-ca.pem".into());
+        let errors = c.validate().unwrap_err();
+        assert!(errors[0].starts_with("database_url (HERMET_DATABASE_URL): sslmode=verify-everything"), "{errors:?}");
+        assert!(!errors[0].contains("pw"), "{errors:?}");
+        assert_eq!(
+            errors[1],
+            "read_database_url (HERMET_READ_DATABASE_URL): sslrootcert=/no/such/ca.pem: no such file"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("redis_ca_file, redis_cert_file, redis_key_file: only for a rediss://"))
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("redis_ca_file (HERMET_REDIS_CA_FILE): cannot read")),
+            "{errors:?}"
+        );
+        c.database_url = "postgres://u:pw@db/hermet?sslmode=require".into();
+        c.read_database_url = Some("postgres://db2/hermet?sslmode=verify-full".into());
+        c.redis_url = Some("rediss://cache:6380".into());
+        c.redis_ca_file = None;
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn kafka_client_properties_load_from_toml_and_stay_secret() {
+        let toml = r#"
+            kafka_brokers = "127.0.0.1:9093"
+            [kafka.client]
+            "security.protocol" = "sasl_ssl"
+            "sasl.mechanism" = "PLAIN"
+            "sasl.username" = "hermet"
+            sasl_password = "hunter2"
+        "#;
+        let c: Config =
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)).extract().unwrap();
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        let k = c.kafka_settings().unwrap();
+        let props: Vec<(String, &str)> = k.client.iter().collect();
+        assert!(props.contains(&("sasl.password".into(), "hunter2")), "{props:?}");
+        assert!(props.contains(&("security.protocol".into(), "sasl_ssl")), "{props:?}");
+        let shown = format!("{c:#?}");
+        assert!(!shown.contains("hunter2") && shown.contains("sasl.username"), "{shown}");
     }
 
     #[test]

@@ -99,7 +99,7 @@ async fn cache(config: &Config) -> anyhow::Result<Cache> {
     let coherence: Arc<dyn Coherence> = match (config.cache_mode(), &config.redis_url) {
         (CacheMode::Local, _) => Arc::new(LocalGenerations::default()),
         (CacheMode::Redis, Some(url)) => Arc::new(
-            RedisGenerations::connect(url)
+            RedisGenerations::connect(url, &config.redis_tls())
                 .await
                 .with_context(|| format!("cannot connect to Redis at {} (cache)", redact_url(url)))?,
         ),
@@ -120,7 +120,7 @@ async fn cluster(config: &Config) -> anyhow::Result<(Arc<dyn Cluster>, Option<Ar
     match &config.redis_url {
         Some(url) => {
             let redis = Arc::new(
-                RedisCluster::connect(url, config.node_id, registry)
+                RedisCluster::connect(url, &config.redis_tls(), config.node_id, registry)
                     .await
                     .with_context(|| format!("cannot connect to Redis at {}", redact_url(url)))?,
             );

@@ -3,7 +3,9 @@
 //! against 14k/s for sqlx) and speaks binary COPY for bulk loads.
 //!
 //! Two pools: `write` for transactions and `read` for queries of the read models, which
-//! is a separate pool on a replica when `read_database_url` is set.
+//! is a separate pool on a replica when `read_database_url` is set. Each URL's TLS
+//! parameters (`sslmode`, `sslrootcert`, …) apply to its pool and, for the primary, to
+//! the watchdog's probe connection ([`tls`]).
 
 mod channels;
 mod consistency;
@@ -15,6 +17,7 @@ mod messages;
 mod pipeline;
 mod refresh;
 mod statements;
+pub mod tls;
 mod users;
 
 use std::sync::Arc;
@@ -22,10 +25,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use hermet_domain::event::OutboxEvent;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use self::statements::PgConn;
+use self::tls::Target;
 use crate::ports::*;
 use crate::{MigrationReport, PoolSettings, StoreError, migrations};
 
@@ -58,14 +61,16 @@ struct Inner {
     replica_away_until: std::sync::atomic::AtomicI64,
     /// The health watchdog's own connection to the primary (see [`Database::probe`]).
     probe: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
-    probe_config: tokio_postgres::Config,
+    probe_target: Target,
 }
 
 impl PgDatabase {
     /// Creates the pools. Connections are opened lazily, so this fails only on a bad
-    /// URL; use [`Database::ping`] to check the server is reachable.
+    /// URL or TLS parameter (an unreadable CA file); use [`Database::ping`] to check the
+    /// server is reachable.
     pub fn connect(url: &str, read_url: Option<&str>, settings: &PoolSettings) -> Result<Self, StoreError> {
-        let write = build_pool(url, settings, false)?;
+        let primary = target(url)?;
+        let write = build_pool(&primary, settings, false)?;
         let replica = read_url.is_some_and(|r| r != url);
         let read = match read_url {
             // A replica that does not answer is given up on within a second (reads then
@@ -73,13 +78,12 @@ impl PgDatabase {
             Some(r) if replica => {
                 let mut s = settings.clone();
                 s.acquire_timeout_ms = s.acquire_timeout_ms.min(1_000);
-                build_pool(r, &s, true)?
+                build_pool(&target(r)?, &s, true)?
             }
-            _ => build_pool(url, settings, true)?,
+            _ => build_pool(&primary, settings, true)?,
         };
-        let mut probe_config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
-        probe_config.connect_timeout(Duration::from_secs(1));
+        let mut probe_target = primary;
+        probe_target.config.connect_timeout(Duration::from_secs(1));
         Ok(Self {
             inner: Arc::new(Inner {
                 write,
@@ -88,7 +92,7 @@ impl PgDatabase {
                 replica,
                 replica_away_until: std::sync::atomic::AtomicI64::new(0),
                 probe: tokio::sync::Mutex::new(None),
-                probe_config,
+                probe_target,
             }),
         })
     }
@@ -134,9 +138,8 @@ impl PgDatabase {
 /// ms to plan and 0.1 ms to run, and PostgreSQL's own choice kept planning them per
 /// execution. Every read is a keyed lookup that a generic plan serves as well as a
 /// custom one. Writes keep `auto`; the refresh chooses its plan itself (`count_and_plan`).
-fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreError> {
-    let mut cfg: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::other(anyhow::anyhow!("invalid PostgreSQL URL: {e}")))?;
+fn build_pool(target: &Target, s: &PoolSettings, reads: bool) -> Result<Pool, StoreError> {
+    let mut cfg = target.config.clone();
     let generic = if reads { " -c plan_cache_mode=force_generic_plan" } else { "" };
     // No JIT: it compiled a small refresh's generic plan (estimated above jit_above_cost)
     // on every execution, 35 ms for a two-row refresh that runs in 0.5 ms.
@@ -145,7 +148,8 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
         cfg.application_name("hermet");
     }
     cfg.connect_timeout(Duration::from_millis(s.acquire_timeout_ms.max(1_000)));
-    let manager = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager =
+        Manager::from_config(cfg, target.tls.clone(), ManagerConfig { recycling_method: RecyclingMethod::Fast });
     let reusable = s.reusable();
     let wait = Duration::from_millis(s.acquire_timeout_ms);
     Pool::builder(manager)
@@ -157,6 +161,11 @@ fn build_pool(url: &str, s: &PoolSettings, reads: bool) -> Result<Pool, StoreErr
         .pre_recycle(Hook::sync_fn(move |_, metrics| reusable(metrics.age()).map_err(HookError::message)))
         .build()
         .map_err(|e| StoreError::other(anyhow::anyhow!("cannot build PostgreSQL pool: {e}")))
+}
+
+/// A URL's connection settings and TLS connector; errors name the parameter, not the URL.
+fn target(url: &str) -> Result<Target, StoreError> {
+    Target::from_url(url).map_err(|e| StoreError::other(anyhow::anyhow!("{e}")))
 }
 
 pub(crate) fn pool_err(e: PoolError) -> StoreError {
@@ -189,9 +198,22 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     // timed out) or broke. Conversions and protocol errors stay bugs.
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io || e.to_string().starts_with("error connecting to server") {
-        return StoreError::Unavailable(e.to_string());
+        return StoreError::Unavailable(with_causes(&e));
     }
     StoreError::Other(anyhow::Error::new(e))
+}
+
+/// tokio-postgres' message and its causes: its own message names only the kind ("error
+/// performing TLS handshake"), the cause says why ("invalid peer certificate: UnknownIssuer").
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cause = c.source();
+    }
+    message
 }
 
 impl Database for PgDatabase {
@@ -243,9 +265,7 @@ impl Database for PgDatabase {
     async fn probe(&self) -> Result<(), StoreError> {
         let mut slot = self.inner.probe.lock().await;
         if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            let (client, conn) = self.inner.probe_config.connect(tokio_postgres::NoTls).await.map_err(pg_err)?;
-            tokio::spawn(conn);
-            *slot = Some(client);
+            *slot = Some(self.inner.probe_target.connect().await.map_err(pg_err)?);
         }
         let Some(client) = slot.as_ref() else { return Err(StoreError::Unavailable("no probe connection".into())) };
         let answered = client.simple_query("SELECT 1").await.map_err(pg_err);

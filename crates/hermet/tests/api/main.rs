@@ -18,4 +18,5 @@ mod ops;
 mod pipeline;
 mod realtime;
 mod rules;
+mod tls;
 mod users;

@@ -52,7 +52,7 @@ pub(crate) fn async_mode(c: &mut Config) {
     c.pipeline.max_attempts = 3;
 }
 
-fn on_kafka(c: &mut Config, broker: &Broker) {
+pub(crate) fn on_kafka(c: &mut Config, broker: &Broker) {
     c.kafka_brokers = Some(broker.brokers());
     c.kafka.partitions = 4;
     c.kafka.message_timeout_ms = 3_000;
