@@ -89,3 +89,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+
+log "schemathesis (the API against its OpenAPI document)"
+scripts/schemathesis.sh

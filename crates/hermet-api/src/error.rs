@@ -17,7 +17,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable snake_case code, e.g. `validation_failed`, `account_taken`.
+    /// Stable snake_case code from the catalogue (docs/API.md), e.g. `validation_failed`.
+    #[schema(schema_with = code_schema)]
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -28,6 +29,14 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
+}
+
+/// The catalogue's codes, as an enum.
+fn code_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::schema::Type::String))
+        .enum_values(Some(hermet_domain::ErrorCode::ALL.iter().map(|c| c.as_str())))
+        .build()
 }
 
 /// An [`Error`] on its way to becoming an HTTP response.

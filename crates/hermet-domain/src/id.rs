@@ -173,26 +173,67 @@ typed_id!(
     ApplicationId,
 );
 
+/// The schema of every id: a decimal string from 1 to `i64::MAX` without sign, spaces or
+/// leading zeros (what [`parse_id`] accepts), or the same value as a JSON number.
 #[cfg(feature = "openapi")]
 fn id_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-    ObjectBuilder::new()
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+    let text = ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
-        .pattern(Some("^[0-9]{1,19}$"))
-        .description(Some("64-bit id as a decimal string; requests also accept a JSON number"))
-        .examples([serde_json::json!("7203944071286784")])
+        .pattern(Some(ID_PATTERN.as_str()))
+        .examples([serde_json::json!("7203944071286784")]);
+    let number = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Integer))
+        .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(utoipa::openapi::schema::KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(i64::MAX));
+    OneOfBuilder::new()
+        .item(text)
+        .item(number)
+        .description(Some("64-bit id; responses send it as a decimal string, requests also accept a JSON number"))
         .into()
+}
+
+/// `^…$` matching exactly the decimal numbers from 1 to `i64::MAX`.
+#[cfg(feature = "openapi")]
+pub static ID_PATTERN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("^(?:{})$", decimal_up_to(&i64::MAX.to_string())));
+
+/// A regular expression (without anchors) for the decimal numbers from 1 to `max`, no
+/// leading zeros: every shorter length, then per digit of `max` a smaller digit there
+/// after the same prefix, then `max` itself.
+#[cfg(feature = "openapi")]
+fn decimal_up_to(max: &str) -> String {
+    let digits: Vec<u32> = max.chars().filter_map(|c| c.to_digit(10)).collect();
+    let n = digits.len();
+    let mut alts = Vec::new();
+    if n > 1 {
+        alts.push(format!("[1-9][0-9]{{0,{}}}", n - 2));
+    }
+    for (i, &d) in digits.iter().enumerate() {
+        let low = u32::from(i == 0);
+        if d > low {
+            let prefix: String = digits[..i].iter().map(|d| d.to_string()).collect();
+            let class = if d - 1 == low { low.to_string() } else { format!("[{low}-{}]", d - 1) };
+            let rest = n - i - 1;
+            let tail = if rest == 0 { String::new() } else { format!("[0-9]{{{rest}}}") };
+            alts.push(format!("{prefix}{class}{tail}"));
+        }
+    }
+    alts.push(max.to_owned());
+    alts.join("|")
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("not a valid id: expected a positive 64-bit integer")]
 pub struct InvalidId;
 
+/// Decimal digits only, no sign, spaces or leading zeros, from 1 to `i64::MAX`.
 fn parse_id(s: &str) -> Result<i64, InvalidId> {
-    match s.trim().parse::<i64>() {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(InvalidId),
+    if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidId);
     }
+    s.parse::<i64>().map_err(|_| InvalidId)
 }
 
 struct IdVisitor;
@@ -263,5 +304,42 @@ mod tests {
         assert_eq!(a, b);
         assert!(serde_json::from_str::<UserId>("\"abc\"").is_err());
         assert!(serde_json::from_str::<UserId>("-3").is_err());
+        for bad in ["\"0\"", "\"007\"", "\"+5\"", "\" 5\"", "\"5 \"", "\"9223372036854775808\"", "\"\""] {
+            assert!(serde_json::from_str::<UserId>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_id_pattern_matches_exactly_what_parses() {
+        let re = regex::Regex::new(&ID_PATTERN).unwrap();
+        let max = i64::MAX.to_string();
+        for ok in ["1", "9", "10", "7203944071286784", "999999999999999999", "9223372036854775806", max.as_str()] {
+            assert!(re.is_match(ok) && parse_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "0",
+            "01",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "9223372036854775808",
+            "9300000000000000000",
+            "10000000000000000000",
+        ] {
+            assert!(!re.is_match(bad) && parse_id(bad).is_err(), "{bad}");
+        }
+        // every prefix boundary of i64::MAX
+        let digits: Vec<char> = max.chars().collect();
+        for i in 0..digits.len() {
+            let mut above = digits.clone();
+            if above[i] < '9' {
+                above[i] = char::from_digit(above[i].to_digit(10).unwrap() + 1, 10).unwrap();
+                let above: String = above.into_iter().collect();
+                assert!(!re.is_match(&above) && parse_id(&above).is_err(), "{above}");
+            }
+        }
     }
 }

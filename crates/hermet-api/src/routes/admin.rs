@@ -54,7 +54,7 @@ pub struct BulkCreateResponse {
 
 /// POST /api/v1/admin/users — create many users in one transaction.
 #[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = BulkCreateRequest,
-    responses((status = 201, body = BulkCreateResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = BulkCreateResponse), (status = 403, description = "not an administrator", body = ErrorBody), (status = 409, description = "`account_taken`", body = ErrorBody)))]
 pub async fn bulk_create<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -101,8 +101,8 @@ async fn set_status<D: Database>(
 }
 
 /// POST /api/v1/admin/users/{id}/disable — lock a user out; their sessions end now.
-#[utoipa::path(post, path = "/api/v1/admin/users/{id}/disable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/disable", tag = "admin", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
+    responses((status = 204), (status = 403, description = "not an administrator", body = ErrorBody), (status = 422, description = "`cannot_lock_out_self`", body = ErrorBody)))]
 pub async fn disable<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -112,8 +112,8 @@ pub async fn disable<D: Database>(
 }
 
 /// POST /api/v1/admin/users/{id}/enable — let a disabled user sign in again.
-#[utoipa::path(post, path = "/api/v1/admin/users/{id}/enable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/enable", tag = "admin", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
+    responses((status = 204), (status = 403, description = "not an administrator", body = ErrorBody), (status = 422, description = "`cannot_lock_out_self`", body = ErrorBody)))]
 pub async fn enable<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -123,8 +123,8 @@ pub async fn enable<D: Database>(
 }
 
 /// DELETE /api/v1/admin/users/{id} — delete a user; the account may be registered again.
-#[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
+    responses((status = 204), (status = 403, description = "not an administrator", body = ErrorBody), (status = 422, description = "`cannot_lock_out_self`", body = ErrorBody)))]
 pub async fn delete<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

@@ -70,7 +70,8 @@ impl From<IssuedTokens> for TokenResponse {
 
 /// POST /api/v1/auth/sign-up — create an account and a first session.
 #[utoipa::path(post, path = "/api/v1/auth/sign-up", tag = "auth", request_body = SignUpRequest,
-    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 409, description = "account taken", body = ErrorBody)))]
+    responses((status = 201, body = TokenResponse), (status = 409, description = "`account_taken`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sign_up_per_ip`)", body = ErrorBody)))]
 pub async fn sign_up<D: Database>(
     State(st): State<AppState<D>>,
     UserAgent(ua): UserAgent,
@@ -94,7 +95,8 @@ pub async fn sign_up<D: Database>(
 
 /// POST /api/v1/auth/sign-in — wrong account or wrong password: the same 401.
 #[utoipa::path(post, path = "/api/v1/auth/sign-in", tag = "auth", request_body = SignInRequest,
-    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "account disabled", body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_credentials`, `account_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sign_in_per_ip`, `sign_in_failures_per_account`)", body = ErrorBody)))]
 pub async fn sign_in<D: Database>(
     State(st): State<AppState<D>>,
     UserAgent(ua): UserAgent,
@@ -109,7 +111,8 @@ pub async fn sign_in<D: Database>(
 /// POST /api/v1/auth/refresh-token — rotate the refresh token; reuse of a rotated-out
 /// token revokes the session.
 #[utoipa::path(post, path = "/api/v1/auth/refresh-token", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, description = "`invalid_refresh_token`, `refresh_token_reused`, `account_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`refresh_per_ip`)", body = ErrorBody)))]
 pub async fn refresh_token<D: Database>(
     State(st): State<AppState<D>>,
     ClientIp(ip): ClientIp,
@@ -121,7 +124,7 @@ pub async fn refresh_token<D: Database>(
 
 /// POST /api/v1/auth/sign-out — revoke the caller's session at once.
 #[utoipa::path(post, path = "/api/v1/auth/sign-out", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody)))]
+    responses((status = 204)))]
 pub async fn sign_out<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<StatusCode> {
     st.app.sign_out(who).await?;
     // this node's sockets of the session close now (other nodes: not yet, see docs/PROTOCOL.md)

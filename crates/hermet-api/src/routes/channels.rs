@@ -99,7 +99,10 @@ pub struct MemberPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -163,7 +166,10 @@ impl From<ChannelApplication> for JoinApplicationDto {
 #[serde(deny_unknown_fields)]
 pub struct JoinApplicationsQuery {
     pub status: Option<ApplicationStatus>,
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -260,6 +266,8 @@ pub struct MessagesQuery {
     pub before_seq: Option<i64>,
     /// Oldest first, seqs above this (catching up).
     pub after_seq: Option<i64>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -279,7 +287,8 @@ pub struct ReadRequest {
 
 /// POST /api/v1/channels/groups — create a group in one transaction.
 #[utoipa::path(post, path = "/api/v1/channels/groups", tag = "channels", security(("bearer" = [])), request_body = CreateGroupRequest,
-    responses((status = 201, body = ChannelDto), (status = 400, body = ErrorBody), (status = 422, description = "unknown, duplicate or inactive member ids, listed in details", body = ErrorBody)))]
+    responses((status = 201, body = ChannelDto), (status = 422, description = "unknown, duplicate or inactive member ids, listed in `details`: `duplicate_members`, `invalid_members`, `group_full`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`group_creations_per_user`)", body = ErrorBody)))]
 pub async fn create_group<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -290,8 +299,8 @@ pub async fn create_group<D: Database>(
 }
 
 /// GET /api/v1/channels/{id} — members only.
-#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 200, body = ChannelDto), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
 pub async fn get<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -301,8 +310,8 @@ pub async fn get<D: Database>(
 }
 
 /// PATCH /api/v1/channels/{id} — rename or change the avatar (owner/admin).
-#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = UpdateChannelRequest,
-    responses((status = 200, body = ChannelDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = UpdateChannelRequest,
+    responses((status = 200, body = ChannelDto), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody)))]
 pub async fn update<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -313,8 +322,8 @@ pub async fn update<D: Database>(
 }
 
 /// DELETE /api/v1/channels/{id} — the owner dismisses the group.
-#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 204), (status = 403, description = "not the owner of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody)))]
 pub async fn dismiss<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -325,8 +334,8 @@ pub async fn dismiss<D: Database>(
 }
 
 /// GET /api/v1/channels/{id}/members — active members by user id.
-#[utoipa::path(get, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = String, Path), PageQuery),
-    responses((status = 200, body = MemberPage), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id"), PageQuery),
+    responses((status = 200, body = MemberPage), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
 pub async fn members<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -338,8 +347,9 @@ pub async fn members<D: Database>(
 }
 
 /// POST /api/v1/channels/{id}/members — add members (owner/admin).
-#[utoipa::path(post, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = AddMembersRequest,
-    responses((status = 200, body = MemberCount), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = AddMembersRequest,
+    responses((status = 200, body = MemberCount), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`, `duplicate_members`, `invalid_members`, `already_members`, `group_full`", body = ErrorBody)))]
 pub async fn add_members<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -351,7 +361,7 @@ pub async fn add_members<D: Database>(
 
 /// DELETE /api/v1/channels/{id}/members/{userId} — remove a member (owner/admin).
 #[utoipa::path(delete, path = "/api/v1/channels/{id}/members/{userId}", tag = "channels", security(("bearer" = [])),
-    params(("id" = String, Path), ("userId" = String, Path)), responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("userId" = inline(UserId), Path, description = "the member's user id")), responses((status = 204), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`, `use_leave`", body = ErrorBody)))]
 pub async fn remove_member<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -363,8 +373,9 @@ pub async fn remove_member<D: Database>(
 
 /// PATCH /api/v1/channels/{id}/members/{userId} — role (owner) or own group nickname.
 #[utoipa::path(patch, path = "/api/v1/channels/{id}/members/{userId}", tag = "channels", security(("bearer" = [])),
-    params(("id" = String, Path), ("userId" = String, Path)), request_body = UpdateMemberRequest,
-    responses((status = 200, body = MemberDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("userId" = inline(UserId), Path, description = "the member's user id")), request_body = UpdateMemberRequest,
+    responses((status = 200, body = MemberDto), (status = 403, description = "roles: not the owner; nickname: not the member", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`, `cannot_change_own_role`", body = ErrorBody)))]
 pub async fn update_member<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -375,8 +386,8 @@ pub async fn update_member<D: Database>(
 }
 
 /// POST /api/v1/channels/{id}/leave — leave a group.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/leave", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204), (status = 409, description = "the owner must transfer first", body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/leave", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 204), (status = 403, description = "not a member of the channel", body = ErrorBody), (status = 409, description = "`owner_must_transfer`, `channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody)))]
 pub async fn leave<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -387,8 +398,9 @@ pub async fn leave<D: Database>(
 }
 
 /// POST /api/v1/channels/{id}/applications — ask to join a group.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = String, Path)), request_body = JoinRequest,
-    responses((status = 201, body = JoinApplicationDto), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = JoinRequest,
+    responses((status = 201, body = JoinApplicationDto), (status = 409, description = "`already_member`, `application_pending`, `channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`applications_per_user`)", body = ErrorBody)))]
 pub async fn apply<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -399,8 +411,8 @@ pub async fn apply<D: Database>(
 }
 
 /// GET /api/v1/channels/{id}/applications — join requests (owner/admin).
-#[utoipa::path(get, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = String, Path), JoinApplicationsQuery),
-    responses((status = 200, body = JoinApplicationPage), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id"), JoinApplicationsQuery),
+    responses((status = 200, body = JoinApplicationPage), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody)))]
 pub async fn applications<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -416,7 +428,8 @@ pub async fn applications<D: Database>(
 
 /// POST /api/v1/channels/{id}/applications/{applicationId}/accept — add the applicant (owner/admin).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/applications/{applicationId}/accept", tag = "channels", security(("bearer" = [])),
-    params(("id" = String, Path), ("applicationId" = String, Path)), responses((status = 200, body = JoinApplicationDto), (status = 403, body = ErrorBody)))]
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("applicationId" = inline(ApplicationId), Path, description = "join application id")), responses((status = 200, body = JoinApplicationDto), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`application_not_pending`, `channel_archived`", body = ErrorBody),
+        (status = 422, description = "`applicant_inactive`, `group_full`", body = ErrorBody)))]
 pub async fn accept_application<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -427,7 +440,7 @@ pub async fn accept_application<D: Database>(
 
 /// POST /api/v1/channels/{id}/applications/{applicationId}/reject — decline (owner/admin).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/applications/{applicationId}/reject", tag = "channels", security(("bearer" = [])),
-    params(("id" = String, Path), ("applicationId" = String, Path)), responses((status = 200, body = JoinApplicationDto), (status = 403, body = ErrorBody)))]
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("applicationId" = inline(ApplicationId), Path, description = "join application id")), responses((status = 200, body = JoinApplicationDto), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`application_not_pending`, `channel_archived`", body = ErrorBody)))]
 pub async fn reject_application<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -437,8 +450,10 @@ pub async fn reject_application<D: Database>(
 }
 
 /// POST /api/v1/channels/{id}/messages — send a message.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), request_body = SendMessageRequest,
-    responses((status = 201, body = SendMessageResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = SendMessageRequest,
+    responses((status = 201, body = SendMessageResponse), (status = 403, description = "not a member, or the peer blocked the sender", body = ErrorBody),
+        (status = 409, description = "`channel_archived`, `client_msg_id_reused`", body = ErrorBody), (status = 422, description = "`not_friends`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sends_per_user`, `sends_per_channel`)", body = ErrorBody)))]
 pub async fn send<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -465,8 +480,8 @@ pub async fn send<D: Database>(
 }
 
 /// GET /api/v1/channels/{id}/messages — history visible to me (from my join on).
-#[utoipa::path(get, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = String, Path), MessagesQuery),
-    responses((status = 200, body = MessagePage), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id"), MessagesQuery),
+    responses((status = 200, body = MessagePage), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
 pub async fn messages<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -478,8 +493,8 @@ pub async fn messages<D: Database>(
 }
 
 /// POST /api/v1/channels/{id}/read — I have read up to `seq`.
-#[utoipa::path(post, path = "/api/v1/channels/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), request_body = ReadRequest,
-    responses((status = 200, body = ConversationDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/channels/{id}/read", tag = "messages", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = ReadRequest,
+    responses((status = 200, body = ConversationDto), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
 pub async fn read<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

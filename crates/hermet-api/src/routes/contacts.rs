@@ -70,9 +70,13 @@ pub enum Direction {
 #[serde(deny_unknown_fields)]
 pub struct ApplicationsQuery {
     /// `incoming` (default: applications to me) or `outgoing`.
+    #[param(inline)]
     pub direction: Option<Direction>,
     pub status: Option<ApplicationStatus>,
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -140,7 +144,10 @@ pub struct ContactsQuery {
     pub group: Option<String>,
     /// Only display names starting with this letter (A–Z or `#`).
     pub initial: Option<String>,
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -163,7 +170,9 @@ pub struct UpdateContactRequest {
 
 /// POST /api/v1/contacts/applications — ask someone to be friends.
 #[utoipa::path(post, path = "/api/v1/contacts/applications", tag = "contacts", security(("bearer" = [])), request_body = ApplyRequest,
-    responses((status = 201, body = ApplicationDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = ApplicationDto), (status = 404, description = "no such active user", body = ErrorBody),
+        (status = 409, description = "`already_friends`, `application_pending`", body = ErrorBody), (status = 422, description = "`cannot_add_self`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`applications_per_user`)", body = ErrorBody)))]
 pub async fn apply<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -175,7 +184,7 @@ pub async fn apply<D: Database>(
 
 /// GET /api/v1/contacts/applications — my incoming or outgoing applications.
 #[utoipa::path(get, path = "/api/v1/contacts/applications", tag = "contacts", security(("bearer" = [])), params(ApplicationsQuery),
-    responses((status = 200, body = ApplicationPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationPage)))]
 pub async fn applications<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -187,8 +196,8 @@ pub async fn applications<D: Database>(
 }
 
 /// POST /api/v1/contacts/applications/{id}/accept — become friends (target only).
-#[utoipa::path(post, path = "/api/v1/contacts/applications/{id}/accept", tag = "contacts", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = AcceptResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/contacts/applications/{id}/accept", tag = "contacts", security(("bearer" = [])), params(("id" = inline(ApplicationId), Path, description = "application id")),
+    responses((status = 200, body = AcceptResponse), (status = 409, description = "`application_not_pending`", body = ErrorBody), (status = 422, description = "`applicant_inactive`", body = ErrorBody)))]
 pub async fn accept<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -199,8 +208,8 @@ pub async fn accept<D: Database>(
 }
 
 /// POST /api/v1/contacts/applications/{id}/reject — decline (target only).
-#[utoipa::path(post, path = "/api/v1/contacts/applications/{id}/reject", tag = "contacts", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = ApplicationDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/contacts/applications/{id}/reject", tag = "contacts", security(("bearer" = [])), params(("id" = inline(ApplicationId), Path, description = "application id")),
+    responses((status = 200, body = ApplicationDto), (status = 409, description = "`application_not_pending`", body = ErrorBody)))]
 pub async fn reject<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -211,7 +220,7 @@ pub async fn reject<D: Database>(
 
 /// GET /api/v1/contacts — my contacts: starred first, then by display name.
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", security(("bearer" = [])), params(ContactsQuery),
-    responses((status = 200, body = ContactPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ContactPage)))]
 pub async fn list<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -222,8 +231,8 @@ pub async fn list<D: Database>(
 }
 
 /// PATCH /api/v1/contacts/{contactId} — remark, group, tags, star, block.
-#[utoipa::path(patch, path = "/api/v1/contacts/{contactId}", tag = "contacts", security(("bearer" = [])), params(("contactId" = String, Path)),
-    request_body = UpdateContactRequest, responses((status = 200, body = ContactDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/contacts/{contactId}", tag = "contacts", security(("bearer" = [])), params(("contactId" = inline(UserId), Path, description = "the contact's user id")),
+    request_body = UpdateContactRequest, responses((status = 200, body = ContactDto)))]
 pub async fn update<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -241,8 +250,8 @@ pub async fn update<D: Database>(
 }
 
 /// DELETE /api/v1/contacts/{contactId} — remove a friend (my side).
-#[utoipa::path(delete, path = "/api/v1/contacts/{contactId}", tag = "contacts", security(("bearer" = [])), params(("contactId" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/contacts/{contactId}", tag = "contacts", security(("bearer" = [])), params(("contactId" = inline(UserId), Path, description = "the contact's user id")),
+    responses((status = 204)))]
 pub async fn delete<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::ApiResult;
 use crate::extract::{Auth, IdPath, Json, Query};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,7 +101,10 @@ impl From<ConversationRow> for ConversationDto {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConversationsQuery {
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -130,7 +133,7 @@ pub struct UpdateConversationRequest {
 
 /// GET /api/v1/conversations — pinned first, then newest activity.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])), params(ConversationsQuery),
-    responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ConversationPage)))]
 pub async fn list<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -148,8 +151,8 @@ pub async fn list<D: Database>(
 }
 
 /// PATCH /api/v1/conversations/{channelId} — pin, mute, hide.
-#[utoipa::path(patch, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = String, Path)),
-    request_body = UpdateConversationRequest, responses((status = 200, body = ConversationDto), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = inline(ChannelId), Path, description = "channel id")),
+    request_body = UpdateConversationRequest, responses((status = 200, body = ConversationDto)))]
 pub async fn update<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -160,8 +163,8 @@ pub async fn update<D: Database>(
 }
 
 /// DELETE /api/v1/conversations/{channelId} — close until the next message.
-#[utoipa::path(delete, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 204)))]
 pub async fn close<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

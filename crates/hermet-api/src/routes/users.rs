@@ -104,8 +104,10 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 pub struct SearchParams {
     /// An exact e-mail or mobile number, or the beginning of a nickname.
     pub q: String,
+    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
-    /// 1 to 200, default 50.
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -119,14 +121,14 @@ pub struct UserPage {
 
 /// GET /api/v1/users/me — my profile.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = MeResponse)))]
 pub async fn me<D: Database>(State(st): State<AppState<D>>, Auth(who): Auth) -> ApiResult<Json<MeResponse>> {
     Ok(Json(st.app.me(who).await?.into()))
 }
 
 /// PATCH /api/v1/users/me — change my profile (bumps profileVer).
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfileRequest,
-    responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = MeResponse)))]
 pub async fn update_me<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -145,7 +147,7 @@ pub async fn update_me<D: Database>(
 
 /// GET /api/v1/users/search — find users by exact e-mail/mobile or nickname prefix.
 #[utoipa::path(get, path = "/api/v1/users/search", tag = "users", security(("bearer" = [])), params(SearchParams),
-    responses((status = 200, body = UserPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = UserPage), (status = 429, description = "`rate_limited` (`searches_per_user`)", body = ErrorBody)))]
 pub async fn search<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -156,8 +158,8 @@ pub async fn search<D: Database>(
 }
 
 /// GET /api/v1/users/{id} — a user's public profile.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
-    responses((status = 200, body = PublicUser), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
+    responses((status = 200, body = PublicUser)))]
 pub async fn get_user<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -179,8 +181,8 @@ pub struct PresenceResponse {
 }
 
 /// GET /api/v1/users/{id}/presence — online or not; for the user's friends (and the user).
-#[utoipa::path(get, path = "/api/v1/users/{id}/presence", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
-    responses((status = 200, body = PresenceResponse), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/users/{id}/presence", tag = "users", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
+    responses((status = 200, body = PresenceResponse), (status = 403, description = "not a friend", body = ErrorBody)))]
 pub async fn presence<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod authz;
 mod binary;
 mod cache;
 mod cluster;
