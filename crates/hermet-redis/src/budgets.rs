@@ -72,8 +72,8 @@ pub struct RedisBudgets {
 }
 
 impl RedisBudgets {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let conn = crate::connection(&redis::Client::open(url)?).await?;
+    pub async fn connect(url: &str, tls: &crate::RedisTls) -> anyhow::Result<Self> {
+        let conn = crate::connection(&crate::client(url, tls)?).await?;
         Ok(Self {
             conn,
             breaker: Breaker::new("rate_limits"),

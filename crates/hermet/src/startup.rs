@@ -86,7 +86,7 @@ async fn app_with_push<D: Database>(db: D, config: &Config, push: Arc<dyn PushSi
 async fn shared_budgets(config: &Config) -> anyhow::Result<Option<Arc<dyn SharedBudgets>>> {
     match &config.redis_url {
         Some(url) if config.rate_limits.enabled => Ok(Some(Arc::new(
-            RedisBudgets::connect(url)
+            RedisBudgets::connect(url, &config.redis_tls())
                 .await
                 .with_context(|| format!("cannot connect to Redis at {} (rate limits)", redact_url(url)))?,
         ))),
