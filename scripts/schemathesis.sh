@@ -74,7 +74,7 @@ run_backend() {
 
     local status=0 started=$SECONDS
     SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts" \
-        "$VENV/bin/schemathesis" run "$base/api/v1/openapi.json" \
+        "$VENV/bin/schemathesis" --config-file "$PWD/scripts/schemathesis.toml" run "$base/api/v1/openapi.json" \
         --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed "$SEED" \
         --workers 2 --no-color --report junit --report-dir "$WORK/report-$name" || status=$?
     echo "schemathesis on $name: exit $status after $((SECONDS - started)) s"

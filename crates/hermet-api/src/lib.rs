@@ -9,6 +9,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod schemas;
 pub mod security;
 
 use std::time::Duration;

@@ -56,6 +56,10 @@ pub(crate) fn account_taken(e: StoreError) -> Error {
     }
 }
 
+/// The longest failure-budget key a malformed account is counted under (a real account
+/// is at most 254 characters).
+const SIGN_IN_KEY_MAX: usize = 256;
+
 fn invalid_credentials() -> Error {
     Error::Unauthorized { code: ErrorCode::InvalidCredentials, message: "wrong account or password" }
 }
@@ -81,7 +85,8 @@ impl<D: Database> App<D> {
         Ok(tokens)
     }
 
-    /// `POST /auth/sign-in`: a wrong account and a wrong password get the same 401.
+    /// `POST /auth/sign-in`: a wrong account (unknown, or one that cannot exist) and a
+    /// wrong password get the same 401.
     #[tracing::instrument(level = "debug", skip_all, fields(account_type = ?account_type))]
     pub async fn sign_in(
         &self,
@@ -90,16 +95,23 @@ impl<D: Database> App<D> {
         credential: String,
         user_agent: String,
     ) -> Result<IssuedTokens> {
-        let account = Account::parse(account_type, account)?;
         if credential.is_empty() {
             return Err(Error::invalid("credential", "credential must not be empty"));
         }
+        // An account that cannot exist (not an e-mail address or mobile number) is an
+        // unknown account: the same 401 after the same password verification, so the
+        // answer tells nothing about the rules an account follows either.
+        let account = Account::parse(account_type, account).map_err(|_| account);
         // the back-off is per account whether or not it exists, so it reveals nothing
         let key = match &account {
-            Account::Email(a) | Account::Mobile(a) => a.clone(),
+            Ok(Account::Email(a) | Account::Mobile(a)) => a.clone(),
+            Err(raw) => raw.trim().chars().take(SIGN_IN_KEY_MAX).collect(),
         };
         self.limiter.sign_in_allowed(&key).await?;
-        let found = self.db.user_by_account(&account).await?;
+        let found = match &account {
+            Ok(account) => self.db.user_by_account(account).await?,
+            Err(_) => None,
+        };
         let hash = found.as_ref().and_then(|(_, h)| h.clone());
         let ok = password::verify(self.settings.auth.password, credential, hash).await?;
         self.limiter.sign_in_result(&key, ok && found.is_some()).await;

@@ -530,6 +530,7 @@ impl<D: Database> App<D> {
 
     /// `PATCH /channels/{id}/members/{userId}`: `role` (owner only; `owner` transfers
     /// ownership, the old owner becomes admin) and/or `groupNickname` (the member's own).
+    /// Neither: the member as it is (for any active member of the group), nothing written.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, member_id = %user))]
     pub async fn update_member(
         &self,
@@ -543,9 +544,6 @@ impl<D: Database> App<D> {
             let nickname = nickname
                 .map(|n| validate::display_name("groupNickname", &n, validate::NICKNAME_MAX, true))
                 .transpose()?;
-            if role.is_none() && nickname.is_none() {
-                return Err(Error::invalid("role", "give role and/or groupNickname"));
-            }
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let (_, me) = self.lock_group(&mut tx, who, id).await?;
@@ -554,6 +552,10 @@ impl<D: Database> App<D> {
             } else {
                 tx.lock_member(id, user).await?.filter(Member::is_active).ok_or(Error::NotFound("member"))?
             };
+            if role.is_none() && nickname.is_none() {
+                // an empty patch: the member as it is, nothing written
+                return Ok(target);
+            }
             let mut events = Vec::new();
             if let Some(n) = nickname {
                 if user != who.user_id {

@@ -122,7 +122,8 @@ impl<D: Database> App<D> {
     }
 
     /// `PATCH /conversations/{channelId}`: pin, mute, hide. A hidden conversation comes
-    /// back with the next message.
+    /// back with the next message. Nothing to change (no field, or the values it has):
+    /// the conversation as it is, nothing written.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id))]
     pub async fn update_conversation(
         &self,
@@ -133,9 +134,6 @@ impl<D: Database> App<D> {
         is_hidden: Option<bool>,
     ) -> Result<ConversationRow> {
         timed("conversation.update", async {
-            if is_pinned.is_none() && is_muted.is_none() && is_hidden.is_none() {
-                return Err(Error::invalid("isPinned", "give at least one of isPinned, isMuted, isHidden"));
-            }
             let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("conversation"))?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;

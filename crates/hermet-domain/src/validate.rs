@@ -3,13 +3,14 @@
 
 use crate::error::{Error, Result};
 
-/// Trims `value` and checks it is at most `max` characters with no control characters.
+/// Checks `value` is at most `max` characters as sent (spaces around included), trims it
+/// and checks it has no control characters.
 pub fn text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<String> {
     let v = value.trim();
     if !allow_empty && v.is_empty() {
         return Err(Error::invalid(field, format!("{field} must not be empty")));
     }
-    let n = v.chars().count();
+    let n = value.chars().count();
     if n > max {
         return Err(Error::invalid(field, format!("{field} must be at most {max} characters (got {n})")));
     }
@@ -30,23 +31,63 @@ pub fn nickname(field: &str, v: &str) -> Result<String> {
     display_name(field, v, NICKNAME_MAX, false)
 }
 
-/// Characters that show nothing: whitespace and Unicode's default-ignorable code points
-/// (zero-width spaces and joiners, marks, fillers, variation selectors, the BOM, …) and
-/// the braille blank often used to fake an empty name.
+/// Inclusive ranges of code points.
+type Ranges = &'static [(u32, u32)];
+
+fn in_ranges(ranges: Ranges, c: char) -> bool {
+    ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&(c as u32)))
+}
+
+/// `char::is_control` (general category Cc).
+const CONTROL: Ranges = &[(0x00, 0x1F), (0x7F, 0x9F)];
+/// `char::is_whitespace` (Unicode White_Space): what `str::trim` removes.
+const WHITESPACE: Ranges = &[
+    (0x09, 0x0D),
+    (0x20, 0x20),
+    (0x85, 0x85),
+    (0xA0, 0xA0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x2028, 0x2029),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+];
+/// Unicode's default-ignorable code points (zero-width spaces and joiners, marks,
+/// fillers, variation selectors, the BOM, …) and the braille blank often used to fake an
+/// empty name.
+const IGNORABLE: Ranges = &[
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+];
+/// Embeddings, overrides and isolates.
+const BIDI_CONTROL: Ranges = &[(0x202A, 0x202E), (0x2066, 0x2069)];
+
+/// Characters that show nothing: whitespace and [`IGNORABLE`].
 fn invisible(c: char) -> bool {
-    c.is_whitespace()
-        || matches!(c as u32,
-            0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
-            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x2800 | 0x3164
-            | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF)
+    c.is_whitespace() || in_ranges(IGNORABLE, c)
 }
 
 /// Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), which can make a
 /// name display as something else ("gnp.exe"): refused in names. The marks LRM, RLM and
 /// ALM are allowed (right-to-left names need them); they just do not count as visible.
 fn bidi_control(c: char) -> bool {
-    matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
+    in_ranges(BIDI_CONTROL, c)
 }
 
 /// A name others see (nickname, group name, remark, group nickname): [`text`], plus at
@@ -134,6 +175,116 @@ pub fn limit(v: Option<u32>) -> Result<u32> {
     }
 }
 
+/// The same rules as JSON Schemas, for the OpenAPI document: each pattern matches exactly
+/// the strings its parser above accepts (the length is `maxLength`). Patterns are ECMA-262
+/// with the `u` flag, and read the same by Python's `re` and Rust's `regex`: BMP code points
+/// as `\uXXXX`, others as themselves.
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+
+    use super::{BIDI_CONTROL, CONTROL, IGNORABLE, Ranges, WHITESPACE};
+
+    /// A character class of the union of `sets`, negated or not.
+    fn class(negated: bool, sets: &[Ranges]) -> String {
+        let mut all: Vec<(u32, u32)> = sets.iter().flat_map(|s| s.iter().copied()).collect();
+        all.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for (lo, hi) in all {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        let one = |c: u32| match char::from_u32(c) {
+            Some(ch) if c > 0xFFFF => ch.to_string(),
+            _ => format!("\\u{c:04X}"),
+        };
+        let mut out = String::from(if negated { "[^" } else { "[" });
+        for (lo, hi) in merged {
+            out.push_str(&one(lo));
+            if hi > lo {
+                out.push('-');
+                out.push_str(&one(hi));
+            }
+        }
+        out.push(']');
+        out
+    }
+
+    /// `core` with whitespace around it, which the parsers trim.
+    pub fn trimmed(core: &str) -> String {
+        let ws = class(false, &[WHITESPACE]);
+        format!("^{ws}*{core}{ws}*$")
+    }
+
+    /// A trimmed text of [`super::text`]: no control character; not empty unless `allow_empty`.
+    pub fn text_pattern(allow_empty: bool) -> String {
+        let edge = class(true, &[CONTROL, WHITESPACE]);
+        let inner = class(true, &[CONTROL]);
+        let core = format!("{edge}(?:{inner}*{edge})?");
+        trimmed(&if allow_empty { format!("(?:{core})?") } else { core })
+    }
+
+    /// A name of [`super::display_name`]: [`text_pattern`], no bidirectional control and
+    /// at least one visible character.
+    pub fn display_name_pattern(allow_empty: bool) -> String {
+        let edge = class(true, &[CONTROL, BIDI_CONTROL, WHITESPACE]);
+        let inner = class(true, &[CONTROL, BIDI_CONTROL]);
+        let visible = class(true, &[CONTROL, BIDI_CONTROL, WHITESPACE, IGNORABLE]);
+        let core = format!("(?:{edge}{inner}*)?{visible}(?:{inner}*{edge})?");
+        trimmed(&if allow_empty { format!("(?:{core})?") } else { core })
+    }
+
+    /// `content.text` of a text message: something besides whitespace, no ASCII control
+    /// character other than tab and line breaks.
+    pub fn message_text_pattern() -> String {
+        let ascii_control: Ranges = &[(0x00, 0x08), (0x0B, 0x0C), (0x0E, 0x1F), (0x7F, 0x7F)];
+        let any = class(true, &[ascii_control]);
+        let solid = class(true, &[ascii_control, WHITESPACE]);
+        format!("^{any}*{solid}{any}*$")
+    }
+
+    /// Any text without control characters, as it is (not trimmed).
+    pub fn no_control_pattern() -> String {
+        format!("^{}*$", class(true, &[CONTROL]))
+    }
+
+    /// An e-mail address [`super::email`] accepts (ASCII only here; `maxLength` 254).
+    pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+$";
+    /// A mobile number [`super::mobile`] accepts, written without spaces or dashes.
+    pub const MOBILE_PATTERN: &str = r"^\+[1-9][0-9]{5,14}$";
+
+    fn string(nullable: bool) -> ObjectBuilder {
+        if nullable {
+            ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        } else {
+            ObjectBuilder::new().schema_type(SchemaType::Type(Type::String))
+        }
+    }
+
+    /// A string of [`super::text`] with at most `max` characters.
+    pub fn text(max: usize, allow_empty: bool, nullable: bool) -> ObjectBuilder {
+        string(nullable).pattern(Some(text_pattern(allow_empty))).max_length(Some(max))
+    }
+
+    /// A string of [`super::display_name`] with at most `max` characters.
+    pub fn display_name(max: usize, allow_empty: bool, nullable: bool) -> ObjectBuilder {
+        string(nullable).pattern(Some(display_name_pattern(allow_empty))).max_length(Some(max))
+    }
+
+    /// [`super::password`]: 8 to 128 characters.
+    pub fn password() -> ObjectBuilder {
+        string(false).min_length(Some(super::PASSWORD_MIN)).max_length(Some(super::PASSWORD_MAX))
+    }
+
+    /// [`super::avatar`]: at most 256 characters, no whitespace or control character.
+    pub fn avatar(nullable: bool) -> ObjectBuilder {
+        let solid = class(true, &[CONTROL, WHITESPACE]);
+        string(nullable).pattern(Some(trimmed(&format!("{solid}*")))).max_length(Some(super::AVATAR_MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +304,60 @@ mod tests {
         assert!(format!("{:?}", nickname("nickname", "abc\u{202E}exe.gnp").unwrap_err()).contains("bidirectional"));
         assert!(nickname("nickname", "\u{200F}שלום").is_ok(), "an RTL mark in a Hebrew name");
         assert!(display_name("remarkName", "", 64, true).is_ok(), "an empty remark clears it");
+    }
+
+    /// Each pattern of [`schema`] against its parser, on every BMP character and a
+    /// sample of the others, alone and among letters and spaces.
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_schema_patterns_accept_exactly_what_the_parsers_accept() {
+        type Parser = Box<dyn Fn(&str) -> bool>;
+        let cases: Vec<(String, Parser)> = vec![
+            (schema::text_pattern(false), Box::new(|v| text("f", v, usize::MAX, false).is_ok())),
+            (schema::text_pattern(true), Box::new(|v| text("f", v, usize::MAX, true).is_ok())),
+            (schema::display_name_pattern(false), Box::new(|v| display_name("f", v, usize::MAX, false).is_ok())),
+            (schema::display_name_pattern(true), Box::new(|v| display_name("f", v, usize::MAX, true).is_ok())),
+            (
+                schema::message_text_pattern(),
+                Box::new(|v| {
+                    crate::message::validate_content(
+                        crate::message::MessageType::Text,
+                        &serde_json::json!({ "text": v }),
+                    )
+                    .is_ok()
+                }),
+            ),
+        ];
+        let astral = [0x1_0000, 0x1_F600, 0x1BC9F, 0x1BCA0, 0x1BCA3, 0x1BCA4, 0x1D172, 0x1D173, 0x1D17A, 0x1D17B];
+        let astral = astral.into_iter().chain([0xDFFFF, 0xE0000, 0xE0001, 0xE0FFF, 0xE1000, 0x10FFFF]);
+        let chars: Vec<char> = (0..=0xFFFF).chain(astral).filter_map(char::from_u32).collect();
+        for (pattern, parses) in &cases {
+            let re = regex::Regex::new(pattern).unwrap();
+            for c in &chars {
+                for v in [c.to_string(), format!("a{c}"), format!("{c}b"), format!(" {c}{c} "), format!("a {c} b")] {
+                    assert_eq!(re.is_match(&v), parses(&v), "{pattern} on {v:?}");
+                }
+            }
+            for v in ["", " ", "\t", " \n ", "a\tb", "\u{200B}", "\u{200F}שלום"] {
+                assert_eq!(re.is_match(v), parses(v), "{pattern} on {v:?}");
+            }
+        }
+        let re = regex::Regex::new(schema::EMAIL_PATTERN).unwrap();
+        for ok in ["ann@example.com", "a.b+c@mail.example.co.uk"] {
+            assert!(re.is_match(ok) && email("a", ok).is_ok(), "{ok}");
+        }
+        let re = regex::Regex::new(schema::MOBILE_PATTERN).unwrap();
+        for ok in ["+8613800138000", "+123456"] {
+            assert!(re.is_match(ok) && mobile("a", ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn the_character_tables_are_the_standard_library_s() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(in_ranges(CONTROL, c), c.is_control(), "{c:?}");
+            assert_eq!(in_ranges(WHITESPACE, c), c.is_whitespace(), "{c:?}");
+        }
     }
 
     #[test]

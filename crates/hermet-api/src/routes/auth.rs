@@ -6,15 +6,20 @@ use hermet_app::auth::{IssuedTokens, SignUp};
 use hermet_app::rate_limits::{Key, Limit};
 use hermet_domain::id::UserId;
 use hermet_domain::user::AccountType;
+use hermet_domain::validate::schema;
 use hermet_store::Database;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, ClientIp, Json, UserAgent};
+use crate::schemas;
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The document's schema is [`SignUpRequest::schema`]'s: one shape per `accountType`.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignUpRequest {
     /// An e-mail address or an E.164 mobile number, per `accountType`.
@@ -29,13 +34,43 @@ pub struct SignUpRequest {
     pub avatar: Option<String>,
 }
 
+/// `account` and `accountType` as the sign-up's, or anything: an account that cannot exist
+/// is an unknown account (401).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignInRequest {
     pub account: String,
     pub account_type: AccountType,
+    #[schema(schema_with = schemas::credential)]
     pub credential: String,
 }
+
+/// An e-mail address (at most 254 characters) with `accountType: email`, or an E.164
+/// mobile number with `accountType: mobile`; the password 8 to 128 characters; the
+/// nickname 1 to 64 with a visible character.
+impl utoipa::PartialSchema for SignUpRequest {
+    fn schema() -> RefOr<Schema> {
+        let shape = |account_type: &str, account: ObjectBuilder| {
+            schemas::object([
+                ("account", account.into(), true),
+                ("accountType", schemas::one_of_strings(&[account_type]), true),
+                ("credential", schemas::password().into(), true),
+                ("nickname", schemas::nickname().into(), true),
+                ("avatar", schemas::avatar().into(), false),
+            ])
+        };
+        let string = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let email = string().pattern(Some(schema::EMAIL_PATTERN)).max_length(Some(254));
+        let mobile = string().pattern(Some(schema::MOBILE_PATTERN));
+        OneOfBuilder::new()
+            .item(shape("email", email))
+            .item(shape("mobile", mobile))
+            .description(Some("One shape per `accountType`."))
+            .into()
+    }
+}
+
+impl ToSchema for SignUpRequest {}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

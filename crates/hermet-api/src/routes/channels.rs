@@ -7,15 +7,18 @@ use hermet_domain::Error;
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::ApplicationStatus;
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
-use hermet_domain::message::{Mentions, Message, MessageType};
+use hermet_domain::message::{self, Mentions, Message, MessageType};
 use hermet_store::{ChannelApplication, Database};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, IdPath, Json, Query};
 use crate::routes::conversations::ConversationDto;
+use crate::schemas;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -61,7 +64,9 @@ impl From<Channel> for ChannelDto {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateGroupRequest {
     /// 1 to 64 characters.
+    #[schema(schema_with = schemas::channel_name)]
     pub name: String,
+    #[schema(schema_with = schemas::avatar)]
     pub avatar: Option<String>,
     /// The other members (the creator is added as owner); up to the configured maximum.
     pub member_ids: Vec<UserId>,
@@ -70,7 +75,9 @@ pub struct CreateGroupRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateChannelRequest {
+    #[schema(schema_with = schemas::channel_name_patch)]
     pub name: Option<String>,
+    #[schema(schema_with = schemas::avatar)]
     pub avatar: Option<String>,
 }
 
@@ -109,6 +116,7 @@ pub struct PageQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddMembersRequest {
+    #[schema(min_items = 1)]
     pub user_ids: Vec<UserId>,
 }
 
@@ -123,7 +131,8 @@ pub struct MemberCount {
 pub struct UpdateMemberRequest {
     /// Owner only; `owner` transfers ownership.
     pub role: Option<MemberRole>,
-    /// The member's own nickname in this group.
+    /// The member's own nickname in this group (empty: none).
+    #[schema(schema_with = schemas::group_nickname)]
     pub group_nickname: Option<String>,
 }
 
@@ -131,6 +140,7 @@ pub struct UpdateMemberRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinRequest {
     #[serde(default)]
+    #[schema(schema_with = schemas::application_message)]
     pub message: String,
 }
 
@@ -199,21 +209,59 @@ impl<'de> Deserialize<'de> for MentionsDto {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The document's schema is [`SendMessageRequest::schema`]'s: one shape per kind of `type`.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendMessageRequest {
     #[serde(rename = "type")]
     pub msg_type: MessageType,
     /// A JSON object; text messages carry `{"text": "…"}`.
-    #[schema(value_type = Object)]
     pub content: serde_json::Value,
     /// User ids, or `"all"`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     pub mentions: MentionsDto,
     /// Makes retries idempotent: the same clientMsgId returns the same message.
     pub client_msg_id: Option<String>,
 }
+
+/// A `text` message's `content` has `text`: something besides whitespace, no ASCII control
+/// character but tab and line breaks, at most 10,000 characters. Other types take any
+/// object; `system` is the server's own. Every content is a JSON object of at most 64 KiB
+/// whose strings (keys too) hold no NUL character.
+impl utoipa::PartialSchema for SendMessageRequest {
+    fn schema() -> RefOr<Schema> {
+        let shape = |types: &[&str], content: ObjectBuilder| {
+            schemas::object([
+                ("type", schemas::one_of_strings(types), true),
+                ("content", content.into(), true),
+                ("mentions", schemas::mentions(), false),
+                ("clientMsgId", schemas::client_msg_id().into(), false),
+            ])
+        };
+        let any_object = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object));
+        let text = any_object()
+            .property(
+                "text",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some(hermet_domain::validate::schema::message_text_pattern()))
+                    .max_length(Some(message::TEXT_MAX_CHARS)),
+            )
+            .required("text");
+        let others: Vec<&str> =
+            [MessageType::Image, MessageType::Voice, MessageType::Video, MessageType::File, MessageType::Custom]
+                .into_iter()
+                .map(MessageType::as_str)
+                .collect();
+        OneOfBuilder::new()
+            .item(shape(&[MessageType::Text.as_str()], text))
+            .item(shape(&others, any_object()))
+            .description(Some("One shape per kind of `type`: a `text` message needs `content.text`."))
+            .into()
+    }
+}
+
+impl ToSchema for SendMessageRequest {}
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -263,8 +311,10 @@ impl From<Message> for MessageDto {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MessagesQuery {
     /// Newest first, seqs below this.
+    #[param(minimum = 0)]
     pub before_seq: Option<i64>,
     /// Oldest first, seqs above this (catching up).
+    #[param(minimum = 0)]
     pub after_seq: Option<i64>,
     /// Page size, 1 to 200; default 50.
     #[param(minimum = 1, maximum = 200)]
@@ -282,6 +332,7 @@ pub struct MessagePage {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadRequest {
     /// Read up to and including this seq.
+    #[schema(minimum = 0)]
     pub seq: i64,
 }
 

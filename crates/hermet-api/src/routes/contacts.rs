@@ -12,12 +12,14 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, IdPath, Json, Query};
+use crate::schemas;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyRequest {
     pub contact_id: UserId,
     #[serde(default)]
+    #[schema(schema_with = schemas::application_message)]
     pub message: String,
     /// How you found them (default `search`).
     #[serde(default = "default_source")]
@@ -141,8 +143,10 @@ impl From<ContactRow> for ContactDto {
 #[serde(deny_unknown_fields)]
 pub struct ContactsQuery {
     /// Only this contact group.
+    #[param(schema_with = schemas::contact_group_filter)]
     pub group: Option<String>,
     /// Only display names starting with this letter (A–Z or `#`).
+    #[param(schema_with = schemas::initial)]
     pub initial: Option<String>,
     /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
@@ -161,8 +165,12 @@ pub struct ContactPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateContactRequest {
+    #[schema(schema_with = schemas::remark)]
     pub remark_name: Option<String>,
+    #[schema(schema_with = schemas::contact_group)]
     pub group_name: Option<String>,
+    /// At most 20, each 1 to 32 characters; repeats are kept once.
+    #[schema(schema_with = schemas::tags)]
     pub tags: Option<Vec<String>>,
     pub is_starred: Option<bool>,
     pub is_blocked: Option<bool>,

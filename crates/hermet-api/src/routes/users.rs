@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Auth, IdPath, Json, Query};
+use crate::schemas;
 
 /// My own profile, with my accounts.
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,13 +85,17 @@ impl From<User> for PublicUser {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateProfileRequest {
+    #[schema(schema_with = schemas::nickname_patch)]
     pub nickname: Option<String>,
+    #[schema(schema_with = schemas::avatar)]
     pub avatar: Option<String>,
     pub gender: Option<Gender>,
+    #[schema(schema_with = schemas::region)]
     pub region: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub birthday: Option<Option<String>>,
+    #[schema(schema_with = schemas::tagline)]
     pub tagline: Option<String>,
 }
 
@@ -103,6 +108,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// An exact e-mail or mobile number, or the beginning of a nickname.
+    #[param(schema_with = schemas::search, required = true)]
     pub q: String,
     /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,

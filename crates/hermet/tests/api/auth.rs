@@ -104,10 +104,19 @@ async fn wrong_password_and_unknown_account_get_the_same_401(db: Db) {
     assert_eq!(wrong_pw.status, unknown.status);
     assert_eq!(wrong_pw.body, unknown.body);
     assert_eq!(wrong_pw.code(), "invalid_credentials");
-    // a malformed account is a validation error, not a credential check
-    let r = app.sign_in("not-an-email", PASSWORD).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.field(), "account");
+    // an account that cannot exist is just unknown: the same 401
+    for (account, account_type) in
+        [("not-an-email", "email"), ("", "email"), ("", "mobile"), ("cat@example.com", "mobile")]
+    {
+        let r = app
+            .post(
+                "/api/v1/auth/sign-in",
+                None,
+                json!({"account": account, "accountType": account_type, "credential": PASSWORD}),
+            )
+            .await;
+        assert_eq!((r.status, &r.body), (unknown.status, &unknown.body), "{account:?} as {account_type}");
+    }
     assert_eq!(app.scalar("SELECT COUNT(*) FROM session").await, 1, "failed sign-ins open no session");
     app.stop().await;
 }
