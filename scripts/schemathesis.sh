@@ -68,15 +68,15 @@ run_backend() {
     for _ in $(seq 1 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.2; done
     curl -sf "$base/readyz" >/dev/null || { cat "$WORK/$name-server.log"; echo "hermet did not start" >&2; return 1; }
 
-    export HERMET_ST_BASE="$base" HERMET_ST_ACCOUNT="contract@example.com" HERMET_ST_PASSWORD="contract-password-1"
+    export SCHEMATHESIS_HERMET_BASE="$base" SCHEMATHESIS_HERMET_ACCOUNT="contract@example.com" SCHEMATHESIS_HERMET_PASSWORD="contract-password-1"
     curl -sf -XPOST "$base/api/v1/auth/sign-up" -H 'content-type: application/json' \
-        -d "{\"account\":\"$HERMET_ST_ACCOUNT\",\"accountType\":\"email\",\"credential\":\"$HERMET_ST_PASSWORD\",\"nickname\":\"Contract\"}" >/dev/null
+        -d "{\"account\":\"$SCHEMATHESIS_HERMET_ACCOUNT\",\"accountType\":\"email\",\"credential\":\"$SCHEMATHESIS_HERMET_PASSWORD\",\"nickname\":\"Contract\"}" >/dev/null
 
     local status=0 started=$SECONDS
     SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$PWD/scripts" \
         "$VENV/bin/schemathesis" --config-file "$PWD/scripts/schemathesis.toml" run "$base/api/v1/openapi.json" \
         --checks all --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --seed "$SEED" \
-        --workers 2 --no-color --report junit --report-dir "$WORK/report-$name" || status=$?
+        --workers 1 --no-color --report junit --report-dir "$WORK/report-$name" || status=$?
     echo "schemathesis on $name: exit $status after $((SECONDS - started)) s"
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true

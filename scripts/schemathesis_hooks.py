@@ -16,9 +16,9 @@ import urllib.request
 
 import schemathesis
 
-BASE = os.environ["HERMET_ST_BASE"]
-ACCOUNT = os.environ["HERMET_ST_ACCOUNT"]
-PASSWORD = os.environ["HERMET_ST_PASSWORD"]
+BASE = os.environ["SCHEMATHESIS_HERMET_BASE"]
+ACCOUNT = os.environ["SCHEMATHESIS_HERMET_ACCOUNT"]
+PASSWORD = os.environ["SCHEMATHESIS_HERMET_PASSWORD"]
 
 
 def _sign_in():

@@ -53,6 +53,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 Error::Malformed(format!("could not read the request body: {rejection}"))
             }
         })?;
+        // Every request body is an object; serde would also read a struct from an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Error::Malformed("the body must be a JSON object".into()).into());
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(&mut *de) {
             // one JSON value and nothing after it but whitespace

@@ -43,7 +43,7 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
         conversations::list, conversations::update, conversations::close,
     ),
     components(schemas(crate::error::ErrorBody)),
-    modifiers(&BearerAuth, &ShapeResponses),
+    modifiers(&BearerAuth, &ShapeResponses, &ContentValue),
     tags((name = "auth"), (name = "users"), (name = "contacts"), (name = "channels"), (name = "messages"), (name = "conversations"), (name = "admin")),
 )]
 pub struct ApiDoc;
@@ -57,6 +57,16 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// The recursive `ContentValue` component a message's content refers to.
+struct ContentValue;
+
+impl Modify for ContentValue {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(crate::schemas::CONTENT_VALUE.to_owned(), crate::schemas::content_value());
     }
 }
 

@@ -136,3 +136,33 @@ pub fn mentions() -> RefOr<Schema> {
         .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
         .into()
 }
+
+/// Strings with no NUL character (U+0000): what a message's content may hold anywhere,
+/// keys included (PostgreSQL stores no NUL in JSON, so neither backend accepts one).
+fn no_nul() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).pattern(Some("^[^\\u0000]*$"))
+}
+
+/// Any JSON value without a NUL character in a string or key: the `ContentValue`
+/// component, recursive through arrays and objects.
+pub fn content_value() -> RefOr<Schema> {
+    let here = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name(CONTENT_VALUE));
+    utoipa::openapi::schema::AnyOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Null, Type::Boolean, Type::Number])))
+        .item(no_nul())
+        .item(ArrayBuilder::new().items(here()))
+        .item(content_object())
+        .description(Some("Any JSON value; no string or key holds the NUL character."))
+        .into()
+}
+
+/// The name of [`content_value`]'s component.
+pub const CONTENT_VALUE: &str = "ContentValue";
+
+/// A message's content: an object whose keys and values hold no NUL character.
+pub fn content_object() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .property_names(Some(no_nul()))
+        .additional_properties(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(CONTENT_VALUE))))
+}

@@ -250,7 +250,19 @@ impl serde::de::Visitor<'_> for IdVisitor {
         if v > 0 { Ok(v) } else { Err(E::custom("not a valid id: must be positive")) }
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
-        i64::try_from(v).map_err(|_| E::custom("not a valid id: out of range"))
+        match i64::try_from(v) {
+            Ok(v) if v > 0 => Ok(v),
+            Ok(_) => Err(E::custom("not a valid id: must be positive")),
+            Err(_) => Err(E::custom("not a valid id: out of range")),
+        }
+    }
+    /// A whole number written with a fraction (`13.0`) is the integer JSON Schema says it
+    /// is; any other float is not an id.
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+        match crate::whole_number(v) {
+            Some(v) if v > 0 => Ok(v),
+            _ => Err(E::custom("not a valid id: expected a positive 64-bit integer")),
+        }
     }
 }
 

@@ -238,7 +238,7 @@ impl utoipa::PartialSchema for SendMessageRequest {
                 ("clientMsgId", schemas::client_msg_id().into(), false),
             ])
         };
-        let any_object = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Object));
+        let any_object = schemas::content_object;
         let text = any_object()
             .property(
                 "text",
@@ -333,6 +333,7 @@ pub struct MessagePage {
 pub struct ReadRequest {
     /// Read up to and including this seq.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "hermet_domain::deserialize_whole")]
     pub seq: i64,
 }
 

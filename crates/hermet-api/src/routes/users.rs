@@ -92,8 +92,9 @@ pub struct UpdateProfileRequest {
     pub gender: Option<Gender>,
     #[schema(schema_with = schemas::region)]
     pub region: Option<String>,
+    /// A calendar date `YYYY-MM-DD`; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub birthday: Option<Option<String>>,
     #[schema(schema_with = schemas::tagline)]
     pub tagline: Option<String>,
@@ -104,17 +105,42 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
-    /// An exact e-mail or mobile number, or the beginning of a nickname.
-    #[param(schema_with = schemas::search, required = true)]
     pub q: String,
-    /// `nextCursor` of the previous page (opaque).
     pub cursor: Option<String>,
-    /// Page size, 1 to 200; default 50.
-    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+}
+
+/// Written out: the derive marks a parameter with a `schema_with` optional whatever its
+/// `required` says, and `q` is required.
+impl IntoParams for SearchParams {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::Required;
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        let param = |name: &str, required: Required, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(parameter_in().unwrap_or(ParameterIn::Query))
+                .required(required)
+                .description(Some(description))
+                .schema(Some(schema.build()))
+        };
+        let string = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let limit =
+            ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(1)).maximum(Some(200));
+        vec![
+            param("q", Required::True, "An exact e-mail or mobile number, or the beginning of a nickname.", string())
+                .schema(Some(schemas::search()))
+                .build(),
+            param("cursor", Required::False, "`nextCursor` of the previous page (opaque).", string()).build(),
+            param("limit", Required::False, "Page size, 1 to 200; default 50.", limit).build(),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
