@@ -17,9 +17,9 @@ pub use error::{Error, ErrorCode, Result};
 /// `v` as an `i64` when it is a whole number in range (`13.0` → 13): JSON Schema's
 /// `integer` admits a number written with a zero fraction, so requests may carry one.
 pub fn whole_number(v: f64) -> Option<i64> {
-    // 2^63 as f64 is the first float past i64::MAX
-    (v.is_finite() && v.fract() == 0.0 && v >= -9.223_372_036_854_775_808e18 && v < 9.223_372_036_854_775_808e18)
-        .then_some(v as i64)
+    // 2^63 is the first float past i64::MAX
+    let past = 2f64.powi(63);
+    (v.is_finite() && v.fract() == 0.0 && v >= -past && v < past).then_some(v as i64)
 }
 
 /// Deserializes an `i64` from a JSON integer or a whole number written as a float.

@@ -39,8 +39,10 @@ fn in_ranges(ranges: Ranges, c: char) -> bool {
 }
 
 /// `char::is_control` (general category Cc).
+#[cfg(feature = "openapi")]
 const CONTROL: Ranges = &[(0x00, 0x1F), (0x7F, 0x9F)];
 /// `char::is_whitespace` (Unicode White_Space): what `str::trim` removes.
+#[cfg(feature = "openapi")]
 const WHITESPACE: Ranges = &[
     (0x09, 0x0D),
     (0x20, 0x20),
@@ -355,6 +357,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "openapi")]
     #[test]
     fn the_character_tables_are_the_standard_library_s() {
         for c in (0..=0x10FFFF).filter_map(char::from_u32) {
