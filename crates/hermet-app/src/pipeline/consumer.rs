@@ -65,7 +65,13 @@ pub struct LogSource<D: Database> {
     cursor: LogCursor,
     written: watch::Receiver<u64>,
     poll: Duration,
+    /// How long it last waited for events held back by a running transaction.
+    held_back: Duration,
 }
+
+/// Waits for events held back by a transaction still running elsewhere in the cluster:
+/// from the first, doubling up to the second, until they come through.
+const HELD_BACK_WAIT: (Duration, Duration) = (Duration::from_millis(2), Duration::from_millis(50));
 
 impl<D: Database> LogSource<D> {
     pub async fn new(app: &App<D>, consumer: &'static str) -> Result<Self> {
@@ -81,6 +87,7 @@ impl<D: Database> LogSource<D> {
             cursor,
             written: app.written(),
             poll: Duration::from_millis(app.settings.pipeline.poll_interval_ms),
+            held_back: Duration::ZERO,
         })
     }
 
@@ -95,6 +102,16 @@ impl<D: Database> EventSource for LogSource<D> {
     async fn next_batch(&mut self, max: u32) -> Result<Option<Batch>> {
         let events = self.app.db.read_events(self.cursor, max).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
+            // Committed behind a transaction still running somewhere in the cluster: the
+            // wake-up for this commit has come and gone, and the next write or poll may be
+            // far off, so look again soon.
+            if self.app.db.events_held_back(self.cursor).await? {
+                let cap = HELD_BACK_WAIT.1.min(self.poll).max(HELD_BACK_WAIT.0);
+                self.held_back = (self.held_back * 2).clamp(HELD_BACK_WAIT.0, cap);
+                tokio::time::sleep(self.held_back).await;
+                return Ok(None);
+            }
+            self.held_back = Duration::ZERO;
             tokio::select! {
                 _ = self.written.changed() => {}
                 _ = tokio::time::sleep(self.poll) => {}

@@ -39,6 +39,11 @@ pub trait EventLog {
     fn consumer_offsets(&self, prefix: &str) -> impl Future<Output = StoreResult<Vec<(String, LogCursor)>>> + Send;
     /// Events after `after`, in log order, at most `limit`.
     fn read_events(&self, after: LogCursor, limit: u32) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+    /// Whether events after `after` are committed but held back by [`read_events`](Self::read_events):
+    /// on PostgreSQL, written by a transaction no older than the oldest one still running
+    /// anywhere in the cluster (which might yet commit an event behind them). SQLite's one
+    /// writer commits in log order, so never there.
+    fn events_held_back(&self, after: LogCursor) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 pub trait OffsetWrites {

@@ -433,6 +433,14 @@ impl EventLog for PgDatabase {
         self.offsets_with_prefix(prefix).await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.events_held_back", skip_all)]
+    async fn events_held_back(&self, after: LogCursor) -> Result<bool, StoreError> {
+        let c = self.write_conn().await?;
+        let stmt =
+            c.prep("SELECT EXISTS (SELECT 1 FROM outbox WHERE (tx_id, position) > ($1, $2))").await.map_err(pg_err)?;
+        Ok(c.query_one(&stmt, &[&after.0, &after.1]).await.map_err(pg_err)?.get(0))
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.read_events", skip_all)]
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         let c = self.write_conn().await?;

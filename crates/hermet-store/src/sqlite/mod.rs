@@ -433,6 +433,10 @@ impl EventLog for SqliteDatabase {
         self.offsets_with_prefix(prefix).await
     }
 
+    async fn events_held_back(&self, _after: LogCursor) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.read_events", skip_all)]
     async fn read_events(&self, after: LogCursor, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |c| {

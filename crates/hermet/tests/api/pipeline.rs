@@ -784,7 +784,36 @@ async fn consumer_killed_on_kafka(db: Db) {
     .await;
 }
 
+/// A write transaction left open elsewhere in the PostgreSQL cluster holds back the
+/// events committed after it (the log is read below the oldest running transaction). Once
+/// it ends, the events go out without waiting for another write or the poll, set to a
+/// minute here: the commit's wake-up came while they were held back.
+async fn events_held_back_by_a_running_transaction_go_out_when_it_ends(db: Db) {
+    let app = spawn_app_with(db, |c| c.pipeline.poll_interval_ms = 60_000).await;
+    let ann = app.sign_up("ann@example.com", "Ann").await;
+    let bob = app.sign_up("bob@example.com", "Bob").await;
+    let chat = app.make_friends(&ann, &bob).await;
+    eventually(10, "the notifier has every event so far", || async {
+        app.scalar("SELECT COUNT(*) FROM consumer_offset WHERE consumer = 'notifier'").await == 1
+            && pending_events(&app, "notifier").await == 0
+    })
+    .await;
+    let (blocker, conn) =
+        tokio_postgres::connect(&crate::helpers::pg_admin_url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    blocker.batch_execute("BEGIN; SELECT txid_current();").await.unwrap();
+    app.send_text(&ann, &chat, "behind an open transaction", Value::Null).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.batch_execute("COMMIT").await.unwrap();
+    eventually(10, "the held-back message delivered", || async {
+        delivered(&app, &bob.id, "message.sent", &chat) == 1
+    })
+    .await;
+    app.stop().await;
+}
+
 crate::both_backends!(
+    events_held_back_by_a_running_transaction_go_out_when_it_ends,
     leases_are_held_by_node_and_released_on_shutdown,
     writes_do_not_stall_on_a_projection_known_to_be_behind,
     outbox_pruning_keeps_what_consumers_need,
