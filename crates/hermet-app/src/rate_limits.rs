@@ -255,19 +255,18 @@ impl Limiter {
             return Ok(());
         }
         if let Some(shared) = &self.shared {
-            let named: Vec<Budget> = budgets
+            // settings were checked at start-up, so every limit has a period
+            let (limits, named): (Vec<Limit>, Vec<Budget>) = budgets
                 .iter()
                 .filter_map(|(limit, key)| {
                     let rate = self.settings.rate(*limit);
-                    Some(Budget { name: format!("{}:{key}", limit.name()), period: rate.period()?, burst: rate.burst })
+                    let name = format!("{}:{key}", limit.name());
+                    Some((*limit, Budget { name, period: rate.period()?, burst: rate.burst }))
                 })
-                .collect();
+                .unzip();
             match shared.take(&named).await {
                 Some(Ok(())) => return Ok(()),
-                Some(Err((i, wait))) => {
-                    let limit = named.get(i).and_then(|b| budgets.iter().find(|(l, _)| b.name.starts_with(l.name())));
-                    return Err(refused(limit.map_or("rate", |(l, _)| l.name()), wait));
-                }
+                Some(Err((i, wait))) => return Err(refused(limits.get(i).map_or("rate", |l| l.name()), wait)),
                 None => {}
             }
         }
