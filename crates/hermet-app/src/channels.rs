@@ -294,13 +294,7 @@ impl<D: Database> App<D> {
             if me.role != MemberRole::Owner {
                 return Err(Error::forbidden("only the owner may dismiss the group"));
             }
-            tx.archive_channel(id, now).await?;
-            let ev = DomainEvent::ChannelDismissed(event::ChannelDismissed {
-                channel_id: id,
-                dismissed_by: who.user_id,
-                dismissed_at: now,
-            });
-            self.record(&mut tx, &[ev], now).await?;
+            self.dismiss_locked(&mut tx, id, who, now).await?;
             self.commit(tx).await?;
             Ok(())
         })
@@ -416,28 +410,38 @@ impl<D: Database> App<D> {
             let Some(member) = tx.lock_member(id, user).await?.filter(Member::is_active) else { continue };
             if member.role == MemberRole::Owner {
                 let Some(heir) = tx.heir(id, user).await? else {
-                    tx.archive_channel(id, now).await?;
-                    let ev = DomainEvent::ChannelDismissed(event::ChannelDismissed {
-                        channel_id: id,
-                        dismissed_by: by.user_id,
-                        dismissed_at: now,
-                    });
-                    self.record(tx, &[ev], now).await?;
+                    self.dismiss_locked(tx, id, by, now).await?;
                     continue;
                 };
-                tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
-                let ev = DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
-                    channel_id: id,
-                    user_id: heir,
-                    role: "owner".into(),
-                    changed_by: by.user_id,
-                    changed_at: now,
-                });
-                self.record(tx, &[ev], now).await?;
+                self.hand_over(tx, id, heir, by, now).await?;
             }
             self.remove_locked(tx, by, &channel, user, "account_deleted", now).await?;
         }
         Ok(())
+    }
+
+    /// Archives a locked group: every conversation closed, no further messages.
+    async fn dismiss_locked(&self, tx: &mut D::Tx, id: ChannelId, by: Principal, now: i64) -> Result<()> {
+        tx.archive_channel(id, now).await?;
+        let ev = DomainEvent::ChannelDismissed(event::ChannelDismissed {
+            channel_id: id,
+            dismissed_by: by.user_id,
+            dismissed_at: now,
+        });
+        self.record(tx, &[ev], now).await
+    }
+
+    /// Makes `heir` the owner of a locked group whose owner goes.
+    async fn hand_over(&self, tx: &mut D::Tx, id: ChannelId, heir: UserId, by: Principal, now: i64) -> Result<()> {
+        tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
+        let ev = DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
+            channel_id: id,
+            user_id: heir,
+            role: "owner".into(),
+            changed_by: by.user_id,
+            changed_at: now,
+        });
+        self.record(tx, &[ev], now).await
     }
 
     async fn remove_locked(
@@ -501,7 +505,6 @@ impl<D: Database> App<D> {
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let (channel, me) = self.lock_group(&mut tx, who, id).await?;
-            let mut events = Vec::new();
             if me.role == MemberRole::Owner {
                 let heir = tx.oldest_admin(id, who.user_id).await?.ok_or(Error::Refused {
                     code: ErrorCode::OwnerMustTransfer,
@@ -511,16 +514,8 @@ impl<D: Database> App<D> {
                     field: None,
                     details: None,
                 })?;
-                tx.set_member_role(id, heir, MemberRole::Owner, now).await?;
-                events.push(DomainEvent::MemberRoleChanged(event::MemberRoleChanged {
-                    channel_id: id,
-                    user_id: heir,
-                    role: "owner".into(),
-                    changed_by: who.user_id,
-                    changed_at: now,
-                }));
+                self.hand_over(&mut tx, id, heir, who, now).await?;
             }
-            self.record(&mut tx, &events, now).await?;
             self.remove_locked(&mut tx, who, &channel, who.user_id, "left", now).await?;
             self.commit(tx).await?;
             Ok(())
