@@ -284,6 +284,15 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_written_as_floats_are_ids() {
+        // 17 significant digits: parsed exactly (serde_json's `float_roundtrip`), it is a
+        // whole number; the fast parser put it a quarter off and refused it.
+        let ids: Vec<UserId> = serde_json::from_str("[2064440712915265.0, 13.0, \"7\", 8]").unwrap();
+        assert_eq!(ids, [UserId(2064440712915265), UserId(13), UserId(7), UserId(8)]);
+        assert!(serde_json::from_str::<UserId>("13.5").is_err());
+    }
+
+    #[test]
     fn node_id_out_of_range_is_refused() {
         assert_eq!(IdGenerator::new(1024).unwrap_err(), IdError::NodeOutOfRange(1024));
     }

@@ -455,16 +455,19 @@ impl EventLog for PgDatabase {
             .await
             .map_err(pg_err)?;
         let rows = c.query(&stmt, &[&after.0, &after.1, &(limit as i64)]).await.map_err(pg_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                cursor: (r.get(0), r.get(1)),
-                event_type: r.get(2),
-                payload: r.get(3),
-                created_at: r.get(4),
-                event_id: r.get(5),
+        // `try_get`: a payload that does not decode is an error of this read, never a
+        // panic in the consumer's task.
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    cursor: (r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?),
+                    event_type: r.try_get(2).map_err(pg_err)?,
+                    payload: r.try_get(3).map_err(pg_err)?,
+                    created_at: r.try_get(4).map_err(pg_err)?,
+                    event_id: r.try_get(5).map_err(pg_err)?,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

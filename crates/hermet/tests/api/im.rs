@@ -477,6 +477,17 @@ async fn messages_unread_mentions_and_settings(db: Db) {
         );
     }
     assert_eq!(app.get("/api/v1/conversations", &c.access).await.body, before);
+
+    // numbers are stored and read back exactly, through the log too (PostgreSQL writes
+    // f64::MAX back as 309 digits)
+    let big = json!({"n": [f64::MAX, -1.7976931348623155e308, 1e308, 5e-324, 0.1, u64::MAX, i64::MIN]});
+    let r = app
+        .post(&format!("/api/v1/channels/{g}/messages"), Some(&a.access), json!({"type": "custom", "content": big}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app.get(&format!("/api/v1/channels/{g}/messages?limit=1"), &b.access).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["items"][0]["content"], big);
     app.assert_consistent().await;
     app.stop().await;
 }
