@@ -153,7 +153,8 @@ fn touch(t: &mut Touched, events: &[DomainEvent], refresh: &Refresh) {
         }
     }
     t.channels.extend_from_slice(&refresh.channels);
-    t.list_owners.extend(refresh.conversations.iter().map(|(u, _)| *u));
+    t.channels.extend_from_slice(&refresh.message_channels);
+    t.list_owners.extend(refresh.conversations.iter().chain(&refresh.message_conversations).map(|(u, _)| *u));
 }
 
 /// Runs a command, recording `command_duration_seconds{command}` and, on failure,

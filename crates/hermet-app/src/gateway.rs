@@ -290,6 +290,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// Best effort: a device that misses a push catches up by cursor.
     fn route(&self, pushes: Pushes) -> BoxFuture<'_, anyhow::Result<()>>;
     fn presence(&self, user: UserId) -> BoxFuture<'_, anyhow::Result<PresenceStatus>>;
+    /// Which of `users` have a connection on some node.
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>>;
     /// Closes the connections of `session` (or all of `user`'s) on every node.
     fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>>;
 }
@@ -334,6 +336,11 @@ impl Cluster for LocalCluster {
         let last_seen_at =
             if connections == 0 { self.last_seen.lock().ok().and_then(|s| s.get(&user).copied()) } else { None };
         Box::pin(async move { Ok(PresenceStatus { online: connections > 0, connections, last_seen_at }) })
+    }
+
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
+        let online = users.iter().copied().filter(|u| self.registry.connections_of(*u) > 0).collect();
+        Box::pin(async move { Ok(online) })
     }
 
     fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>> {
@@ -382,6 +389,10 @@ impl PushSink for GatewayPush {
             }
             self.cluster.route(pushes).await
         })
+    }
+
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
+        self.cluster.online(users)
     }
 }
 

@@ -39,6 +39,12 @@ pub trait PushSink: Send + Sync + 'static {
     fn push_conversations<'a>(&'a self, _rows: &'a [ConversationRow]) -> PushFuture<'a> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Which of `users` this sink can reach now (online somewhere): the notifier reads
+    /// conversation rows only for them. By default all of them.
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
+        Box::pin(async move { Ok(users.to_vec()) })
+    }
 }
 
 /// An in-process sink that keeps the latest deliveries and broadcasts them to observers.
@@ -101,6 +107,16 @@ impl PushSink for TeePush {
                 sink.push_conversations(rows).await?;
             }
             Ok(())
+        })
+    }
+
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
+        Box::pin(async move {
+            let mut all = std::collections::BTreeSet::new();
+            for sink in &self.0 {
+                all.extend(sink.online(users).await?);
+            }
+            Ok(all.into_iter().collect())
         })
     }
 }

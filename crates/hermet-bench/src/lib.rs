@@ -431,6 +431,51 @@ pub struct SendRow {
     pub messages_per_sec: f64,
     /// The server put the group in read diffusion (`largeGroup`).
     pub large_group: bool,
+    /// CPU time per message during the measured sends (`/proc`, this machine only).
+    pub cpu_us_per_message: Option<CpuPerMessage>,
+}
+
+/// CPU time per message, in µs, by who spent it: every `postgres` process, every
+/// process whose name starts with `hermet` but this bench, and this bench.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuPerMessage {
+    pub database: f64,
+    pub server: f64,
+    pub bench: f64,
+}
+
+/// CPU seconds spent so far (user + system, `/proc/*/stat`) by `postgres` processes,
+/// `hermet*` processes other than this one, and this one. `None` where there is no `/proc`.
+fn cpu_seconds() -> Option<[f64; 3]> {
+    // /proc reports clock ticks of USER_HZ, 100 on Linux.
+    const TICKS: f64 = 100.0;
+    let me = std::process::id().to_string();
+    let mut sums = [0.0; 3];
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid …`: comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after comm.
+        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else { continue };
+        let ticks = u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0);
+        let who = if pid == me {
+            2
+        } else if comm == "postgres" {
+            0
+        } else if comm.starts_with("hermet") {
+            1
+        } else {
+            continue;
+        };
+        sums[who] += ticks / TICKS;
+    }
+    Some(sums)
 }
 
 /// `hermet bench send`: for each size, `messages` sends by `concurrency` senders at once.
@@ -484,6 +529,7 @@ pub async fn send(
         }
         let per_sender = messages.div_ceil(senders.len());
         let total = per_sender * senders.len();
+        let cpu_before = cpu_seconds();
         let start = Instant::now();
         let done = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<anyhow::Result<Vec<Duration>>> =
@@ -503,11 +549,19 @@ pub async fn send(
             }))
             .await;
         let secs = start.elapsed().as_secs_f64();
+        let cpu_after = cpu_seconds();
         eprintln!();
         let mut samples = Vec::new();
         for r in results {
             samples.extend(r?);
         }
+        let per_message =
+            |i: usize, before: &[f64; 3], after: &[f64; 3]| (after[i] - before[i]) * 1e6 / samples.len().max(1) as f64;
+        let cpu_us_per_message = cpu_before.zip(cpu_after).map(|(b, a)| CpuPerMessage {
+            database: per_message(0, &b, &a),
+            server: per_message(1, &b, &a),
+            bench: per_message(2, &b, &a),
+        });
         let row = SendRow {
             members: n,
             concurrency: senders.len(),
@@ -515,6 +569,7 @@ pub async fn send(
             messages_per_sec: samples.len() as f64 / secs,
             api: Stats::of(&samples),
             large_group: large,
+            cpu_us_per_message,
         };
         eprintln!(
             "  send {}: p50 {:.2} ms p99 {:.2} ms, {:.0} msg/s",

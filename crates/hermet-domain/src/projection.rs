@@ -21,6 +21,14 @@ use crate::id::{ChannelId, UserId};
 pub struct Refresh {
     /// Conversation views of every member (past and present) of these channels.
     pub channels: Vec<ChannelId>,
+    /// Only the message-derived columns (last message, activity time, unread and mention
+    /// counts, hidden and closed) of the conversation views of every member of these
+    /// channels: what a message changes. A channel also in `channels` is refreshed whole.
+    pub message_channels: Vec<ChannelId>,
+    /// Only the message-derived columns of these (owner, channel) conversation views:
+    /// what a read changes. A pair also refreshed whole (in `conversations`, or its
+    /// channel in `channels`) is left to that.
+    pub message_conversations: Vec<(UserId, ChannelId)>,
     /// These (owner, channel) conversation views.
     pub conversations: Vec<(UserId, ChannelId)>,
     /// The profile-derived columns of conversation views whose peer is this user
@@ -47,6 +55,8 @@ impl Refresh {
     /// Adds another refresh (batching several events into one set of statements).
     pub fn merge(&mut self, other: Refresh) {
         self.channels.extend(other.channels);
+        self.message_channels.extend(other.message_channels);
+        self.message_conversations.extend(other.message_conversations);
         self.conversations.extend(other.conversations);
         self.peers.extend(other.peers);
         self.contacts.extend(other.contacts);
@@ -63,7 +73,12 @@ impl Refresh {
             v.dedup();
         }
         d(&mut self.channels);
+        d(&mut self.message_channels);
         d(&mut self.conversations);
+        d(&mut self.message_conversations);
+        let (whole, pairs) = (&self.channels, &self.conversations);
+        self.message_channels.retain(|c| whole.binary_search(c).is_err());
+        self.message_conversations.retain(|p| whole.binary_search(&p.1).is_err() && pairs.binary_search(p).is_err());
         d(&mut self.peers);
         d(&mut self.contacts);
         d(&mut self.contact_of);
@@ -111,8 +126,8 @@ pub fn project(event: &DomainEvent) -> Refresh {
         // A large group's message changes no stored row: its members' rows are computed
         // when read (the sender's read position and mention rows are write side).
         MessageSent(e) if e.read_diffusion => {}
-        MessageSent(e) => r.channels.push(e.channel_id),
-        ConversationRead(e) => r.conversations.push((e.user_id, e.channel_id)),
+        MessageSent(e) => r.message_channels.push(e.channel_id),
+        ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
         // Roles, group nicknames and applications are not part of any read model.
         MemberRoleChanged(_)
@@ -238,8 +253,20 @@ mod tests {
     }
 
     #[test]
-    fn a_message_in_a_small_group_refreshes_every_members_row_of_the_channel() {
-        when([message(GROUP, false)]).then_expect(Refresh { channels: vec![GROUP], ..Refresh::default() });
+    fn a_message_in_a_small_group_refreshes_the_message_columns_of_every_members_row() {
+        when([message(GROUP, false)]).then_expect(Refresh { message_channels: vec![GROUP], ..Refresh::default() });
+    }
+
+    #[test]
+    fn a_row_refreshed_whole_is_not_refreshed_again_for_its_message_columns() {
+        let mut r = Refresh {
+            message_channels: vec![GROUP, CHAT],
+            message_conversations: vec![(BOB, GROUP), (BOB, CHAT), (CAROL, CHAT)],
+            ..Refresh::default()
+        };
+        r.merge(Refresh { channels: vec![GROUP], conversations: vec![(BOB, CHAT)], ..Refresh::default() });
+        assert_eq!(r.message_channels, [CHAT]);
+        assert_eq!(r.message_conversations, [(CAROL, CHAT)]);
     }
 
     #[test]
@@ -327,9 +354,8 @@ mod tests {
             closed: false,
             changed_at: 1,
         });
-        let own = Refresh { conversations: vec![(BOB, GROUP)], ..Refresh::default() };
-        when([read]).then_expect(own.clone());
-        when([settings]).then_expect(own);
+        when([read]).then_expect(Refresh { message_conversations: vec![(BOB, GROUP)], ..Refresh::default() });
+        when([settings]).then_expect(Refresh { conversations: vec![(BOB, GROUP)], ..Refresh::default() });
     }
 
     #[test]
@@ -420,7 +446,7 @@ mod tests {
     fn a_batch_projects_to_the_deduplicated_union_of_its_events() {
         when([message(GROUP, false), message(GROUP, false), added(vec![BOB], false), message(CHAT, false)])
             .then_expect(Refresh {
-                channels: vec![CHAT, GROUP],
+                message_channels: vec![CHAT, GROUP],
                 conversations: vec![(BOB, GROUP)],
                 ..Refresh::default()
             });

@@ -418,6 +418,18 @@ impl Cluster for RedisCluster {
         })
     }
 
+    fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
+        Box::pin(async move {
+            let mut online: BTreeSet<UserId> =
+                users.iter().copied().filter(|u| self.registry.connections_of(*u) > 0).collect();
+            let elsewhere: Vec<UserId> = users.iter().copied().filter(|u| !online.contains(u)).collect();
+            if !elsewhere.is_empty() {
+                online.extend(self.remote_nodes(&elsewhere).await?.into_values().flatten());
+            }
+            Ok(online.into_iter().collect())
+        })
+    }
+
     fn revoke(&self, user: UserId, session: Option<SessionId>) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             self.registry.close(user, session, CloseReason::Revoked);

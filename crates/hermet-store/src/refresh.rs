@@ -25,17 +25,23 @@ pub(crate) enum RefreshStep {
     /// The contact rows of the `contacts` pairs and of the `owners`
     /// (`views::CONTACT_REFRESH`).
     Contacts,
+    /// The message-derived columns of the conversation rows of the members of
+    /// `message_channels` and of the `message_conversations` pairs
+    /// (`views::MESSAGE_REFRESH`); a channel with a member whose row is missing is
+    /// refreshed whole (`views::MISSING_CONVERSATIONS`).
+    Messages,
 }
 
 /// Every step, in the order both drivers run them: the reverse indexes first, as the
 /// profile and conversation refreshes reach peers through them.
-pub(crate) const REFRESH_STEPS: [RefreshStep; 6] = [
+pub(crate) const REFRESH_STEPS: [RefreshStep; 7] = [
     RefreshStep::ReverseChannels,
     RefreshStep::ReverseContacts,
     RefreshStep::OwnerReverse,
     RefreshStep::Profiles,
     RefreshStep::Conversations,
     RefreshStep::Contacts,
+    RefreshStep::Messages,
 ];
 
 impl RefreshStep {
@@ -48,6 +54,7 @@ impl RefreshStep {
             RefreshStep::Profiles => !(r.peers.is_empty() && r.contact_of.is_empty()),
             RefreshStep::Conversations => !(r.channels.is_empty() && r.conversations.is_empty() && r.owners.is_empty()),
             RefreshStep::Contacts => !(r.contacts.is_empty() && r.owners.is_empty()),
+            RefreshStep::Messages => !(r.message_channels.is_empty() && r.message_conversations.is_empty()),
         }
     }
 }

@@ -58,7 +58,8 @@ pub const CONTACT_COLUMNS: &[&str] = &[
     "deleted_at",
 ];
 
-/// Expected conversation rows for the `keys(user_id, channel_id)` CTE that precedes it.
+/// What each conversation row of the `keys(user_id, channel_id)` CTE that precedes it is
+/// computed from (`base0`); the rules of the rows built on it:
 ///
 /// - history visible to a member is seq in (join_seq, left_seq or last_seq];
 /// - unread = visible last seq − max(read seq, join seq): exact because seqs are
@@ -71,7 +72,7 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - an active member of a read-diffusion (large) group has `read_diffusion`: `expected_full`
 ///   is the row as readers see it, `expected` the row as stored, whose message-derived
 ///   columns are neutral (see [`READ_DIFFUSION_NEUTRAL`]); other rows are the same in both.
-const CONVERSATION_BODY: &str = "
+const CONVERSATION_BASE: &str = "
 , base0 AS (
     SELECT m.user_id, m.channel_id, c.channel_type,
            CASE WHEN m.left_at IS NULL THEN c.name ELSE COALESCE(m.left_name, c.name) END AS c_name,
@@ -92,23 +93,21 @@ const CONVERSATION_BODY: &str = "
     JOIN channel c ON c.id = m.channel_id
     LEFT JOIN channel_read_record r ON r.user_id = m.user_id AND r.channel_id = m.channel_id
     LEFT JOIN conversation_setting s ON s.user_id = m.user_id AND s.channel_id = m.channel_id
-),
+)";
+
+/// The peer's profile and my remark for them, on top of [`CONVERSATION_BASE`].
+const CONVERSATION_PROFILE: &str = ",
 base AS (
     SELECT b0.*, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar, pu.profile_ver AS peer_ver,
            COALESCE(f.remark_name, '') AS remark
     FROM base0 b0
     LEFT JOIN users pu ON pu.id = b0.peer_id
     LEFT JOIN friendship f ON f.user_id = b0.user_id AND f.friend_id = b0.peer_id AND f.deleted_at IS NULL
-),
-expected_full AS (
-    SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,
-           CASE WHEN b.channel_type = 'single' THEN COALESCE(NULLIF(b.remark, ''), b.peer_nickname, '') ELSE b.c_name END
-               AS conversation_name,
-           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_avatar, '') ELSE b.c_avatar END AS conversation_avatar,
-           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_ver, 1) ELSE b.c_ver END AS conversation_info_ver,
-           b.peer_id AS peer_user_id, COALESCE(b.peer_nickname, '') AS peer_nickname,
-           COALESCE(b.peer_avatar, '') AS peer_avatar, b.remark AS remark_name,
-           b.is_muted, b.is_pinned, (b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_hidden,
+)";
+
+/// The message-derived columns (those of [`READ_DIFFUSION_NEUTRAL`]), `opened_at` and
+/// `read_diffusion`, from `base b` and its last visible message `lm` ([`FROM_BASE`]).
+const MESSAGE_DERIVED: &str = "(b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_hidden,
            lm.id AS last_message_id, COALESCE(lm.seq, 0) AS last_message_seq, lm.msg_type AS last_message_type,
            lm.preview AS last_message_content, lm.sender_id AS last_message_sender_id,
            lm.sender_name AS last_message_sender_name, lm.created_at AS last_message_time,
@@ -124,13 +123,19 @@ expected_full AS (
                 WHEN b.archived_at IS NOT NULL THEN b.archived_at
                 WHEN b.s_closed_at IS NOT NULL AND b.vis_seq <= b.closed_seq THEN b.s_closed_at
                 ELSE NULL END AS closed_at,
-           b.rd AS read_diffusion
-    FROM base b
-    LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.vis_seq AND b.vis_seq > b.join_seq
-),
-expected AS (
-    SELECT {stored} FROM expected_full
-)";
+           b.rd AS read_diffusion";
+
+/// The rows of `base`, each with the last message its member may see.
+const FROM_BASE: &str = "FROM base b
+    LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.vis_seq AND b.vis_seq > b.join_seq";
+
+/// The stored form of a computed column: neutral in a read-diffusion row.
+fn stored(c: &str) -> String {
+    match READ_DIFFUSION_NEUTRAL.iter().find(|(n, _)| *n == c) {
+        Some((_, v)) => format!("CASE WHEN read_diffusion THEN {v} ELSE {c} END AS {c}"),
+        None => c.to_owned(),
+    }
+}
 
 /// The columns a read-diffusion row stores as fixed neutral values (they follow every
 /// message, so they are computed when read instead), with those values.
@@ -149,16 +154,46 @@ pub const READ_DIFFUSION_NEUTRAL: &[(&str, &str)] = &[
     ("closed_at", "NULL"),
 ];
 
-/// [`CONVERSATION_BODY`] with the stored form's select list filled in.
+/// Expected conversation rows, whole: `expected_full` as readers see them, `expected`
+/// as stored (see [`CONVERSATION_BASE`] for the rules).
 static CONVERSATION_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
-    let stored: Vec<String> = CONVERSATION_COLUMNS
-        .iter()
-        .map(|c| match READ_DIFFUSION_NEUTRAL.iter().find(|(n, _)| n == c) {
-            Some((_, v)) => format!("CASE WHEN read_diffusion THEN {v} ELSE {c} END AS {c}"),
-            None => (*c).to_owned(),
-        })
-        .collect();
-    CONVERSATION_BODY.replace("{stored}", &stored.join(", "))
+    let stored: Vec<String> = CONVERSATION_COLUMNS.iter().map(|c| stored(c)).collect();
+    format!(
+        "{CONVERSATION_BASE}{CONVERSATION_PROFILE},
+expected_full AS (
+    SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(NULLIF(b.remark, ''), b.peer_nickname, '') ELSE b.c_name END
+               AS conversation_name,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_avatar, '') ELSE b.c_avatar END AS conversation_avatar,
+           CASE WHEN b.channel_type = 'single' THEN COALESCE(b.peer_ver, 1) ELSE b.c_ver END AS conversation_info_ver,
+           b.peer_id AS peer_user_id, COALESCE(b.peer_nickname, '') AS peer_nickname,
+           COALESCE(b.peer_avatar, '') AS peer_avatar, b.remark AS remark_name,
+           b.is_muted, b.is_pinned, {MESSAGE_DERIVED}
+    {FROM_BASE}
+),
+expected AS (
+    SELECT {} FROM expected_full
+)",
+        stored.join(", ")
+    )
+});
+
+/// Expected message-derived columns only (`expected` has the keys and
+/// [`message_columns`]): the same definitions, without the peer's profile.
+static MESSAGE_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
+    let stored: Vec<String> = message_columns().into_iter().map(stored).collect();
+    format!(
+        "{CONVERSATION_BASE},
+base AS (SELECT * FROM base0),
+expected_full AS (
+    SELECT b.user_id, b.channel_id, {MESSAGE_DERIVED}
+    {FROM_BASE}
+),
+expected AS (
+    SELECT user_id, channel_id, {} FROM expected_full
+)",
+        stored.join(", ")
+    )
 });
 
 /// Expected contact rows for the `keys(user_id, contact_id)` CTE that precedes it.
@@ -269,6 +304,49 @@ SET contact_nickname = $2, contact_avatar = $3, contact_info_ver = $4,
 FROM contact_reverse_index r
 WHERE r.contact_user_id = $1 AND v.user_id = r.owner_user_id AND v.contact_id = $1
   AND v.contact_info_ver IS DISTINCT FROM $4";
+
+/// Sets `columns` of the existing rows to their expected values (`body` defines
+/// `expected`), writing only rows that differ; `RETURNING user_id` like [`upsert`]. An
+/// `UPDATE` of a dozen columns skips the upsert's insert attempt and its comparison of
+/// every column.
+fn update_columns(table: &str, key: &str, columns: &[&str], body: &str) -> String {
+    // The target unaliased and named in full: SQLite's RETURNING takes no alias.
+    let keys: Vec<&str> = key.split(", ").collect();
+    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = e.{c}")).collect();
+    let differs: Vec<String> = columns.iter().map(|c| format!("{table}.{c} IS DISTINCT FROM e.{c}")).collect();
+    let on: Vec<String> = keys.iter().map(|k| format!("{table}.{k} = e.{k}")).collect();
+    format!(
+        "{body}
+UPDATE {table} SET {sets}, version = {table}.version + 1, updated_at = {{now}}
+FROM expected e
+WHERE {on} AND ({differs})
+RETURNING {table}.user_id",
+        sets = sets.join(", "),
+        on = on.join(" AND "),
+        differs = differs.join(" OR "),
+    )
+}
+
+/// The columns of a conversation row that a message changes (and a read, which moves the
+/// read position): the same columns a read-diffusion row keeps neutral.
+pub fn message_columns() -> Vec<&'static str> {
+    READ_DIFFUSION_NEUTRAL.iter().map(|(c, _)| *c).collect()
+}
+
+/// The message-derived columns of the existing conversation rows of the `keys` CTE that
+/// precedes it (`{now}` as for the refresh), from the same definitions as
+/// [`CONVERSATION_REFRESH`] without the peer's profile and remark, which no message
+/// changes. Rows that do not exist are not created: the caller checks for them
+/// ([`MISSING_CONVERSATIONS`]).
+pub static MESSAGE_REFRESH: LazyLock<String> = LazyLock::new(|| {
+    update_columns("user_conversation_view", "user_id, channel_id", &message_columns(), &MESSAGE_BODY_SQL)
+});
+
+/// Channels (of `keys`) with a member whose conversation row is missing: a message step
+/// that finds one refreshes those channels whole.
+pub const MISSING_CONVERSATIONS: &str = "
+SELECT DISTINCT k.channel_id FROM keys k
+WHERE NOT EXISTS (SELECT 1 FROM user_conversation_view v WHERE v.user_id = k.user_id AND v.channel_id = k.channel_id)";
 
 /// Upserts the expected conversation rows (prefix with a `WITH keys(…) AS (…)` CTE).
 pub static CONVERSATION_REFRESH: LazyLock<String> = LazyLock::new(|| {
@@ -489,16 +567,16 @@ SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM (
     )
 });
 
-/// The effective rows of `users` in channel `$1`; `users` is the driver's predicate on
-/// `user_id` (an array or a JSON list in `$2`).
-pub fn channel_conversations(users: &str) -> String {
+/// The effective rows of (owner, channel) pairs; `pairs` is the driver's predicate on
+/// `(user_id, channel_id)` (arrays or a JSON list of pairs in `$1`).
+pub fn pair_conversations(pairs: &str) -> String {
     let sel = conversation_select("");
     format!(
         "{prefix}
-SELECT {sel} FROM user_conversation_view WHERE channel_id = $1 AND {users} AND read_diffusion = FALSE
+SELECT {sel} FROM user_conversation_view WHERE {pairs} AND read_diffusion = FALSE
 UNION ALL
 SELECT {sel} FROM expected_full",
-        prefix = effective_prefix(&format!("channel_id = $1 AND {users}")),
+        prefix = effective_prefix(pairs),
     )
 }
 

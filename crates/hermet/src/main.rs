@@ -266,13 +266,31 @@ async fn bench(
             let settle = std::time::Duration::from_secs(settle_secs);
             let rows = hermet_bench::send(&client, &members, messages, concurrency, settle).await?;
             println!(
-                "{:>8} {:>6} {:>11} {:>9} {:>10} {:>10} {:>10}",
-                "members", "large", "concurrency", "messages", "p50 ms", "p99 ms", "msg/s"
+                "{:>8} {:>6} {:>11} {:>9} {:>10} {:>10} {:>10} {:>28}",
+                "members",
+                "large",
+                "concurrency",
+                "messages",
+                "p50 ms",
+                "p99 ms",
+                "msg/s",
+                "CPU µs/msg: db, server, bench"
             );
             for r in &rows {
+                let cpu = r
+                    .cpu_us_per_message
+                    .map(|c| format!("{:.0}, {:.0}, {:.0}", c.database, c.server, c.bench))
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>8} {:>6} {:>11} {:>9} {:>10.2} {:>10.2} {:>10.1}",
-                    r.members, r.large_group, r.concurrency, r.messages, r.api.p50_ms, r.api.p99_ms, r.messages_per_sec
+                    "{:>8} {:>6} {:>11} {:>9} {:>10.2} {:>10.2} {:>10.1} {:>28}",
+                    r.members,
+                    r.large_group,
+                    r.concurrency,
+                    r.messages,
+                    r.api.p50_ms,
+                    r.api.p99_ms,
+                    r.messages_per_sec,
+                    cpu
                 );
             }
             serde_json::to_value(&rows)?

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hermet_domain::event::DomainEvent;
+use hermet_domain::id::UserId;
 use hermet_domain::projection::{Refresh, project};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
@@ -338,19 +339,22 @@ impl<D: Database> App<D> {
         let mut tx = self.db.begin().await?;
         // The notifier: each recipient's cursor moves on in the same transaction as the
         // offsets, so a redelivered batch never numbers an event twice.
-        let mut deliveries = Vec::with_capacity(plan.len());
         // An event older than the inbox keeps entries (a replay from far back) is not
         // delivered again: devices had it, and its entry would be pruned at once.
         let oldest = now - (self.settings.pipeline.inbox_retention_secs * 1000) as i64;
+        let plan: Vec<_> = plan
+            .into_iter()
+            .filter(|p| p.notification.occurred_at <= 0 || p.notification.occurred_at >= oldest)
+            .collect();
+        // Every numbered event of the batch in one append.
+        let numbered: Vec<(i64, &[UserId])> =
+            plan.iter().filter(|p| p.numbered).map(|p| (p.notification.event_id, p.users.as_slice())).collect();
+        let mut cursors =
+            if numbered.is_empty() { Vec::new() } else { tx.append_inbox(&numbered, now).await? }.into_iter();
+        let mut deliveries = Vec::with_capacity(plan.len());
         for p in plan {
-            if p.notification.occurred_at > 0 && p.notification.occurred_at < oldest {
-                continue;
-            }
-            let targets = if p.numbered {
-                tx.append_inbox(&p.users, p.notification.event_id, now).await?
-            } else {
-                p.users.iter().map(|u| (*u, 0)).collect()
-            };
+            let targets =
+                if p.numbered { cursors.next().unwrap_or_default() } else { p.users.iter().map(|u| (*u, 0)).collect() };
             deliveries.push((p, targets));
         }
         if consumer != NOTIFIER {

@@ -208,6 +208,8 @@ pub(crate) fn part_for(consumer: &str, r: Refresh) -> Refresh {
     if consumer == CONVERSATION_VIEW_UPDATER {
         Refresh {
             channels: r.channels,
+            message_channels: r.message_channels,
+            message_conversations: r.message_conversations,
             conversations: r.conversations,
             peers: r.peers,
             reverse_channels: r.reverse_channels,

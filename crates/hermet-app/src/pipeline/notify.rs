@@ -83,8 +83,8 @@ fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
 /// list from the events, and `sync` returns the rows that changed).
 const CONVERSATION_PUSH_QUEUE: usize = 1_024;
 
-/// The conversation rows of `users` in a channel, to push.
-pub(crate) type ConversationPush = (ChannelId, Vec<UserId>);
+/// The (owner, channel) conversation rows a consumer batch changed, to push.
+pub(crate) type ConversationPush = Vec<(UserId, ChannelId)>;
 
 impl<D: Database> App<D> {
     /// Decides the recipients of `events`, in order; the lookups are one query per kind
@@ -149,25 +149,46 @@ impl<D: Database> App<D> {
     }
 
     /// After the inbox entries are committed: pushes each event to its recipients, in
-    /// order, then (in the background, bounded) their changed conversation rows. Push
-    /// failures are counted and logged, not retried: a device that misses a push sees
-    /// the gap in its cursor and catches up from the inbox.
+    /// order, then (in the background, bounded) the conversation rows the batch changed,
+    /// read once for the whole batch. Push failures are counted and logged, not
+    /// retried: a device that misses a push sees the gap in its cursor and catches up
+    /// from the inbox.
     pub(crate) async fn deliver(&self, done: Vec<(Planned, Vec<(UserId, i64)>)>) {
+        let mut changed: BTreeSet<(UserId, ChannelId)> = BTreeSet::new();
         for (planned, targets) in done {
             self.fan_out(targets, planned.notification.clone()).await;
             if let Some(channel) = planned.conversations_of {
-                self.push_conversations(channel, planned.users);
+                changed.extend(planned.users.iter().map(|u| (*u, channel)));
             }
+        }
+        if !changed.is_empty() {
+            self.push_conversations(changed.into_iter().collect());
         }
     }
 
-    fn push_conversations(&self, channel: ChannelId, users: Vec<UserId>) {
+    /// Reads the rows of `pairs` whose owners are online somewhere and pushes them, in a
+    /// background task fed by a bounded queue: one presence lookup and one read per batch.
+    fn push_conversations(&self, pairs: ConversationPush) {
         let queue = self.pipeline.conversation_pushes.get_or_init(|| {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<ConversationPush>(CONVERSATION_PUSH_QUEUE);
             let (db, sink) = (self.db.clone(), self.pipeline.push.clone());
             tokio::spawn(async move {
-                while let Some((channel, users)) = rx.recv().await {
-                    match db.channel_conversations(channel, &users).await {
+                while let Some(pairs) = rx.recv().await {
+                    let users: Vec<UserId> =
+                        pairs.iter().map(|(u, _)| *u).collect::<BTreeSet<_>>().into_iter().collect();
+                    let online: BTreeSet<UserId> = match sink.online(&users).await {
+                        Ok(online) => online.into_iter().collect(),
+                        Err(e) => {
+                            // Unknown presence: push to all (a push to nobody costs nothing).
+                            tracing::warn!(error = ?e, "presence unknown; pushing conversation rows to all owners");
+                            users.into_iter().collect()
+                        }
+                    };
+                    let pairs: Vec<_> = pairs.into_iter().filter(|(u, _)| online.contains(u)).collect();
+                    if pairs.is_empty() {
+                        continue;
+                    }
+                    match db.conversations_of(&pairs).await {
                         Ok(rows) => {
                             if let Err(e) = sink.push_conversations(&rows).await {
                                 tracing::warn!(error = ?e, "conversation rows not pushed");
@@ -179,7 +200,7 @@ impl<D: Database> App<D> {
             });
             tx
         });
-        if queue.try_send((channel, users)).is_err() {
+        if queue.try_send(pairs).is_err() {
             metrics::counter!("conversation_pushes_skipped_total").increment(1);
         }
     }

@@ -29,11 +29,11 @@ pub trait InboxReads {
         after: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<InboxEntry>>> + Send;
-    /// The conversation rows of `users` in `channel` (pushed as `conversation.updated`).
-    fn channel_conversations(
+    /// The conversation rows of these (owner, channel) pairs, as readers see them
+    /// (pushed as `conversation.updated`). Pairs with no row are left out.
+    fn conversations_of(
         &self,
-        channel: ChannelId,
-        users: &[UserId],
+        pairs: &[(UserId, ChannelId)],
     ) -> impl Future<Output = StoreResult<Vec<ConversationRow>>> + Send;
     /// The user's conversation rows changed at or after `since`, oldest change first.
     fn conversations_changed(
@@ -45,14 +45,15 @@ pub trait InboxReads {
 }
 
 pub trait InboxWrites {
-    /// Appends event `event_id` to the inboxes of `users` (distinct, ascending): each
-    /// user's cursor moves on by one. Returns (user, new cursor) for each.
+    /// Appends each event to the inboxes of its users (distinct, ascending), in the
+    /// order given: each user's cursor moves on by one per event, so a user's entries
+    /// follow the events' order. A user who has the event already (a replay, a
+    /// redelivered batch) gets no new entry. Returns, per event, (user, new cursor).
     fn append_inbox(
         &mut self,
-        users: &[UserId],
-        event_id: i64,
+        events: &[(i64, &[UserId])],
         now: i64,
-    ) -> impl Future<Output = StoreResult<Vec<(UserId, i64)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<Vec<(UserId, i64)>>>> + Send;
     /// Deletes at most `limit` inbox entries that are older than `before` or more than
     /// `keep` behind their user's cursor; returns how many.
     fn prune_inbox(&mut self, before: i64, keep: i64, limit: u32) -> impl Future<Output = StoreResult<u64>> + Send;

@@ -149,7 +149,7 @@ impl ChannelWrites for PgTx {
         if !g.views {
             return Ok(());
         }
-        // As CONVERSATION_BODY computes them for a group with no message, read record or
+        // As views.rs computes them for a group with no message, read record or
         // setting: every other column takes its default (no peer, no last message, zero
         // counts, not pinned, muted or hidden, open, version 1).
         let sink = c

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use hermet_domain::id::UserId;
+use hermet_domain::id::{ChannelId, UserId};
 use hermet_domain::projection::Refresh;
 use tokio_postgres::types::ToSql;
 
@@ -21,6 +21,13 @@ pub(super) const CONVERSATION_KEYS: &str = "WITH keys(user_id, channel_id) AS (
     SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.channel_id = ANY($1::bigint[])
     UNION SELECT x.u, x.c FROM UNNEST($2::bigint[], $3::bigint[]) AS x(u, c)
     UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id = ANY($4::bigint[])
+)";
+
+// The rows a message or a read changes: active members of channels ($1), (owner,
+// channel) pairs ($2, $3). (A former member's row stops at the seq they left at.)
+pub(super) const MESSAGE_KEYS: &str = "WITH keys(user_id, channel_id) AS (
+    SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.channel_id = ANY($1::bigint[]) AND m.left_at IS NULL
+    UNION SELECT x.u, x.c FROM UNNEST($2::bigint[], $3::bigint[]) AS x(u, c)
 )";
 
 // (owner, contact) pairs ($1, $2), every contact row of owners ($3).
@@ -57,6 +64,11 @@ fn count_and_plan(keys_cte: &str) -> String {
 static COUNT_CONVERSATION_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONVERSATION_KEYS));
 static REFRESH_CONVERSATIONS: LazyLock<String> =
     LazyLock::new(|| format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "$5::bigint")));
+static COUNT_MESSAGE_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(MESSAGE_KEYS));
+static REFRESH_MESSAGES: LazyLock<String> =
+    LazyLock::new(|| format!("{MESSAGE_KEYS}{}", views::MESSAGE_REFRESH.replace("{now}", "$4::bigint")));
+static MISSING_MESSAGE_ROWS: LazyLock<String> =
+    LazyLock::new(|| format!("{MESSAGE_KEYS}{}", views::MISSING_CONVERSATIONS));
 static COUNT_CONTACT_KEYS: LazyLock<String> = LazyLock::new(|| count_and_plan(CONTACT_KEYS));
 static REFRESH_CONTACTS: LazyLock<String> =
     LazyLock::new(|| format!("{CONTACT_KEYS}{}", views::CONTACT_REFRESH.replace("{now}", "$4::bigint")));
@@ -68,22 +80,23 @@ const PLAN_DEFAULTS: &str = "SET LOCAL plan_cache_mode = auto; SET LOCAL enable_
 /// Counts the keys and sets the plan, runs the refresh, and resets the plan settings,
 /// pipelined: one round trip (the server takes the three in order, so the refresh is
 /// planned under the settings the count chose). Both statements are prepared first, so
-/// they go out in this order. Returns the first column of the rows written.
+/// they go out in this order. Returns the number of keys and the first column of the
+/// rows written.
 async fn planned_refresh(
     c: &PgConn,
     count_sql: &str,
     keys: &[&(dyn ToSql + Sync)],
     refresh_sql: &str,
     params: &[&(dyn ToSql + Sync)],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<(i64, Vec<i64>), StoreError> {
     let count = c.prep(count_sql).await.map_err(pg_err)?;
     let refresh = c.prep(refresh_sql).await.map_err(pg_err)?;
     let (counted, rows, reset) =
         tokio::join!(c.query_one(&count, keys), c.query(&refresh, params), c.batch_execute(PLAN_DEFAULTS));
-    counted.map_err(pg_err)?;
+    let n: i64 = counted.map_err(pg_err)?.try_get(0).map_err(pg_err)?;
     let rows = rows.map_err(pg_err)?;
     reset.map_err(pg_err)?;
-    Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
+    Ok((n, rows.iter().map(|r| r.get::<_, i64>(0)).collect()))
 }
 
 /// The statements over a set of owners (`$1`), in PostgreSQL's terms.
@@ -119,14 +132,34 @@ impl ProjectionWrites for PgTx {
                 }
                 RefreshStep::Profiles => written.extend(refresh_profiles(c, r, now).await?),
                 RefreshStep::Conversations => {
-                    let us: Vec<i64> = r.conversations.iter().map(|(u, _)| u.get()).collect();
-                    let cs: Vec<i64> = r.conversations.iter().map(|(_, c)| c.get()).collect();
-                    let (channels, owners) = (ids(&r.channels), ids(&r.owners));
-                    let keys: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &owners];
-                    let params: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &owners, &now];
-                    let rows =
-                        planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
+                    let pairs = r.conversations.as_slice();
+                    written.extend(refresh_conversations(c, &r.channels, pairs, &r.owners, now).await?);
+                }
+                RefreshStep::Messages => {
+                    let us: Vec<i64> = r.message_conversations.iter().map(|(u, _)| u.get()).collect();
+                    let cs: Vec<i64> = r.message_conversations.iter().map(|(_, c)| c.get()).collect();
+                    let channels = ids(&r.message_channels);
+                    let keys: [&(dyn ToSql + Sync); 3] = [&channels, &us, &cs];
+                    let params: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &now];
+                    let (n, rows) = planned_refresh(c, &COUNT_MESSAGE_KEYS, &keys, &REFRESH_MESSAGES, &params).await?;
+                    // Every key's row was rewritten (a message changes all of them): none is
+                    // missing. Otherwise rows that do not exist yet are not the message
+                    // step's to create: their channels are refreshed whole.
+                    let all_written = rows.len() as i64 == n;
                     written.extend(rows.into_iter().map(UserId::from));
+                    if !all_written {
+                        let missing = c.prep(&MISSING_MESSAGE_ROWS).await.map_err(pg_err)?;
+                        let missing: Vec<ChannelId> = c
+                            .query(&missing, &keys)
+                            .await
+                            .map_err(pg_err)?
+                            .iter()
+                            .map(|r| ChannelId::from(r.get::<_, i64>(0)))
+                            .collect();
+                        if !missing.is_empty() {
+                            written.extend(refresh_conversations(c, &missing, &[], &[], now).await?);
+                        }
+                    }
                 }
                 RefreshStep::Contacts => {
                     let us: Vec<i64> = r.contacts.iter().map(|(u, _)| u.get()).collect();
@@ -152,6 +185,24 @@ impl ProjectionWrites for PgTx {
         }
         Ok(n)
     }
+}
+
+/// The conversation rows of the members of `channels`, of the `pairs` and of the
+/// `owners`, recomputed whole; returns the owners of the rows written.
+async fn refresh_conversations(
+    c: &PgConn,
+    channels: &[ChannelId],
+    pairs: &[(UserId, ChannelId)],
+    owners: &[UserId],
+    now: i64,
+) -> Result<Vec<UserId>, StoreError> {
+    let us: Vec<i64> = pairs.iter().map(|(u, _)| u.get()).collect();
+    let cs: Vec<i64> = pairs.iter().map(|(_, c)| c.get()).collect();
+    let (channels, owners) = (ids(channels), ids(owners));
+    let keys: [&(dyn ToSql + Sync); 4] = [&channels, &us, &cs, &owners];
+    let params: [&(dyn ToSql + Sync); 5] = [&channels, &us, &cs, &owners, &now];
+    let (_, rows) = planned_refresh(c, &COUNT_CONVERSATION_KEYS, &keys, &REFRESH_CONVERSATIONS, &params).await?;
+    Ok(rows.into_iter().map(UserId::from).collect())
 }
 
 /// Profile changes: only the profile-derived columns, per user whose profile changed

@@ -101,7 +101,7 @@ impl ChannelWrites for SqliteTx {
         let (channel, name, avatar) = (g.channel.get(), g.name.to_owned(), g.avatar.to_owned());
         let (rows, rd, now): (Vec<(i64, i64)>, bool, i64) =
             (g.members.iter().map(|m| (m.user_id.get(), m.joined_at)).collect(), g.read_diffusion, g.now);
-        // As CONVERSATION_BODY computes them for a group with no message, read record or
+        // As views.rs computes them for a group with no message, read record or
         // setting; every other column takes its default.
         self.run(move |c| {
             let mut stmt = c.prepare_cached(

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use hermet_domain::id::{ChannelId, UserId};
 use rusqlite::params;
 
-use super::statements::{exec, json_ids, qmap, qopt};
+use super::statements::{exec, json_ids, json_pairs, qmap, qopt};
 use super::{SqliteDatabase, SqliteTx};
 use crate::StoreError;
 use crate::ports::*;
@@ -25,17 +25,20 @@ impl InboxReads for SqliteDatabase {
             .await
     }
 
-    #[tracing::instrument(level = "debug", name = "sqlite.channel_conversations", skip_all)]
-    async fn channel_conversations(
-        &self,
-        channel: ChannelId,
-        users: &[UserId],
-    ) -> Result<Vec<ConversationRow>, StoreError> {
-        let u = json_ids(users);
+    #[tracing::instrument(level = "debug", name = "sqlite.conversations_of", skip_all)]
+    async fn conversations_of(&self, pairs: &[(UserId, ChannelId)]) -> Result<Vec<ConversationRow>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = json_pairs(pairs);
         self.read(move |c| {
-            static SQL: LazyLock<String> =
-                LazyLock::new(|| crate::views::channel_conversations("user_id IN (SELECT value FROM json_each($2))"));
-            qmap(c, &SQL, params![channel.get(), u], |r| conversation_from(r))
+            static SQL: LazyLock<String> = LazyLock::new(|| {
+                crate::views::pair_conversations(
+                    "(user_id, channel_id) IN
+                     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1))",
+                )
+            });
+            qmap(c, &SQL, params![p], |r| conversation_from(r))
         })
         .await
     }
@@ -58,38 +61,36 @@ impl InboxWrites for SqliteTx {
     #[tracing::instrument(level = "debug", name = "sqlite.append_inbox", skip_all)]
     async fn append_inbox(
         &mut self,
-        users: &[UserId],
-        event_id: i64,
+        events: &[(i64, &[UserId])],
         now: i64,
-    ) -> Result<Vec<(UserId, i64)>, StoreError> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let u = json_ids(users);
+    ) -> Result<Vec<Vec<(UserId, i64)>>, StoreError> {
+        let events: Vec<(i64, String)> = events.iter().map(|(e, users)| (*e, json_ids(users))).collect();
         self.run(move |c| {
-            // Two set-based statements (SQLite has no data-modifying CTEs); the writer
-            // connection is exclusive, so nothing moves the heads in between. Users who
-            // have the event already are left out of both (a replay, a redelivered batch).
+            // Per event, two set-based statements (SQLite has no data-modifying CTEs) on
+            // the exclusive writer connection, so nothing moves the heads in between and
+            // a user's entries follow the events' order. Users who have the event already
+            // are left out of both (a replay, a redelivered batch).
             let fresh = "SELECT value FROM json_each(?1)
                  WHERE NOT EXISTS (SELECT 1 FROM user_inbox i WHERE i.user_id = value AND i.event_id = ?2)";
-            exec(
-                c,
-                &format!(
-                    "INSERT INTO user_inbox_head (user_id, seq) SELECT value, 1 FROM ({fresh}) WHERE true
-                     ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1"
-                ),
-                params![u, event_id],
-            )?;
-            qmap(
-                c,
-                &format!(
-                    "INSERT INTO user_inbox (user_id, seq, event_id, created_at)
-                     SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN ({fresh})
-                     RETURNING user_id, seq"
-                ),
-                params![u, event_id, now],
-                |r| user_cursor_from(r),
-            )
+            let heads = format!(
+                "INSERT INTO user_inbox_head (user_id, seq) SELECT value, 1 FROM ({fresh}) WHERE true
+                 ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1"
+            );
+            let entries = format!(
+                "INSERT INTO user_inbox (user_id, seq, event_id, created_at)
+                 SELECT user_id, seq, ?2, ?3 FROM user_inbox_head WHERE user_id IN ({fresh})
+                 RETURNING user_id, seq"
+            );
+            let mut out = Vec::with_capacity(events.len());
+            for (event_id, u) in &events {
+                if u == "[]" {
+                    out.push(Vec::new());
+                    continue;
+                }
+                exec(c, &heads, params![u, event_id])?;
+                out.push(qmap(c, &entries, params![u, event_id, now], |r| user_cursor_from(r))?);
+            }
+            Ok(out)
         })
         .await
     }

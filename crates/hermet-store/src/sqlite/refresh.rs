@@ -23,11 +23,34 @@ pub(super) const CONVERSATION_KEYS: &str = "WITH keys(user_id, channel_id) AS (
     UNION SELECT m.user_id, m.channel_id FROM channel_member m WHERE m.user_id IN (SELECT value FROM json_each(?3))
 )";
 
+// The rows a message or a read changes: active members of channels (?1), (owner,
+// channel) pairs (?2). (A former member's row stops at the seq they left at.)
+pub(super) const MESSAGE_KEYS: &str = "WITH keys(user_id, channel_id) AS (
+    SELECT m.user_id, m.channel_id FROM channel_member m
+    WHERE m.channel_id IN (SELECT value FROM json_each(?1)) AND m.left_at IS NULL
+    UNION SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2)
+)";
+
 // (owner, contact) pairs (?1), every contact row of owners (?2).
 pub(super) const CONTACT_KEYS: &str = "WITH keys(user_id, contact_id) AS (
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)
     UNION SELECT f.user_id, f.friend_id FROM friendship f WHERE f.user_id IN (SELECT value FROM json_each(?2))
 )";
+
+/// The conversation rows of the members of `channels`, of the `pairs` and of the
+/// `owners` (JSON lists), recomputed whole; returns the owners of the rows written.
+fn refresh_conversations(
+    c: &rusqlite::Connection,
+    channels: &str,
+    pairs: &str,
+    owners: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<UserId>> {
+    let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "?4"));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![channels, pairs, owners, now], |row| row.get::<_, i64>(0))?;
+    rows.map(|u| u.map(UserId::from)).collect()
+}
 
 /// The statements over a set of owners (`?1`), in SQLite's terms.
 pub(super) static OWNERS: LazyLock<views::OwnerStatements> =
@@ -77,14 +100,26 @@ impl ProjectionWrites for SqliteTx {
                             }
                         }
                         RefreshStep::Conversations => {
-                            let sql = format!("{CONVERSATION_KEYS}{}", views::CONVERSATION_REFRESH.replace("{now}", "?4"));
+                            let (channels, pairs) = (json_ids(&r.channels), json_pairs(&r.conversations));
+                            written.extend(refresh_conversations(c, &channels, &pairs, &json_ids(&r.owners), now)?);
+                        }
+                        RefreshStep::Messages => {
+                            let keys = params![json_ids(&r.message_channels), json_pairs(&r.message_conversations)];
+                            // Rows that do not exist yet are not the message step's to create.
+                            let sql = format!("{MESSAGE_KEYS}{}", views::MISSING_CONVERSATIONS);
+                            let missing: Vec<i64> = c
+                                .prepare_cached(&sql)?
+                                .query_map(keys, |row| row.get::<_, i64>(0))?
+                                .collect::<Result<_, _>>()?;
+                            let sql = format!("{MESSAGE_KEYS}{}", views::MESSAGE_REFRESH.replace("{now}", "?3"));
                             let mut stmt = c.prepare_cached(&sql)?;
-                            let rows = stmt.query_map(
-                                params![json_ids(&r.channels), json_pairs(&r.conversations), json_ids(&r.owners), now],
-                                |row| row.get::<_, i64>(0),
-                            )?;
-                            for u in rows {
+                            let params = params![json_ids(&r.message_channels), json_pairs(&r.message_conversations), now];
+                            for u in stmt.query_map(params, |row| row.get::<_, i64>(0))? {
                                 written.push(UserId::from(u?));
+                            }
+                            if !missing.is_empty() {
+                                let channels = serde_json::to_string(&missing).unwrap_or_else(|_| "[]".into());
+                                written.extend(refresh_conversations(c, &channels, "[]", "[]", now)?);
                             }
                         }
                         RefreshStep::Contacts => {
