@@ -54,8 +54,12 @@ impl Default for HttpSettings {
     }
 }
 
-/// State shared by all handlers.
-pub struct AppState<D: Database> {
+/// State shared by all handlers: one `Arc`, so the clone every handler's `State` takes
+/// is one reference count, not one per part.
+pub struct AppState<D: Database>(std::sync::Arc<SharedState<D>>);
+
+/// What [`AppState`] holds.
+pub struct SharedState<D: Database> {
     pub app: App<D>,
     pub metrics: PrometheusHandle,
     /// The gateway: this node's WebSocket connections, presence, routing between nodes.
@@ -64,14 +68,22 @@ pub struct AppState<D: Database> {
     pub origins: security::Origins,
 }
 
+impl<D: Database> AppState<D> {
+    pub fn new(shared: SharedState<D>) -> Self {
+        Self(std::sync::Arc::new(shared))
+    }
+}
+
+impl<D: Database> std::ops::Deref for AppState<D> {
+    type Target = SharedState<D>;
+    fn deref(&self) -> &SharedState<D> {
+        &self.0
+    }
+}
+
 impl<D: Database> Clone for AppState<D> {
     fn clone(&self) -> Self {
-        Self {
-            app: self.app.clone(),
-            metrics: self.metrics.clone(),
-            cluster: self.cluster.clone(),
-            origins: self.origins.clone(),
-        }
+        Self(self.0.clone())
     }
 }
 

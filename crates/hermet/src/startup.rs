@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hermet_api::AppState;
+use hermet_api::{AppState, SharedState};
 use hermet_app::cache::{Cache, CacheMode, Coherence, LocalGenerations};
 use hermet_app::gateway::{CloseReason, Cluster, GatewayPush, LocalCluster, Registry};
 use hermet_app::pipeline::consumer::LogSource;
@@ -341,7 +341,7 @@ impl Application {
             });
         });
         let origins = hermet_api::security::Origins::new(&config.http.allowed_origins);
-        let state = AppState { app, metrics: hermet_api::metrics::recorder(), cluster, origins };
+        let state = AppState::new(SharedState { app, metrics: hermet_api::metrics::recorder(), cluster, origins });
         let router = hermet_api::router(state, &config.http_settings());
         let listener = TcpListener::bind(config.listen_addr())
             .await
