@@ -96,8 +96,15 @@ const CONVERSATION_BASE: &str = "
 )";
 
 /// The peer's profile and my remark for them, on top of [`CONVERSATION_BASE`].
+///
+/// `base` is `MATERIALIZED` (here and in [`MESSAGE_BODY_SQL`]) so that its columns are
+/// plain columns to the join of [`FROM_BASE`]: PostgreSQL does not use an expression of
+/// two tables (`vis_seq` is one of the member's and the channel's) as an index key of
+/// that join, so it found each row's last message by scanning all of the channel's
+/// messages, a cost that grew with the channel's history on every send (5.0 ms for a
+/// group of 100 with 200 messages, 1.5 ms with the CTE materialized).
 const CONVERSATION_PROFILE: &str = ",
-base AS (
+base AS MATERIALIZED (
     SELECT b0.*, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar, pu.profile_ver AS peer_ver,
            COALESCE(f.remark_name, '') AS remark
     FROM base0 b0
@@ -184,7 +191,11 @@ static MESSAGE_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
     let stored: Vec<String> = message_columns().into_iter().map(stored).collect();
     format!(
         "{CONVERSATION_BASE},
-base AS (SELECT * FROM base0),
+base AS MATERIALIZED (
+    SELECT user_id, channel_id, joined_at, left_at, join_seq, vis_seq, read_seq, s_hidden, hidden_seq,
+           s_closed_at, closed_seq, archived_at, rd
+    FROM base0
+),
 expected_full AS (
     SELECT b.user_id, b.channel_id, {MESSAGE_DERIVED}
     {FROM_BASE}
