@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hermet_domain::event::DomainEvent;
 use hermet_domain::id::UserId;
@@ -68,6 +68,8 @@ pub struct LogSource<D: Database> {
     poll: Duration,
     /// How long it last waited for events held back by a running transaction.
     held_back: Duration,
+    /// When it last looked at its stored offset (and let the caller look at dead letters).
+    checked: Instant,
 }
 
 /// Waits for events held back by a transaction still running elsewhere in the cluster:
@@ -89,6 +91,7 @@ impl<D: Database> LogSource<D> {
             written: app.written(),
             poll: Duration::from_millis(app.settings.pipeline.poll_interval_ms),
             held_back: Duration::ZERO,
+            checked: Instant::now(),
         })
     }
 
@@ -101,8 +104,13 @@ impl<D: Database> LogSource<D> {
 
 impl<D: Database> EventSource for LogSource<D> {
     async fn next_batch(&mut self, max: u32) -> Result<Option<Batch>> {
-        let events = self.app.db.read_events(self.cursor, max).await?;
-        let Some(last) = events.last().map(|e| e.cursor) else {
+        loop {
+            let events = self.app.db.read_events(self.cursor, max).await?;
+            if let Some(last) = events.last().map(|e| e.cursor) {
+                let origins = events.iter().map(|e| format!("outbox {}:{}", e.cursor.0, e.cursor.1)).collect();
+                let moves = vec![OffsetMove { name: self.consumer.to_owned(), from: self.cursor, to: last }];
+                return Ok(Some(Batch { events, origins, moves }));
+            }
             // Committed behind a transaction still running somewhere in the cluster: the
             // wake-up for this commit has come and gone, and the next write or poll may be
             // far off, so look again soon.
@@ -113,10 +121,17 @@ impl<D: Database> EventSource for LogSource<D> {
                 return Ok(None);
             }
             self.held_back = Duration::ZERO;
-            tokio::select! {
-                _ = self.written.changed() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+            let woken = tokio::select! {
+                r = self.written.changed() => r.is_ok(),
+                _ = tokio::time::sleep(self.poll) => false,
+            };
+            // Woken by a commit in this process: read it at once. The round trips below
+            // (a replay's offset, and the caller's look at dead letters) are an idle
+            // consumer's, once a poll interval, not a busy one's before every batch.
+            if woken && self.checked.elapsed() < self.poll {
+                continue;
             }
+            self.checked = Instant::now();
             // An idle consumer notices a replay here (a busy one when its offset CAS fails).
             let stored = self.app.db.consumer_offset(self.consumer).await?;
             if stored != self.cursor {
@@ -125,10 +140,7 @@ impl<D: Database> EventSource for LogSource<D> {
                 self.publish_position();
             }
             return Ok(None);
-        };
-        let origins = events.iter().map(|e| format!("outbox {}:{}", e.cursor.0, e.cursor.1)).collect();
-        let moves = vec![OffsetMove { name: self.consumer.to_owned(), from: self.cursor, to: last }];
-        Ok(Some(Batch { events, origins, moves }))
+        }
     }
 
     fn committed(&mut self, batch: &Batch) {
