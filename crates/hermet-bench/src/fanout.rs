@@ -52,9 +52,14 @@ pub struct FanoutRow {
     pub deliveries_per_sec: f64,
 }
 
-/// For each size: that many members online, `messages` sends (one at a time, each
-/// waited for until every member has it).
-pub async fn fanout(client: &Client, sizes: &[usize], messages: usize) -> anyhow::Result<Vec<FanoutRow>> {
+/// For each size: that many members online, `warmup` and then `messages` sends (one at a
+/// time, each waited for until every member has it); the first `warmup` are not measured.
+pub async fn fanout(
+    client: &Client,
+    sizes: &[usize],
+    messages: usize,
+    warmup: usize,
+) -> anyhow::Result<Vec<FanoutRow>> {
     let mut rows = Vec::new();
     for &n in sizes {
         eprintln!("  fanout {n}: creating members and opening {n} connections");
@@ -86,7 +91,7 @@ pub async fn fanout(client: &Client, sizes: &[usize], messages: usize) -> anyhow
         let mut all = Vec::with_capacity(messages);
         let mut each = Vec::with_capacity(messages * n);
         let mut busy = Duration::ZERO;
-        for i in 0..messages {
+        for i in 0..warmup + messages {
             let t = Instant::now();
             client.send(&group, &format!("fanout-msg-{i}")).await?;
             let mut got = 0;
@@ -99,11 +104,15 @@ pub async fn fanout(client: &Client, sizes: &[usize], messages: usize) -> anyhow
                 if j == i {
                     got += 1;
                     last = last.max(at);
-                    each.push(at - t);
+                    if i >= warmup {
+                        each.push(at - t);
+                    }
                 }
             }
-            all.push(last - t);
-            busy += last - t;
+            if i >= warmup {
+                all.push(last - t);
+                busy += last - t;
+            }
         }
         for r in readers {
             r.abort();

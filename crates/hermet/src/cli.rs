@@ -97,6 +97,10 @@ pub enum BenchScenario {
         /// Messages per group size (each waited for by every member).
         #[arg(long, default_value_t = 50)]
         messages: usize,
+        /// Messages sent and waited for first, not measured (each connection of the
+        /// server's pools prepares its statements on first use).
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
     },
     /// What a hostile client learns or costs: sign-in timings (unknown account, wrong
     /// password, right password; medians should not tell the first two apart), then a

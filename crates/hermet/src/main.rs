@@ -364,8 +364,8 @@ async fn bench(
             }
             serde_json::to_value(&r)?
         }
-        BenchScenario::Fanout { members, messages } => {
-            let rows = hermet_bench::fanout::fanout(&client, &members, messages).await?;
+        BenchScenario::Fanout { members, messages, warmup } => {
+            let rows = hermet_bench::fanout::fanout(&client, &members, messages, warmup).await?;
             println!(
                 "{:>8} {:>9} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14}",
                 "members",
