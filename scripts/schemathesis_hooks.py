@@ -6,6 +6,11 @@
 - Opaque cursors: `cursor` is "the `nextCursor` of the previous page", a value no schema
   can describe; a made-up one is rightly refused (400 `validation_failed`). Positive
   cases therefore leave it out; negative cases keep it (and expect the 400).
+- Path values: schemathesis writes a non-string path value of a negative case (a list,
+  say) as its Python text and leaves `?` and `#` in it unencoded, so the path ends early
+  and the request goes to another route (a `POST` to `/channels/[['x` answered 405,
+  counted against the operation it meant). Such a value is sent as a string with those
+  two characters percent-encoded: still not an id, still the 400 it is meant to get.
 """
 
 import json
@@ -49,9 +54,18 @@ class HermetAuth:
         case.headers["Authorization"] = f"Bearer {data}"
 
 
+def _path_safe(value):
+    text = str(value)
+    if "?" not in text and "#" not in text:
+        return value
+    return text.replace("?", "%3F").replace("#", "%23")
+
+
 @schemathesis.hook
 def map_case(context, case):
     meta = case.meta
     if meta is not None and meta.generation.mode.is_positive and case.query and "cursor" in case.query:
         case.query = {k: v for k, v in case.query.items() if k != "cursor"}
+    if case.path_parameters:
+        case.path_parameters = {k: _path_safe(v) for k, v in case.path_parameters.items()}
     return case

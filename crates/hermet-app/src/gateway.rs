@@ -349,8 +349,9 @@ impl Cluster for LocalCluster {
     }
 }
 
-/// Turns a conversation-view row into its JSON (the API's DTO, given by the HTTP layer).
-pub type ConversationJson = fn(ConversationRow) -> serde_json::Value;
+/// Turns a conversation-view row into the text of its `conversation.updated` frame (the
+/// row as the API's DTO, given by the HTTP layer), serialized in one pass.
+pub type ConversationJson = fn(&ConversationRow) -> String;
 
 /// The notifier's sink on a node that runs the gateway (or on a `hermet project` node
 /// with a cluster): each notification is serialized once and routed to the recipients'
@@ -381,11 +382,8 @@ impl PushSink for GatewayPush {
         Box::pin(async move {
             let mut pushes = Pushes::default();
             for row in rows {
-                let user = row.user_id;
-                let data = (self.conversation_json)(row.clone());
-                let frame = serde_json::json!({"type": "conversation.updated", "data": data});
-                pushes.to.push((user, 0, pushes.bodies.len() as u32));
-                pushes.bodies.push(frame.to_string().into());
+                pushes.to.push((row.user_id, 0, pushes.bodies.len() as u32));
+                pushes.bodies.push((self.conversation_json)(row).into());
             }
             self.cluster.route(pushes).await
         })

@@ -108,9 +108,16 @@ async fn cache(config: &Config) -> anyhow::Result<Cache> {
     Ok(Cache::new(coherence, &config.cache))
 }
 
-/// A conversation row as the API shows it (`conversation.updated` frames).
-fn conversation_json(row: hermet_store::ConversationRow) -> serde_json::Value {
-    serde_json::to_value(hermet_api::routes::conversations::ConversationDto::from(row)).unwrap_or_default()
+/// A conversation row's `conversation.updated` frame, the row as the API shows it.
+fn conversation_json(row: &hermet_store::ConversationRow) -> String {
+    #[derive(serde::Serialize)]
+    struct Frame {
+        #[serde(rename = "type")]
+        frame_type: &'static str,
+        data: hermet_api::routes::conversations::ConversationDto,
+    }
+    let frame = Frame { frame_type: "conversation.updated", data: row.clone().into() };
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 /// The gateway's cluster: Redis when `redis_url` is set (also returned, to run its
