@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::{Client, Stats};
+use crate::{Client, CpuPerMessage, Stats, cpu_seconds};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -50,6 +50,8 @@ pub struct FanoutRow {
     pub delivery: Stats,
     /// Deliveries per second while messages are in flight.
     pub deliveries_per_sec: f64,
+    /// CPU time per measured message (`/proc`, this machine only; see `bench send`).
+    pub cpu_us_per_message: Option<CpuPerMessage>,
 }
 
 /// For each size: that many members online, `warmup` and then `messages` sends (one at a
@@ -91,7 +93,11 @@ pub async fn fanout(
         let mut all = Vec::with_capacity(messages);
         let mut each = Vec::with_capacity(messages * n);
         let mut busy = Duration::ZERO;
+        let mut cpu_before = None;
         for i in 0..warmup + messages {
+            if i == warmup {
+                cpu_before = cpu_seconds();
+            }
             let t = Instant::now();
             client.send(&group, &format!("fanout-msg-{i}")).await?;
             let mut got = 0;
@@ -114,6 +120,7 @@ pub async fn fanout(
                 busy += last - t;
             }
         }
+        let cpu_us_per_message = CpuPerMessage::between(cpu_before, cpu_seconds(), messages);
         for r in readers {
             r.abort();
         }
@@ -123,6 +130,7 @@ pub async fn fanout(
             all_members: Stats::of(&all),
             delivery: Stats::of(&each),
             deliveries_per_sec: (n * messages) as f64 / busy.as_secs_f64().max(1e-9),
+            cpu_us_per_message,
         };
         eprintln!(
             "  fanout {n}: all members p50 {:.2} ms p99 {:.2} ms max {:.2} ms; {:.0} deliveries/s",

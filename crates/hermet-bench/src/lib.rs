@@ -444,9 +444,18 @@ pub struct CpuPerMessage {
     pub bench: f64,
 }
 
+impl CpuPerMessage {
+    /// From two [`cpu_seconds`] samples around `messages` messages.
+    pub(crate) fn between(before: Option<[f64; 3]>, after: Option<[f64; 3]>, messages: usize) -> Option<Self> {
+        let (b, a) = (before?, after?);
+        let per = |i: usize| (a[i] - b[i]) * 1e6 / messages.max(1) as f64;
+        Some(Self { database: per(0), server: per(1), bench: per(2) })
+    }
+}
+
 /// CPU seconds spent so far (user + system, `/proc/*/stat`) by `postgres` processes,
 /// `hermet*` processes other than this one, and this one. `None` where there is no `/proc`.
-fn cpu_seconds() -> Option<[f64; 3]> {
+pub(crate) fn cpu_seconds() -> Option<[f64; 3]> {
     // /proc reports clock ticks of USER_HZ, 100 on Linux.
     const TICKS: f64 = 100.0;
     let me = std::process::id().to_string();
@@ -555,13 +564,7 @@ pub async fn send(
         for r in results {
             samples.extend(r?);
         }
-        let per_message =
-            |i: usize, before: &[f64; 3], after: &[f64; 3]| (after[i] - before[i]) * 1e6 / samples.len().max(1) as f64;
-        let cpu_us_per_message = cpu_before.zip(cpu_after).map(|(b, a)| CpuPerMessage {
-            database: per_message(0, &b, &a),
-            server: per_message(1, &b, &a),
-            bench: per_message(2, &b, &a),
-        });
+        let cpu_us_per_message = CpuPerMessage::between(cpu_before, cpu_after, samples.len());
         let row = SendRow {
             members: n,
             concurrency: senders.len(),

@@ -367,7 +367,7 @@ async fn bench(
         BenchScenario::Fanout { members, messages, warmup } => {
             let rows = hermet_bench::fanout::fanout(&client, &members, messages, warmup).await?;
             println!(
-                "{:>8} {:>9} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14}",
+                "{:>8} {:>9} {:>12} {:>12} {:>12} {:>14} {:>14} {:>14} {:>30}",
                 "members",
                 "messages",
                 "all p50 ms",
@@ -375,11 +375,16 @@ async fn bench(
                 "all max ms",
                 "deliv p50 ms",
                 "deliv p99 ms",
-                "deliveries/s"
+                "deliveries/s",
+                "CPU µs/msg: db, server, bench"
             );
             for r in &rows {
+                let cpu = r
+                    .cpu_us_per_message
+                    .map(|c| format!("{:.0}, {:.0}, {:.0}", c.database, c.server, c.bench))
+                    .unwrap_or_else(|| "-".into());
                 println!(
-                    "{:>8} {:>9} {:>12.2} {:>12.2} {:>12.2} {:>14.2} {:>14.2} {:>14.0}",
+                    "{:>8} {:>9} {:>12.2} {:>12.2} {:>12.2} {:>14.2} {:>14.2} {:>14.0} {:>30}",
                     r.members,
                     r.messages,
                     r.all_members.p50_ms,
@@ -387,7 +392,8 @@ async fn bench(
                     r.all_members.max_ms,
                     r.delivery.p50_ms,
                     r.delivery.p99_ms,
-                    r.deliveries_per_sec
+                    r.deliveries_per_sec,
+                    cpu
                 );
             }
             serde_json::to_value(&rows)?
