@@ -1,5 +1,6 @@
 //! The realtime gateway's storage on PostgreSQL: per-user cursors, the inbox, catch-up.
-//! Reads go to the primary: catch-up must see every committed entry (a replica may lag).
+//! Reads go to the primary: catch-up must see every committed entry (a replica may lag);
+//! the conversation rows through the read pool while it is on the primary (generic plans).
 
 use std::sync::LazyLock;
 
@@ -30,7 +31,7 @@ impl InboxReads for PgDatabase {
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let c = self.write_conn().await?;
+        let c = self.primary_read_conn().await?;
         static SQL: LazyLock<String> = LazyLock::new(|| {
             crate::views::pair_conversations(
                 "(user_id, channel_id) IN (SELECT * FROM UNNEST($1::bigint[], $2::bigint[]))",
@@ -48,7 +49,7 @@ impl InboxReads for PgDatabase {
         since: i64,
         limit: u32,
     ) -> Result<Vec<ConversationRow>, StoreError> {
-        let c = self.write_conn().await?;
+        let c = self.primary_read_conn().await?;
         query_map(&c, &q::CONVERSATIONS_CHANGED, &[&user.get(), &since, &(limit as i64)], conversation_from).await
     }
 }

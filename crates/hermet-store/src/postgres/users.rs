@@ -86,7 +86,7 @@ impl SessionReads for PgDatabase {
     #[tracing::instrument(level = "debug", name = "postgres.auth_context", skip_all)]
     async fn auth_context(&self, session: SessionId) -> Result<Option<AuthContext>, StoreError> {
         // Sessions are read from the primary: a sign-out must take effect at once.
-        let conn = self.write_conn().await?;
+        let conn = self.primary_read_conn().await?;
         let stmt = conn
             .prep(
                 "SELECT s.id, s.user_id, s.revoked_at IS NOT NULL, s.expires_at, u.status, u.email, u.mobile
