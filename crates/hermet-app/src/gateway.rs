@@ -351,19 +351,19 @@ impl Cluster for LocalCluster {
 
 /// Turns a conversation-view row into the text of its `conversation.updated` frame (the
 /// row as the API's DTO, given by the HTTP layer), serialized in one pass.
-pub type ConversationJson = fn(&ConversationRow) -> String;
+pub type ConversationFrame = fn(&ConversationRow) -> String;
 
 /// The notifier's sink on a node that runs the gateway (or on a `hermet project` node
 /// with a cluster): each notification is serialized once and routed to the recipients'
 /// connections, here or on their nodes.
 pub struct GatewayPush {
     cluster: Arc<dyn Cluster>,
-    conversation_json: ConversationJson,
+    conversation_frame: ConversationFrame,
 }
 
 impl GatewayPush {
-    pub fn new(cluster: Arc<dyn Cluster>, conversation_json: ConversationJson) -> Self {
-        Self { cluster, conversation_json }
+    pub fn new(cluster: Arc<dyn Cluster>, conversation_frame: ConversationFrame) -> Self {
+        Self { cluster, conversation_frame }
     }
 }
 
@@ -383,7 +383,7 @@ impl PushSink for GatewayPush {
             let mut pushes = Pushes::default();
             for row in rows {
                 pushes.to.push((row.user_id, 0, pushes.bodies.len() as u32));
-                pushes.bodies.push((self.conversation_json)(row).into());
+                pushes.bodies.push((self.conversation_frame)(row).into());
             }
             self.cluster.route(pushes).await
         })

@@ -451,6 +451,11 @@ impl CpuPerMessage {
         let per = |i: usize| (a[i] - b[i]) * 1e6 / messages.max(1) as f64;
         Some(Self { database: per(0), server: per(1), bench: per(2) })
     }
+
+    /// The report's column: "database, server, bench" in whole µs, or "-".
+    pub fn column(cpu: Option<Self>) -> String {
+        cpu.map(|c| format!("{:.0}, {:.0}, {:.0}", c.database, c.server, c.bench)).unwrap_or_else(|| "-".into())
+    }
 }
 
 /// CPU seconds spent so far (user + system, `/proc/*/stat`) by `postgres` processes,

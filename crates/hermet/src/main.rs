@@ -277,10 +277,7 @@ async fn bench(
                 "CPU µs/msg: db, server, bench"
             );
             for r in &rows {
-                let cpu = r
-                    .cpu_us_per_message
-                    .map(|c| format!("{:.0}, {:.0}, {:.0}", c.database, c.server, c.bench))
-                    .unwrap_or_else(|| "-".into());
+                let cpu = hermet_bench::CpuPerMessage::column(r.cpu_us_per_message);
                 println!(
                     "{:>8} {:>6} {:>11} {:>9} {:>10.2} {:>10.2} {:>10.1} {:>28}",
                     r.members,
@@ -379,10 +376,7 @@ async fn bench(
                 "CPU µs/msg: db, server, bench"
             );
             for r in &rows {
-                let cpu = r
-                    .cpu_us_per_message
-                    .map(|c| format!("{:.0}, {:.0}, {:.0}", c.database, c.server, c.bench))
-                    .unwrap_or_else(|| "-".into());
+                let cpu = hermet_bench::CpuPerMessage::column(r.cpu_us_per_message);
                 println!(
                     "{:>8} {:>9} {:>12.2} {:>12.2} {:>12.2} {:>14.2} {:>14.2} {:>14.0} {:>30}",
                     r.members,

@@ -109,7 +109,7 @@ async fn cache(config: &Config) -> anyhow::Result<Cache> {
 }
 
 /// A conversation row's `conversation.updated` frame, the row as the API shows it.
-fn conversation_json(row: &hermet_store::ConversationRow) -> String {
+fn conversation_frame(row: &hermet_store::ConversationRow) -> String {
     #[derive(serde::Serialize)]
     struct Frame {
         #[serde(rename = "type")]
@@ -300,7 +300,7 @@ pub async fn run_roles(config: &Config, roles: Roles, shutdown: CancellationToke
         let app = match &config.redis_url {
             Some(_) if roles.consumers => {
                 let (cluster, _) = cluster(config).await?;
-                app_with_push(db.clone(), config, Arc::new(GatewayPush::new(cluster, conversation_json))).await?
+                app_with_push(db.clone(), config, Arc::new(GatewayPush::new(cluster, conversation_frame))).await?
             }
             _ => app_for(db.clone(), config).await?,
         };
@@ -329,7 +329,7 @@ impl Application {
         let (cluster, redis) = cluster(config).await?;
         // The notifier delivers to the gateway (this node's sockets and, through Redis,
         // other nodes'), and to the in-process observer.
-        let sink = TeePush(vec![Arc::new(GatewayPush::new(cluster.clone(), conversation_json)), push.clone()]);
+        let sink = TeePush(vec![Arc::new(GatewayPush::new(cluster.clone(), conversation_frame)), push.clone()]);
         let app = app_with_push(db.clone(), config, Arc::new(sink)).await?;
         let (background_app, background_config) = (app.clone(), config.clone());
         let roles = if config.pipeline.serve_runs_pipeline { Roles::ALL } else { Roles::NONE };
