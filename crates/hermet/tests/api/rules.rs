@@ -20,8 +20,9 @@ async fn a_removed_member_gets_nothing_of_the_group_after_removal(db: Db) {
     let app = spawn_app(db).await;
     let ann = app.sign_up("ann@example.com", "Ann").await;
     let bob = app.sign_up("bob@example.com", "Bob").await;
-    let g = app.create_group(&ann, "Before", &[&bob]).await;
+    // connected before the group exists, so its creation is pushed to this socket
     let (mut b, _) = Client::connect(&app, &bob).await;
+    let g = app.create_group(&ann, "Before", &[&bob]).await;
     let cursor = b.next_of("channel.created").await["cursor"].as_i64().unwrap();
     drop(b);
     app.send_text(&ann, &g, "hello", Value::Null).await;
