@@ -175,6 +175,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/channels/{id}/applications/{app}/accept", post(channels::accept_application::<D>))
         .route("/api/v1/channels/{id}/applications/{app}/reject", post(channels::reject_application::<D>))
         .route("/api/v1/channels/{id}/messages", post(channels::send::<D>).get(channels::messages::<D>))
+        .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/read", post(channels::read::<D>))
         .route("/api/v1/conversations", get(conversations::list::<D>))
         .route("/api/v1/conversations/{id}", patch(conversations::update::<D>).delete(conversations::close::<D>))

@@ -90,8 +90,17 @@ impl<D: Database> App<D> {
 
     async fn append_to_outbox(&self, tx: &mut D::Tx, events: &[DomainEvent], now: i64) -> Result<()> {
         let ids = self.ids.next_many(events.len()).map_err(Error::internal)?;
-        let rows: Vec<OutboxEvent> =
-            events.iter().zip(ids).map(|(e, id)| OutboxEvent::new(EventId(id), now, e)).collect();
+        // A message's event carries the message's id (both come from the one generator,
+        // so it is unique among event ids): a recall finds the event by its unique
+        // `event_id` to erase the content from the log too.
+        let rows: Vec<OutboxEvent> = events
+            .iter()
+            .zip(ids)
+            .map(|(e, id)| match e {
+                DomainEvent::MessageSent(m) => OutboxEvent::new(EventId(m.message_id.get()), now, e),
+                _ => OutboxEvent::new(EventId(id), now, e),
+            })
+            .collect();
         tx.append_events(&rows).await?;
         Ok(())
     }
@@ -146,10 +155,10 @@ fn scopes(t: Touched) -> Vec<Scope> {
 /// the stored one stays neutral (the refresh reports the stored rows it rewrites).
 fn touch(t: &mut Touched, events: &[DomainEvent], refresh: &Refresh) {
     for e in events {
-        if let DomainEvent::MessageSent(m) = e
-            && m.read_diffusion
-        {
-            t.channels.push(m.channel_id);
+        match e {
+            DomainEvent::MessageSent(m) if m.read_diffusion => t.channels.push(m.channel_id),
+            DomainEvent::MessageRecalled(m) if m.read_diffusion => t.channels.push(m.channel_id),
+            _ => {}
         }
     }
     t.channels.extend_from_slice(&refresh.channels);

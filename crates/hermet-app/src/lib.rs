@@ -76,6 +76,9 @@ pub struct Limits {
     /// Plain members of a group may mention everyone (`"all"`); by default only its
     /// owner and admins may.
     pub mention_all_by_members: bool,
+    /// How long after sending a sender may recall their message (group owners and admins
+    /// may recall any message of their group at any time).
+    pub recall_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Default for Limits {
             max_group_members: 10_000,
             large_group_threshold: 500,
             mention_all_by_members: false,
+            recall_window_secs: 120,
         }
     }
 }

@@ -5,10 +5,11 @@
 //! advances their read position to it, so a member's unread count is exactly (visible
 //! last seq − read seq). Sends are written in batches ([`group_commit`]).
 
-use hermet_domain::channel::Member;
+use hermet_domain::channel::{ChannelStatus, ChannelType, Member};
+use hermet_domain::error::ErrorCode;
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, MessageId};
-use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType};
+use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType, Recall};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{ConversationRow, Database, Locks, MessageQuery, MessageWrites};
@@ -139,6 +140,86 @@ impl<D: Database> App<D> {
             self.record(&mut tx, &[ev], now).await?;
             self.commit(tx).await?;
             self.db.conversation(who.user_id, channel_id).await?.ok_or(Error::NotFound("conversation"))
+        })
+        .await
+    }
+
+    /// `POST /channels/{id}/messages/{messageId}/recall`: the sender within
+    /// `limits.recall_window_secs` of sending, or a group's owner or an admin at any time.
+    /// The message stays at its seq as a recall notice; its content, preview and mentions
+    /// are erased, in the message's event in the log too. Recalling a recalled message
+    /// answers it again and changes nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn recall_message(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+    ) -> Result<Message> {
+        timed("message.recall", async {
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            if let Some(peer) = peek.peer_of(who.user_id) {
+                tx.lock_users(&[who.user_id, peer], true).await?;
+            }
+            let channel = tx.lock_channel(channel_id, false).await?.ok_or(Error::NotFound("channel"))?;
+            let me = tx
+                .lock_member(channel_id, who.user_id)
+                .await?
+                .filter(Member::is_active)
+                .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
+            if channel.status != ChannelStatus::Active {
+                return Err(Error::Refused {
+                    code: ErrorCode::ChannelArchived,
+                    message: "this group has been dismissed".into(),
+                    field: None,
+                    details: None,
+                });
+            }
+            let mut msg = tx
+                .lock_message(channel_id, message_id)
+                .await?
+                .filter(|m| m.seq > me.join_seq)
+                .ok_or(Error::NotFound("message"))?;
+            if msg.recalled.is_some() {
+                return Ok(msg);
+            }
+            let manager = channel.channel_type == ChannelType::Group && me.role.can_manage();
+            if !manager {
+                if msg.sender_id != who.user_id {
+                    return Err(Error::forbidden(
+                        "only the sender, or a group's owner or an admin, may recall a message",
+                    ));
+                }
+                let window = self.settings.limits.recall_window_secs;
+                if now - msg.created_at > (window as i64).saturating_mul(1000) {
+                    return Err(Error::Refused {
+                        code: ErrorCode::RecallWindowPassed,
+                        message: format!("a message may be recalled by its sender within {window} s of sending"),
+                        field: None,
+                        details: None,
+                    });
+                }
+            }
+            tx.recall_message(msg.id, who.user_id, now).await?;
+            let ev = DomainEvent::MessageRecalled(event::MessageRecalled {
+                message_id: msg.id,
+                channel_id,
+                seq: msg.seq,
+                sender_id: msg.sender_id,
+                recalled_by: who.user_id,
+                recalled_at: now,
+                read_diffusion: channel.read_diffusion,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            self.commit(tx).await?;
+            msg.msg_type = MessageType::Recalled;
+            msg.content = serde_json::json!({});
+            msg.mentions.clear();
+            msg.mention_all = false;
+            msg.recalled = Some(Recall { by: who.user_id, at: now });
+            Ok(msg)
         })
         .await
     }

@@ -147,6 +147,7 @@ impl EventFrame<'_> {
 pub fn frame_type(event_type: &str) -> Option<&'static str> {
     Some(match event_type {
         "message.sent" => "message.new",
+        "message.recalled" => "message.recalled",
         "channel.created" => "channel.created",
         "channel.updated" => "channel.updated",
         "channel.dismissed" => "channel.dismissed",

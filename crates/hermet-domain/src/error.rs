@@ -76,6 +76,7 @@ catalogue! {
     UseLeave => "use_leave", 422, "removing oneself from a group; leave it instead";
     CannotChangeOwnRole => "cannot_change_own_role", 422, "the owner hands over ownership by making another member owner";
     CannotLockOutSelf => "cannot_lock_out_self", 422, "an administrator disabling or deleting their own account";
+    RecallWindowPassed => "recall_window_passed", 422, "the sender's time to recall the message (`limits.recall_window_secs`) has passed";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
     ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";

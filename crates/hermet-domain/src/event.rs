@@ -42,6 +42,8 @@ pub enum DomainEvent {
     ChannelApplicationReviewed(ChannelApplicationReviewed),
     #[serde(rename = "message.sent")]
     MessageSent(MessageSent),
+    #[serde(rename = "message.recalled")]
+    MessageRecalled(MessageRecalled),
     #[serde(rename = "conversation.read")]
     ConversationRead(ConversationRead),
     #[serde(rename = "conversation.settings_changed")]
@@ -246,6 +248,21 @@ pub struct MessageSent {
     pub read_diffusion: bool,
 }
 
+/// A message was recalled: its content is gone, it reads as a recall notice at its seq.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageRecalled {
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub recalled_by: UserId,
+    pub recalled_at: i64,
+    /// A large group's (read diffusion): no stored conversation row changes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -292,6 +309,7 @@ impl DomainEvent {
             ChannelApplicationCreated(_) => "channel.application_created",
             ChannelApplicationReviewed(_) => "channel.application_reviewed",
             MessageSent(_) => "message.sent",
+            MessageRecalled(_) => "message.recalled",
             ConversationRead(_) => "conversation.read",
             ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
@@ -323,6 +341,7 @@ impl DomainEvent {
             ChannelApplicationCreated(e) => ("channel", e.channel_id.to_string()),
             ChannelApplicationReviewed(e) => ("channel", e.channel_id.to_string()),
             MessageSent(e) => ("channel", e.channel_id.to_string()),
+            MessageRecalled(e) => ("channel", e.channel_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::id::{ChannelId, MessageId, UserId};
 
 text_enum!(
-    MessageType { Text = "text", Image = "image", Voice = "voice", Video = "video", File = "file", Custom = "custom", System = "system" }
+    MessageType { Text = "text", Image = "image", Voice = "voice", Video = "video", File = "file", Custom = "custom", System = "system", Recalled = "recalled" }
 );
 
 /// Longest preview kept in a conversation view (`003_0aed9671e6f5a289.txt`: 512 characters).
@@ -47,6 +47,9 @@ pub fn validate_content(t: MessageType, content: &serde_json::Value) -> Result<(
             }
         }
         MessageType::System => return Err(Error::invalid("type", "system messages are sent by the server only")),
+        MessageType::Recalled => {
+            return Err(Error::invalid("type", "recalled is what a message becomes when recalled, not a type to send"));
+        }
         _ => {}
     }
     Ok(())
@@ -100,6 +103,16 @@ pub struct Message {
     pub mention_all: bool,
     pub client_msg_id: Option<String>,
     pub created_at: i64,
+    /// Set when the message was recalled: its type reads `recalled`, its content `{}`,
+    /// and it mentions nobody (docs/API.md "Recall").
+    pub recalled: Option<Recall>,
+}
+
+/// Who recalled a message, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recall {
+    pub by: UserId,
+    pub at: i64,
 }
 
 #[cfg(test)]
@@ -136,5 +149,6 @@ mod tests {
         );
         assert_eq!(validate_content(MessageType::Image, &json!("x")).unwrap_err().field(), Some("content"));
         assert!(validate_content(MessageType::System, &json!({})).is_err());
+        assert_eq!(validate_content(MessageType::Recalled, &json!({})).unwrap_err().field(), Some("type"));
     }
 }

@@ -127,6 +127,11 @@ pub fn project(event: &DomainEvent) -> Refresh {
         // when read (the sender's read position and mention rows are write side).
         MessageSent(e) if e.read_diffusion => {}
         MessageSent(e) => r.message_channels.push(e.channel_id),
+        // A recall changes the last message (when it was the last) and mention counts,
+        // also of former members whose history ends after it (the message step keys
+        // active members only), and of a large group's former members: every row of the
+        // channel, of which only those that differ are written.
+        MessageRecalled(e) => r.channels.push(e.channel_id),
         ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
         // Roles, group nicknames and applications are not part of any read model.

@@ -115,6 +115,11 @@ sql!(
     MESSAGES_ASC,
     "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
 );
+sql!(MESSAGE_IN_CHANNEL, "SELECT {MESSAGE_COLUMNS} FROM message WHERE id = $2 AND channel_id = $1");
+/// A recall's write: the row keeps its seq and type; see `MessageWrites::recall_message`.
+pub(crate) const RECALL_MESSAGE: &str = "UPDATE message SET content = '{}', preview = '', mentions = '[]',
+       mention_all = FALSE, recalled_at = $2, recalled_by = $3 WHERE id = $1";
+pub(crate) const DELETE_MENTIONS_OF: &str = "DELETE FROM message_mention WHERE message_id = $1";
 sql!(MESSAGE_BY_CLIENT_ID, "SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = $1 AND client_msg_id = $2");
 sql!(FRIENDSHIP, "SELECT {FRIENDSHIP_COLUMNS} FROM friendship WHERE user_id = $1 AND friend_id = $2");
 sql!(

@@ -4,7 +4,7 @@
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::{ApplicationStatus, ContactApplication, FriendSource, Friendship};
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageType};
+use hermet_domain::message::{Message, MessageType, Recall};
 
 use hermet_domain::user::UserStatus;
 
@@ -66,7 +66,8 @@ pub(crate) fn member_from<R: Cols>(r: &R) -> Result<Member, R::Err> {
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, client_msg_id, created_at";
+    "id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, client_msg_id, created_at,
+     recalled_at, recalled_by";
 
 pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
     let mentions: Vec<UserId> = serde_json::from_value(r.json(7)?).map_err(|e| r.bad(7, e.to_string()))?;
@@ -76,12 +77,18 @@ pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
         seq: r.int(2)?,
         sender_id: UserId(r.int(3)?),
         sender_name: r.text(4)?,
-        msg_type: parse!(r, 5, MessageType),
+        // A recalled message keeps its original type in the row (the view's preview reads
+        // it as `recalled`, see `views::MESSAGE_DERIVED`); readers see `recalled`.
+        msg_type: if r.opt_int(11)?.is_some() { MessageType::Recalled } else { parse!(r, 5, MessageType) },
         content: r.json(6)?,
         mentions,
         mention_all: r.boolean(8)?,
         client_msg_id: r.opt_text(9)?,
         created_at: r.int(10)?,
+        recalled: match (r.opt_int(11)?, r.opt_int(12)?) {
+            (Some(at), Some(by)) => Some(Recall { by: UserId(by), at }),
+            _ => None,
+        },
     })
 }
 

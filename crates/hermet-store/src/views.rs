@@ -65,6 +65,9 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - unread = visible last seq − max(read seq, join seq): exact because seqs are
 ///   gap-free and a member's own message advances their read position;
 /// - mentions = mention rows plus @all messages of others after the read position;
+/// - a recalled message stays at its seq as a recall notice (it counts as unread like
+///   any item of history; its preview is empty, its type reads `recalled`); a recall
+///   deletes its mention rows and clears its @all, so it no longer counts as a mention;
 /// - hidden/closed hold until a message newer than the seq recorded when hiding/closing;
 ///   leaving or a dismissed group closes the conversation for good;
 /// - a former member sees the group's name, avatar and info version as they were when
@@ -115,7 +118,8 @@ base AS MATERIALIZED (
 /// The message-derived columns (those of [`READ_DIFFUSION_NEUTRAL`]), `opened_at` and
 /// `read_diffusion`, from `base b` and its last visible message `lm` ([`FROM_BASE`]).
 const MESSAGE_DERIVED: &str = "(b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_hidden,
-           lm.id AS last_message_id, COALESCE(lm.seq, 0) AS last_message_seq, lm.msg_type AS last_message_type,
+           lm.id AS last_message_id, COALESCE(lm.seq, 0) AS last_message_seq,
+           CASE WHEN lm.recalled_at IS NULL THEN lm.msg_type ELSE 'recalled' END AS last_message_type,
            lm.preview AS last_message_content, lm.sender_id AS last_message_sender_id,
            lm.sender_name AS last_message_sender_name, lm.created_at AS last_message_time,
            greatest(b.joined_at, COALESCE(lm.created_at, 0)) AS last_active_at,

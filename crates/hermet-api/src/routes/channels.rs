@@ -287,6 +287,10 @@ pub struct MessageDto {
     pub mention_all: bool,
     pub client_msg_id: Option<String>,
     pub sent_at: i64,
+    /// When the message was recalled (`type` is then `recalled`, `content` `{}`).
+    pub recalled_at: Option<i64>,
+    /// Who recalled it: the sender, or a group's owner or an admin.
+    pub recalled_by: Option<UserId>,
 }
 
 impl From<Message> for MessageDto {
@@ -303,6 +307,8 @@ impl From<Message> for MessageDto {
             mention_all: m.mention_all,
             client_msg_id: m.client_msg_id,
             sent_at: m.created_at,
+            recalled_at: m.recalled.map(|r| r.at),
+            recalled_by: m.recalled.map(|r| r.by),
         }
     }
 }
@@ -542,6 +548,22 @@ pub async fn messages<D: Database>(
 ) -> ApiResult<Json<MessagePage>> {
     let h = st.app.messages(who, id, q.before_seq, q.after_seq, q.limit).await?;
     Ok(Json(MessagePage { items: h.items.into_iter().map(Into::into).collect(), has_more: h.has_more }))
+}
+
+/// POST /api/v1/channels/{id}/messages/{messageId}/recall — recall a message for everyone.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/messages/{messageId}/recall", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    responses((status = 200, description = "the message, recalled (also when it already was)", body = MessageDto),
+        (status = 403, description = "not a member; or neither the sender nor, in a group, its owner or an admin", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`channel_archived`", body = ErrorBody),
+        (status = 422, description = "`recall_window_passed`", body = ErrorBody)))]
+pub async fn recall<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+) -> ApiResult<Json<MessageDto>> {
+    Ok(Json(st.app.recall_message(who, id, message).await?.into()))
 }
 
 /// POST /api/v1/channels/{id}/read — I have read up to `seq`.

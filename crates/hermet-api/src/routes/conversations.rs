@@ -28,7 +28,8 @@ pub struct LastMessageDto {
     pub seq: i64,
     #[serde(rename = "type")]
     pub msg_type: String,
-    /// Text (≤512 characters) or a placeholder such as `[image]`.
+    /// Text (≤512 characters) or a placeholder such as `[image]`; empty when the message
+    /// was recalled (`type` is then `recalled`).
     pub content: String,
     pub sender_id: UserId,
     pub sender_name: String,

@@ -213,6 +213,7 @@ impl<'a> Batch<'a> {
             mention_all,
             client_msg_id: s.req.client_msg_id.clone(),
             created_at: now,
+            recalled: None,
         };
         self.events.push(DomainEvent::MessageSent(event::MessageSent {
             message_id: msg.id,
@@ -397,6 +398,7 @@ mod tests {
                 mention_all: false,
                 client_msg_id: Some(client_msg_id.into()),
                 created_at: 500,
+                recalled: None,
             });
             self
         }

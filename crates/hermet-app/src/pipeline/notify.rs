@@ -48,6 +48,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::ChannelApplicationCreated(x) => Managers(x.channel_id, vec![x.applicant_id]),
         E::ChannelApplicationReviewed(x) => Users(vec![x.applicant_id, x.reviewer_id]),
         E::MessageSent(x) => Channel(x.channel_id, vec![]),
+        E::MessageRecalled(x) => Channel(x.channel_id, vec![]),
         E::ConversationRead(x) => Users(vec![x.user_id]),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
@@ -73,6 +74,8 @@ fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
         // their list themselves (docs/PROTOCOL.md), so no row per member is read or pushed.
         DomainEvent::MessageSent(x) if x.read_diffusion => None,
         DomainEvent::MessageSent(x) => Some(x.channel_id),
+        DomainEvent::MessageRecalled(x) if x.read_diffusion => None,
+        DomainEvent::MessageRecalled(x) => Some(x.channel_id),
         DomainEvent::ConversationRead(x) => Some(x.channel_id),
         DomainEvent::ConversationSettingsChanged(x) => Some(x.channel_id),
         _ => None,

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::Message;
 
 use super::StoreResult;
@@ -38,4 +38,17 @@ pub trait MessageWrites {
         seq: i64,
         now: i64,
     ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// The message `id` of `channel`, locked against a concurrent change of it
+    /// (PostgreSQL: `FOR UPDATE`). Message rows are locked after the member row (the
+    /// canonical order, docs/ARCHITECTURE.md "Concurrency").
+    fn lock_message(
+        &mut self,
+        channel: ChannelId,
+        id: MessageId,
+    ) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+    /// Recalls a message: its content, preview and mentions erased (its mention rows
+    /// deleted, `@all` cleared), who and when recorded; and the content of its
+    /// `message.sent` event in the outbox erased the same way (found by its `event_id`,
+    /// which is the message's id). The row keeps its seq and original type.
+    fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -1,11 +1,11 @@
 //! Messages on PostgreSQL: history, a batch's appends (one set-based statement per
 //! table), read positions.
 
-use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::Message;
 use tokio_postgres::types::ToSql;
 
-use super::statements::query_map;
+use super::statements::{query_map, query_opt};
 use super::{PgDatabase, PgTx, pg_err};
 use crate::StoreError;
 use crate::ports::*;
@@ -105,7 +105,40 @@ impl MessageWrites for PgTx {
         let stmt = c.prep(q::ADVANCE_READ).await.map_err(pg_err)?;
         Ok(c.query_one(&stmt, &[&user.get(), &channel.get(), &seq, &now]).await.map_err(pg_err)?.get(0))
     }
+
+    #[tracing::instrument(level = "debug", name = "postgres.lock_message", skip_all)]
+    async fn lock_message(&mut self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        query_opt(self.conn()?, &LOCK_MESSAGE, &[&channel.get(), &id.get()], message_from).await
+    }
+
+    /// Three statements in one round trip.
+    #[tracing::instrument(level = "debug", name = "postgres.recall_message", skip_all)]
+    async fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let recall = c.prep(q::RECALL_MESSAGE).await.map_err(pg_err)?;
+        let mentions = c.prep(q::DELETE_MENTIONS_OF).await.map_err(pg_err)?;
+        let event = c.prep(RECALL_EVENT).await.map_err(pg_err)?;
+        let (id, by) = (id.get(), by.get());
+        let recall_params: [&(dyn ToSql + Sync); 3] = [&id, &at, &by];
+        let id_param: [&(dyn ToSql + Sync); 1] = [&id];
+        let (recalled, unmentioned, erased) = tokio::join!(
+            c.execute(&recall, &recall_params),
+            c.execute(&mentions, &id_param),
+            c.execute(&event, &id_param),
+        );
+        recalled.map_err(pg_err)?;
+        unmentioned.map_err(pg_err)?;
+        erased.map_err(pg_err)?;
+        Ok(())
+    }
 }
+
+/// The erased form of a recalled message's `message.sent` payload.
+const RECALL_EVENT: &str = "UPDATE outbox SET payload = payload || jsonb_build_object('msgType', 'recalled',
+       'content', '{}'::jsonb, 'mentions', '[]'::jsonb, 'mentionAll', FALSE)
+     WHERE event_id = $1 AND event_type = 'message.sent'";
+static LOCK_MESSAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{} FOR UPDATE", &*q::MESSAGE_IN_CHANNEL));
 
 /// A batch's messages as one array per column (`UNNEST`).
 struct MessageColumns<'a> {

@@ -1,12 +1,12 @@
 //! Messages on SQLite: history, a batch's appends (prepared statements per row, in
 //! process), read positions.
 
-use hermet_domain::id::{ChannelId, UserId};
+use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::Message;
 
 use rusqlite::params;
 
-use super::statements::{exec, qmap};
+use super::statements::{exec, qmap, qopt};
 use super::{SqliteDatabase, SqliteTx};
 use crate::StoreError;
 use crate::ports::*;
@@ -75,6 +75,29 @@ impl MessageWrites for SqliteTx {
         self.run(move |c| {
             c.prepare_cached(&sqlite_placeholders(q::ADVANCE_READ))?
                 .query_row(params![user.get(), channel.get(), seq, now], |r| r.get(0))
+        })
+        .await
+    }
+
+    /// The transaction holds SQLite's one write lock: nothing else changes the row.
+    #[tracing::instrument(level = "debug", name = "sqlite.lock_message", skip_all)]
+    async fn lock_message(&mut self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.run(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.recall_message", skip_all)]
+    async fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> Result<(), StoreError> {
+        self.run(move |c| {
+            exec(c, q::RECALL_MESSAGE, params![id.get(), at, by.get()])?;
+            exec(c, q::DELETE_MENTIONS_OF, params![id.get()])?;
+            exec(
+                c,
+                "UPDATE outbox SET payload = json_set(payload, '$.msgType', 'recalled', '$.content', json('{}'),
+                   '$.mentions', json('[]'), '$.mentionAll', json('false'))
+                 WHERE event_id = $1 AND event_type = 'message.sent'",
+                params![id.get()],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -843,6 +843,123 @@ async fn large_group_in_one_request(db: Db) {
     app.stop().await;
 }
 
+/// Recall (docs/API.md "Recall"): the sender within the window, a group's owner or admin
+/// at any time, nobody else. The message stays at its seq as a recall notice, its content
+/// is gone from the database (the message row and its event in the log), previews follow,
+/// unread is unchanged and a recalled mention stops counting; members online hear of it.
+async fn recall_erases_content_and_keeps_counts_exact(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "r", 5).await;
+    let (owner, bob, cat, outsider, dan) = (&u[0], &u[1], &u[2], &u[3], &u[4]);
+    let g = app.create_group(owner, "Recall", &[bob, cat]).await;
+    let recall = |channel: &str, id: &str| format!("/api/v1/channels/{channel}/messages/{id}/recall");
+    let history = |channel: &str| format!("/api/v1/channels/{channel}/messages");
+    let (mut cat_socket, _) = crate::realtime::Client::connect(&app, cat).await;
+
+    app.send_text(owner, &g, "first", Value::Null).await;
+    let r = app
+        .post(
+            &history(&g),
+            Some(&bob.access),
+            json!({"type": "text", "content": {"text": "secret for @cat"}, "mentions": [cat.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let secret = r.body["messageId"].as_str().unwrap().to_owned();
+    let before = app.conversation(cat, &g).await.unwrap();
+    assert_eq!((before["unreadCount"].as_i64(), before["mentionCount"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(before["lastMessage"]["content"], "secret for @cat");
+
+    // nobody but the sender or a manager; not outsiders; not a message of another channel
+    let r = app.post(&recall(&g, &secret), Some(&cat.access), json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "{}", r.body);
+    let r = app.post(&recall(&g, &secret), Some(&outsider.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app.post(&recall(&g, "123456789"), Some(&bob.access), json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"), "{}", r.body);
+    let r = app.post(&recall(&g, "not-an-id"), Some(&bob.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let chat = app.make_friends(owner, dan).await;
+    let r = app.post(&recall(&chat, &secret), Some(&owner.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "the message is not in that channel: {}", r.body);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message WHERE recalled_at IS NOT NULL").await, 0);
+
+    // the sender recalls it
+    let r = app.post(&recall(&g, &secret), Some(&bob.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!((r.body["type"].as_str(), r.body["content"].clone()), (Some("recalled"), json!({})));
+    assert_eq!((r.body["seq"].as_i64(), r.body["recalledBy"].as_str()), (Some(2), Some(bob.id.as_str())));
+    assert!(r.body["recalledAt"].as_i64().is_some(), "{}", r.body);
+    assert_eq!(r.body["mentions"], json!([]));
+    for table in ["message", "outbox"] {
+        let column = if table == "message" { "content" } else { "payload" };
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE CAST({column} AS TEXT) LIKE '%secret for%'");
+        assert_eq!(app.scalar(&sql).await, 0, "the content is gone from {table}");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_mention").await, 0);
+    let after = app.conversation(cat, &g).await.unwrap();
+    assert_eq!(after["lastMessage"]["type"], "recalled");
+    assert_eq!(after["lastMessage"]["content"], "");
+    assert_eq!(after["lastMessage"]["seq"], 2);
+    assert_eq!(
+        (after["unreadCount"].as_i64(), after["mentionCount"].as_i64()),
+        (Some(2), Some(0)),
+        "the notice is still an unread item; the recalled mention no longer counts"
+    );
+    let page = app.get(&format!("{}?afterSeq=0", history(&g)), &cat.access).await;
+    let items = page.body["items"].as_array().unwrap();
+    assert_eq!((items.len(), items[1]["type"].as_str()), (2, Some("recalled")), "{}", page.body);
+    assert_eq!(items[1]["content"], json!({}));
+    assert_eq!(items[0]["type"], "text");
+    // members online hear of it, then get their changed row
+    let frame = cat_socket.next_of("message.recalled").await;
+    assert_eq!(frame["data"]["messageId"], secret.as_str());
+    assert_eq!(frame["data"]["recalledBy"], bob.id.as_str());
+    loop {
+        let row = cat_socket.next_of("conversation.updated").await;
+        if row["data"]["channelId"] == g.as_str() && row["data"]["lastMessage"]["type"] == "recalled" {
+            assert_eq!(row["data"]["mentionCount"], 0);
+            break;
+        }
+    }
+    // recalling again answers the same and records nothing
+    let events = app.scalar("SELECT COUNT(*) FROM outbox").await;
+    let again = app.post(&recall(&g, &secret), Some(&bob.access), json!({})).await;
+    assert_eq!((again.status, again.body["recalledAt"].clone()), (StatusCode::OK, r.body["recalledAt"].clone()));
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, events);
+
+    // past the sender's window (2 minutes by default): the sender may not, the owner may
+    let seq = app.send_text(cat, &g, "old news", Value::Null).await;
+    let old = app.get(&format!("{}?afterSeq={}", history(&g), seq - 1), &cat.access).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.exec(&format!("UPDATE message SET created_at = created_at - 121000 WHERE id = {old}")).await;
+    let r = app.post(&recall(&g, &old), Some(&cat.access), json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "recall_window_passed"), "{}", r.body);
+    let r = app.post(&recall(&g, &old), Some(&owner.access), json!({})).await;
+    assert_eq!((r.status, r.body["recalledBy"].as_str()), (StatusCode::OK, Some(owner.id.as_str())), "{}", r.body);
+
+    // one-to-one: only the sender
+    let seq = app.send_text(owner, &chat, "oops", Value::Null).await;
+    let id = app.get(&format!("{}?afterSeq={}", history(&chat), seq - 1), &dan.access).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app.post(&recall(&chat, &id), Some(&dan.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app.post(&recall(&chat, &id), Some(&owner.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let row = app.conversation(dan, &chat).await.unwrap();
+    assert_eq!((row["lastMessage"]["type"].as_str(), row["unreadCount"].as_i64()), (Some("recalled"), Some(1)));
+    // a message cannot be sent as recalled
+    let r = app.post(&history(&chat), Some(&owner.access), json!({"type": "recalled", "content": {}})).await;
+    assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, "type"), "{}", r.body);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     friend_applications_and_accept,
     contacts_remark_block_delete_and_refriend,
@@ -855,4 +972,5 @@ crate::both_backends!(
     concurrent_member_changes_sends_and_reads,
     checker_finds_and_repairs_drift,
     large_group_in_one_request,
+    recall_erases_content_and_keeps_counts_exact,
 );

@@ -103,6 +103,14 @@ impl Replica {
         r.status
     }
 
+    /// The id of group `group`'s message `seq`, read by member `u`.
+    async fn message_id(&self, group: usize, seq: i64, u: usize) -> String {
+        let path = format!("/api/v1/channels/{}/messages?afterSeq={}&limit=1", self.groups[group], seq - 1);
+        let r = self.app.get(&path, &self.users[u].access).await;
+        assert_eq!(r.body["items"][0]["seq"], seq, "{}: {}", self.name, r.body);
+        r.body["items"][0]["id"].as_str().unwrap().to_owned()
+    }
+
     /// `{"u": i}` placeholders in a request body become this replica's user ids.
     fn with_ids(&self, body: Value) -> Value {
         match body {
@@ -128,10 +136,10 @@ fn uid(i: usize) -> Value {
     json!({"u": i})
 }
 
-/// The same random history of sends, reads, mentions, joins, leaves, hides, closes, pins,
-/// mutes and a dismissal, replayed on four servers: write diffusion only, read diffusion
-/// for every group of two or more, and a threshold of 5 that groups cross both ways, once
-/// in dual-write and once in async mode (projectors).
+/// The same random history of sends, recalls, reads, mentions, joins, leaves, hides,
+/// closes, pins, mutes and a dismissal, replayed on four servers: write diffusion only,
+/// read diffusion for every group of two or more, and a threshold of 5 that groups cross
+/// both ways, once in dual-write and once in async mode (projectors).
 /// Their conversation lists and total unread counts agree field by field at every
 /// checkpoint (every 10 steps; the reference reads the database, the other three through
 /// the cache, filled at one checkpoint and invalidated by the writes before the next),
@@ -177,6 +185,12 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
             let outsiders: Vec<usize> = everyone.iter().copied().filter(|u| !model.members.contains(u)).collect();
             let member = rng.pick(&members);
             match roll {
+                45..=49 if model.last_seq > 0 => {
+                    // the owner recalls one of the group's messages (again, at times)
+                    let seq = 1 + rng.below(model.last_seq as usize);
+                    let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}/recall");
+                    Some((Method::POST, path, model.owner, g, None))
+                }
                 6..=49 => {
                     model.last_seq += 1;
                     let mentions = match rng.below(10) {
@@ -239,6 +253,14 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                     Some((head, i)) => format!("{head}/members/{}", r.users[i.parse::<usize>().unwrap()].id),
                     None => path.clone(),
                 };
+                // a message named by its seq: this replica's id of it
+                let path = match path.split_once("/messages/seq:") {
+                    Some((head, rest)) => {
+                        let (seq, tail) = rest.split_once('/').unwrap();
+                        format!("{head}/messages/{}/{tail}", r.message_id(g, seq.parse().unwrap(), user).await)
+                    }
+                    None => path,
+                };
                 r.call(method.clone(), &path, user, g, body.clone()).await;
             }
         }
@@ -259,6 +281,16 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
             }
         }
     }
+
+    // recalls happened, and some recalled message is a conversation's last one
+    for r in &replicas {
+        assert!(r.app.scalar("SELECT COUNT(*) FROM message WHERE recalled_at IS NOT NULL").await > 3, "{}", r.name);
+    }
+    let recalled_previews = replicas[0]
+        .app
+        .scalar("SELECT COUNT(*) FROM user_conversation_view WHERE last_message_type = 'recalled'")
+        .await;
+    assert!(recalled_previews > 0, "a recall changed some stored preview");
 
     // the strategies really were exercised: read-diffusion rows exist, and the crossing
     // replica moved groups across its threshold in both directions
