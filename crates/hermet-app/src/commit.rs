@@ -158,6 +158,7 @@ fn touch(t: &mut Touched, events: &[DomainEvent], refresh: &Refresh) {
         match e {
             DomainEvent::MessageSent(m) if m.read_diffusion => t.channels.push(m.channel_id),
             DomainEvent::MessageRecalled(m) if m.read_diffusion => t.channels.push(m.channel_id),
+            DomainEvent::MessageEdited(m) if m.read_diffusion => t.channels.push(m.channel_id),
             _ => {}
         }
     }

@@ -79,6 +79,8 @@ pub struct Limits {
     /// How long after sending a sender may recall their message (group owners and admins
     /// may recall any message of their group at any time).
     pub recall_window_secs: u64,
+    /// How long after sending a sender may edit their message.
+    pub edit_window_secs: u64,
 }
 
 impl Default for Limits {
@@ -89,6 +91,7 @@ impl Default for Limits {
             large_group_threshold: 500,
             mention_all_by_members: false,
             recall_window_secs: 120,
+            edit_window_secs: 86_400,
         }
     }
 }

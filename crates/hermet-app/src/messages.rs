@@ -5,14 +5,15 @@
 //! advances their read position to it, so a member's unread count is exactly (visible
 //! last seq − read seq). Sends are written in batches ([`group_commit`]).
 
+use hermet_domain::channel::MemberRole;
 use hermet_domain::channel::{ChannelStatus, ChannelType, Member};
 use hermet_domain::error::ErrorCode;
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, MessageId};
-use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType, Recall};
+use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion, Recall};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
-use hermet_store::{ConversationRow, Database, Locks, MessageQuery, MessageWrites};
+use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageEdit, MessageQuery, MessageWrites};
 
 use crate::commit::timed;
 use crate::rate_limits::{Key, Limit};
@@ -43,6 +44,13 @@ impl From<&Message> for SentMessage {
     fn from(m: &Message) -> Self {
         Self { message_id: m.id, seq: m.seq, sent_at: m.created_at }
     }
+}
+
+/// `PATCH /channels/{id}/messages/{messageId}`: the new content, and the new mentions
+/// (`None`: the same users as before, those still members).
+pub struct EditMessage {
+    pub content: serde_json::Value,
+    pub mentions: Option<Mentions>,
 }
 
 /// A page of history: `items` in the order asked for.
@@ -160,28 +168,7 @@ impl<D: Database> App<D> {
             let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;
-            if let Some(peer) = peek.peer_of(who.user_id) {
-                tx.lock_users(&[who.user_id, peer], true).await?;
-            }
-            let channel = tx.lock_channel(channel_id, false).await?.ok_or(Error::NotFound("channel"))?;
-            let me = tx
-                .lock_member(channel_id, who.user_id)
-                .await?
-                .filter(Member::is_active)
-                .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
-            if channel.status != ChannelStatus::Active {
-                return Err(Error::Refused {
-                    code: ErrorCode::ChannelArchived,
-                    message: "this group has been dismissed".into(),
-                    field: None,
-                    details: None,
-                });
-            }
-            let mut msg = tx
-                .lock_message(channel_id, message_id)
-                .await?
-                .filter(|m| m.seq > me.join_seq)
-                .ok_or(Error::NotFound("message"))?;
+            let (channel, me, mut msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
             if msg.recalled.is_some() {
                 return Ok(msg);
             }
@@ -219,9 +206,176 @@ impl<D: Database> App<D> {
             msg.mentions.clear();
             msg.mention_all = false;
             msg.recalled = Some(Recall { by: who.user_id, at: now });
+            msg.edited_at = None;
+            msg.edit_count = 0;
             Ok(msg)
         })
         .await
+    }
+
+    /// `PATCH /channels/{id}/messages/{messageId}`: the sender, within
+    /// `limits.edit_window_secs` of sending; not a recalled message. The version it
+    /// replaces is kept (`versions`); mentions are those of the edit (a mention added
+    /// counts, one removed stops counting); the preview follows when it is the last
+    /// message.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn edit_message(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        req: EditMessage,
+    ) -> Result<Message> {
+        timed("message.edit", async {
+            if let Some(Mentions::Users(u)) = &req.mentions
+                && u.len() > MENTIONS_MAX
+            {
+                return Err(Error::invalid("mentions", format!("at most {MENTIONS_MAX} mentions")));
+            }
+            self.rate_limits(&[(Limit::SendsPerUser, Key::Id(who.user_id.get()))]).await?;
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me, mut msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
+            if msg.recalled.is_some() {
+                return Err(Error::Refused {
+                    code: ErrorCode::MessageRecalled,
+                    message: "the message was recalled".into(),
+                    field: None,
+                    details: None,
+                });
+            }
+            if msg.sender_id != who.user_id {
+                return Err(Error::forbidden("only its sender may edit a message"));
+            }
+            let window = self.settings.limits.edit_window_secs;
+            if now - msg.created_at > (window as i64).saturating_mul(1000) {
+                return Err(Error::Refused {
+                    code: ErrorCode::EditWindowPassed,
+                    message: format!("a message may be edited by its sender within {window} s of sending"),
+                    field: None,
+                    details: None,
+                });
+            }
+            message::validate_content(msg.msg_type, &req.content)?;
+            let single = channel.channel_type == ChannelType::Single;
+            let (wanted, mention_all) = match req.mentions {
+                None => (msg.mentions.clone(), msg.mention_all),
+                Some(Mentions::None) => (Vec::new(), false),
+                Some(Mentions::All) if single => {
+                    return Err(Error::invalid(
+                        "mentions",
+                        "\"all\" is for groups; a one-to-one chat has no one else to mention",
+                    ));
+                }
+                Some(Mentions::All)
+                    if me.role == MemberRole::Member && !self.settings.limits.mention_all_by_members =>
+                {
+                    return Err(Error::forbidden("only the group's owner and admins may mention everyone"));
+                }
+                Some(Mentions::All) => (Vec::new(), true),
+                Some(Mentions::Users(ids)) => (ids, false),
+            };
+            let mut wanted: Vec<_> = wanted.into_iter().filter(|u| *u != who.user_id).collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let mut mentions = if wanted.is_empty() { wanted } else { tx.active_members(channel_id, &wanted).await? };
+            mentions.sort_unstable();
+            tx.edit_message(&MessageEdit {
+                before: &msg,
+                content: &req.content,
+                mentions: &mentions,
+                mention_all,
+                at: now,
+            })
+            .await?;
+            msg.content = req.content;
+            msg.mentions = mentions;
+            msg.mention_all = mention_all;
+            msg.edited_at = Some(now);
+            msg.edit_count += 1;
+            let ev = DomainEvent::MessageEdited(event::MessageEdited {
+                message_id: msg.id,
+                channel_id,
+                seq: msg.seq,
+                sender_id: msg.sender_id,
+                msg_type: msg.msg_type.as_str().into(),
+                content: msg.content.clone(),
+                mentions: msg.mentions.clone(),
+                mention_all,
+                edit_count: msg.edit_count,
+                edited_at: now,
+                read_diffusion: channel.read_diffusion,
+            });
+            self.record(&mut tx, &[ev], now).await?;
+            self.commit(tx).await?;
+            Ok(msg)
+        })
+        .await
+    }
+
+    /// `GET /channels/{id}/messages/{messageId}/versions`: every version of a message,
+    /// oldest first, the current one last; members who can see the message. A recalled
+    /// message has none left but its notice.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn message_versions(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        let (_, me) = self.membership(who, channel_id).await?;
+        let msg = self
+            .db
+            .message(channel_id, message_id)
+            .await?
+            .filter(|m| m.seq > me.join_seq)
+            .ok_or(Error::NotFound("message"))?;
+        let mut versions = self.db.message_versions(message_id).await?;
+        versions.push(MessageVersion {
+            version: msg.edit_count + 1,
+            content: msg.content,
+            mentions: msg.mentions,
+            mention_all: msg.mention_all,
+            written_at: msg.edited_at.unwrap_or(msg.created_at),
+        });
+        Ok(versions)
+    }
+
+    /// Locks a message for a change by `who` (recall, edit), after what it depends on in
+    /// the canonical order: the pair's users (single chats), the channel (shared), my
+    /// membership (exclusive), then the message. 404 for a message of another channel or
+    /// from before I joined.
+    async fn lock_message_of(
+        &self,
+        tx: &mut D::Tx,
+        who: Principal,
+        peek: &hermet_domain::channel::Channel,
+        message_id: MessageId,
+    ) -> Result<(hermet_domain::channel::Channel, Member, Message)> {
+        if let Some(peer) = peek.peer_of(who.user_id) {
+            tx.lock_users(&[who.user_id, peer], true).await?;
+        }
+        let channel = tx.lock_channel(peek.id, false).await?.ok_or(Error::NotFound("channel"))?;
+        let me = tx
+            .lock_member(peek.id, who.user_id)
+            .await?
+            .filter(Member::is_active)
+            .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
+        if channel.status != ChannelStatus::Active {
+            return Err(Error::Refused {
+                code: ErrorCode::ChannelArchived,
+                message: "this group has been dismissed".into(),
+                field: None,
+                details: None,
+            });
+        }
+        let msg = tx
+            .lock_message(peek.id, message_id)
+            .await?
+            .filter(|m| m.seq > me.join_seq)
+            .ok_or(Error::NotFound("message"))?;
+        Ok((channel, me, msg))
     }
 
     /// Locks what a change to my own conversation row of a channel depends on: the peer

@@ -148,6 +148,7 @@ pub fn frame_type(event_type: &str) -> Option<&'static str> {
     Some(match event_type {
         "message.sent" => "message.new",
         "message.recalled" => "message.recalled",
+        "message.edited" => "message.edited",
         "channel.created" => "channel.created",
         "channel.updated" => "channel.updated",
         "channel.dismissed" => "channel.dismissed",

@@ -63,6 +63,7 @@ catalogue! {
     OwnerMustTransfer => "owner_must_transfer", 409, "the owner leaves only after making someone owner or admin, or dismisses the group";
     ClientMsgIdReused => "client_msg_id_reused", 409, "the clientMsgId was already used for a message in another channel";
     DeadLetterNotPending => "dead_letter_not_pending", 409, "the dead letter was already retried or discarded";
+    MessageRecalled => "message_recalled", 409, "the message was recalled; it cannot be edited";
     PayloadTooLarge => "payload_too_large", 413, "the body is larger than the configured limit";
     CannotAddSelf => "cannot_add_self", 422, "a friend application to oneself";
     ApplicantInactive => "applicant_inactive", 422, "the applicant's account is no longer active";
@@ -77,6 +78,7 @@ catalogue! {
     CannotChangeOwnRole => "cannot_change_own_role", 422, "the owner hands over ownership by making another member owner";
     CannotLockOutSelf => "cannot_lock_out_self", 422, "an administrator disabling or deleting their own account";
     RecallWindowPassed => "recall_window_passed", 422, "the sender's time to recall the message (`limits.recall_window_secs`) has passed";
+    EditWindowPassed => "edit_window_passed", 422, "the sender's time to edit the message (`limits.edit_window_secs`) has passed";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
     ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";

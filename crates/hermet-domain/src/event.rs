@@ -44,6 +44,8 @@ pub enum DomainEvent {
     MessageSent(MessageSent),
     #[serde(rename = "message.recalled")]
     MessageRecalled(MessageRecalled),
+    #[serde(rename = "message.edited")]
+    MessageEdited(MessageEdited),
     #[serde(rename = "conversation.read")]
     ConversationRead(ConversationRead),
     #[serde(rename = "conversation.settings_changed")]
@@ -263,6 +265,25 @@ pub struct MessageRecalled {
     pub read_diffusion: bool,
 }
 
+/// A message's sender edited it: its content and mentions as they now are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEdited {
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    pub msg_type: String,
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub edit_count: i32,
+    pub edited_at: i64,
+    /// A large group's (read diffusion).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -310,6 +331,7 @@ impl DomainEvent {
             ChannelApplicationReviewed(_) => "channel.application_reviewed",
             MessageSent(_) => "message.sent",
             MessageRecalled(_) => "message.recalled",
+            MessageEdited(_) => "message.edited",
             ConversationRead(_) => "conversation.read",
             ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
@@ -342,6 +364,7 @@ impl DomainEvent {
             ChannelApplicationReviewed(e) => ("channel", e.channel_id.to_string()),
             MessageSent(e) => ("channel", e.channel_id.to_string()),
             MessageRecalled(e) => ("channel", e.channel_id.to_string()),
+            MessageEdited(e) => ("channel", e.channel_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }

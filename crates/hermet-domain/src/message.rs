@@ -106,6 +106,21 @@ pub struct Message {
     /// Set when the message was recalled: its type reads `recalled`, its content `{}`,
     /// and it mentions nobody (docs/API.md "Recall").
     pub recalled: Option<Recall>,
+    /// When it was last edited, and how many times (docs/API.md "Edit").
+    pub edited_at: Option<i64>,
+    pub edit_count: i32,
+}
+
+/// An earlier version of an edited message (`GET …/{messageId}/versions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageVersion {
+    /// 1 is the message as sent; the current one is `edit_count + 1`.
+    pub version: i32,
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    /// When this version was written (sent or edited).
+    pub written_at: i64,
 }
 
 /// Who recalled a message, and when.

@@ -132,6 +132,9 @@ pub fn project(event: &DomainEvent) -> Refresh {
         // active members only), and of a large group's former members: every row of the
         // channel, of which only those that differ are written.
         MessageRecalled(e) => r.channels.push(e.channel_id),
+        // An edit changes the preview (when it is the last message) and mention counts:
+        // the same rows as a recall.
+        MessageEdited(e) => r.channels.push(e.channel_id),
         ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
         // Roles, group nicknames and applications are not part of any read model.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::rows::{
     CHANNEL_APPLICATION_COLUMNS, CHANNEL_COLUMNS, CONTACT_APPLICATION_COLUMNS, FRIENDSHIP_COLUMNS, MEMBER_COLUMNS,
-    MESSAGE_COLUMNS, SETTING_COLUMNS,
+    MESSAGE_COLUMNS, MESSAGE_VERSION_COLUMNS, SETTING_COLUMNS,
 };
 use std::sync::LazyLock;
 
@@ -118,8 +118,14 @@ sql!(
 sql!(MESSAGE_IN_CHANNEL, "SELECT {MESSAGE_COLUMNS} FROM message WHERE id = $2 AND channel_id = $1");
 /// A recall's write: the row keeps its seq and type; see `MessageWrites::recall_message`.
 pub(crate) const RECALL_MESSAGE: &str = "UPDATE message SET content = '{}', preview = '', mentions = '[]',
-       mention_all = FALSE, recalled_at = $2, recalled_by = $3 WHERE id = $1";
+       mention_all = FALSE, recalled_at = $2, recalled_by = $3, edited_at = NULL, edit_count = 0 WHERE id = $1";
 pub(crate) const DELETE_MENTIONS_OF: &str = "DELETE FROM message_mention WHERE message_id = $1";
+pub(crate) const DELETE_VERSIONS_OF: &str = "DELETE FROM message_version WHERE message_id = $1";
+sql!(MESSAGE_VERSIONS, "SELECT {MESSAGE_VERSION_COLUMNS} FROM message_version WHERE message_id = $1 ORDER BY version");
+pub(crate) const INSERT_MESSAGE_VERSION: &str = "INSERT INTO message_version
+       (message_id, version, content, mentions, mention_all, written_at) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const EDIT_MESSAGE: &str = "UPDATE message SET content = $2, preview = $3, mentions = $4, mention_all = $5,
+       edited_at = $6, edit_count = edit_count + 1 WHERE id = $1";
 sql!(MESSAGE_BY_CLIENT_ID, "SELECT {MESSAGE_COLUMNS} FROM message WHERE sender_id = $1 AND client_msg_id = $2");
 sql!(FRIENDSHIP, "SELECT {FRIENDSHIP_COLUMNS} FROM friendship WHERE user_id = $1 AND friend_id = $2");
 sql!(

@@ -4,7 +4,7 @@
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::{ApplicationStatus, ContactApplication, FriendSource, Friendship};
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageType, Recall};
+use hermet_domain::message::{Message, MessageType, MessageVersion, Recall};
 
 use hermet_domain::user::UserStatus;
 
@@ -67,7 +67,7 @@ pub(crate) fn member_from<R: Cols>(r: &R) -> Result<Member, R::Err> {
 
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, client_msg_id, created_at,
-     recalled_at, recalled_by";
+     recalled_at, recalled_by, edited_at, edit_count";
 
 pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
     let mentions: Vec<UserId> = serde_json::from_value(r.json(7)?).map_err(|e| r.bad(7, e.to_string()))?;
@@ -89,6 +89,21 @@ pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
             (Some(at), Some(by)) => Some(Recall { by: UserId(by), at }),
             _ => None,
         },
+        edited_at: r.opt_int(13)?,
+        edit_count: r.int(14)? as i32,
+    })
+}
+
+pub(crate) const MESSAGE_VERSION_COLUMNS: &str = "version, content, mentions, mention_all, written_at";
+
+pub(crate) fn message_version_from<R: Cols>(r: &R) -> Result<MessageVersion, R::Err> {
+    let mentions: Vec<UserId> = serde_json::from_value(r.json(2)?).map_err(|e| r.bad(2, e.to_string()))?;
+    Ok(MessageVersion {
+        version: r.int(0)? as i32,
+        content: r.json(1)?,
+        mentions,
+        mention_all: r.boolean(3)?,
+        written_at: r.int(4)?,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use hermet_app::messages::SendMessage;
+use hermet_app::messages::{EditMessage, SendMessage};
 use hermet_domain::Error;
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::ApplicationStatus;
@@ -291,6 +291,10 @@ pub struct MessageDto {
     pub recalled_at: Option<i64>,
     /// Who recalled it: the sender, or a group's owner or an admin.
     pub recalled_by: Option<UserId>,
+    /// When it was last edited (`null`: never).
+    pub edited_at: Option<i64>,
+    /// How many times it was edited; its versions are `…/{messageId}/versions`.
+    pub edit_count: i32,
 }
 
 impl From<Message> for MessageDto {
@@ -309,8 +313,59 @@ impl From<Message> for MessageDto {
             sent_at: m.created_at,
             recalled_at: m.recalled.map(|r| r.at),
             recalled_by: m.recalled.map(|r| r.by),
+            edited_at: m.edited_at,
+            edit_count: m.edit_count,
         }
     }
+}
+
+/// `PATCH …/messages/{messageId}`: new content, and optionally new mentions.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditMessageRequest {
+    pub content: serde_json::Value,
+    #[serde(default, deserialize_with = "present")]
+    pub mentions: Option<MentionsDto>,
+}
+
+/// A field that is present (even `null`) is `Some`; `#[serde(default)]` makes an absent one `None`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MentionsDto>, D::Error> {
+    MentionsDto::deserialize(d).map(Some)
+}
+
+/// The content must suit the message's type (a `text` message needs `content.text`, as
+/// when sending); `mentions` absent keeps the message's mentions (those still members),
+/// present replaces them (`null` or `[]`: none).
+impl utoipa::PartialSchema for EditMessageRequest {
+    fn schema() -> RefOr<Schema> {
+        schemas::object([
+            ("content", RefOr::from(schemas::content_object()), true),
+            ("mentions", schemas::mentions(), false),
+        ])
+        .into()
+    }
+}
+
+impl ToSchema for EditMessageRequest {}
+
+/// One version of a message: 1 as sent, the last as it is now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageVersionDto {
+    pub version: i32,
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    /// When this version was written (sent or edited).
+    pub written_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageVersions {
+    /// Oldest first.
+    pub items: Vec<MessageVersionDto>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -564,6 +619,52 @@ pub async fn recall<D: Database>(
     IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
 ) -> ApiResult<Json<MessageDto>> {
     Ok(Json(st.app.recall_message(who, id, message).await?.into()))
+}
+
+/// PATCH /api/v1/channels/{id}/messages/{messageId} — edit my message.
+#[utoipa::path(patch, path = "/api/v1/channels/{id}/messages/{messageId}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    request_body = EditMessageRequest,
+    responses((status = 200, description = "the message as edited", body = MessageDto),
+        (status = 403, description = "not a member; not the sender; `\"all\"` from a plain member", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`message_recalled`, `channel_archived`", body = ErrorBody),
+        (status = 422, description = "`edit_window_passed`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sends_per_user`)", body = ErrorBody)))]
+pub async fn edit<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+    Json(req): Json<EditMessageRequest>,
+) -> ApiResult<Json<MessageDto>> {
+    let edit = EditMessage { content: req.content, mentions: req.mentions.map(|m| m.0) };
+    Ok(Json(st.app.edit_message(who, id, message, edit).await?.into()))
+}
+
+/// GET /api/v1/channels/{id}/messages/{messageId}/versions — every version of a message.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/messages/{messageId}/versions", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    responses((status = 200, body = MessageVersions),
+        (status = 403, description = "not a member of the channel", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody)))]
+pub async fn versions<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+) -> ApiResult<Json<MessageVersions>> {
+    let items = st.app.message_versions(who, id, message).await?;
+    Ok(Json(MessageVersions {
+        items: items
+            .into_iter()
+            .map(|v| MessageVersionDto {
+                version: v.version,
+                content: v.content,
+                mentions: v.mentions,
+                mention_all: v.mention_all,
+                written_at: v.written_at,
+            })
+            .collect(),
+    }))
 }
 
 /// POST /api/v1/channels/{id}/read — I have read up to `seq`.

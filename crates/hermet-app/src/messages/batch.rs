@@ -214,6 +214,8 @@ impl<'a> Batch<'a> {
             client_msg_id: s.req.client_msg_id.clone(),
             created_at: now,
             recalled: None,
+            edited_at: None,
+            edit_count: 0,
         };
         self.events.push(DomainEvent::MessageSent(event::MessageSent {
             message_id: msg.id,
@@ -399,6 +401,8 @@ mod tests {
                 client_msg_id: Some(client_msg_id.into()),
                 created_at: 500,
                 recalled: None,
+                edited_at: None,
+                edit_count: 0,
             });
             self
         }

@@ -49,6 +49,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::ChannelApplicationReviewed(x) => Users(vec![x.applicant_id, x.reviewer_id]),
         E::MessageSent(x) => Channel(x.channel_id, vec![]),
         E::MessageRecalled(x) => Channel(x.channel_id, vec![]),
+        E::MessageEdited(x) => Channel(x.channel_id, vec![]),
         E::ConversationRead(x) => Users(vec![x.user_id]),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
@@ -76,6 +77,8 @@ fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
         DomainEvent::MessageSent(x) => Some(x.channel_id),
         DomainEvent::MessageRecalled(x) if x.read_diffusion => None,
         DomainEvent::MessageRecalled(x) => Some(x.channel_id),
+        DomainEvent::MessageEdited(x) if x.read_diffusion => None,
+        DomainEvent::MessageEdited(x) => Some(x.channel_id),
         DomainEvent::ConversationRead(x) => Some(x.channel_id),
         DomainEvent::ConversationSettingsChanged(x) => Some(x.channel_id),
         _ => None,

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::Message;
+use hermet_domain::message::{Message, MessageVersion};
 
 use super::StoreResult;
 
@@ -21,6 +21,23 @@ pub struct MessageQuery {
 
 pub trait MessageReads {
     fn messages(&self, q: &MessageQuery) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
+    /// The message `id` of `channel`.
+    fn message(&self, channel: ChannelId, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+    /// The earlier versions of an edited message, oldest first (the current one is the
+    /// message itself).
+    fn message_versions(&self, id: MessageId) -> impl Future<Output = StoreResult<Vec<MessageVersion>>> + Send;
+}
+
+/// An edit of a message by its sender (docs/API.md "Edit").
+#[derive(Debug)]
+pub struct MessageEdit<'a> {
+    /// The message as it was: its content becomes version `edit_count + 1`.
+    pub before: &'a Message,
+    pub content: &'a serde_json::Value,
+    /// Active members of the channel, not the sender; sorted, distinct.
+    pub mentions: &'a [UserId],
+    pub mention_all: bool,
+    pub at: i64,
 }
 
 pub trait MessageWrites {
@@ -50,5 +67,10 @@ pub trait MessageWrites {
     /// deleted, `@all` cleared), who and when recorded; and the content of its
     /// `message.sent` event in the outbox erased the same way (found by its `event_id`,
     /// which is the message's id). The row keeps its seq and original type.
+    /// Its earlier versions are deleted and its edit events in the outbox erased too.
     fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Edits a message: the current version kept in `message_version`, the new content,
+    /// preview and mentions (mention rows replaced) written, `edited_at` set and
+    /// `edit_count` moved on.
+    fn edit_message(&mut self, edit: &MessageEdit<'_>) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -2,7 +2,7 @@
 //! table), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::Message;
+use hermet_domain::message::{Message, MessageVersion};
 use tokio_postgres::types::ToSql;
 
 use super::statements::{query_map, query_opt};
@@ -33,6 +33,18 @@ impl MessageReads for PgDatabase {
         let c = self.read_conn().await?;
         let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
         query_map(&c, sql, &[&m.channel_id.get(), &m.after_seq, &m.before_seq, &(m.limit as i64)], message_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.message", skip_all)]
+    async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let c = self.read_conn().await?;
+        query_opt(&c, &q::MESSAGE_IN_CHANNEL, &[&channel.get(), &id.get()], message_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.message_versions", skip_all)]
+    async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(&c, &q::MESSAGE_VERSIONS, &[&id.get()], message_version_from).await
     }
 }
 
@@ -117,18 +129,57 @@ impl MessageWrites for PgTx {
         let c = self.conn()?;
         let recall = c.prep(q::RECALL_MESSAGE).await.map_err(pg_err)?;
         let mentions = c.prep(q::DELETE_MENTIONS_OF).await.map_err(pg_err)?;
+        let versions = c.prep(q::DELETE_VERSIONS_OF).await.map_err(pg_err)?;
         let event = c.prep(RECALL_EVENT).await.map_err(pg_err)?;
-        let (id, by) = (id.get(), by.get());
+        let edits = c.prep(RECALL_EDIT_EVENTS).await.map_err(pg_err)?;
+        let (key, id, by) = (id.to_string(), id.get(), by.get());
         let recall_params: [&(dyn ToSql + Sync); 3] = [&id, &at, &by];
         let id_param: [&(dyn ToSql + Sync); 1] = [&id];
-        let (recalled, unmentioned, erased) = tokio::join!(
+        let key_param: [&(dyn ToSql + Sync); 1] = [&key];
+        let (recalled, unmentioned, unversioned, erased, edits_erased) = tokio::join!(
             c.execute(&recall, &recall_params),
             c.execute(&mentions, &id_param),
+            c.execute(&versions, &id_param),
             c.execute(&event, &id_param),
+            c.execute(&edits, &key_param),
         );
-        recalled.map_err(pg_err)?;
-        unmentioned.map_err(pg_err)?;
-        erased.map_err(pg_err)?;
+        for r in [recalled, unmentioned, unversioned, erased, edits_erased] {
+            r.map_err(pg_err)?;
+        }
+        Ok(())
+    }
+
+    /// Four statements in one round trip (the mention rows deleted before the new ones).
+    #[tracing::instrument(level = "debug", name = "postgres.edit_message", skip_all)]
+    async fn edit_message(&mut self, e: &MessageEdit<'_>) -> Result<(), StoreError> {
+        let c = self.conn()?;
+        let keep = c.prep(q::INSERT_MESSAGE_VERSION).await.map_err(pg_err)?;
+        let edit = c.prep(q::EDIT_MESSAGE).await.map_err(pg_err)?;
+        let unmention = c.prep(q::DELETE_MENTIONS_OF).await.map_err(pg_err)?;
+        let mention = c.prep(INSERT_MENTIONS).await.map_err(pg_err)?;
+        let b = e.before;
+        let id = b.id.get();
+        let old_mentions = serde_json::to_value(&b.mentions).map_err(StoreError::other)?;
+        let new_mentions = serde_json::to_value(e.mentions).map_err(StoreError::other)?;
+        let (version, written) = (b.edit_count + 1, b.edited_at.unwrap_or(b.created_at));
+        let preview = hermet_domain::message::preview(b.msg_type, e.content);
+        let keep_params: [&(dyn ToSql + Sync); 6] =
+            [&id, &version, &b.content, &old_mentions, &b.mention_all, &written];
+        let edit_params: [&(dyn ToSql + Sync); 6] = [&id, e.content, &preview, &new_mentions, &e.mention_all, &e.at];
+        let id_param: [&(dyn ToSql + Sync); 1] = [&id];
+        let users: Vec<i64> = e.mentions.iter().map(|u| u.get()).collect();
+        let n = users.len();
+        let (channels, seqs, ids) = (vec![b.channel_id.get(); n], vec![b.seq; n], vec![id; n]);
+        let mention_params: [&(dyn ToSql + Sync); 4] = [&users, &channels, &seqs, &ids];
+        let (kept, edited, unmentioned, mentioned) = tokio::join!(
+            c.execute(&keep, &keep_params),
+            c.execute(&edit, &edit_params),
+            c.execute(&unmention, &id_param),
+            c.execute(&mention, &mention_params),
+        );
+        for r in [kept, edited, unmentioned, mentioned] {
+            r.map_err(pg_err)?;
+        }
         Ok(())
     }
 }
@@ -137,6 +188,10 @@ impl MessageWrites for PgTx {
 const RECALL_EVENT: &str = "UPDATE outbox SET payload = payload || jsonb_build_object('msgType', 'recalled',
        'content', '{}'::jsonb, 'mentions', '[]'::jsonb, 'mentionAll', FALSE)
      WHERE event_id = $1 AND event_type = 'message.sent'";
+/// The erased form of its edit events (`outbox_message_edited`).
+const RECALL_EDIT_EVENTS: &str = "UPDATE outbox SET payload = payload || jsonb_build_object('msgType', 'recalled',
+       'content', '{}'::jsonb, 'mentions', '[]'::jsonb, 'mentionAll', FALSE)
+     WHERE (payload ->> 'messageId') = $1 AND event_type = 'message.edited'";
 static LOCK_MESSAGE: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE", &*q::MESSAGE_IN_CHANNEL));
 

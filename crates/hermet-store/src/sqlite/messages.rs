@@ -2,7 +2,7 @@
 //! process), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::Message;
+use hermet_domain::message::{Message, MessageVersion};
 
 use rusqlite::params;
 
@@ -22,6 +22,16 @@ impl MessageReads for SqliteDatabase {
             qmap(c, sql, [m.channel_id.get(), m.after_seq, m.before_seq, m.limit as i64], |r| message_from(r))
         })
         .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.message", skip_all)]
+    async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.read(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.message_versions", skip_all)]
+    async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
+        self.read(move |c| qmap(c, &q::MESSAGE_VERSIONS, [id.get()], |r| message_version_from(r))).await
     }
 }
 
@@ -85,17 +95,52 @@ impl MessageWrites for SqliteTx {
         self.run(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.edit_message", skip_all)]
+    async fn edit_message(&mut self, e: &MessageEdit<'_>) -> Result<(), StoreError> {
+        let b = e.before.clone();
+        let (content, mentions, mention_all, at) = (e.content.clone(), e.mentions.to_vec(), e.mention_all, e.at);
+        self.run(move |c| {
+            let id = b.id.get();
+            let json = |v: &[hermet_domain::id::UserId]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            exec(
+                c,
+                q::INSERT_MESSAGE_VERSION,
+                params![
+                    id,
+                    b.edit_count + 1,
+                    b.content.to_string(),
+                    json(&b.mentions),
+                    b.mention_all,
+                    b.edited_at.unwrap_or(b.created_at)
+                ],
+            )?;
+            let preview = hermet_domain::message::preview(b.msg_type, &content);
+            exec(c, q::EDIT_MESSAGE, params![id, content.to_string(), preview, json(&mentions), mention_all, at])?;
+            exec(c, q::DELETE_MENTIONS_OF, params![id])?;
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO message_mention (user_id, channel_id, seq, message_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )?;
+            for u in &mentions {
+                stmt.execute(params![u.get(), b.channel_id.get(), b.seq, id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.recall_message", skip_all)]
     async fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> Result<(), StoreError> {
         self.run(move |c| {
             exec(c, q::RECALL_MESSAGE, params![id.get(), at, by.get()])?;
             exec(c, q::DELETE_MENTIONS_OF, params![id.get()])?;
+            exec(c, q::DELETE_VERSIONS_OF, params![id.get()])?;
+            const ERASED: &str = "UPDATE outbox SET payload = json_set(payload, '$.msgType', 'recalled',
+                   '$.content', json('{}'), '$.mentions', json('[]'), '$.mentionAll', json('false'))";
+            exec(c, &format!("{ERASED} WHERE event_id = $1 AND event_type = 'message.sent'"), params![id.get()])?;
             exec(
                 c,
-                "UPDATE outbox SET payload = json_set(payload, '$.msgType', 'recalled', '$.content', json('{}'),
-                   '$.mentions', json('[]'), '$.mentionAll', json('false'))
-                 WHERE event_id = $1 AND event_type = 'message.sent'",
-                params![id.get()],
+                &format!("{ERASED} WHERE json_extract(payload, '$.messageId') = $1 AND event_type = 'message.edited'"),
+                params![id.to_string()],
             )?;
             Ok(())
         })

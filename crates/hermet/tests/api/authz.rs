@@ -80,6 +80,9 @@ fn matrix() -> Vec<Row> {
         row("POST",   "/api/v1/channels/{id}/applications/{applicationId}/reject", "/api/v1/channels/{group}/applications/{joinApp}/reject", None, [401, 403, 403, 403, 200, 409]),
         row("POST",   "/api/v1/channels/{id}/messages", "/api/v1/channels/{group}/messages", Some(r#"{"type": "text", "content": {"text": "hi"}}"#), [401, 403, 403, 201, 201, 201]),
         row("GET",    "/api/v1/channels/{id}/messages", "/api/v1/channels/{single}/messages", None,                    [401, 403, 403, 200, 403, 200]),
+        row("PATCH",  "/api/v1/channels/{id}/messages/{messageId}", "/api/v1/channels/{group}/messages/{memberMsg}", Some(r#"{"content": {"text": "edited"}}"#), [401, 403, 403, 200, 403, 403]),
+        row("GET",    "/api/v1/channels/{id}/messages/{messageId}/versions", "/api/v1/channels/{group}/messages/{memberMsg}/versions", None, [401, 403, 403, 200, 200, 200]),
+        row("POST",   "/api/v1/channels/{id}/messages/{messageId}/recall", "/api/v1/channels/{group}/messages/{memberMsg}/recall", None, [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/read", "/api/v1/channels/{group}/read", Some(r#"{"seq": 1}"#),            [401, 404, 404, 200, 200, 200]),
         row("GET",    "/api/v1/conversations", "/api/v1/conversations", None,                                          [401, 200, 200, 200, 200, 200]),
         row("PATCH",  "/api/v1/conversations/{channelId}", "/api/v1/conversations/{single}", Some(r#"{"isPinned": true}"#), [401, 404, 404, 200, 404, 200]),
@@ -126,6 +129,9 @@ async fn world(app: &TestApp, admin: &TestUser, n: usize) -> World {
     let single = app.make_friends(&users["owner"], &users["member"]).await;
     app.send_text(&users["owner"], &group, "welcome", Value::Null).await;
     app.send_text(&users["owner"], &single, "hello friend", Value::Null).await;
+    let seq = app.send_text(&users["member"], &group, "from a member", Value::Null).await;
+    let r = app.get(&format!("/api/v1/channels/{group}/messages?afterSeq={}", seq - 1), &users["member"].access).await;
+    let member_msg = r.body["items"][0]["id"].as_str().unwrap().to_owned();
     let r = app
         .post(
             "/api/v1/contacts/applications",
@@ -146,6 +152,7 @@ async fn world(app: &TestApp, admin: &TestUser, n: usize) -> World {
     ids.insert("extra", users["extra"].id.clone());
     ids.insert("friendApp", friend_app);
     ids.insert("joinApp", join_app);
+    ids.insert("memberMsg", member_msg);
     users.retain(|k, _| ROLES.contains(k));
     World { users, ids }
 }

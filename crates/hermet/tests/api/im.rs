@@ -960,6 +960,117 @@ async fn recall_erases_content_and_keeps_counts_exact(db: Db) {
     app.stop().await;
 }
 
+/// Edit (docs/API.md "Edit"): the sender within the window, not a recalled message; the
+/// earlier versions stay readable by members; mentions follow the edit (added ones count,
+/// removed ones stop); the preview follows when it is the last message; members online
+/// hear of it; a recall afterwards erases every version.
+async fn edit_keeps_versions_and_recomputes_mentions(db: Db) {
+    let app = spawn_app_with(db, |c| c.limits.mention_all_by_members = false).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "e", 4).await;
+    let (owner, bob, cat, outsider) = (&u[0], &u[1], &u[2], &u[3]);
+    let g = app.create_group(owner, "Edits", &[bob, cat]).await;
+    let messages = format!("/api/v1/channels/{g}/messages");
+    let (mut cat_socket, _) = crate::realtime::Client::connect(&app, cat).await;
+    let r = app
+        .post(
+            &messages,
+            Some(&bob.access),
+            json!({"type": "text", "content": {"text": "draft for @owner"}, "mentions": [owner.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["messageId"].as_str().unwrap().to_owned();
+    let one = format!("{messages}/{id}");
+    let counts = |c: &Value| (c["unreadCount"].as_i64(), c["mentionCount"].as_i64());
+    assert_eq!(counts(&app.conversation(owner, &g).await.unwrap()), (Some(1), Some(1)));
+    assert_eq!(counts(&app.conversation(cat, &g).await.unwrap()), (Some(1), Some(0)));
+
+    // bad input and the wrong people change nothing
+    for (body, field) in [
+        (json!({"content": {"text": " "}}), "content.text"),
+        (json!({"content": "text"}), "content"),
+        (json!({"content": {"text": "x"}, "extra": 1}), ""),
+        (json!({"content": {"text": "x"}, "mentions": 7}), "mentions"),
+    ] {
+        let r = app.patch(&one, &bob.access, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        if !field.is_empty() {
+            assert_eq!(r.field(), field, "{}", r.body);
+        }
+    }
+    for (who, status) in
+        [(owner, StatusCode::FORBIDDEN), (cat, StatusCode::FORBIDDEN), (outsider, StatusCode::FORBIDDEN)]
+    {
+        let r = app.patch(&one, &who.access, json!({"content": {"text": "hijack"}})).await;
+        assert_eq!(r.status, status, "{}", r.body);
+    }
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": "x"}, "mentions": "all"})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a plain member may not mention everyone: {}", r.body);
+    let r = app.patch(&format!("{messages}/123456789"), &bob.access, json!({"content": {"text": "x"}})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_version").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message WHERE edit_count > 0").await, 0);
+
+    // the mention moves from the owner to cat; the preview follows
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": "final for @cat"}, "mentions": [cat.id]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!((r.body["editCount"].as_i64(), r.body["content"]["text"].as_str()), (Some(1), Some("final for @cat")));
+    assert!(r.body["editedAt"].as_i64().is_some(), "{}", r.body);
+    assert_eq!(r.body["mentions"], json!([cat.id]));
+    assert_eq!(
+        counts(&app.conversation(owner, &g).await.unwrap()),
+        (Some(1), Some(0)),
+        "a removed mention stops counting"
+    );
+    let row = app.conversation(cat, &g).await.unwrap();
+    assert_eq!(counts(&row), (Some(1), Some(1)), "an added mention counts");
+    assert_eq!(row["lastMessage"]["content"], "final for @cat");
+    let frame = cat_socket.next_of("message.edited").await;
+    assert_eq!(
+        (frame["data"]["messageId"].as_str(), frame["data"]["content"]["text"].as_str()),
+        (Some(id.as_str()), Some("final for @cat"))
+    );
+    // content only: the mentions stay
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": "final, really, @cat"}})).await;
+    assert_eq!(
+        (r.status, r.body["mentions"].clone(), r.body["editCount"].as_i64()),
+        (StatusCode::OK, json!([cat.id]), Some(2))
+    );
+    let history = app.get(&format!("{messages}?afterSeq=0"), &owner.access).await;
+    assert_eq!(history.body["items"][0]["editCount"], 2);
+    assert_eq!(history.body["items"][0]["content"]["text"], "final, really, @cat");
+    let versions = app.get(&format!("{one}/versions"), &cat.access).await;
+    assert_eq!(versions.status, StatusCode::OK, "{}", versions.body);
+    let texts: Vec<&str> =
+        versions.body["items"].as_array().unwrap().iter().map(|v| v["content"]["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["draft for @owner", "final for @cat", "final, really, @cat"]);
+    assert_eq!(versions.body["items"][0]["mentions"], json!([owner.id]));
+    assert_eq!(app.get(&format!("{one}/versions"), &outsider.access).await.status, StatusCode::FORBIDDEN);
+    app.assert_consistent().await;
+
+    // past the window
+    app.exec(&format!("UPDATE message SET created_at = created_at - 86401000 WHERE id = {id}")).await;
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": "too late"}})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "edit_window_passed"), "{}", r.body);
+
+    // a recall erases every version, from the tables and from the log
+    let r = app.post(&format!("{one}/recall"), Some(&owner.access), json!({})).await;
+    assert_eq!((r.status, r.body["editCount"].as_i64()), (StatusCode::OK, Some(0)), "{}", r.body);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_version").await, 0);
+    for (table, column) in [("message", "content"), ("outbox", "payload")] {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE CAST({column} AS TEXT) LIKE '%for @%'");
+        assert_eq!(app.scalar(&sql).await, 0, "every version is gone from {table}");
+    }
+    let versions = app.get(&format!("{one}/versions"), &cat.access).await;
+    assert_eq!(versions.body["items"].as_array().map(Vec::len), Some(1), "{}", versions.body);
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": "back"}})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "message_recalled"), "{}", r.body);
+    assert_eq!(counts(&app.conversation(cat, &g).await.unwrap()), (Some(1), Some(0)));
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     friend_applications_and_accept,
     contacts_remark_block_delete_and_refriend,
@@ -973,4 +1084,5 @@ crate::both_backends!(
     checker_finds_and_repairs_drift,
     large_group_in_one_request,
     recall_erases_content_and_keeps_counts_exact,
+    edit_keeps_versions_and_recomputes_mentions,
 );

@@ -129,6 +129,9 @@ struct GroupModel {
     owner: usize,
     members: BTreeSet<usize>,
     last_seq: i64,
+    /// The sender of each message (seq 1 first), and the seqs recalled.
+    senders: Vec<usize>,
+    recalled: BTreeSet<usize>,
     dismissed: bool,
 }
 
@@ -136,7 +139,7 @@ fn uid(i: usize) -> Value {
     json!({"u": i})
 }
 
-/// The same random history of sends, recalls, reads, mentions, joins, leaves, hides,
+/// The same random history of sends, edits, recalls, reads, mentions, joins, leaves, hides,
 /// closes, pins, mutes and a dismissal, replayed on four servers: write diffusion only,
 /// read diffusion for every group of two or more, and a threshold of 5 that groups cross
 /// both ways, once in dual-write and once in async mode (projectors).
@@ -176,7 +179,14 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                 r.groups.push(resp.body["id"].as_str().unwrap().to_owned());
             }
             members.insert(owner);
-            groups.push(GroupModel { owner, members, last_seq: 0, dismissed: false });
+            groups.push(GroupModel {
+                owner,
+                members,
+                last_seq: 0,
+                senders: Vec::new(),
+                recalled: BTreeSet::new(),
+                dismissed: false,
+            });
             None
         } else {
             let g = rng.pick(&live);
@@ -185,14 +195,38 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
             let outsiders: Vec<usize> = everyone.iter().copied().filter(|u| !model.members.contains(u)).collect();
             let member = rng.pick(&members);
             match roll {
+                42..=44
+                    if (1..=model.senders.len())
+                        .any(|s| model.members.contains(&model.senders[s - 1]) && !model.recalled.contains(&s)) =>
+                {
+                    // a member edits a message of theirs, with new mentions at times
+                    let editable: Vec<usize> = (1..=model.senders.len())
+                        .filter(|s| model.members.contains(&model.senders[s - 1]) && !model.recalled.contains(s))
+                        .collect();
+                    let seq = rng.pick(&editable);
+                    let sender = model.senders[seq - 1];
+                    let mentions = match rng.below(3) {
+                        0 => None,
+                        1 => Some(json!([uid(rng.pick(&everyone))])),
+                        _ => Some(json!([])),
+                    };
+                    let mut body = json!({"content": {"text": format!("edit {step}")}});
+                    if let Some(m) = mentions {
+                        body["mentions"] = m;
+                    }
+                    let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}");
+                    Some((Method::PATCH, path, sender, g, Some(body)))
+                }
                 45..=49 if model.last_seq > 0 => {
                     // the owner recalls one of the group's messages (again, at times)
                     let seq = 1 + rng.below(model.last_seq as usize);
+                    model.recalled.insert(seq);
                     let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}/recall");
                     Some((Method::POST, path, model.owner, g, None))
                 }
                 6..=49 => {
                     model.last_seq += 1;
+                    model.senders.push(member);
                     let mentions = match rng.below(10) {
                         0..=5 => Value::Null,
                         6 | 7 => json!((0..1 + rng.below(3)).map(|_| uid(rng.pick(&everyone))).collect::<Vec<_>>()),
@@ -256,8 +290,9 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                 // a message named by its seq: this replica's id of it
                 let path = match path.split_once("/messages/seq:") {
                     Some((head, rest)) => {
-                        let (seq, tail) = rest.split_once('/').unwrap();
-                        format!("{head}/messages/{}/{tail}", r.message_id(g, seq.parse().unwrap(), user).await)
+                        let (seq, tail) =
+                            rest.split_once('/').map_or((rest, String::new()), |(s, t)| (s, format!("/{t}")));
+                        format!("{head}/messages/{}{tail}", r.message_id(g, seq.parse().unwrap(), user).await)
                     }
                     None => path,
                 };
@@ -282,9 +317,10 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
         }
     }
 
-    // recalls happened, and some recalled message is a conversation's last one
+    // recalls and edits happened, and some recalled message is a conversation's last one
     for r in &replicas {
         assert!(r.app.scalar("SELECT COUNT(*) FROM message WHERE recalled_at IS NOT NULL").await > 3, "{}", r.name);
+        assert!(r.app.scalar("SELECT COUNT(*) FROM message WHERE edit_count > 0").await > 3, "{}", r.name);
     }
     let recalled_previews = replicas[0]
         .app

@@ -1,0 +1,24 @@
+-- Recall and edit (docs/API.md "Recall", "Edit").
+
+-- A recalled message keeps its row and seq (history shows a recall notice there, and
+-- unread counts stay seq arithmetic); its content, preview and mentions are erased and
+-- these record who recalled it and when.
+ALTER TABLE message ADD COLUMN recalled_at BIGINT, ADD COLUMN recalled_by BIGINT;
+
+-- An edited message holds its current content; each earlier version is a row here.
+ALTER TABLE message ADD COLUMN edited_at BIGINT, ADD COLUMN edit_count INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE message_version (
+    message_id  BIGINT NOT NULL,
+    -- 1 is the message as sent
+    version     INTEGER NOT NULL,
+    content     JSONB NOT NULL,
+    mentions    JSONB NOT NULL,
+    mention_all BOOLEAN NOT NULL,
+    -- when this version was written (sent, or edited)
+    written_at  BIGINT NOT NULL,
+    PRIMARY KEY (message_id, version)
+);
+
+-- A recall erases the content of the message's edit events in the log too; only edit
+-- events are in this index, so sends pay nothing for it.
+CREATE INDEX outbox_message_edited ON outbox ((payload ->> 'messageId')) WHERE event_type = 'message.edited';

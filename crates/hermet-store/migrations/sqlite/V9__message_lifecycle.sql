@@ -1,0 +1,26 @@
+-- Recall and edit (docs/API.md "Recall", "Edit").
+
+-- A recalled message keeps its row and seq (history shows a recall notice there, and
+-- unread counts stay seq arithmetic); its content, preview and mentions are erased and
+-- these record who recalled it and when.
+ALTER TABLE message ADD COLUMN recalled_at INTEGER;
+ALTER TABLE message ADD COLUMN recalled_by INTEGER;
+
+-- An edited message holds its current content; each earlier version is a row here.
+ALTER TABLE message ADD COLUMN edited_at INTEGER;
+ALTER TABLE message ADD COLUMN edit_count INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE message_version (
+    message_id  INTEGER NOT NULL,
+    -- 1 is the message as sent
+    version     INTEGER NOT NULL,
+    content     TEXT NOT NULL,
+    mentions    TEXT NOT NULL,
+    mention_all INTEGER NOT NULL,
+    -- when this version was written (sent, or edited)
+    written_at  INTEGER NOT NULL,
+    PRIMARY KEY (message_id, version)
+);
+
+-- A recall erases the content of the message's edit events in the log too; only edit
+-- events are in this index, so sends pay nothing for it.
+CREATE INDEX outbox_message_edited ON outbox (json_extract(payload, '$.messageId')) WHERE event_type = 'message.edited';
