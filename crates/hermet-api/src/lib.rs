@@ -175,7 +175,10 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/channels/{id}/applications/{app}/accept", post(channels::accept_application::<D>))
         .route("/api/v1/channels/{id}/applications/{app}/reject", post(channels::reject_application::<D>))
         .route("/api/v1/channels/{id}/messages", post(channels::send::<D>).get(channels::messages::<D>))
-        .route("/api/v1/channels/{id}/messages/{messageId}", patch(channels::edit::<D>))
+        .route(
+            "/api/v1/channels/{id}/messages/{messageId}",
+            patch(channels::edit::<D>).delete(channels::delete_for_me::<D>),
+        )
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
         .route("/api/v1/channels/{id}/read", post(channels::read::<D>))

@@ -115,6 +115,7 @@ impl<D: Database> App<D> {
         let descending = after_seq.is_none();
         let q = MessageQuery {
             channel_id: channel,
+            viewer: who.user_id,
             after_seq: after_seq.unwrap_or(0).max(me.join_seq),
             before_seq: before_seq.unwrap_or(i64::MAX),
             descending,
@@ -310,6 +311,36 @@ impl<D: Database> App<D> {
             self.record(&mut tx, &[ev], now).await?;
             self.commit(tx).await?;
             Ok(msg)
+        })
+        .await
+    }
+
+    /// `DELETE /channels/{id}/messages/{messageId}`: deletes a message for me only: it
+    /// leaves my history and my conversation's preview; unread and mention counts go by
+    /// my read position as before. Deleting it again changes nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn delete_message_for_me(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+    ) -> Result<()> {
+        timed("message.hide", async {
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (_, _, msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
+            if tx.hide_message(who.user_id, &msg, now).await? {
+                let ev = DomainEvent::MessageHidden(event::MessageHidden {
+                    user_id: who.user_id,
+                    channel_id,
+                    message_id,
+                    seq: msg.seq,
+                    hidden_at: now,
+                });
+                self.record(&mut tx, &[ev], now).await?;
+            }
+            self.commit(tx).await
         })
         .await
     }

@@ -149,6 +149,7 @@ pub fn frame_type(event_type: &str) -> Option<&'static str> {
         "message.sent" => "message.new",
         "message.recalled" => "message.recalled",
         "message.edited" => "message.edited",
+        "message.hidden" => "message.hidden",
         "channel.created" => "channel.created",
         "channel.updated" => "channel.updated",
         "channel.dismissed" => "channel.dismissed",

@@ -46,6 +46,8 @@ pub enum DomainEvent {
     MessageRecalled(MessageRecalled),
     #[serde(rename = "message.edited")]
     MessageEdited(MessageEdited),
+    #[serde(rename = "message.hidden")]
+    MessageHidden(MessageHidden),
     #[serde(rename = "conversation.read")]
     ConversationRead(ConversationRead),
     #[serde(rename = "conversation.settings_changed")]
@@ -284,6 +286,17 @@ pub struct MessageEdited {
     pub read_diffusion: bool,
 }
 
+/// A member deleted a message for themselves (`DELETE …/messages/{messageId}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageHidden {
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub message_id: MessageId,
+    pub seq: i64,
+    pub hidden_at: i64,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -332,6 +345,7 @@ impl DomainEvent {
             MessageSent(_) => "message.sent",
             MessageRecalled(_) => "message.recalled",
             MessageEdited(_) => "message.edited",
+            MessageHidden(_) => "message.hidden",
             ConversationRead(_) => "conversation.read",
             ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
@@ -365,6 +379,7 @@ impl DomainEvent {
             MessageSent(e) => ("channel", e.channel_id.to_string()),
             MessageRecalled(e) => ("channel", e.channel_id.to_string()),
             MessageEdited(e) => ("channel", e.channel_id.to_string()),
+            MessageHidden(e) => ("user", e.user_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }

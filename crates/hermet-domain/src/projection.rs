@@ -135,6 +135,8 @@ pub fn project(event: &DomainEvent) -> Refresh {
         // An edit changes the preview (when it is the last message) and mention counts:
         // the same rows as a recall.
         MessageEdited(e) => r.channels.push(e.channel_id),
+        // Only the preview of the member's own row can change.
+        MessageHidden(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
         // Roles, group nicknames and applications are not part of any read model.

@@ -100,6 +100,12 @@ macro_rules! sql {
     };
 }
 
+/// History leaves out what the reader (`$5`) deleted for themselves.
+const NOT_HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM message_hidden h
+       WHERE h.user_id = $5 AND h.channel_id = message.channel_id AND h.seq = message.seq)";
+pub(crate) const HIDE_MESSAGE: &str = "INSERT INTO message_hidden (user_id, channel_id, seq, message_id, hidden_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
 sql!(CHANNEL_BY_ID, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE id = $1");
 sql!(CHANNEL_BY_PAIR, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE single_pair = $1");
 sql!(MEMBER, "SELECT {MEMBER_COLUMNS} FROM channel_member WHERE channel_id = $1 AND user_id = $2");
@@ -109,11 +115,13 @@ sql!(
 );
 sql!(
     MESSAGES_DESC,
-    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 AND {NOT_HIDDEN}
+     ORDER BY seq DESC LIMIT $4"
 );
 sql!(
     MESSAGES_ASC,
-    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq ASC LIMIT $4"
+    "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $1 AND seq > $2 AND seq < $3 AND {NOT_HIDDEN}
+     ORDER BY seq ASC LIMIT $4"
 );
 sql!(MESSAGE_IN_CHANNEL, "SELECT {MESSAGE_COLUMNS} FROM message WHERE id = $2 AND channel_id = $1");
 /// A recall's write: the row keeps its seq and type; see `MessageWrites::recall_message`.

@@ -65,6 +65,8 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - unread = visible last seq − max(read seq, join seq): exact because seqs are
 ///   gap-free and a member's own message advances their read position;
 /// - mentions = mention rows plus @all messages of others after the read position;
+/// - the last message shown is the last visible one the member did not delete for
+///   themselves ([`SHOWN_SEQ`]); unread and mentions count by seq regardless;
 /// - a recalled message stays at its seq as a recall notice (it counts as unread like
 ///   any item of history; its preview is empty, its type reads `recalled`); a recall
 ///   deletes its mention rows and clears its @all, so it no longer counts as a mention;
@@ -108,12 +110,22 @@ const CONVERSATION_BASE: &str = "
 /// group of 100 with 200 messages, 1.5 ms with the CTE materialized).
 const CONVERSATION_PROFILE: &str = ",
 base AS MATERIALIZED (
-    SELECT b0.*, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar, pu.profile_ver AS peer_ver,
+    SELECT b0.*, {SHOWN_SEQ}, pu.nickname AS peer_nickname, pu.avatar AS peer_avatar, pu.profile_ver AS peer_ver,
            COALESCE(f.remark_name, '') AS remark
     FROM base0 b0
     LEFT JOIN users pu ON pu.id = b0.peer_id
     LEFT JOIN friendship f ON f.user_id = b0.user_id AND f.friend_id = b0.peer_id AND f.deleted_at IS NULL
 )";
+
+/// The seq of the last message a member keeps in view (`base0 b0`): the last visible one,
+/// or when they deleted it for themselves (`message_hidden`), the last before it they did
+/// not. The common case is one probe of `message_hidden`'s primary key.
+const SHOWN_SEQ: &str = "CASE WHEN EXISTS (SELECT 1 FROM message_hidden h
+               WHERE h.user_id = b0.user_id AND h.channel_id = b0.channel_id AND h.seq = b0.vis_seq)
+           THEN (SELECT MAX(x.seq) FROM message x WHERE x.channel_id = b0.channel_id AND x.seq < b0.vis_seq
+                   AND NOT EXISTS (SELECT 1 FROM message_hidden h
+                     WHERE h.user_id = b0.user_id AND h.channel_id = b0.channel_id AND h.seq = x.seq))
+           ELSE b0.vis_seq END AS shown_seq";
 
 /// The message-derived columns (those of [`READ_DIFFUSION_NEUTRAL`]), `opened_at` and
 /// `read_diffusion`, from `base b` and its last visible message `lm` ([`FROM_BASE`]).
@@ -138,7 +150,7 @@ const MESSAGE_DERIVED: &str = "(b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_
 
 /// The rows of `base`, each with the last message its member may see.
 const FROM_BASE: &str = "FROM base b
-    LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.vis_seq AND b.vis_seq > b.join_seq";
+    LEFT JOIN message lm ON lm.channel_id = b.channel_id AND lm.seq = b.shown_seq AND b.shown_seq > b.join_seq";
 
 /// The stored form of a computed column: neutral in a read-diffusion row.
 fn stored(c: &str) -> String {
@@ -169,8 +181,9 @@ pub const READ_DIFFUSION_NEUTRAL: &[(&str, &str)] = &[
 /// as stored (see [`CONVERSATION_BASE`] for the rules).
 static CONVERSATION_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
     let stored: Vec<String> = CONVERSATION_COLUMNS.iter().map(|c| stored(c)).collect();
+    let profile = CONVERSATION_PROFILE.replace("{SHOWN_SEQ}", SHOWN_SEQ);
     format!(
-        "{CONVERSATION_BASE}{CONVERSATION_PROFILE},
+        "{CONVERSATION_BASE}{profile},
 expected_full AS (
     SELECT b.user_id, b.channel_id, b.channel_type AS conversation_type,
            CASE WHEN b.channel_type = 'single' THEN COALESCE(NULLIF(b.remark, ''), b.peer_nickname, '') ELSE b.c_name END
@@ -196,9 +209,9 @@ static MESSAGE_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{CONVERSATION_BASE},
 base AS MATERIALIZED (
-    SELECT user_id, channel_id, joined_at, left_at, join_seq, vis_seq, read_seq, s_hidden, hidden_seq,
-           s_closed_at, closed_seq, archived_at, rd
-    FROM base0
+    SELECT b0.user_id, b0.channel_id, b0.joined_at, b0.left_at, b0.join_seq, b0.vis_seq, {SHOWN_SEQ}, b0.read_seq,
+           b0.s_hidden, b0.hidden_seq, b0.s_closed_at, b0.closed_seq, b0.archived_at, b0.rd
+    FROM base0 b0
 ),
 expected_full AS (
     SELECT b.user_id, b.channel_id, {MESSAGE_DERIVED}

@@ -641,6 +641,22 @@ pub async fn edit<D: Database>(
     Ok(Json(st.app.edit_message(who, id, message, edit).await?.into()))
 }
 
+/// DELETE /api/v1/channels/{id}/messages/{messageId} — delete a message for me only.
+#[utoipa::path(delete, path = "/api/v1/channels/{id}/messages/{messageId}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    responses((status = 204, description = "gone from my history and preview (also when it already was)"),
+        (status = 403, description = "not a member of the channel", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`channel_archived`", body = ErrorBody)))]
+pub async fn delete_for_me<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+) -> ApiResult<StatusCode> {
+    st.app.delete_message_for_me(who, id, message).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// GET /api/v1/channels/{id}/messages/{messageId}/versions — every version of a message.
 #[utoipa::path(get, path = "/api/v1/channels/{id}/messages/{messageId}/versions", tag = "messages", security(("bearer" = [])),
     params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),

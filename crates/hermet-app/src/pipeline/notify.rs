@@ -50,6 +50,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::MessageSent(x) => Channel(x.channel_id, vec![]),
         E::MessageRecalled(x) => Channel(x.channel_id, vec![]),
         E::MessageEdited(x) => Channel(x.channel_id, vec![]),
+        E::MessageHidden(x) => Users(vec![x.user_id]),
         E::ConversationRead(x) => Users(vec![x.user_id]),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
@@ -79,6 +80,7 @@ fn changes_conversations(e: &DomainEvent) -> Option<ChannelId> {
         DomainEvent::MessageRecalled(x) => Some(x.channel_id),
         DomainEvent::MessageEdited(x) if x.read_diffusion => None,
         DomainEvent::MessageEdited(x) => Some(x.channel_id),
+        DomainEvent::MessageHidden(x) => Some(x.channel_id),
         DomainEvent::ConversationRead(x) => Some(x.channel_id),
         DomainEvent::ConversationSettingsChanged(x) => Some(x.channel_id),
         _ => None,

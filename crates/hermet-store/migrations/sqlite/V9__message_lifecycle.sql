@@ -1,4 +1,4 @@
--- Recall and edit (docs/API.md "Recall", "Edit").
+-- Recall, edit and delete for me (docs/API.md "Recall", "Edit", "Delete for me").
 
 -- A recalled message keeps its row and seq (history shows a recall notice there, and
 -- unread counts stay seq arithmetic); its content, preview and mentions are erased and
@@ -24,3 +24,14 @@ CREATE TABLE message_version (
 -- A recall erases the content of the message's edit events in the log too; only edit
 -- events are in this index, so sends pay nothing for it.
 CREATE INDEX outbox_message_edited ON outbox (json_extract(payload, '$.messageId')) WHERE event_type = 'message.edited';
+
+-- Messages a member deleted for themselves: left out of their history, and their
+-- conversation's preview shows the last message they kept.
+CREATE TABLE message_hidden (
+    user_id    INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    hidden_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id, seq)
+);

@@ -11,6 +11,8 @@ use super::StoreResult;
 #[derive(Debug, Clone)]
 pub struct MessageQuery {
     pub channel_id: ChannelId,
+    /// Who reads: what they deleted for themselves is left out.
+    pub viewer: UserId,
     /// Exclusive lower bound (also the member's join seq).
     pub after_seq: i64,
     /// Exclusive upper bound.
@@ -69,6 +71,14 @@ pub trait MessageWrites {
     /// which is the message's id). The row keeps its seq and original type.
     /// Its earlier versions are deleted and its edit events in the outbox erased too.
     fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes a message for `user` only: left out of their history, and of their
+    /// conversation's preview. Returns whether it was not already.
+    fn hide_message(
+        &mut self,
+        user: UserId,
+        message: &Message,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Edits a message: the current version kept in `message_version`, the new content,
     /// preview and mentions (mention rows replaced) written, `edited_at` set and
     /// `edit_count` moved on.

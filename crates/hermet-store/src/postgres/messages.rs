@@ -5,7 +5,7 @@ use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::{Message, MessageVersion};
 use tokio_postgres::types::ToSql;
 
-use super::statements::{query_map, query_opt};
+use super::statements::{exec, query_map, query_opt};
 use super::{PgDatabase, PgTx, pg_err};
 use crate::StoreError;
 use crate::ports::*;
@@ -32,7 +32,9 @@ impl MessageReads for PgDatabase {
     async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         let c = self.read_conn().await?;
         let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
-        query_map(&c, sql, &[&m.channel_id.get(), &m.after_seq, &m.before_seq, &(m.limit as i64)], message_from).await
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&m.channel_id.get(), &m.after_seq, &m.before_seq, &(m.limit as i64), &m.viewer.get()];
+        query_map(&c, sql, &params, message_from).await
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.message", skip_all)]
@@ -147,6 +149,12 @@ impl MessageWrites for PgTx {
             r.map_err(pg_err)?;
         }
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.hide_message", skip_all)]
+    async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
+        let params: [&(dyn ToSql + Sync); 5] = [&user.get(), &m.channel_id.get(), &m.seq, &m.id.get(), &at];
+        Ok(exec(self.conn()?, q::HIDE_MESSAGE, &params).await? == 1)
     }
 
     /// Four statements in one round trip (the mention rows deleted before the new ones).

@@ -19,7 +19,8 @@ impl MessageReads for SqliteDatabase {
         let m = m.clone();
         self.read(move |c| {
             let sql = if m.descending { &q::MESSAGES_DESC } else { &q::MESSAGES_ASC };
-            qmap(c, sql, [m.channel_id.get(), m.after_seq, m.before_seq, m.limit as i64], |r| message_from(r))
+            let params = [m.channel_id.get(), m.after_seq, m.before_seq, m.limit as i64, m.viewer.get()];
+            qmap(c, sql, params, |r| message_from(r))
         })
         .await
     }
@@ -93,6 +94,12 @@ impl MessageWrites for SqliteTx {
     #[tracing::instrument(level = "debug", name = "sqlite.lock_message", skip_all)]
     async fn lock_message(&mut self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.run(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.hide_message", skip_all)]
+    async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
+        let (channel, seq, id) = (m.channel_id.get(), m.seq, m.id.get());
+        self.run(move |c| Ok(exec(c, q::HIDE_MESSAGE, params![user.get(), channel, seq, id, at])? == 1)).await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.edit_message", skip_all)]

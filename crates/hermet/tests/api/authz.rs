@@ -82,6 +82,7 @@ fn matrix() -> Vec<Row> {
         row("GET",    "/api/v1/channels/{id}/messages", "/api/v1/channels/{single}/messages", None,                    [401, 403, 403, 200, 403, 200]),
         row("PATCH",  "/api/v1/channels/{id}/messages/{messageId}", "/api/v1/channels/{group}/messages/{memberMsg}", Some(r#"{"content": {"text": "edited"}}"#), [401, 403, 403, 200, 403, 403]),
         row("GET",    "/api/v1/channels/{id}/messages/{messageId}/versions", "/api/v1/channels/{group}/messages/{memberMsg}/versions", None, [401, 403, 403, 200, 200, 200]),
+        row("DELETE", "/api/v1/channels/{id}/messages/{messageId}", "/api/v1/channels/{group}/messages/{memberMsg}", None, [401, 403, 403, 204, 204, 204]),
         row("POST",   "/api/v1/channels/{id}/messages/{messageId}/recall", "/api/v1/channels/{group}/messages/{memberMsg}/recall", None, [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/read", "/api/v1/channels/{group}/read", Some(r#"{"seq": 1}"#),            [401, 404, 404, 200, 200, 200]),
         row("GET",    "/api/v1/conversations", "/api/v1/conversations", None,                                          [401, 200, 200, 200, 200, 200]),

@@ -1071,6 +1071,62 @@ async fn edit_keeps_versions_and_recomputes_mentions(db: Db) {
     app.stop().await;
 }
 
+/// Delete for me (docs/API.md "Delete for me"): the message leaves the caller's history
+/// and preview only (the preview falls back to the last message they kept), counts go by
+/// the read position as before, and the caller's other devices hear of it.
+async fn delete_for_me_hides_only_for_the_caller(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "d", 3).await;
+    let (ann, bob, outsider) = (&u[0], &u[1], &u[2]);
+    let chat = app.make_friends(ann, bob).await;
+    let messages = format!("/api/v1/channels/{chat}/messages");
+    app.send_text(ann, &chat, "keep me", Value::Null).await;
+    let seq = app.send_text(ann, &chat, "hide me", Value::Null).await;
+    let id = app.get(&format!("{messages}?afterSeq={}", seq - 1), &bob.access).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = format!("{messages}/{id}");
+    let (mut bob_socket, _) = crate::realtime::Client::connect(&app, bob).await;
+
+    assert_eq!(app.call(Method::DELETE, &one, Some(&outsider.access), None).await.status, StatusCode::FORBIDDEN);
+    let r = app.call(Method::DELETE, &format!("{messages}/123456789"), Some(&bob.access), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_hidden").await, 0);
+
+    let r = app.call(Method::DELETE, &one, Some(&bob.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let texts = |body: &Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|m| m["content"]["text"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(texts(&app.get(&format!("{messages}?afterSeq=0"), &bob.access).await.body), ["keep me"]);
+    assert_eq!(texts(&app.get(&format!("{messages}?afterSeq=0"), &ann.access).await.body), ["keep me", "hide me"]);
+    assert_eq!(texts(&app.get(&messages, &bob.access).await.body), ["keep me"], "newest first too");
+    let mine = app.conversation(bob, &chat).await.unwrap();
+    assert_eq!(mine["lastMessage"]["content"], "keep me", "my preview falls back to what I kept");
+    assert_eq!(mine["unreadCount"], 2, "deleting is not reading");
+    assert_eq!(app.conversation(ann, &chat).await.unwrap()["lastMessage"]["content"], "hide me");
+    let frame = bob_socket.next_of("message.hidden").await;
+    assert_eq!(frame["data"]["messageId"], id.as_str());
+    // again: nothing new
+    let events = app.scalar("SELECT COUNT(*) FROM outbox").await;
+    assert_eq!(app.call(Method::DELETE, &one, Some(&bob.access), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, events);
+    app.assert_consistent().await;
+    // a newer message is the preview again; hiding every message leaves none
+    app.send_text(ann, &chat, "newer", Value::Null).await;
+    assert_eq!(app.conversation(bob, &chat).await.unwrap()["lastMessage"]["content"], "newer");
+    let all = app.get(&format!("{messages}?afterSeq=0"), &bob.access).await.body;
+    for m in all["items"].as_array().unwrap() {
+        let path = format!("{messages}/{}", m["id"].as_str().unwrap());
+        assert_eq!(app.call(Method::DELETE, &path, Some(&bob.access), None).await.status, StatusCode::NO_CONTENT);
+    }
+    assert!(app.conversation(bob, &chat).await.unwrap()["lastMessage"].is_null());
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     friend_applications_and_accept,
     contacts_remark_block_delete_and_refriend,
@@ -1085,4 +1141,5 @@ crate::both_backends!(
     large_group_in_one_request,
     recall_erases_content_and_keeps_counts_exact,
     edit_keeps_versions_and_recomputes_mentions,
+    delete_for_me_hides_only_for_the_caller,
 );

@@ -103,12 +103,10 @@ impl Replica {
         r.status
     }
 
-    /// The id of group `group`'s message `seq`, read by member `u`.
-    async fn message_id(&self, group: usize, seq: i64, u: usize) -> String {
-        let path = format!("/api/v1/channels/{}/messages?afterSeq={}&limit=1", self.groups[group], seq - 1);
-        let r = self.app.get(&path, &self.users[u].access).await;
-        assert_eq!(r.body["items"][0]["seq"], seq, "{}: {}", self.name, r.body);
-        r.body["items"][0]["id"].as_str().unwrap().to_owned()
+    /// The id of group `group`'s message `seq`.
+    async fn message_id(&self, group: usize, seq: i64) -> String {
+        let sql = format!("SELECT id FROM message WHERE channel_id = {} AND seq = {seq}", self.groups[group]);
+        self.app.scalar(&sql).await.to_string()
     }
 
     /// `{"u": i}` placeholders in a request body become this replica's user ids.
@@ -139,8 +137,9 @@ fn uid(i: usize) -> Value {
     json!({"u": i})
 }
 
-/// The same random history of sends, edits, recalls, reads, mentions, joins, leaves, hides,
-/// closes, pins, mutes and a dismissal, replayed on four servers: write diffusion only,
+/// The same random history of sends, edits, recalls, deletions for oneself, reads,
+/// mentions, joins, leaves, hides, closes, pins, mutes and a dismissal, replayed on four
+/// servers: write diffusion only,
 /// read diffusion for every group of two or more, and a threshold of 5 that groups cross
 /// both ways, once in dual-write and once in async mode (projectors).
 /// Their conversation lists and total unread counts agree field by field at every
@@ -217,6 +216,12 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                     let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}");
                     Some((Method::PATCH, path, sender, g, Some(body)))
                 }
+                40 | 41 if model.last_seq > 0 => {
+                    // a member deletes a message for themselves
+                    let seq = 1 + rng.below(model.last_seq as usize);
+                    let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}");
+                    Some((Method::DELETE, path, model.owner, g, None))
+                }
                 45..=49 if model.last_seq > 0 => {
                     // the owner recalls one of the group's messages (again, at times)
                     let seq = 1 + rng.below(model.last_seq as usize);
@@ -292,7 +297,7 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                     Some((head, rest)) => {
                         let (seq, tail) =
                             rest.split_once('/').map_or((rest, String::new()), |(s, t)| (s, format!("/{t}")));
-                        format!("{head}/messages/{}{tail}", r.message_id(g, seq.parse().unwrap(), user).await)
+                        format!("{head}/messages/{}{tail}", r.message_id(g, seq.parse().unwrap()).await)
                     }
                     None => path,
                 };
@@ -321,6 +326,7 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
     for r in &replicas {
         assert!(r.app.scalar("SELECT COUNT(*) FROM message WHERE recalled_at IS NOT NULL").await > 3, "{}", r.name);
         assert!(r.app.scalar("SELECT COUNT(*) FROM message WHERE edit_count > 0").await > 3, "{}", r.name);
+        assert!(r.app.scalar("SELECT COUNT(*) FROM message_hidden").await > 3, "{}", r.name);
     }
     let recalled_previews = replicas[0]
         .app

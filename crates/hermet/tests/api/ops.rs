@@ -79,7 +79,8 @@ async fn migrations_apply_once_and_rerun_is_a_no_op(db: Db) {
             "V5__large_groups",
             "V6__inbox_by_event",
             "V7__left_member_snapshot",
-            "V8__no_view_channel_index"
+            "V8__no_view_channel_index",
+            "V9__message_lifecycle"
         ]
     );
     let second = hermet::commands::migrate(&config).await.expect("migrate again");
