@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use hermet_app::App;
 use hermet_domain::Error;
 use hermet_store::Database;
@@ -181,6 +181,10 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         )
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
+        .route(
+            "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}",
+            put(channels::react::<D>).delete(channels::unreact::<D>),
+        )
         .route("/api/v1/channels/{id}/read", post(channels::read::<D>))
         .route("/api/v1/conversations", get(conversations::list::<D>))
         .route("/api/v1/conversations/{id}", patch(conversations::update::<D>).delete(conversations::close::<D>))

@@ -10,7 +10,9 @@ use hermet_domain::channel::{ChannelStatus, ChannelType, Member};
 use hermet_domain::error::ErrorCode;
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, MessageId};
-use hermet_domain::message::{self, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion, Recall};
+use hermet_domain::message::{
+    self, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion, REACTIONS_PER_MEMBER, ReactionCount, Recall,
+};
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageEdit, MessageQuery, MessageWrites};
@@ -53,10 +55,12 @@ pub struct EditMessage {
     pub mentions: Option<Mentions>,
 }
 
-/// A page of history: `items` in the order asked for.
+/// A page of history: `items` in the order asked for, with their reactions.
 pub struct History {
     pub items: Vec<Message>,
     pub has_more: bool,
+    /// Per message id; a message without reactions has no entry.
+    pub reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>>,
 }
 
 impl<D: Database> App<D> {
@@ -124,7 +128,12 @@ impl<D: Database> App<D> {
         let mut items = self.db.messages(&q).await?;
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
-        Ok(History { items, has_more })
+        let ids: Vec<MessageId> = items.iter().map(|m| m.id).collect();
+        let mut reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>> = Default::default();
+        for (id, r) in self.db.reactions(&ids, who.user_id).await? {
+            reactions.entry(id).or_default().push(r);
+        }
+        Ok(History { items, has_more, reactions })
     }
 
     /// `POST /channels/{id}/read`: moves my read position forward (never back, never past
@@ -341,6 +350,65 @@ impl<D: Database> App<D> {
                 self.record(&mut tx, &[ev], now).await?;
             }
             self.commit(tx).await
+        })
+        .await
+    }
+
+    /// `PUT` (`add`) and `DELETE /channels/{id}/messages/{messageId}/reactions/{emoji}`:
+    /// any member who can see the message, at most [`REACTIONS_PER_MEMBER`] reactions each
+    /// on one message; not on a recalled message. No count of any conversation changes.
+    /// Returns the message's reactions as they now are.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn react(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Vec<ReactionCount>> {
+        timed("message.react", async {
+            let emoji = hermet_domain::validate::reaction("emoji", emoji)?;
+            self.rate_limits(&[(Limit::SendsPerUser, Key::Id(who.user_id.get()))]).await?;
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, _, msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
+            if msg.recalled.is_some() {
+                return Err(Error::Refused {
+                    code: ErrorCode::MessageRecalled,
+                    message: "the message was recalled".into(),
+                    field: None,
+                    details: None,
+                });
+            }
+            if add && tx.reactions_by(message_id, who.user_id).await? >= REACTIONS_PER_MEMBER {
+                // already there: nothing to add, and no reason to refuse
+                let mine = self.db.reactions(&[message_id], who.user_id).await?;
+                if !mine.iter().any(|(_, r)| r.emoji == emoji && r.me) {
+                    return Err(Error::Refused {
+                        code: ErrorCode::TooManyReactions,
+                        message: format!("at most {REACTIONS_PER_MEMBER} reactions of yours on one message"),
+                        field: None,
+                        details: None,
+                    });
+                }
+            }
+            if tx.react(message_id, who.user_id, &emoji, add, now).await? {
+                let ev = DomainEvent::MessageReaction(event::MessageReaction {
+                    message_id,
+                    channel_id,
+                    seq: msg.seq,
+                    user_id: who.user_id,
+                    emoji,
+                    added: add,
+                    at: now,
+                    read_diffusion: channel.read_diffusion,
+                });
+                self.record(&mut tx, &[ev], now).await?;
+            }
+            self.commit(tx).await?;
+            Ok(self.db.reactions(&[message_id], who.user_id).await?.into_iter().map(|(_, r)| r).collect())
         })
         .await
     }

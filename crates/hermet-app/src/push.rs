@@ -150,6 +150,7 @@ pub fn frame_type(event_type: &str) -> Option<&'static str> {
         "message.recalled" => "message.recalled",
         "message.edited" => "message.edited",
         "message.hidden" => "message.hidden",
+        "message.reaction" => "message.reaction",
         "channel.created" => "channel.created",
         "channel.updated" => "channel.updated",
         "channel.dismissed" => "channel.dismissed",

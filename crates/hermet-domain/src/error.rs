@@ -78,6 +78,7 @@ catalogue! {
     CannotChangeOwnRole => "cannot_change_own_role", 422, "the owner hands over ownership by making another member owner";
     CannotLockOutSelf => "cannot_lock_out_self", 422, "an administrator disabling or deleting their own account";
     RecallWindowPassed => "recall_window_passed", 422, "the sender's time to recall the message (`limits.recall_window_secs`) has passed";
+    TooManyReactions => "too_many_reactions", 422, "a member may put at most 20 reactions on one message";
     EditWindowPassed => "edit_window_passed", 422, "the sender's time to edit the message (`limits.edit_window_secs`) has passed";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";

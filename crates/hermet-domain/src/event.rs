@@ -48,6 +48,8 @@ pub enum DomainEvent {
     MessageEdited(MessageEdited),
     #[serde(rename = "message.hidden")]
     MessageHidden(MessageHidden),
+    #[serde(rename = "message.reaction")]
+    MessageReaction(MessageReaction),
     #[serde(rename = "conversation.read")]
     ConversationRead(ConversationRead),
     #[serde(rename = "conversation.settings_changed")]
@@ -297,6 +299,22 @@ pub struct MessageHidden {
     pub hidden_at: i64,
 }
 
+/// A member added (`added`) or took back a reaction to a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageReaction {
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub user_id: UserId,
+    pub emoji: String,
+    pub added: bool,
+    pub at: i64,
+    /// A large group's: pushed to members online, not put in every member's inbox.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -346,6 +364,7 @@ impl DomainEvent {
             MessageRecalled(_) => "message.recalled",
             MessageEdited(_) => "message.edited",
             MessageHidden(_) => "message.hidden",
+            MessageReaction(_) => "message.reaction",
             ConversationRead(_) => "conversation.read",
             ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
@@ -380,6 +399,7 @@ impl DomainEvent {
             MessageRecalled(e) => ("channel", e.channel_id.to_string()),
             MessageEdited(e) => ("channel", e.channel_id.to_string()),
             MessageHidden(e) => ("user", e.user_id.to_string()),
+            MessageReaction(e) => ("channel", e.channel_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }

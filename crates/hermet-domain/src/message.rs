@@ -111,6 +111,17 @@ pub struct Message {
     pub edit_count: i32,
 }
 
+/// Most reactions one member may put on one message.
+pub const REACTIONS_PER_MEMBER: i64 = 20;
+
+/// How many members reacted to a message with one reaction, and whether the reader did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    pub me: bool,
+}
+
 /// An earlier version of an edited message (`GET …/{messageId}/versions`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageVersion {

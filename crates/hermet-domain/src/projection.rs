@@ -139,8 +139,9 @@ pub fn project(event: &DomainEvent) -> Refresh {
         MessageHidden(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
-        // Roles, group nicknames and applications are not part of any read model.
-        MemberRoleChanged(_)
+        // Roles, group nicknames, applications and reactions are not part of any read model.
+        MessageReaction(_)
+        | MemberRoleChanged(_)
         | MemberUpdated(_)
         | ContactApplicationCreated(_)
         | ContactApplicationReviewed(_)

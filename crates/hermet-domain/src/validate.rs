@@ -20,6 +20,25 @@ pub fn text(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<S
     Ok(v.to_owned())
 }
 
+pub const REACTION_MAX: usize = 32;
+
+/// A reaction (`…/reactions/{emoji}`): an emoji, or a short code such as `:+1:`; 1 to 32
+/// characters, none of them a control, whitespace or bidirectional control. Taken as it
+/// is (not trimmed), so one reaction has one spelling.
+pub fn reaction(field: &str, v: &str) -> Result<String> {
+    let n = v.chars().count();
+    if n == 0 || n > REACTION_MAX {
+        return Err(Error::invalid(field, format!("{field} must be 1 to {REACTION_MAX} characters (got {n})")));
+    }
+    if v.chars().any(|c| in_ranges(CONTROL, c) || in_ranges(WHITESPACE, c) || in_ranges(BIDI_CONTROL, c)) {
+        return Err(Error::invalid(
+            field,
+            format!("{field} must not contain control, whitespace or bidirectional control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
 pub const NICKNAME_MAX: usize = 64;
 pub const AVATAR_MAX: usize = 256;
 pub const REGION_MAX: usize = 64;
@@ -250,6 +269,11 @@ pub mod schema {
         format!("^{any}*{solid}{any}*$")
     }
 
+    /// A reaction of [`super::reaction`].
+    pub fn reaction_pattern() -> String {
+        format!("^{}{{1,{}}}$", class(true, &[CONTROL, WHITESPACE, BIDI_CONTROL]), super::REACTION_MAX)
+    }
+
     /// Any text without control characters, as it is (not trimmed).
     pub fn no_control_pattern() -> String {
         format!("^{}*$", class(true, &[CONTROL]))
@@ -311,6 +335,16 @@ mod tests {
         assert!(display_name("remarkName", "", 64, true).is_ok(), "an empty remark clears it");
     }
 
+    #[test]
+    fn reactions() {
+        for ok in ["👍", "👨\u{200D}👩\u{200D}👧", "❤\u{FE0F}", ":+1:", &"字".repeat(32)] {
+            assert_eq!(reaction("emoji", ok).unwrap(), ok);
+        }
+        for bad in ["", " ", "a b", "\u{7}", "\u{202E}x", &"x".repeat(33)] {
+            assert_eq!(reaction("emoji", bad).unwrap_err().field(), Some("emoji"), "{bad:?}");
+        }
+    }
+
     /// Each pattern of [`schema`] against its parser, on every BMP character and a
     /// sample of the others, alone and among letters and spaces.
     #[cfg(feature = "openapi")]
@@ -332,6 +366,7 @@ mod tests {
                     .is_ok()
                 }),
             ),
+            (schema::reaction_pattern(), Box::new(|v| reaction("f", v).is_ok())),
         ];
         let astral = [0x1_0000, 0x1_F600, 0x1BC9F, 0x1BCA0, 0x1BCA3, 0x1BCA4, 0x1D172, 0x1D173, 0x1D17A, 0x1D17B];
         let astral = astral.into_iter().chain([0xDFFFF, 0xE0000, 0xE0001, 0xE0FFF, 0xE1000, 0x10FFFF]);

@@ -103,6 +103,20 @@ macro_rules! sql {
 /// History leaves out what the reader (`$5`) deleted for themselves.
 const NOT_HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM message_hidden h
        WHERE h.user_id = $5 AND h.channel_id = message.channel_id AND h.seq = message.seq)";
+pub(crate) const REACT: &str = "INSERT INTO message_reaction (message_id, emoji, user_id, created_at)
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+pub(crate) const UNREACT: &str = "DELETE FROM message_reaction WHERE message_id = $1 AND emoji = $2 AND user_id = $3";
+pub(crate) const REACTIONS_BY: &str = "SELECT COUNT(*) FROM message_reaction WHERE message_id = $1 AND user_id = $2";
+pub(crate) const DELETE_REACTIONS_OF: &str = "DELETE FROM message_reaction WHERE message_id = $1";
+/// A page's reaction counts (`messages` matches the messages of `$1`, `$2` is the
+/// reader), each message's in the order its reactions were first given.
+pub(crate) fn reaction_counts(messages: &str) -> String {
+    format!(
+        "SELECT message_id, emoji, COUNT(*), MAX(CASE WHEN user_id = $2 THEN 1 ELSE 0 END)
+         FROM message_reaction WHERE {messages} GROUP BY message_id, emoji
+         ORDER BY message_id, MIN(created_at), emoji"
+    )
+}
 pub(crate) const HIDE_MESSAGE: &str = "INSERT INTO message_hidden (user_id, channel_id, seq, message_id, hidden_at)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 

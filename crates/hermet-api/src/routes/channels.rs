@@ -7,7 +7,7 @@ use hermet_domain::Error;
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::ApplicationStatus;
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
-use hermet_domain::message::{self, Mentions, Message, MessageType};
+use hermet_domain::message::{self, Mentions, Message, MessageType, ReactionCount};
 use hermet_store::{ChannelApplication, Database};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
@@ -295,7 +295,49 @@ pub struct MessageDto {
     pub edited_at: Option<i64>,
     /// How many times it was edited; its versions are `…/{messageId}/versions`.
     pub edit_count: i32,
+    /// Each reaction with how many members gave it and whether I did, in the order they
+    /// were first given.
+    pub reactions: Vec<ReactionDto>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionDto {
+    pub emoji: String,
+    pub count: i64,
+    pub me: bool,
+}
+
+impl From<ReactionCount> for ReactionDto {
+    fn from(r: ReactionCount) -> Self {
+        Self { emoji: r.emoji, count: r.count, me: r.me }
+    }
+}
+
+/// `PUT`/`DELETE …/reactions/{emoji}`: the message's reactions after the change.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reactions {
+    pub message_id: MessageId,
+    pub reactions: Vec<ReactionDto>,
+}
+
+/// A reaction in a path: an emoji or a short code, 1 to 32 characters, no control,
+/// whitespace or bidirectional control character.
+pub struct Emoji;
+
+impl utoipa::PartialSchema for Emoji {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .pattern(Some(hermet_domain::validate::schema::reaction_pattern()))
+            .min_length(Some(1))
+            .max_length(Some(hermet_domain::validate::REACTION_MAX))
+            .into()
+    }
+}
+
+impl ToSchema for Emoji {}
 
 impl From<Message> for MessageDto {
     fn from(m: Message) -> Self {
@@ -315,6 +357,7 @@ impl From<Message> for MessageDto {
             recalled_by: m.recalled.map(|r| r.by),
             edited_at: m.edited_at,
             edit_count: m.edit_count,
+            reactions: Vec::new(),
         }
     }
 }
@@ -601,8 +644,18 @@ pub async fn messages<D: Database>(
     IdPath(id): IdPath<ChannelId>,
     Query(q): Query<MessagesQuery>,
 ) -> ApiResult<Json<MessagePage>> {
-    let h = st.app.messages(who, id, q.before_seq, q.after_seq, q.limit).await?;
-    Ok(Json(MessagePage { items: h.items.into_iter().map(Into::into).collect(), has_more: h.has_more }))
+    let mut h = st.app.messages(who, id, q.before_seq, q.after_seq, q.limit).await?;
+    let items = h
+        .items
+        .into_iter()
+        .map(|m| {
+            let reactions = h.reactions.remove(&m.id).unwrap_or_default();
+            let mut dto = MessageDto::from(m);
+            dto.reactions = reactions.into_iter().map(Into::into).collect();
+            dto
+        })
+        .collect();
+    Ok(Json(MessagePage { items, has_more: h.has_more }))
 }
 
 /// POST /api/v1/channels/{id}/messages/{messageId}/recall — recall a message for everyone.
@@ -655,6 +708,45 @@ pub async fn delete_for_me<D: Database>(
 ) -> ApiResult<StatusCode> {
     st.app.delete_message_for_me(who, id, message).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// PUT /api/v1/channels/{id}/messages/{messageId}/reactions/{emoji} — react to a message.
+#[utoipa::path(put, path = "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id"),
+        ("emoji" = inline(Emoji), Path, description = "the reaction (percent-encoded)")),
+    responses((status = 200, description = "the message's reactions (also when mine was there already)", body = Reactions),
+        (status = 400, description = "`emoji` is not a reaction", body = ErrorBody),
+        (status = 403, description = "not a member of the channel", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`message_recalled`, `channel_archived`", body = ErrorBody),
+        (status = 422, description = "`too_many_reactions`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sends_per_user`)", body = ErrorBody)))]
+pub async fn react<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message, emoji)): IdPath<(ChannelId, MessageId, String)>,
+) -> ApiResult<Json<Reactions>> {
+    let reactions = st.app.react(who, id, message, &emoji, true).await?;
+    Ok(Json(Reactions { message_id: message, reactions: reactions.into_iter().map(Into::into).collect() }))
+}
+
+/// DELETE /api/v1/channels/{id}/messages/{messageId}/reactions/{emoji} — take my reaction back.
+#[utoipa::path(delete, path = "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id"),
+        ("emoji" = inline(Emoji), Path, description = "the reaction (percent-encoded)")),
+    responses((status = 200, description = "the message's reactions (also when mine was not there)", body = Reactions),
+        (status = 400, description = "`emoji` is not a reaction", body = ErrorBody),
+        (status = 403, description = "not a member of the channel", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`message_recalled`, `channel_archived`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sends_per_user`)", body = ErrorBody)))]
+pub async fn unreact<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message, emoji)): IdPath<(ChannelId, MessageId, String)>,
+) -> ApiResult<Json<Reactions>> {
+    let reactions = st.app.react(who, id, message, &emoji, false).await?;
+    Ok(Json(Reactions { message_id: message, reactions: reactions.into_iter().map(Into::into).collect() }))
 }
 
 /// GET /api/v1/channels/{id}/messages/{messageId}/versions — every version of a message.

@@ -51,6 +51,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::MessageRecalled(x) => Channel(x.channel_id, vec![]),
         E::MessageEdited(x) => Channel(x.channel_id, vec![]),
         E::MessageHidden(x) => Users(vec![x.user_id]),
+        E::MessageReaction(x) => Channel(x.channel_id, vec![]),
         E::ConversationRead(x) => Users(vec![x.user_id]),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
@@ -145,7 +146,8 @@ impl<D: Database> App<D> {
                 payload: stored.payload.clone(),
                 occurred_at: stored.created_at,
             });
-            let numbered = !matches!(event, DomainEvent::MessageSent(m) if m.read_diffusion);
+            let numbered = !matches!(event, DomainEvent::MessageSent(m) if m.read_diffusion)
+                && !matches!(event, DomainEvent::MessageReaction(r) if r.read_diffusion);
             plan.push(Planned {
                 notification,
                 users: to.into_iter().collect(),

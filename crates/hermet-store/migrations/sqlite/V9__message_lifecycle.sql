@@ -1,4 +1,5 @@
--- Recall, edit and delete for me (docs/API.md "Recall", "Edit", "Delete for me").
+-- Recall, edit, delete for me and reactions (docs/API.md "Recall", "Edit", "Delete for
+-- me", "Reactions").
 
 -- A recalled message keeps its row and seq (history shows a recall notice there, and
 -- unread counts stay seq arithmetic); its content, preview and mentions are erased and
@@ -34,4 +35,14 @@ CREATE TABLE message_hidden (
     message_id INTEGER NOT NULL,
     hidden_at  INTEGER NOT NULL,
     PRIMARY KEY (user_id, channel_id, seq)
+);
+
+-- Reactions: one row per (message, reaction, member). History reads a page's counts by
+-- the primary key's leading column.
+CREATE TABLE message_reaction (
+    message_id INTEGER NOT NULL,
+    emoji      TEXT NOT NULL,
+    user_id    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, emoji, user_id)
 );

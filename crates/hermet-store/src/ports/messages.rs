@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion};
+use hermet_domain::message::{Message, MessageVersion, ReactionCount};
 
 use super::StoreResult;
 
@@ -25,6 +25,13 @@ pub trait MessageReads {
     fn messages(&self, q: &MessageQuery) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
     /// The message `id` of `channel`.
     fn message(&self, channel: ChannelId, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;
+    /// The reaction counts of `messages` as `viewer` sees them (`me`), each message's in
+    /// the order its reactions were first given; messages without any are left out.
+    fn reactions(
+        &self,
+        messages: &[MessageId],
+        viewer: UserId,
+    ) -> impl Future<Output = StoreResult<Vec<(MessageId, ReactionCount)>>> + Send;
     /// The earlier versions of an edited message, oldest first (the current one is the
     /// message itself).
     fn message_versions(&self, id: MessageId) -> impl Future<Output = StoreResult<Vec<MessageVersion>>> + Send;
@@ -69,8 +76,20 @@ pub trait MessageWrites {
     /// deleted, `@all` cleared), who and when recorded; and the content of its
     /// `message.sent` event in the outbox erased the same way (found by its `event_id`,
     /// which is the message's id). The row keeps its seq and original type.
-    /// Its earlier versions are deleted and its edit events in the outbox erased too.
+    /// Its earlier versions and its reactions are deleted and its edit events in the
+    /// outbox erased too.
     fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Adds (`add`) or takes back `user`'s reaction; returns whether it changed anything.
+    fn react(
+        &mut self,
+        message: MessageId,
+        user: UserId,
+        emoji: &str,
+        add: bool,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// How many reactions `user` has put on `message`.
+    fn reactions_by(&mut self, message: MessageId, user: UserId) -> impl Future<Output = StoreResult<i64>> + Send;
     /// Deletes a message for `user` only: left out of their history, and of their
     /// conversation's preview. Returns whether it was not already.
     fn hide_message(

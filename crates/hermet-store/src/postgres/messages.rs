@@ -2,7 +2,7 @@
 //! table), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion};
+use hermet_domain::message::{Message, MessageVersion, ReactionCount};
 use tokio_postgres::types::ToSql;
 
 use super::statements::{exec, query_map, query_opt};
@@ -41,6 +41,28 @@ impl MessageReads for PgDatabase {
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
         let c = self.read_conn().await?;
         query_opt(&c, &q::MESSAGE_IN_CHANNEL, &[&channel.get(), &id.get()], message_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.reactions", skip_all)]
+    async fn reactions(
+        &self,
+        messages: &[MessageId],
+        viewer: UserId,
+    ) -> Result<Vec<(MessageId, ReactionCount)>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| q::reaction_counts("message_id = ANY($1::bigint[])"));
+        let c = self.read_conn().await?;
+        let ids: Vec<i64> = messages.iter().map(|m| m.get()).collect();
+        query_map(&c, &SQL, &[&ids, &viewer.get()], |r| {
+            Ok((
+                MessageId(r.int(0)?),
+                ReactionCount { emoji: r.text(1)?, count: r.int(2)?, me: r.get::<_, i32>(3) == 1 },
+            ))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.message_versions", skip_all)]
@@ -134,21 +156,47 @@ impl MessageWrites for PgTx {
         let versions = c.prep(q::DELETE_VERSIONS_OF).await.map_err(pg_err)?;
         let event = c.prep(RECALL_EVENT).await.map_err(pg_err)?;
         let edits = c.prep(RECALL_EDIT_EVENTS).await.map_err(pg_err)?;
+        let reactions = c.prep(q::DELETE_REACTIONS_OF).await.map_err(pg_err)?;
         let (key, id, by) = (id.to_string(), id.get(), by.get());
         let recall_params: [&(dyn ToSql + Sync); 3] = [&id, &at, &by];
         let id_param: [&(dyn ToSql + Sync); 1] = [&id];
         let key_param: [&(dyn ToSql + Sync); 1] = [&key];
-        let (recalled, unmentioned, unversioned, erased, edits_erased) = tokio::join!(
+        let (recalled, unmentioned, unversioned, erased, edits_erased, unreacted) = tokio::join!(
             c.execute(&recall, &recall_params),
             c.execute(&mentions, &id_param),
             c.execute(&versions, &id_param),
             c.execute(&event, &id_param),
             c.execute(&edits, &key_param),
+            c.execute(&reactions, &id_param),
         );
-        for r in [recalled, unmentioned, unversioned, erased, edits_erased] {
+        for r in [recalled, unmentioned, unversioned, erased, edits_erased, unreacted] {
             r.map_err(pg_err)?;
         }
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.react", skip_all)]
+    async fn react(
+        &mut self,
+        message: MessageId,
+        user: UserId,
+        emoji: &str,
+        add: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let (m, u) = (message.get(), user.get());
+        let n = if add {
+            exec(self.conn()?, q::REACT, &[&m, &emoji, &u, &at]).await?
+        } else {
+            exec(self.conn()?, q::UNREACT, &[&m, &emoji, &u]).await?
+        };
+        Ok(n == 1)
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.reactions_by", skip_all)]
+    async fn reactions_by(&mut self, message: MessageId, user: UserId) -> Result<i64, StoreError> {
+        let row = query_opt(self.conn()?, q::REACTIONS_BY, &[&message.get(), &user.get()], |r| r.int(0)).await?;
+        Ok(row.unwrap_or(0))
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.hide_message", skip_all)]

@@ -2,7 +2,7 @@
 //! process), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion};
+use hermet_domain::message::{Message, MessageVersion, ReactionCount};
 
 use rusqlite::params;
 
@@ -28,6 +28,29 @@ impl MessageReads for SqliteDatabase {
     #[tracing::instrument(level = "debug", name = "sqlite.message", skip_all)]
     async fn message(&self, channel: ChannelId, id: MessageId) -> Result<Option<Message>, StoreError> {
         self.read(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.reactions", skip_all)]
+    async fn reactions(
+        &self,
+        messages: &[MessageId],
+        viewer: UserId,
+    ) -> Result<Vec<(MessageId, ReactionCount)>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| q::reaction_counts("message_id IN (SELECT value FROM json_each($1))"));
+        let ids = super::statements::json_ids(messages);
+        self.read(move |c| {
+            qmap(c, &SQL, params![ids, viewer.get()], |r| {
+                Ok((
+                    MessageId(r.get(0)?),
+                    ReactionCount { emoji: r.get(1)?, count: r.get(2)?, me: r.get::<_, i64>(3)? == 1 },
+                ))
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.message_versions", skip_all)]
@@ -96,6 +119,33 @@ impl MessageWrites for SqliteTx {
         self.run(move |c| qopt(c, &q::MESSAGE_IN_CHANNEL, params![channel.get(), id.get()], |r| message_from(r))).await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.react", skip_all)]
+    async fn react(
+        &mut self,
+        message: MessageId,
+        user: UserId,
+        emoji: &str,
+        add: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let emoji = emoji.to_owned();
+        self.run(move |c| {
+            let n = if add {
+                exec(c, q::REACT, params![message.get(), emoji, user.get(), at])?
+            } else {
+                exec(c, q::UNREACT, params![message.get(), emoji, user.get()])?
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.reactions_by", skip_all)]
+    async fn reactions_by(&mut self, message: MessageId, user: UserId) -> Result<i64, StoreError> {
+        self.run(move |c| Ok(qopt(c, q::REACTIONS_BY, params![message.get(), user.get()], |r| r.get(0))?.unwrap_or(0)))
+            .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.hide_message", skip_all)]
     async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
         let (channel, seq, id) = (m.channel_id.get(), m.seq, m.id.get());
@@ -141,6 +191,7 @@ impl MessageWrites for SqliteTx {
             exec(c, q::RECALL_MESSAGE, params![id.get(), at, by.get()])?;
             exec(c, q::DELETE_MENTIONS_OF, params![id.get()])?;
             exec(c, q::DELETE_VERSIONS_OF, params![id.get()])?;
+            exec(c, q::DELETE_REACTIONS_OF, params![id.get()])?;
             const ERASED: &str = "UPDATE outbox SET payload = json_set(payload, '$.msgType', 'recalled',
                    '$.content', json('{}'), '$.mentions', json('[]'), '$.mentionAll', json('false'))";
             exec(c, &format!("{ERASED} WHERE event_id = $1 AND event_type = 'message.sent'"), params![id.get()])?;

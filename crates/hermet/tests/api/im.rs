@@ -1127,6 +1127,80 @@ async fn delete_for_me_hides_only_for_the_caller(db: Db) {
     app.stop().await;
 }
 
+/// Reactions (docs/API.md "Reactions"): any member, on what they can see; counts per
+/// reaction with "did I" in history; no conversation count moves; members online hear of
+/// it; a recall takes the reactions with the content.
+async fn reactions_count_per_emoji_and_leave_counts_alone(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "x", 4).await;
+    let (ann, bob, cat, outsider) = (&u[0], &u[1], &u[2], &u[3]);
+    let g = app.create_group(ann, "Reactions", &[bob, cat]).await;
+    let messages = format!("/api/v1/channels/{g}/messages");
+    let seq = app.send_text(bob, &g, "react to me", Value::Null).await;
+    let id = app.get(&format!("{messages}?afterSeq={}", seq - 1), &bob.access).await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reaction = |emoji: &str| format!("{messages}/{id}/reactions/{emoji}");
+    let (thumbs, heart) = ("%F0%9F%91%8D", "%E2%9D%A4%EF%B8%8F");
+    let (mut bob_socket, _) = crate::realtime::Client::connect(&app, bob).await;
+    let before = app.conversation(cat, &g).await.unwrap();
+
+    for bad in ["a%20b", "%07", &"x".repeat(33)] {
+        let r = app.call(Method::PUT, &reaction(bad), Some(&cat.access), None).await;
+        assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, "emoji"), "{bad}: {}", r.body);
+    }
+    assert_eq!(
+        app.call(Method::PUT, &reaction(thumbs), Some(&outsider.access), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_reaction").await, 0);
+
+    let r = app.call(Method::PUT, &reaction(thumbs), Some(&cat.access), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["reactions"], json!([{"emoji": "👍", "count": 1, "me": true}]));
+    let frame = bob_socket.next_of("message.reaction").await;
+    assert_eq!((frame["data"]["emoji"].as_str(), frame["data"]["added"].as_bool()), (Some("👍"), Some(true)));
+    app.call(Method::PUT, &reaction(thumbs), Some(&ann.access), None).await;
+    let r = app.call(Method::PUT, &reaction(heart), Some(&ann.access), None).await;
+    assert_eq!(
+        r.body["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}, {"emoji": "❤️", "count": 1, "me": true}])
+    );
+    // again: the same, nothing new
+    let events = app.scalar("SELECT COUNT(*) FROM outbox").await;
+    let r = app.call(Method::PUT, &reaction(heart), Some(&ann.access), None).await;
+    assert_eq!(r.body["reactions"][1]["count"], 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, events);
+    // history as bob sees it
+    let page = app.get(&messages, &bob.access).await;
+    assert_eq!(
+        page.body["items"][0]["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": false}, {"emoji": "❤️", "count": 1, "me": false}])
+    );
+    // taking one back
+    let r = app.call(Method::DELETE, &reaction(thumbs), Some(&cat.access), None).await;
+    assert_eq!(r.body["reactions"][0], json!({"emoji": "👍", "count": 1, "me": false}));
+    assert_eq!(app.conversation(cat, &g).await.unwrap(), before, "reactions move no conversation");
+    // at most 20 reactions of one member on one message
+    for i in 0..19 {
+        let r = app.call(Method::PUT, &reaction(&format!(":r{i}:")), Some(&ann.access), None).await;
+        let expected = if i < 18 { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+        assert_eq!(r.status, expected, "{i}: {}", r.body);
+    }
+    let r = app.call(Method::PUT, &reaction(heart), Some(&ann.access), None).await;
+    assert_eq!(r.status, StatusCode::OK, "one already given is not refused: {}", r.body);
+    // a recall takes them all
+    let r = app.post(&format!("{messages}/{id}/recall"), Some(&bob.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM message_reaction").await, 0);
+    let r = app.call(Method::PUT, &reaction(thumbs), Some(&cat.access), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "message_recalled"), "{}", r.body);
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     friend_applications_and_accept,
     contacts_remark_block_delete_and_refriend,
@@ -1142,4 +1216,5 @@ crate::both_backends!(
     recall_erases_content_and_keeps_counts_exact,
     edit_keeps_versions_and_recomputes_mentions,
     delete_for_me_hides_only_for_the_caller,
+    reactions_count_per_emoji_and_leave_counts_alone,
 );
