@@ -223,7 +223,7 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                     let method = if rng.below(3) == 0 { Method::DELETE } else { Method::PUT };
                     let emoji = ["%F0%9F%91%8D", ":ok:"][rng.below(2)];
                     let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}/reactions/{emoji}");
-                    if model.recalled.contains(&(seq as usize)) {
+                    if model.recalled.contains(&seq) {
                         None
                     } else {
                         Some((method, path, model.owner, g, None))
