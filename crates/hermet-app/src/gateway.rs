@@ -389,6 +389,13 @@ impl PushSink for GatewayPush {
         })
     }
 
+    fn push_state<'a>(&'a self, users: &'a [UserId], body: Arc<str>) -> PushFuture<'a> {
+        Box::pin(async move {
+            let pushes = Pushes { bodies: vec![body], to: users.iter().map(|u| (*u, 0, 0)).collect() };
+            self.cluster.route(pushes).await
+        })
+    }
+
     fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
         self.cluster.online(users)
     }

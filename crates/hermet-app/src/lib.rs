@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod push;
 pub mod rate_limits;
 mod tokens;
+pub mod typing;
 pub mod users;
 
 use std::collections::HashSet;
@@ -115,6 +116,7 @@ pub struct App<D: Database> {
     sends: Arc<messages::SendQueue>,
     health: Arc<health::Health>,
     limiter: Arc<rate_limits::Limiter>,
+    typing: Arc<typing::TypingThrottle>,
 }
 
 struct Settings {
@@ -137,6 +139,7 @@ impl<D: Database> Clone for App<D> {
             sends: self.sends.clone(),
             health: self.health.clone(),
             limiter: self.limiter.clone(),
+            typing: self.typing.clone(),
         }
     }
 }
@@ -173,6 +176,7 @@ impl<D: Database> App<D> {
             sends: Arc::new(messages::SendQueue::new(&messages::GroupCommitSettings::default())),
             health: Arc::new(health::Health::new()),
             limiter: Arc::new(rate_limits::Limiter::new(rate_limits::RateLimits::default())),
+            typing: Arc::new(typing::TypingThrottle::new()),
         })
     }
 

@@ -40,6 +40,12 @@ pub trait PushSink: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Pushes a frame that is neither stored nor numbered (`typing`) to every device of
+    /// `users` online.
+    fn push_state<'a>(&'a self, _users: &'a [UserId], _body: Arc<str>) -> PushFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Which of `users` this sink can reach now (online somewhere): the notifier reads
     /// conversation rows only for them. By default all of them.
     fn online<'a>(&'a self, users: &'a [UserId]) -> BoxFuture<'a, anyhow::Result<Vec<UserId>>> {
@@ -105,6 +111,15 @@ impl PushSink for TeePush {
         Box::pin(async move {
             for sink in &self.0 {
                 sink.push_conversations(rows).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn push_state<'a>(&'a self, users: &'a [UserId], body: Arc<str>) -> PushFuture<'a> {
+        Box::pin(async move {
+            for sink in &self.0 {
+                sink.push_state(users, body.clone()).await?;
             }
             Ok(())
         })

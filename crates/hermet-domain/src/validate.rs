@@ -30,7 +30,7 @@ pub fn reaction(field: &str, v: &str) -> Result<String> {
     if n == 0 || n > REACTION_MAX {
         return Err(Error::invalid(field, format!("{field} must be 1 to {REACTION_MAX} characters (got {n})")));
     }
-    if v.chars().any(|c| in_ranges(CONTROL, c) || in_ranges(WHITESPACE, c) || in_ranges(BIDI_CONTROL, c)) {
+    if v.chars().any(|c| c.is_control() || c.is_whitespace() || in_ranges(BIDI_CONTROL, c)) {
         return Err(Error::invalid(
             field,
             format!("{field} must not contain control, whitespace or bidirectional control characters"),

@@ -63,6 +63,9 @@ enum ClientFrame {
     Read { channel_id: ChannelId, seq: i64 },
     /// Catch up from `cursor` (the last cursor the client processed).
     Sync { cursor: i64 },
+    /// I am typing in `channelId` (forwarded to its other members online; no answer).
+    #[serde(rename_all = "camelCase")]
+    Typing { channel_id: ChannelId },
 }
 
 /// The token in the upgrade request's headers, if any (checked once upgraded, so a bad
@@ -392,6 +395,10 @@ impl<D: Database> Connection<'_, D> {
                 send_message(self.st, self.who, channel_id, req, reply_to.as_ref()).await
             }
             ClientFrame::Read { channel_id, seq } => read(self.st, self.who, channel_id, seq, reply_to.as_ref()).await,
+            ClientFrame::Typing { channel_id } => match self.st.app.typing(self.who, channel_id).await {
+                Ok(()) => return Ok(()),
+                Err(e) => error_frame(&e, reply_to.as_ref()),
+            },
         };
         self.send(&reply).await
     }

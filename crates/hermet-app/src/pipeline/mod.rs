@@ -189,6 +189,11 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
+    /// Where pushes go (the realtime gateway).
+    pub(crate) fn push_sink(&self) -> &Arc<dyn crate::push::PushSink> {
+        &self.push
+    }
+
     pub(crate) fn new(push: Arc<dyn crate::push::PushSink>) -> Self {
         Self {
             written: watch::channel(0).0,

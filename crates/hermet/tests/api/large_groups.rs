@@ -223,11 +223,7 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                     let method = if rng.below(3) == 0 { Method::DELETE } else { Method::PUT };
                     let emoji = ["%F0%9F%91%8D", ":ok:"][rng.below(2)];
                     let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}/reactions/{emoji}");
-                    if model.recalled.contains(&seq) {
-                        None
-                    } else {
-                        Some((method, path, model.owner, g, None))
-                    }
+                    if model.recalled.contains(&seq) { None } else { Some((method, path, model.owner, g, None)) }
                 }
                 40 | 41 if model.last_seq > 0 => {
                     // a member deletes a message for themselves
@@ -238,8 +234,11 @@ async fn random_history_same_lists_under_every_strategy(db: Db) {
                 45..=49 if model.last_seq > 0 => {
                     // the owner recalls one of the group's messages (again, at times)
                     // the last message half the time: previews must follow
-                    let seq =
-                        if rng.below(2) == 0 { model.last_seq as usize } else { 1 + rng.below(model.last_seq as usize) };
+                    let seq = if rng.below(2) == 0 {
+                        model.last_seq as usize
+                    } else {
+                        1 + rng.below(model.last_seq as usize)
+                    };
                     model.recalled.insert(seq);
                     let path = format!("/api/v1/channels/{{g}}/messages/seq:{seq}/recall");
                     Some((Method::POST, path, model.owner, g, None))

@@ -436,6 +436,47 @@ async fn presence_is_for_friends(db: Db) {
     app.stop().await;
 }
 
+/// `typing` reaches the channel's other members online, not the typist, not outsiders;
+/// a second one within the interval is dropped; a non-member gets an error frame.
+async fn typing_reaches_the_other_members_online(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "t", 4).await;
+    let (ann, bob, cat, out) = (&u[0], &u[1], &u[2], &u[3]);
+    let g = app.create_group(ann, "Typing", &[bob, cat]).await;
+    let (mut a, _) = Client::connect(&app, ann).await;
+    let (mut b, _) = Client::connect(&app, bob).await;
+    let (mut c, _) = Client::connect(&app, cat).await;
+    let (mut o, _) = Client::connect(&app, out).await;
+
+    a.send(json!({"type": "typing", "channelId": g})).await;
+    for socket in [&mut b, &mut c] {
+        let t = socket.next_of("typing").await;
+        assert_eq!(
+            (t["data"]["channelId"].as_str(), t["data"]["userId"].as_str()),
+            (Some(g.as_str()), Some(ann.id.as_str()))
+        );
+        assert!(t.get("cursor").is_none(), "not an event of the inbox: {t}");
+    }
+    // within the interval: dropped
+    a.send(json!({"type": "typing", "channelId": g})).await;
+    app.send_text(ann, &g, "done typing", Value::Null).await;
+    // what comes before that message: no second typing for bob, none at all for ann
+    for (socket, who) in [(&mut b, "bob"), (&mut a, "ann")] {
+        loop {
+            let f = socket.next().await;
+            assert_ne!(f["type"], "typing", "{who} got {f}");
+            if f["type"] == "message.new" {
+                break;
+            }
+        }
+    }
+    o.send(json!({"type": "typing", "channelId": g, "id": 7})).await;
+    let e = o.next_of("error").await;
+    assert_eq!((e["error"]["code"].as_str(), e["replyTo"].as_i64()), (Some("forbidden"), Some(7)), "{e}");
+    app.stop().await;
+}
+
 crate::both_backends!(
     two_users_chat_in_real_time,
     two_devices_both_receive_and_reads_sync,
@@ -446,4 +487,5 @@ crate::both_backends!(
     sync_beyond_retention_resets,
     slow_consumer_is_disconnected_others_unaffected,
     presence_is_for_friends,
+    typing_reaches_the_other_members_online,
 );
