@@ -181,6 +181,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         )
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
+        .route("/api/v1/channels/{id}/messages/{messageId}/receipts", get(channels::receipts::<D>))
         .route(
             "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}",
             put(channels::react::<D>).delete(channels::unreact::<D>),

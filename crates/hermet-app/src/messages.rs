@@ -9,7 +9,7 @@ use hermet_domain::channel::MemberRole;
 use hermet_domain::channel::{ChannelStatus, ChannelType, Member};
 use hermet_domain::error::ErrorCode;
 use hermet_domain::event::{self, DomainEvent};
-use hermet_domain::id::{ChannelId, MessageId};
+use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::{
     self, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion, REACTIONS_PER_MEMBER, ReactionCount, Recall,
 };
@@ -55,12 +55,22 @@ pub struct EditMessage {
     pub mentions: Option<Mentions>,
 }
 
+/// Read receipts of a message (`GET …/{messageId}/receipts`).
+pub struct Receipts {
+    /// Active members who joined before the message, the sender aside, who have read it.
+    pub read_count: i64,
+    /// Who they are, a page at a time; `None` in a large group (the count only).
+    pub readers: Option<crate::page::Page<UserId>>,
+}
+
 /// A page of history: `items` in the order asked for, with their reactions.
 pub struct History {
     pub items: Vec<Message>,
     pub has_more: bool,
     /// Per message id; a message without reactions has no entry.
     pub reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>>,
+    /// A one-to-one chat: how far the peer has read (read receipts).
+    pub peer_read_seq: Option<i64>,
 }
 
 impl<D: Database> App<D> {
@@ -115,7 +125,7 @@ impl<D: Database> App<D> {
                 return Err(Error::invalid(field, format!("{field} must not be negative")));
             }
         }
-        let (_, me) = self.membership(who, channel).await?;
+        let (c, me) = self.membership(who, channel).await?;
         let descending = after_seq.is_none();
         let q = MessageQuery {
             channel_id: channel,
@@ -133,7 +143,11 @@ impl<D: Database> App<D> {
         for (id, r) in self.db.reactions(&ids, who.user_id).await? {
             reactions.entry(id).or_default().push(r);
         }
-        Ok(History { items, has_more, reactions })
+        let peer_read_seq = match c.peer_of(who.user_id) {
+            Some(_) => self.db.conversation(who.user_id, channel).await?.map(|r| r.peer_read_seq),
+            None => None,
+        };
+        Ok(History { items, has_more, reactions, peer_read_seq })
     }
 
     /// `POST /channels/{id}/read`: moves my read position forward (never back, never past
@@ -154,6 +168,7 @@ impl<D: Database> App<D> {
                 channel_id,
                 read_seq: read,
                 read_at: now,
+                peer_id: peek.peer_of(who.user_id),
             });
             self.record(&mut tx, &[ev], now).await?;
             self.commit(tx).await?;
@@ -411,6 +426,33 @@ impl<D: Database> App<D> {
             Ok(self.db.reactions(&[message_id], who.user_id).await?.into_iter().map(|(_, r)| r).collect())
         })
         .await
+    }
+
+    /// `GET /channels/{id}/messages/{messageId}/receipts`: members who can see the message.
+    /// Derived from read positions (no row per reader): a member has read a message when
+    /// their read position reached its seq.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn receipts(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Receipts> {
+        let limit = hermet_domain::validate::limit(limit)?;
+        let after: i64 = cursor.map(crate::page::decode_cursor).transpose()?.unwrap_or(0);
+        let (c, me) = self.membership(who, channel_id).await?;
+        let msg = self
+            .db
+            .message(channel_id, message_id)
+            .await?
+            .filter(|m| m.seq > me.join_seq)
+            .ok_or(Error::NotFound("message"))?;
+        let list = (!c.read_diffusion).then_some((UserId(after), limit + 1));
+        let (read_count, readers) = self.db.receipts(channel_id, msg.seq, msg.sender_id, list).await?;
+        let readers = list.map(|_| crate::page::Page::from_overfetch(readers, limit, |u| u.get()));
+        Ok(Receipts { read_count, readers })
     }
 
     /// `GET /channels/{id}/messages/{messageId}/versions`: every version of a message,

@@ -326,6 +326,9 @@ pub struct ConversationRead {
     pub channel_id: ChannelId,
     pub read_seq: i64,
     pub read_at: i64,
+    /// A one-to-one chat's other member: their row shows this read (read receipts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<UserId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -398,7 +401,7 @@ impl DomainEvent {
             MessageSent(e) => ("channel", e.channel_id.to_string()),
             MessageRecalled(e) => ("channel", e.channel_id.to_string()),
             MessageEdited(e) => ("channel", e.channel_id.to_string()),
-            MessageHidden(e) => ("user", e.user_id.to_string()),
+            MessageHidden(e) => ("channel", e.channel_id.to_string()),
             MessageReaction(e) => ("channel", e.channel_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
@@ -457,6 +460,7 @@ mod tests {
             channel_id: ChannelId(2),
             read_seq: 3,
             read_at: 4,
+            peer_id: Some(UserId(5)),
         });
         let back = DomainEvent::from_stored(e.event_type(), e.payload()).unwrap();
         assert_eq!(back, e);

@@ -137,7 +137,10 @@ pub fn project(event: &DomainEvent) -> Refresh {
         MessageEdited(e) => r.channels.push(e.channel_id),
         // Only the preview of the member's own row can change.
         MessageHidden(e) => r.message_conversations.push((e.user_id, e.channel_id)),
-        ConversationRead(e) => r.message_conversations.push((e.user_id, e.channel_id)),
+        ConversationRead(e) => {
+            r.message_conversations.push((e.user_id, e.channel_id));
+            r.message_conversations.extend(e.peer_id.map(|p| (p, e.channel_id)));
+        }
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
         // Roles, group nicknames, applications and reactions are not part of any read model.
         MessageReaction(_)
@@ -355,6 +358,7 @@ mod tests {
             channel_id: GROUP,
             read_seq: 4,
             read_at: 1,
+            peer_id: None,
         });
         let settings = DomainEvent::ConversationSettingsChanged(ConversationSettingsChanged {
             user_id: BOB,
@@ -367,6 +371,53 @@ mod tests {
         });
         when([read]).then_expect(Refresh { message_conversations: vec![(BOB, GROUP)], ..Refresh::default() });
         when([settings]).then_expect(Refresh { conversations: vec![(BOB, GROUP)], ..Refresh::default() });
+    }
+
+    #[test]
+    fn a_one_to_one_read_refreshes_the_peers_row_too() {
+        let read = DomainEvent::ConversationRead(ConversationRead {
+            user_id: BOB,
+            channel_id: CHAT,
+            read_seq: 4,
+            read_at: 1,
+            peer_id: Some(ALICE),
+        });
+        when([read])
+            .then_expect(Refresh { message_conversations: vec![(ALICE, CHAT), (BOB, CHAT)], ..Refresh::default() });
+    }
+
+    #[test]
+    fn lifecycle_events_refresh_every_row_of_the_channel_but_reactions_none() {
+        let recall = DomainEvent::MessageRecalled(MessageRecalled {
+            message_id: MessageId(100),
+            channel_id: GROUP,
+            seq: 1,
+            sender_id: ALICE,
+            recalled_by: ALICE,
+            recalled_at: 2,
+            read_diffusion: true,
+        });
+        let hidden = DomainEvent::MessageHidden(MessageHidden {
+            user_id: BOB,
+            channel_id: GROUP,
+            message_id: MessageId(100),
+            seq: 1,
+            hidden_at: 2,
+        });
+        let reaction = DomainEvent::MessageReaction(MessageReaction {
+            message_id: MessageId(100),
+            channel_id: GROUP,
+            seq: 1,
+            user_id: BOB,
+            emoji: "👍".into(),
+            added: true,
+            at: 2,
+            read_diffusion: false,
+        });
+        // former members of a large group store their rows: a recall refreshes them too
+        when([recall]).then_expect(Refresh { channels: vec![GROUP], ..Refresh::default() });
+        when([hidden]).then_expect(Refresh { message_conversations: vec![(BOB, GROUP)], ..Refresh::default() });
+        when([reaction]).then_expect_nothing();
     }
 
     #[test]

@@ -117,6 +117,13 @@ pub(crate) fn reaction_counts(messages: &str) -> String {
          ORDER BY message_id, MIN(created_at), emoji"
     )
 }
+/// Who has read a message: `$1` channel, `$2` sender, `$3` seq (derived from read
+/// positions, no row per reader).
+const READERS: &str = "FROM channel_member m
+     JOIN channel_read_record r ON r.user_id = m.user_id AND r.channel_id = m.channel_id
+     WHERE m.channel_id = $1 AND m.left_at IS NULL AND m.user_id <> $2 AND m.join_seq < $3 AND r.last_read_seq >= $3";
+sql!(READ_COUNT, "SELECT COUNT(*) {READERS}");
+sql!(READERS_PAGE, "SELECT m.user_id {READERS} AND m.user_id > $4 ORDER BY m.user_id LIMIT $5");
 pub(crate) const HIDE_MESSAGE: &str = "INSERT INTO message_hidden (user_id, channel_id, seq, message_id, hidden_at)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 

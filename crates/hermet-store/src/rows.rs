@@ -189,6 +189,7 @@ pub(crate) fn conversation_from<R: Cols>(r: &R) -> Result<ConversationRow, R::Er
         opened_at: r.int(23)?,
         closed_at: r.opt_int(24)?,
         read_diffusion: r.boolean(25)?,
+        peer_read_seq: r.int(26)?,
     })
 }
 

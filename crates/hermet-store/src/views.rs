@@ -37,6 +37,7 @@ pub const CONVERSATION_COLUMNS: &[&str] = &[
     "opened_at",
     "closed_at",
     "read_diffusion",
+    "peer_read_seq",
 ];
 
 /// Columns of `user_contact_view` computed from the write side, in order.
@@ -65,6 +66,8 @@ pub const CONTACT_COLUMNS: &[&str] = &[
 /// - unread = visible last seq − max(read seq, join seq): exact because seqs are
 ///   gap-free and a member's own message advances their read position;
 /// - mentions = mention rows plus @all messages of others after the read position;
+/// - a one-to-one row carries the peer's read position (`peer_read_seq`, read receipts;
+///   0 in groups), so a read refreshes the peer's row too;
 /// - the last message shown is the last visible one the member did not delete for
 ///   themselves ([`SHOWN_SEQ`]); unread and mentions count by seq regardless;
 /// - a recalled message stays at its seq as a recall notice (it counts as unread like
@@ -92,7 +95,12 @@ const CONVERSATION_BASE: &str = "
            (c.read_diffusion AND m.left_at IS NULL AND c.archived_at IS NULL) AS rd,
            CASE WHEN c.channel_type = 'single' THEN
                (SELECT pm.user_id FROM channel_member pm WHERE pm.channel_id = m.channel_id AND pm.user_id <> m.user_id LIMIT 1)
-           END AS peer_id
+           END AS peer_id,
+           CASE WHEN c.channel_type = 'single' THEN
+               COALESCE((SELECT pr.last_read_seq FROM channel_member pm
+                         JOIN channel_read_record pr ON pr.user_id = pm.user_id AND pr.channel_id = pm.channel_id
+                         WHERE pm.channel_id = m.channel_id AND pm.user_id <> m.user_id LIMIT 1), 0)
+               ELSE 0 END AS peer_read_seq
     FROM keys k
     JOIN channel_member m ON m.user_id = k.user_id AND m.channel_id = k.channel_id
     JOIN channel c ON c.id = m.channel_id
@@ -146,7 +154,7 @@ const MESSAGE_DERIVED: &str = "(b.s_hidden AND b.vis_seq <= b.hidden_seq) AS is_
                 WHEN b.archived_at IS NOT NULL THEN b.archived_at
                 WHEN b.s_closed_at IS NOT NULL AND b.vis_seq <= b.closed_seq THEN b.s_closed_at
                 ELSE NULL END AS closed_at,
-           b.rd AS read_diffusion";
+           b.rd AS read_diffusion, b.peer_read_seq";
 
 /// The rows of `base`, each with the last message its member may see.
 const FROM_BASE: &str = "FROM base b
@@ -175,6 +183,7 @@ pub const READ_DIFFUSION_NEUTRAL: &[(&str, &str)] = &[
     ("unread_count", "0"),
     ("mention_count", "0"),
     ("closed_at", "NULL"),
+    ("peer_read_seq", "0"),
 ];
 
 /// Expected conversation rows, whole: `expected_full` as readers see them, `expected`
@@ -210,7 +219,7 @@ static MESSAGE_BODY_SQL: LazyLock<String> = LazyLock::new(|| {
         "{CONVERSATION_BASE},
 base AS MATERIALIZED (
     SELECT b0.user_id, b0.channel_id, b0.joined_at, b0.left_at, b0.join_seq, b0.vis_seq, {SHOWN_SEQ}, b0.read_seq,
-           b0.s_hidden, b0.hidden_seq, b0.s_closed_at, b0.closed_seq, b0.archived_at, b0.rd
+           b0.s_hidden, b0.hidden_seq, b0.s_closed_at, b0.closed_seq, b0.archived_at, b0.rd, b0.peer_read_seq
     FROM base0 b0
 ),
 expected_full AS (

@@ -430,6 +430,9 @@ pub struct MessagesQuery {
 pub struct MessagePage {
     pub items: Vec<MessageDto>,
     pub has_more: bool,
+    /// A one-to-one chat: how far the peer has read (read receipts); `null` in groups
+    /// (`…/{messageId}/receipts`).
+    pub peer_read_seq: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -655,7 +658,7 @@ pub async fn messages<D: Database>(
             dto
         })
         .collect();
-    Ok(Json(MessagePage { items, has_more: h.has_more }))
+    Ok(Json(MessagePage { items, has_more: h.has_more, peer_read_seq: h.peer_read_seq }))
 }
 
 /// POST /api/v1/channels/{id}/messages/{messageId}/recall — recall a message for everyone.
@@ -747,6 +750,38 @@ pub async fn unreact<D: Database>(
 ) -> ApiResult<Json<Reactions>> {
     let reactions = st.app.react(who, id, message, &emoji, false).await?;
     Ok(Json(Reactions { message_id: message, reactions: reactions.into_iter().map(Into::into).collect() }))
+}
+
+/// Read receipts of a message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptsDto {
+    pub message_id: MessageId,
+    /// Members who joined before the message (the sender aside) and have read it.
+    pub read_count: i64,
+    /// Who they are, by user id; `null` in a large group (the count only).
+    pub readers: Option<Vec<UserId>>,
+    pub next_cursor: Option<String>,
+}
+
+/// GET /api/v1/channels/{id}/messages/{messageId}/receipts — who has read a message.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/messages/{messageId}/receipts", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id"), PageQuery),
+    responses((status = 200, body = ReceiptsDto),
+        (status = 403, description = "not a member of the channel", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody)))]
+pub async fn receipts<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<ReceiptsDto>> {
+    let r = st.app.receipts(who, id, message, q.cursor.as_deref(), q.limit).await?;
+    let (readers, next_cursor) = match r.readers {
+        Some(page) => (Some(page.items), page.next_cursor),
+        None => (None, None),
+    };
+    Ok(Json(ReceiptsDto { message_id: message, read_count: r.read_count, readers, next_cursor }))
 }
 
 /// GET /api/v1/channels/{id}/messages/{messageId}/versions — every version of a message.

@@ -19,6 +19,9 @@ pub struct PeerDto {
     pub nickname: String,
     pub avatar: String,
     pub remark_name: String,
+    /// How far the peer has read this chat (read receipts): my messages up to this seq
+    /// are read.
+    pub read_seq: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,6 +69,7 @@ impl From<ConversationRow> for ConversationDto {
             nickname: r.peer_nickname.clone(),
             avatar: r.peer_avatar.clone(),
             remark_name: r.remark_name.clone(),
+            read_seq: r.peer_read_seq,
         });
         let last_message = match (r.last_message_id, r.last_message_sender_id) {
             (Some(id), Some(sender)) => Some(LastMessageDto {

@@ -52,7 +52,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::MessageEdited(x) => Channel(x.channel_id, vec![]),
         E::MessageHidden(x) => Users(vec![x.user_id]),
         E::MessageReaction(x) => Channel(x.channel_id, vec![]),
-        E::ConversationRead(x) => Users(vec![x.user_id]),
+        E::ConversationRead(x) => Users([x.user_id].into_iter().chain(x.peer_id).collect()),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
 }

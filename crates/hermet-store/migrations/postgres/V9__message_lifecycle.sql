@@ -1,5 +1,5 @@
--- Recall, edit, delete for me and reactions (docs/API.md "Recall", "Edit", "Delete for
--- me", "Reactions").
+-- Recall, edit, delete for me, reactions and read receipts (docs/API.md "Recall", "Edit",
+-- "Delete for me", "Reactions", "Read receipts").
 
 -- A recalled message keeps its row and seq (history shows a recall notice there, and
 -- unread counts stay seq arithmetic); its content, preview and mentions are erased and
@@ -44,3 +44,10 @@ CREATE TABLE message_reaction (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (message_id, emoji, user_id)
 );
+
+-- Read receipts of one-to-one chats: each row carries the peer's read position (0 in
+-- groups), set here for the rows that exist.
+ALTER TABLE user_conversation_view ADD COLUMN peer_read_seq BIGINT NOT NULL DEFAULT 0;
+UPDATE user_conversation_view v SET peer_read_seq = r.last_read_seq
+FROM channel_read_record r
+WHERE v.conversation_type = 'single' AND r.channel_id = v.channel_id AND r.user_id = v.peer_user_id;

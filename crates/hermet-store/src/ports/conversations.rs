@@ -50,6 +50,8 @@ pub struct ConversationRow {
     /// The row of an active member of a large group: computed when read. As stored, its
     /// message-derived columns hold neutral values (docs/ARCHITECTURE.md "Large groups").
     pub read_diffusion: bool,
+    /// A one-to-one chat: how far the peer has read (read receipts); 0 in groups.
+    pub peer_read_seq: i64,
 }
 
 impl ConversationRow {
@@ -81,7 +83,8 @@ impl ConversationRow {
             mention_count,
             opened_at,
             closed_at,
-            read_diffusion
+            read_diffusion,
+            peer_read_seq
         );
         d
     }

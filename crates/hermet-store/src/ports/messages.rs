@@ -32,6 +32,16 @@ pub trait MessageReads {
         messages: &[MessageId],
         viewer: UserId,
     ) -> impl Future<Output = StoreResult<Vec<(MessageId, ReactionCount)>>> + Send;
+    /// Read receipts of the message at `seq` of `channel` sent by `sender`: how many active
+    /// members who joined before it (the sender aside) have read it, and (`list`) those
+    /// of them with an id above `after`, ascending, at most `limit`.
+    fn receipts(
+        &self,
+        channel: ChannelId,
+        seq: i64,
+        sender: UserId,
+        list: Option<(UserId, u32)>,
+    ) -> impl Future<Output = StoreResult<(i64, Vec<UserId>)>> + Send;
     /// The earlier versions of an edited message, oldest first (the current one is the
     /// message itself).
     fn message_versions(&self, id: MessageId) -> impl Future<Output = StoreResult<Vec<MessageVersion>>> + Send;

@@ -65,6 +65,27 @@ impl MessageReads for PgDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.receipts", skip_all)]
+    async fn receipts(
+        &self,
+        channel: ChannelId,
+        seq: i64,
+        sender: UserId,
+        list: Option<(UserId, u32)>,
+    ) -> Result<(i64, Vec<UserId>), StoreError> {
+        let c = self.read_conn().await?;
+        let (ch, s) = (channel.get(), sender.get());
+        let count = query_opt(&c, &q::READ_COUNT, &[&ch, &s, &seq], |r| r.int(0)).await?.unwrap_or(0);
+        let readers = match list {
+            Some((after, limit)) => {
+                let params: [&(dyn ToSql + Sync); 5] = [&ch, &s, &seq, &after.get(), &(limit as i64)];
+                query_map(&c, &q::READERS_PAGE, &params, |r| Ok(UserId(r.int(0)?))).await?
+            }
+            None => Vec::new(),
+        };
+        Ok((count, readers))
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.message_versions", skip_all)]
     async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
         let c = self.read_conn().await?;

@@ -53,6 +53,30 @@ impl MessageReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.receipts", skip_all)]
+    async fn receipts(
+        &self,
+        channel: ChannelId,
+        seq: i64,
+        sender: UserId,
+        list: Option<(UserId, u32)>,
+    ) -> Result<(i64, Vec<UserId>), StoreError> {
+        let (ch, s) = (channel.get(), sender.get());
+        self.read(move |c| {
+            let count = qopt(c, &q::READ_COUNT, params![ch, s, seq], |r| r.get(0))?.unwrap_or(0);
+            let readers = match list {
+                Some((after, limit)) => {
+                    qmap(c, &q::READERS_PAGE, params![ch, s, seq, after.get(), limit as i64], |r| {
+                        Ok(UserId(r.get(0)?))
+                    })?
+                }
+                None => Vec::new(),
+            };
+            Ok((count, readers))
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.message_versions", skip_all)]
     async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
         self.read(move |c| qmap(c, &q::MESSAGE_VERSIONS, [id.get()], |r| message_version_from(r))).await

@@ -85,6 +85,7 @@ fn matrix() -> Vec<Row> {
         row("DELETE", "/api/v1/channels/{id}/messages/{messageId}", "/api/v1/channels/{group}/messages/{memberMsg}", None, [401, 403, 403, 204, 204, 204]),
         row("PUT",    "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}", "/api/v1/channels/{group}/messages/{memberMsg}/reactions/%F0%9F%91%8D", None, [401, 403, 403, 200, 200, 200]),
         row("DELETE", "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}", "/api/v1/channels/{group}/messages/{memberMsg}/reactions/%F0%9F%91%8D", None, [401, 403, 403, 200, 200, 200]),
+        row("GET",    "/api/v1/channels/{id}/messages/{messageId}/receipts", "/api/v1/channels/{group}/messages/{memberMsg}/receipts", None, [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/messages/{messageId}/recall", "/api/v1/channels/{group}/messages/{memberMsg}/recall", None, [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/read", "/api/v1/channels/{group}/read", Some(r#"{"seq": 1}"#),            [401, 404, 404, 200, 200, 200]),
         row("GET",    "/api/v1/conversations", "/api/v1/conversations", None,                                          [401, 200, 200, 200, 200, 200]),

@@ -1201,6 +1201,75 @@ async fn reactions_count_per_emoji_and_leave_counts_alone(db: Db) {
     app.stop().await;
 }
 
+/// Read receipts (docs/API.md "Read receipts"): a one-to-one row and history carry the
+/// peer's read position, and the sender hears when it moves; a group message's receipts
+/// are counted and listed from read positions.
+async fn read_receipts_follow_read_positions(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "rr", 5).await;
+    let (ann, bob, cat, dan, eve) = (&u[0], &u[1], &u[2], &u[3], &u[4]);
+    let chat = app.make_friends(ann, bob).await;
+    app.send_text(ann, &chat, "one", Value::Null).await;
+    let two = app.send_text(ann, &chat, "two", Value::Null).await;
+    assert_eq!(app.conversation(ann, &chat).await.unwrap()["peer"]["readSeq"], 0);
+    assert_eq!(
+        app.conversation(bob, &chat).await.unwrap()["peer"]["readSeq"],
+        two,
+        "ann's own messages are read by her"
+    );
+    let (mut ann_socket, _) = crate::realtime::Client::connect(&app, ann).await;
+    let r = app.post(&format!("/api/v1/channels/{chat}/read"), Some(&bob.access), json!({"seq": 1})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(app.conversation(ann, &chat).await.unwrap()["peer"]["readSeq"], 1);
+    let page = app.get(&format!("/api/v1/channels/{chat}/messages"), &ann.access).await;
+    assert_eq!(page.body["peerReadSeq"], 1, "{}", page.body);
+    let read = ann_socket.next_of("read.updated").await;
+    assert_eq!((read["data"]["userId"].as_str(), read["data"]["readSeq"].as_i64()), (Some(bob.id.as_str()), Some(1)));
+    loop {
+        let row = ann_socket.next_of("conversation.updated").await;
+        if row["data"]["channelId"] == chat.as_str() && row["data"]["peer"]["readSeq"] == 1 {
+            break;
+        }
+    }
+    app.assert_consistent().await;
+
+    // a group: counted and listed from read positions, members who joined later aside
+    let g = app.create_group(ann, "Receipts", &[bob, cat, dan]).await;
+    let seq = app.send_text(bob, &g, "did you read this?", Value::Null).await;
+    let id = app.get(&format!("/api/v1/channels/{g}/messages?afterSeq={}", seq - 1), &bob.access).await.body["items"]
+        [0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let receipts = format!("/api/v1/channels/{g}/messages/{id}/receipts");
+    let r = app.get(&receipts, &cat.access).await;
+    assert_eq!(
+        (r.status, r.body["readCount"].as_i64(), r.body["readers"].clone()),
+        (StatusCode::OK, Some(0), json!([]))
+    );
+    assert!(app.get(&format!("/api/v1/channels/{g}/messages"), &bob.access).await.body["peerReadSeq"].is_null());
+    for reader in [cat, dan] {
+        app.post(&format!("/api/v1/channels/{g}/read"), Some(&reader.access), json!({"seq": seq})).await;
+    }
+    let r = app.post(&format!("/api/v1/channels/{g}/members"), Some(&ann.access), json!({"userIds": [eve.id]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.send_text(eve, &g, "hi all", Value::Null).await;
+    let r = app.get(&receipts, &bob.access).await;
+    assert_eq!(r.body["readCount"], 2, "cat and dan; not eve, who joined after: {}", r.body);
+    let mut want = vec![cat.id.clone(), dan.id.clone()];
+    want.sort_by_key(|id| id.parse::<i64>().unwrap());
+    assert_eq!(r.body["readers"], json!(want));
+    let first = app.get(&format!("{receipts}?limit=1"), &bob.access).await;
+    assert_eq!(first.body["readers"], json!([want[0]]));
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = app.get(&format!("{receipts}?limit=1&cursor={cursor}"), &bob.access).await;
+    assert_eq!((second.body["readers"].clone(), second.body["nextCursor"].clone()), (json!([want[1]]), Value::Null));
+    assert_eq!(app.get(&receipts, &eve.access).await.status, StatusCode::NOT_FOUND, "from before eve joined");
+    app.assert_consistent().await;
+    app.stop().await;
+}
+
 crate::both_backends!(
     friend_applications_and_accept,
     contacts_remark_block_delete_and_refriend,
@@ -1217,4 +1286,5 @@ crate::both_backends!(
     edit_keeps_versions_and_recomputes_mentions,
     delete_for_me_hides_only_for_the_caller,
     reactions_count_per_emoji_and_leave_counts_alone,
+    read_receipts_follow_read_positions,
 );
