@@ -126,6 +126,12 @@ sql!(READ_COUNT, "SELECT COUNT(*) {READERS}");
 sql!(READERS_PAGE, "SELECT m.user_id {READERS} AND m.user_id > $4 ORDER BY m.user_id LIMIT $5");
 pub(crate) const HIDE_MESSAGE: &str = "INSERT INTO message_hidden (user_id, channel_id, seq, message_id, hidden_at)
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+/// The newest message `$1` deleted for themselves in `$2` (`$3`), on their setting row.
+pub(crate) const NOTE_DELETED: &str =
+    "INSERT INTO conversation_setting (user_id, channel_id, max_deleted_seq, updated_at)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (user_id, channel_id) DO UPDATE
+       SET max_deleted_seq = greatest(conversation_setting.max_deleted_seq, excluded.max_deleted_seq)";
 
 sql!(CHANNEL_BY_ID, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE id = $1");
 sql!(CHANNEL_BY_PAIR, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE single_pair = $1");

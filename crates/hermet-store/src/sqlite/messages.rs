@@ -173,7 +173,12 @@ impl MessageWrites for SqliteTx {
     #[tracing::instrument(level = "debug", name = "sqlite.hide_message", skip_all)]
     async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
         let (channel, seq, id) = (m.channel_id.get(), m.seq, m.id.get());
-        self.run(move |c| Ok(exec(c, q::HIDE_MESSAGE, params![user.get(), channel, seq, id, at])? == 1)).await
+        self.run(move |c| {
+            let hidden = exec(c, q::HIDE_MESSAGE, params![user.get(), channel, seq, id, at])? == 1;
+            exec(c, q::NOTE_DELETED, params![user.get(), channel, seq, at])?;
+            Ok(hidden)
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.edit_message", skip_all)]
