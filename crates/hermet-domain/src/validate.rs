@@ -36,6 +36,10 @@ pub fn reaction(field: &str, v: &str) -> Result<String> {
             format!("{field} must not contain control, whitespace or bidirectional control characters"),
         ));
     }
+    // `.` and `..` are path segments a client resolves away before sending
+    if v.chars().all(|c| c == '.') {
+        return Err(Error::invalid(field, format!("{field} must not be only dots")));
+    }
     Ok(v.to_owned())
 }
 
@@ -269,9 +273,12 @@ pub mod schema {
         format!("^{any}*{solid}{any}*$")
     }
 
-    /// A reaction of [`super::reaction`].
+    /// A reaction of [`super::reaction`] (its length is the schema's `minLength` and
+    /// `maxLength`): something besides dots.
     pub fn reaction_pattern() -> String {
-        format!("^{}{{1,{}}}$", class(true, &[CONTROL, WHITESPACE, BIDI_CONTROL]), super::REACTION_MAX)
+        let any = class(true, &[CONTROL, WHITESPACE, BIDI_CONTROL]);
+        let solid = class(true, &[CONTROL, WHITESPACE, BIDI_CONTROL, &[(0x2E, 0x2E)]]);
+        format!("^{any}*{solid}{any}*$")
     }
 
     /// Any text without control characters, as it is (not trimmed).
@@ -337,10 +344,10 @@ mod tests {
 
     #[test]
     fn reactions() {
-        for ok in ["👍", "👨\u{200D}👩\u{200D}👧", "❤\u{FE0F}", ":+1:", &"字".repeat(32)] {
+        for ok in ["👍", "👨\u{200D}👩\u{200D}👧", "❤\u{FE0F}", ":+1:", &"字".repeat(32), "...!"] {
             assert_eq!(reaction("emoji", ok).unwrap(), ok);
         }
-        for bad in ["", " ", "a b", "\u{7}", "\u{202E}x", &"x".repeat(33)] {
+        for bad in ["", " ", "a b", "\u{7}", "\u{202E}x", &"x".repeat(33), ".", ".."] {
             assert_eq!(reaction("emoji", bad).unwrap_err().field(), Some("emoji"), "{bad:?}");
         }
     }
@@ -378,7 +385,7 @@ mod tests {
                     assert_eq!(re.is_match(&v), parses(&v), "{pattern} on {v:?}");
                 }
             }
-            for v in ["", " ", "\t", " \n ", "a\tb", "\u{200B}", "\u{200F}שלום"] {
+            for v in ["", " ", "\t", " \n ", "a\tb", "\u{200B}", "\u{200F}שלום", ".", "..", "a."] {
                 assert_eq!(re.is_match(v), parses(v), "{pattern} on {v:?}");
             }
         }

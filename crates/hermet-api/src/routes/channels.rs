@@ -323,7 +323,7 @@ pub struct Reactions {
 }
 
 /// A reaction in a path: an emoji or a short code, 1 to 32 characters, no control,
-/// whitespace or bidirectional control character.
+/// whitespace or bidirectional control character, not only dots.
 pub struct Emoji;
 
 impl utoipa::PartialSchema for Emoji {
