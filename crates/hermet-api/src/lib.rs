@@ -188,7 +188,10 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         )
         .route("/api/v1/channels/{id}/read", post(channels::read::<D>))
         .route("/api/v1/conversations", get(conversations::list::<D>))
-        .route("/api/v1/conversations/{id}", patch(conversations::update::<D>).delete(conversations::close::<D>))
+        .route(
+            "/api/v1/conversations/{id}",
+            get(conversations::get_one::<D>).patch(conversations::update::<D>).delete(conversations::close::<D>),
+        )
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
         .merge(admin_routes)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), database_guard::<D>));

@@ -40,7 +40,7 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
         channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
         channels::remove_member, channels::update_member, channels::leave, channels::apply, channels::applications,
         channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::edit, channels::delete_for_me, channels::recall, channels::versions, channels::receipts, channels::react, channels::unreact, channels::read,
-        conversations::list, conversations::update, conversations::close,
+        conversations::list, conversations::get_one, conversations::update, conversations::close,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth, &ShapeResponses, &ContentValue),
@@ -329,9 +329,11 @@ mod tests {
                         );
                     }
                     if p["in"] == "path" {
+                        // ids (a string or a number) and other path values alike
+                        let schema = &p["schema"];
                         assert!(
-                            p["schema"]["oneOf"][0]["pattern"].is_string(),
-                            "{at}: path id {} without its pattern",
+                            schema["oneOf"][0]["pattern"].is_string() || schema["pattern"].is_string(),
+                            "{at}: path value {} without its pattern",
                             p["name"]
                         );
                     }

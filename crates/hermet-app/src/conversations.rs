@@ -121,6 +121,13 @@ impl<D: Database> App<D> {
         Ok(list)
     }
 
+    /// `GET /conversations/{channelId}`: my row of that channel as the list shows it, also
+    /// when it is hidden or closed (a former member's too). 404 when I have none.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id))]
+    pub async fn conversation(&self, who: Principal, channel_id: ChannelId) -> Result<ConversationRow> {
+        self.db.conversation(who.user_id, channel_id).await?.ok_or(Error::NotFound("conversation"))
+    }
+
     /// `PATCH /conversations/{channelId}`: pin, mute, hide. A hidden conversation comes
     /// back with the next message. Nothing to change (no field, or the values it has):
     /// the conversation as it is, nothing written.

@@ -155,6 +155,17 @@ pub async fn list<D: Database>(
     }))
 }
 
+/// GET /api/v1/conversations/{channelId} — one conversation of mine.
+#[utoipa::path(get, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 200, body = ConversationDto), (status = 404, description = "no conversation of mine in that channel", body = crate::error::ErrorBody)))]
+pub async fn get_one<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+) -> ApiResult<Json<ConversationDto>> {
+    Ok(Json(st.app.conversation(who, id).await?.into()))
+}
+
 /// PATCH /api/v1/conversations/{channelId} — pin, mute, hide.
 #[utoipa::path(patch, path = "/api/v1/conversations/{channelId}", tag = "conversations", security(("bearer" = [])), params(("channelId" = inline(ChannelId), Path, description = "channel id")),
     request_body = UpdateConversationRequest, responses((status = 200, body = ConversationDto)))]

@@ -89,6 +89,7 @@ fn matrix() -> Vec<Row> {
         row("POST",   "/api/v1/channels/{id}/messages/{messageId}/recall", "/api/v1/channels/{group}/messages/{memberMsg}/recall", None, [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/read", "/api/v1/channels/{group}/read", Some(r#"{"seq": 1}"#),            [401, 404, 404, 200, 200, 200]),
         row("GET",    "/api/v1/conversations", "/api/v1/conversations", None,                                          [401, 200, 200, 200, 200, 200]),
+        row("GET",    "/api/v1/conversations/{channelId}", "/api/v1/conversations/{single}", None,                  [401, 404, 404, 200, 404, 200]),
         row("PATCH",  "/api/v1/conversations/{channelId}", "/api/v1/conversations/{single}", Some(r#"{"isPinned": true}"#), [401, 404, 404, 200, 404, 200]),
         row("DELETE", "/api/v1/conversations/{channelId}", "/api/v1/conversations/{single}", None,                     [401, 404, 404, 204, 404, 204]),
     ]

@@ -1224,6 +1224,11 @@ async fn read_receipts_follow_read_positions(db: Db) {
     assert_eq!(app.conversation(ann, &chat).await.unwrap()["peer"]["readSeq"], 1);
     let page = app.get(&format!("/api/v1/channels/{chat}/messages"), &ann.access).await;
     assert_eq!(page.body["peerReadSeq"], 1, "{}", page.body);
+    // one conversation, as the list shows it; nobody else's
+    let one = app.get(&format!("/api/v1/conversations/{chat}"), &ann.access).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+    assert_eq!(one.body, app.conversation(ann, &chat).await.unwrap());
+    assert_eq!(app.get(&format!("/api/v1/conversations/{chat}"), &cat.access).await.status, StatusCode::NOT_FOUND);
     let read = ann_socket.next_of("read.updated").await;
     assert_eq!((read["data"]["userId"].as_str(), read["data"]["readSeq"].as_i64()), (Some(bob.id.as_str()), Some(1)));
     loop {
