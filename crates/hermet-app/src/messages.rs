@@ -282,7 +282,16 @@ impl<D: Database> App<D> {
                     details: None,
                 });
             }
-            message::validate_content(msg.msg_type, &req.content)?;
+            message::validate_content(msg.msg_type, &req.content).map_err(|e| match e {
+                // a rule of the stored message's type, which the request cannot show
+                Error::Validation { field, message } if field == "content.text" => Error::Refused {
+                    code: ErrorCode::ContentNotOfType,
+                    message,
+                    field: Some("content.text"),
+                    details: None,
+                },
+                other => other,
+            })?;
             let single = channel.channel_type == ChannelType::Single;
             let (wanted, mention_all) = match req.mentions {
                 None => (msg.mentions.clone(), msg.mention_all),

@@ -80,6 +80,7 @@ catalogue! {
     RecallWindowPassed => "recall_window_passed", 422, "the sender's time to recall the message (`limits.recall_window_secs`) has passed";
     TooManyReactions => "too_many_reactions", 422, "a member may put at most 20 reactions on one message";
     EditWindowPassed => "edit_window_passed", 422, "the sender's time to edit the message (`limits.edit_window_secs`) has passed";
+    ContentNotOfType => "content_not_of_type", 422, "an edit's content does not suit the message's type (a text message needs a non-empty `content.text`)";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
     ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";

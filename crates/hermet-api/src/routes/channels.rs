@@ -685,7 +685,7 @@ pub async fn recall<D: Database>(
         (status = 403, description = "not a member; not the sender; `\"all\"` from a plain member", body = ErrorBody),
         (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
         (status = 409, description = "`message_recalled`, `channel_archived`", body = ErrorBody),
-        (status = 422, description = "`edit_window_passed`", body = ErrorBody),
+        (status = 422, description = "`edit_window_passed`, `content_not_of_type`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`sends_per_user`)", body = ErrorBody)))]
 pub async fn edit<D: Database>(
     State(st): State<AppState<D>>,

@@ -987,8 +987,14 @@ async fn edit_keeps_versions_and_recomputes_mentions(db: Db) {
     assert_eq!(counts(&app.conversation(cat, &g).await.unwrap()), (Some(1), Some(0)));
 
     // bad input and the wrong people change nothing
+    let r = app.patch(&one, &bob.access, json!({"content": {"text": " "}})).await;
+    assert_eq!(
+        (r.status, r.code(), r.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "content_not_of_type", "content.text")
+    );
+    let r = app.patch(&one, &bob.access, json!({"content": {"caption": "no text"}})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::UNPROCESSABLE_ENTITY, "content_not_of_type"), "{}", r.body);
     for (body, field) in [
-        (json!({"content": {"text": " "}}), "content.text"),
         (json!({"content": "text"}), "content"),
         (json!({"content": {"text": "x"}, "extra": 1}), ""),
         (json!({"content": {"text": "x"}, "mentions": 7}), "mentions"),
