@@ -22,7 +22,7 @@ use crate::{App, Principal};
 
 pub const CHANNEL_NAME_MAX: usize = 64;
 
-fn not_member() -> Error {
+pub(crate) fn not_member() -> Error {
     Error::forbidden("you are not a member of this channel")
 }
 
@@ -30,7 +30,7 @@ fn must_manage() -> Error {
     Error::forbidden("only the group's owner or an admin may do this")
 }
 
-fn archived() -> Error {
+pub(crate) fn archived() -> Error {
     Error::Refused {
         code: ErrorCode::ChannelArchived,
         message: "this group has been dismissed".into(),

@@ -89,16 +89,20 @@ impl<D: Database> App<D> {
     }
 
     async fn append_to_outbox(&self, tx: &mut D::Tx, events: &[DomainEvent], now: i64) -> Result<()> {
-        let ids = self.ids.next_many(events.len()).map_err(Error::internal)?;
         // A message's event carries the message's id (both come from the one generator,
         // so it is unique among event ids): a recall finds the event by its unique
-        // `event_id` to erase the content from the log too.
+        // `event_id` to erase the content from the log too. Other events get new ids.
+        let own_id = |e: &DomainEvent| match e {
+            DomainEvent::MessageSent(m) => Some(EventId(m.message_id.get())),
+            _ => None,
+        };
+        let mut ids =
+            self.ids.next_many(events.iter().filter(|e| own_id(e).is_none()).count()).map_err(Error::internal)?;
         let rows: Vec<OutboxEvent> = events
             .iter()
-            .zip(ids)
-            .map(|(e, id)| match e {
-                DomainEvent::MessageSent(m) => OutboxEvent::new(EventId(m.message_id.get()), now, e),
-                _ => OutboxEvent::new(EventId(id), now, e),
+            .map(|e| {
+                let id = own_id(e).unwrap_or_else(|| EventId(ids.pop().unwrap_or_default()));
+                OutboxEvent::new(id, now, e)
             })
             .collect();
         tx.append_events(&rows).await?;

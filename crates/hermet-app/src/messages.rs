@@ -17,6 +17,7 @@ use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{ChannelWrites, ConversationRow, Database, Locks, MessageEdit, MessageQuery, MessageWrites};
 
+use crate::channels::{archived, not_member};
 use crate::commit::timed;
 use crate::rate_limits::{Key, Limit};
 use crate::{App, Principal};
@@ -71,6 +72,27 @@ pub struct History {
     pub reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>>,
     /// A one-to-one chat: how far the peer has read (read receipts).
     pub peer_read_seq: Option<i64>,
+}
+
+/// `mentions: "all"`: only in groups, and by a plain member only when
+/// `limits.mention_all_by_members` allows it (sending and editing alike).
+pub(crate) fn may_mention_all(single: bool, role: MemberRole, by_members: bool) -> Result<()> {
+    if single {
+        return Err(Error::invalid("mentions", "\"all\" is for groups; a one-to-one chat has no one else to mention"));
+    }
+    if role == MemberRole::Member && !by_members {
+        return Err(Error::forbidden("only the group's owner and admins may mention everyone"));
+    }
+    Ok(())
+}
+
+fn recalled() -> Error {
+    Error::Refused {
+        code: ErrorCode::MessageRecalled,
+        message: "the message was recalled".into(),
+        field: None,
+        details: None,
+    }
 }
 
 impl<D: Database> App<D> {
@@ -263,12 +285,7 @@ impl<D: Database> App<D> {
             let mut tx = self.db.begin().await?;
             let (channel, me, mut msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
             if msg.recalled.is_some() {
-                return Err(Error::Refused {
-                    code: ErrorCode::MessageRecalled,
-                    message: "the message was recalled".into(),
-                    field: None,
-                    details: None,
-                });
+                return Err(recalled());
             }
             if msg.sender_id != who.user_id {
                 return Err(Error::forbidden("only its sender may edit a message"));
@@ -296,18 +313,10 @@ impl<D: Database> App<D> {
             let (wanted, mention_all) = match req.mentions {
                 None => (msg.mentions.clone(), msg.mention_all),
                 Some(Mentions::None) => (Vec::new(), false),
-                Some(Mentions::All) if single => {
-                    return Err(Error::invalid(
-                        "mentions",
-                        "\"all\" is for groups; a one-to-one chat has no one else to mention",
-                    ));
+                Some(Mentions::All) => {
+                    may_mention_all(single, me.role, self.settings.limits.mention_all_by_members)?;
+                    (Vec::new(), true)
                 }
-                Some(Mentions::All)
-                    if me.role == MemberRole::Member && !self.settings.limits.mention_all_by_members =>
-                {
-                    return Err(Error::forbidden("only the group's owner and admins may mention everyone"));
-                }
-                Some(Mentions::All) => (Vec::new(), true),
                 Some(Mentions::Users(ids)) => (ids, false),
             };
             let mut wanted: Vec<_> = wanted.into_iter().filter(|u| *u != who.user_id).collect();
@@ -399,17 +408,12 @@ impl<D: Database> App<D> {
             let mut tx = self.db.begin().await?;
             let (channel, _, msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
             if msg.recalled.is_some() {
-                return Err(Error::Refused {
-                    code: ErrorCode::MessageRecalled,
-                    message: "the message was recalled".into(),
-                    field: None,
-                    details: None,
-                });
+                return Err(recalled());
             }
-            if add && tx.reactions_by(message_id, who.user_id).await? >= REACTIONS_PER_MEMBER {
-                // already there: nothing to add, and no reason to refuse
-                let mine = self.db.reactions(&[message_id], who.user_id).await?;
-                if !mine.iter().any(|(_, r)| r.emoji == emoji && r.me) {
+            if add {
+                // one already given is not refused: adding it changes nothing
+                let (given, this_one) = tx.reactions_by(message_id, who.user_id, &emoji).await?;
+                if given >= REACTIONS_PER_MEMBER && !this_one {
                     return Err(Error::Refused {
                         code: ErrorCode::TooManyReactions,
                         message: format!("at most {REACTIONS_PER_MEMBER} reactions of yours on one message"),
@@ -451,13 +455,7 @@ impl<D: Database> App<D> {
     ) -> Result<Receipts> {
         let limit = hermet_domain::validate::limit(limit)?;
         let after: i64 = cursor.map(crate::page::decode_cursor).transpose()?.unwrap_or(0);
-        let (c, me) = self.membership(who, channel_id).await?;
-        let msg = self
-            .db
-            .message(channel_id, message_id)
-            .await?
-            .filter(|m| m.seq > me.join_seq)
-            .ok_or(Error::NotFound("message"))?;
+        let (c, msg) = self.visible_message(who, channel_id, message_id).await?;
         let list = (!c.read_diffusion).then_some((UserId(after), limit + 1));
         let (read_count, readers) = self.db.receipts(channel_id, msg.seq, msg.sender_id, list).await?;
         let readers = list.map(|_| crate::page::Page::from_overfetch(readers, limit, |u| u.get()));
@@ -474,13 +472,7 @@ impl<D: Database> App<D> {
         channel_id: ChannelId,
         message_id: MessageId,
     ) -> Result<Vec<MessageVersion>> {
-        let (_, me) = self.membership(who, channel_id).await?;
-        let msg = self
-            .db
-            .message(channel_id, message_id)
-            .await?
-            .filter(|m| m.seq > me.join_seq)
-            .ok_or(Error::NotFound("message"))?;
+        let (_, msg) = self.visible_message(who, channel_id, message_id).await?;
         let mut versions = self.db.message_versions(message_id).await?;
         versions.push(MessageVersion {
             version: msg.edit_count + 1,
@@ -490,6 +482,24 @@ impl<D: Database> App<D> {
             written_at: msg.edited_at.unwrap_or(msg.created_at),
         });
         Ok(versions)
+    }
+
+    /// The channel and its message `message_id`, read by an active member who can see it
+    /// (403 otherwise; 404 for a message of another channel or from before they joined).
+    async fn visible_message(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+    ) -> Result<(hermet_domain::channel::Channel, Message)> {
+        let (channel, me) = self.membership(who, channel_id).await?;
+        let msg = self
+            .db
+            .message(channel_id, message_id)
+            .await?
+            .filter(|m| m.seq > me.join_seq)
+            .ok_or(Error::NotFound("message"))?;
+        Ok((channel, msg))
     }
 
     /// Locks a message for a change by `who` (recall, edit), after what it depends on in
@@ -507,18 +517,9 @@ impl<D: Database> App<D> {
             tx.lock_users(&[who.user_id, peer], true).await?;
         }
         let channel = tx.lock_channel(peek.id, false).await?.ok_or(Error::NotFound("channel"))?;
-        let me = tx
-            .lock_member(peek.id, who.user_id)
-            .await?
-            .filter(Member::is_active)
-            .ok_or_else(|| Error::forbidden("you are not a member of this channel"))?;
+        let me = tx.lock_member(peek.id, who.user_id).await?.filter(Member::is_active).ok_or_else(not_member)?;
         if channel.status != ChannelStatus::Active {
-            return Err(Error::Refused {
-                code: ErrorCode::ChannelArchived,
-                message: "this group has been dismissed".into(),
-                field: None,
-                details: None,
-            });
+            return Err(archived());
         }
         let msg = tx
             .lock_message(peek.id, message_id)

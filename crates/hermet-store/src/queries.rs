@@ -106,7 +106,9 @@ const NOT_HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM message_hidden h
 pub(crate) const REACT: &str = "INSERT INTO message_reaction (message_id, emoji, user_id, created_at)
      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 pub(crate) const UNREACT: &str = "DELETE FROM message_reaction WHERE message_id = $1 AND emoji = $2 AND user_id = $3";
-pub(crate) const REACTIONS_BY: &str = "SELECT COUNT(*) FROM message_reaction WHERE message_id = $1 AND user_id = $2";
+/// `$2`'s reactions on message `$1`: how many, and whether `$3` is one of them.
+pub(crate) const REACTIONS_BY: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN emoji = $3 THEN 1 ELSE 0 END), 0)
+     FROM message_reaction WHERE message_id = $1 AND user_id = $2";
 pub(crate) const DELETE_REACTIONS_OF: &str = "DELETE FROM message_reaction WHERE message_id = $1";
 /// A page's reaction counts (`messages` matches the messages of `$1`, `$2` is the
 /// reader), each message's in the order its reactions were first given.

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hermet_domain::channel::{ChannelStatus, Member, MemberRole};
+use hermet_domain::channel::{ChannelStatus, Member};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, IdGenerator, UserId};
 use hermet_domain::message::{Mentions, Message};
@@ -177,16 +177,10 @@ impl<'a> Batch<'a> {
         }
         let (mentions, mention_all) = match &s.req.mentions {
             Mentions::None => (Vec::new(), false),
-            Mentions::All if peer.is_some() => {
-                return Err(Error::invalid(
-                    "mentions",
-                    "\"all\" is for groups; a one-to-one chat has no one else to mention",
-                ));
+            Mentions::All => {
+                super::may_mention_all(peer.is_some(), member.role, self.mention_all_by_members)?;
+                (Vec::new(), true)
             }
-            Mentions::All if member.role == MemberRole::Member && !self.mention_all_by_members => {
-                return Err(Error::forbidden("only the group's owner and admins may mention everyone"));
-            }
-            Mentions::All => (Vec::new(), true),
             Mentions::Users(ids) => {
                 let mut m: Vec<UserId> =
                     ids.iter().copied().filter(|u| *u != me && self.mentioned.contains(&(s.channel, *u))).collect();

@@ -98,8 +98,13 @@ pub trait MessageWrites {
         add: bool,
         at: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// How many reactions `user` has put on `message`.
-    fn reactions_by(&mut self, message: MessageId, user: UserId) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// How many reactions `user` has put on `message`, and whether `emoji` is one of them.
+    fn reactions_by(
+        &mut self,
+        message: MessageId,
+        user: UserId,
+        emoji: &str,
+    ) -> impl Future<Output = StoreResult<(i64, bool)>> + Send;
     /// Deletes a message for `user` only: left out of their history, and of their
     /// conversation's preview. Returns whether it was not already.
     fn hide_message(

@@ -215,9 +215,12 @@ impl MessageWrites for PgTx {
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.reactions_by", skip_all)]
-    async fn reactions_by(&mut self, message: MessageId, user: UserId) -> Result<i64, StoreError> {
-        let row = query_opt(self.conn()?, q::REACTIONS_BY, &[&message.get(), &user.get()], |r| r.int(0)).await?;
-        Ok(row.unwrap_or(0))
+    async fn reactions_by(&mut self, message: MessageId, user: UserId, emoji: &str) -> Result<(i64, bool), StoreError> {
+        let row = query_opt(self.conn()?, q::REACTIONS_BY, &[&message.get(), &user.get(), &emoji], |r| {
+            Ok((r.int(0)?, r.int(1)? > 0))
+        })
+        .await?;
+        Ok(row.unwrap_or((0, false)))
     }
 
     #[tracing::instrument(level = "debug", name = "postgres.hide_message", skip_all)]

@@ -165,9 +165,15 @@ impl MessageWrites for SqliteTx {
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.reactions_by", skip_all)]
-    async fn reactions_by(&mut self, message: MessageId, user: UserId) -> Result<i64, StoreError> {
-        self.run(move |c| Ok(qopt(c, q::REACTIONS_BY, params![message.get(), user.get()], |r| r.get(0))?.unwrap_or(0)))
-            .await
+    async fn reactions_by(&mut self, message: MessageId, user: UserId, emoji: &str) -> Result<(i64, bool), StoreError> {
+        let emoji = emoji.to_owned();
+        self.run(move |c| {
+            let row = qopt(c, q::REACTIONS_BY, params![message.get(), user.get(), emoji], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? > 0))
+            })?;
+            Ok(row.unwrap_or((0, false)))
+        })
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "sqlite.hide_message", skip_all)]
