@@ -181,6 +181,9 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         )
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
+        .route("/api/v1/channels/{id}/pins", get(channels::pins::<D>))
+        .route("/api/v1/channels/{id}/pins/{messageId}", put(channels::pin::<D>).delete(channels::unpin::<D>))
+        .route("/api/v1/messages/forward", post(channels::forward::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/receipts", get(channels::receipts::<D>))
         .route(
             "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}",

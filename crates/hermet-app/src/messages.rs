@@ -11,7 +11,8 @@ use hermet_domain::error::ErrorCode;
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, MessageId, UserId};
 use hermet_domain::message::{
-    self, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion, REACTIONS_PER_MEMBER, ReactionCount, Recall,
+    self, FORWARD_CHANNELS_MAX, FORWARD_MESSAGES_MAX, MENTIONS_MAX, Mentions, Message, MessageType, MessageVersion,
+    PINS_MAX, Pin, Quote, REACTIONS_PER_MEMBER, ReactionCount, Recall,
 };
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
@@ -33,6 +34,16 @@ pub struct SendMessage {
     pub content: serde_json::Value,
     pub mentions: Mentions,
     pub client_msg_id: Option<String>,
+    /// The message this one replies to: one of the channel the sender can see.
+    pub reply_to: Option<MessageId>,
+}
+
+/// What a forward did in one target channel: the messages sent there, in order, and the
+/// refusal that stopped it, if one did (the messages before it stay sent).
+pub struct Forwarded {
+    pub channel_id: ChannelId,
+    pub sent: Vec<SentMessage>,
+    pub error: Option<Error>,
 }
 
 /// The answer to a send (the same again for a retried `clientMsgId`).
@@ -64,6 +75,14 @@ pub struct Receipts {
     pub readers: Option<crate::page::Page<UserId>>,
 }
 
+/// A channel's pinned messages (`GET /channels/{id}/pins`), with their reactions and the
+/// quotes of those that are replies.
+pub struct Pins {
+    pub items: Vec<Pin>,
+    pub reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>>,
+    pub quotes: std::collections::HashMap<MessageId, Quote>,
+}
+
 /// A page of history: `items` in the order asked for, with their reactions.
 pub struct History {
     pub items: Vec<Message>,
@@ -72,6 +91,8 @@ pub struct History {
     pub reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>>,
     /// A one-to-one chat: how far the peer has read (read receipts).
     pub peer_read_seq: Option<i64>,
+    /// The quotes of the messages the page's replies answer, by their id, as they are now.
+    pub quotes: std::collections::HashMap<MessageId, Quote>,
 }
 
 /// `mentions: "all"`: only in groups, and by a plain member only when
@@ -86,12 +107,27 @@ pub(crate) fn may_mention_all(single: bool, role: MemberRole, by_members: bool) 
     Ok(())
 }
 
+/// A message id in a request that names no message the caller can read.
+fn unknown_message(field: &'static str, ids: &[MessageId]) -> Error {
+    Error::Refused {
+        code: ErrorCode::UnknownMessage,
+        message: format!("{field} names no message you can read"),
+        field: Some(field),
+        details: Some(Box::new(serde_json::json!(ids))),
+    }
+}
+
 fn recalled() -> Error {
+    recalled_at(None, None)
+}
+
+/// [`recalled`], naming the request's field and the message.
+fn recalled_at(field: Option<&'static str>, id: Option<MessageId>) -> Error {
     Error::Refused {
         code: ErrorCode::MessageRecalled,
         message: "the message was recalled".into(),
-        field: None,
-        details: None,
+        field,
+        details: id.map(|id| Box::new(serde_json::json!([id]))),
     }
 }
 
@@ -124,9 +160,198 @@ impl<D: Database> App<D> {
             {
                 return Err(Error::invalid("mentions", format!("at most {MENTIONS_MAX} mentions")));
             }
-            self.write_send(who, channel, req).await
+            let quote = match req.reply_to {
+                Some(id) => Some(self.quote(who, channel, id).await?),
+                None => None,
+            };
+            self.write_send(batch::Outgoing { who, channel, req, quote, forwarded: None }).await
         })
         .await
+    }
+
+    /// The quote of message `id` of `channel` for a reply by `who`: a message they can
+    /// see, not recalled (the batch refuses the send otherwise, after its retry check).
+    async fn quote(
+        &self,
+        who: Principal,
+        channel: ChannelId,
+        id: MessageId,
+    ) -> Result<std::result::Result<Quote, batch::Unquotable>> {
+        let (_, me) = self.membership(who, channel).await?;
+        let found = self.db.message(channel, id).await?;
+        Ok(match found.filter(|m| m.seq > me.join_seq && m.msg_type != MessageType::System) {
+            None => Err(batch::Unquotable::Unknown(id)),
+            Some(m) if m.recalled.is_some() => Err(batch::Unquotable::Recalled(id)),
+            Some(m) => Ok(Quote::of(&m)),
+        })
+    }
+
+    /// `POST /messages/forward`: each of `message_ids` (messages the caller can read, not
+    /// recalled) to each of `channel_ids` (channels the caller is an active member of), as
+    /// new messages marked with their origin, in the order they were sent. Checked whole
+    /// before anything is sent; then each target channel gets its messages in order, and
+    /// a refusal there (the peer blocked the caller, say) stops that channel only.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
+    pub async fn forward(
+        &self,
+        who: Principal,
+        message_ids: Vec<MessageId>,
+        channel_ids: Vec<ChannelId>,
+    ) -> Result<Vec<Forwarded>> {
+        fn distinct<T: Ord + Copy>(field: &'static str, v: &[T], max: usize) -> Result<()> {
+            if v.is_empty() || v.len() > max {
+                return Err(Error::invalid(field, format!("{field} must list 1 to {max} ids")));
+            }
+            let mut sorted = v.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != v.len() {
+                return Err(Error::invalid(field, format!("{field} must not repeat an id")));
+            }
+            Ok(())
+        }
+        distinct("messageIds", &message_ids, FORWARD_MESSAGES_MAX)?;
+        distinct("channelIds", &channel_ids, FORWARD_CHANNELS_MAX)?;
+        let mut budgets = vec![(Limit::SendsPerUser, Key::Id(who.user_id.get()))];
+        budgets.extend(channel_ids.iter().map(|c| (Limit::SendsPerChannel, Key::Id(c.get()))));
+        self.rate_limits(&budgets).await?;
+        // the messages, each readable by the caller
+        let mut found = self.db.messages_by_ids(&message_ids).await?;
+        let mut joined: std::collections::HashMap<ChannelId, Option<i64>> = Default::default();
+        for m in &found {
+            if let std::collections::hash_map::Entry::Vacant(e) = joined.entry(m.channel_id) {
+                e.insert(self.membership(who, m.channel_id).await.ok().map(|(_, me)| me.join_seq));
+            }
+        }
+        found.retain(|m| {
+            joined.get(&m.channel_id).copied().flatten().is_some_and(|j| m.seq > j) && m.msg_type != MessageType::System
+        });
+        let unknown: Vec<MessageId> =
+            message_ids.iter().copied().filter(|id| !found.iter().any(|m| m.id == *id)).collect();
+        if !unknown.is_empty() {
+            return Err(unknown_message("messageIds", &unknown));
+        }
+        if let Some(m) = found.iter().find(|m| m.recalled.is_some()) {
+            return Err(recalled_at(Some("messageIds"), Some(m.id)));
+        }
+        found.sort_by_key(|m| (m.created_at, m.id));
+        // the targets, each one the caller may send to
+        for c in &channel_ids {
+            self.membership(who, *c).await?;
+        }
+        let one_channel = |channel: ChannelId| {
+            let found = &found;
+            async move {
+                let mut out = Forwarded { channel_id: channel, sent: Vec::new(), error: None };
+                for m in found {
+                    let req = SendMessage {
+                        msg_type: m.msg_type,
+                        content: m.content.clone(),
+                        mentions: Mentions::None,
+                        client_msg_id: None,
+                        reply_to: None,
+                    };
+                    let send =
+                        batch::Outgoing { who, channel, req, quote: None, forwarded: Some(message::Forwarded::of(m)) };
+                    match self.write_send(send).await {
+                        Ok(sent) => out.sent.push(sent),
+                        Err(e) => {
+                            out.error = Some(e);
+                            break;
+                        }
+                    }
+                }
+                out
+            }
+        };
+        Ok(futures::future::join_all(channel_ids.iter().map(|c| one_channel(*c))).await)
+    }
+
+    /// `PUT` (`pin`) and `DELETE /channels/{id}/pins/{messageId}`: in a group its owner
+    /// and admins, in a one-to-one chat either member; at most [`PINS_MAX`] pins a
+    /// channel; not a recalled message. Pinning a pinned message (or unpinning one that
+    /// is not) changes nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id, message_id = %message_id))]
+    pub async fn pin_message(
+        &self,
+        who: Principal,
+        channel_id: ChannelId,
+        message_id: MessageId,
+        pin: bool,
+    ) -> Result<()> {
+        timed("message.pin", async {
+            let peek = self.db.channel(channel_id).await?.ok_or(Error::NotFound("channel"))?;
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me, msg) = self.lock_message_of(&mut tx, who, &peek, message_id).await?;
+            if channel.channel_type == ChannelType::Group && !me.role.can_manage() {
+                return Err(Error::forbidden("only the group's owner and admins may pin messages"));
+            }
+            if pin {
+                if msg.recalled.is_some() {
+                    return Err(recalled());
+                }
+                let (pinned, this_one) = tx.pin_count(channel_id, message_id).await?;
+                if pinned >= PINS_MAX && !this_one {
+                    return Err(Error::Refused {
+                        code: ErrorCode::TooManyPins,
+                        message: format!("at most {PINS_MAX} pinned messages in a channel"),
+                        field: None,
+                        details: None,
+                    });
+                }
+            }
+            if tx.pin(&msg, who.user_id, pin, now).await? {
+                let ev = DomainEvent::MessagePinned(event::MessagePinned {
+                    message_id,
+                    channel_id,
+                    seq: msg.seq,
+                    pinned: pin,
+                    by: who.user_id,
+                    at: now,
+                    read_diffusion: channel.read_diffusion,
+                });
+                self.record(&mut tx, &[ev], now).await?;
+            }
+            self.commit(tx).await
+        })
+        .await
+    }
+
+    /// `GET /channels/{id}/pins`: the channel's pinned messages I can see (sent after I
+    /// joined), newest pin first, with the quotes of those that are replies.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %channel_id))]
+    pub async fn pins(&self, who: Principal, channel_id: ChannelId) -> Result<Pins> {
+        let (_, me) = self.membership(who, channel_id).await?;
+        let items = self.db.pins(channel_id, me.join_seq).await?;
+        let quotes = self.quotes(items.iter().map(|p| &p.message)).await?;
+        let ids: Vec<MessageId> = items.iter().map(|p| p.message.id).collect();
+        let reactions = self.reactions_of(&ids, who.user_id).await?;
+        Ok(Pins { items, reactions, quotes })
+    }
+
+    /// The reactions of `ids` as `viewer` sees them, by message.
+    async fn reactions_of(
+        &self,
+        ids: &[MessageId],
+        viewer: UserId,
+    ) -> Result<std::collections::HashMap<MessageId, Vec<ReactionCount>>> {
+        let mut reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>> = Default::default();
+        for (id, r) in self.db.reactions(ids, viewer).await? {
+            reactions.entry(id).or_default().push(r);
+        }
+        Ok(reactions)
+    }
+
+    /// The quotes of the messages `page`'s replies answer, as they are now.
+    async fn quotes<'a>(
+        &self,
+        page: impl Iterator<Item = &'a Message>,
+    ) -> Result<std::collections::HashMap<MessageId, Quote>> {
+        let mut ids: Vec<MessageId> = page.filter_map(|m| m.reply_to).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(self.db.messages_by_ids(&ids).await?.iter().map(|m| (m.id, Quote::of(m))).collect())
     }
 
     /// `GET /channels/{id}/messages`: active members only; history starts after the
@@ -161,15 +386,13 @@ impl<D: Database> App<D> {
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let ids: Vec<MessageId> = items.iter().map(|m| m.id).collect();
-        let mut reactions: std::collections::HashMap<MessageId, Vec<ReactionCount>> = Default::default();
-        for (id, r) in self.db.reactions(&ids, who.user_id).await? {
-            reactions.entry(id).or_default().push(r);
-        }
+        let reactions = self.reactions_of(&ids, who.user_id).await?;
         let peer_read_seq = match c.peer_of(who.user_id) {
             Some(_) => self.db.conversation(who.user_id, channel).await?.map(|r| r.peer_read_seq),
             None => None,
         };
-        Ok(History { items, has_more, reactions, peer_read_seq })
+        let quotes = self.quotes(items.iter()).await?;
+        Ok(History { items, has_more, reactions, peer_read_seq, quotes })
     }
 
     /// `POST /channels/{id}/read`: moves my read position forward (never back, never past

@@ -166,6 +166,7 @@ pub fn frame_type(event_type: &str) -> Option<&'static str> {
         "message.edited" => "message.edited",
         "message.hidden" => "message.hidden",
         "message.reaction" => "message.reaction",
+        "message.pinned" => "message.pinned",
         "channel.created" => "channel.created",
         "channel.updated" => "channel.updated",
         "channel.dismissed" => "channel.dismissed",

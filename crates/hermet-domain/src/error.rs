@@ -63,7 +63,7 @@ catalogue! {
     OwnerMustTransfer => "owner_must_transfer", 409, "the owner leaves only after making someone owner or admin, or dismisses the group";
     ClientMsgIdReused => "client_msg_id_reused", 409, "the clientMsgId was already used for a message in another channel";
     DeadLetterNotPending => "dead_letter_not_pending", 409, "the dead letter was already retried or discarded";
-    MessageRecalled => "message_recalled", 409, "the message was recalled; it cannot be edited";
+    MessageRecalled => "message_recalled", 409, "the message was recalled; it cannot be edited, reacted to, quoted, forwarded or pinned";
     PayloadTooLarge => "payload_too_large", 413, "the body is larger than the configured limit";
     CannotAddSelf => "cannot_add_self", 422, "a friend application to oneself";
     ApplicantInactive => "applicant_inactive", 422, "the applicant's account is no longer active";
@@ -81,6 +81,8 @@ catalogue! {
     TooManyReactions => "too_many_reactions", 422, "a member may put at most 20 reactions on one message";
     EditWindowPassed => "edit_window_passed", 422, "the sender's time to edit the message (`limits.edit_window_secs`) has passed";
     ContentNotOfType => "content_not_of_type", 422, "an edit's content does not suit the message's type (a text message needs a non-empty `content.text`)";
+    UnknownMessage => "unknown_message", 422, "`replyTo` or `messageIds` names a message the caller cannot read (listed in `details`)";
+    TooManyPins => "too_many_pins", 422, "a channel may have at most 50 pinned messages";
     RateLimited => "rate_limited", 429, "too many requests";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
     ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";

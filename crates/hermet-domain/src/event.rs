@@ -50,6 +50,8 @@ pub enum DomainEvent {
     MessageHidden(MessageHidden),
     #[serde(rename = "message.reaction")]
     MessageReaction(MessageReaction),
+    #[serde(rename = "message.pinned")]
+    MessagePinned(MessagePinned),
     #[serde(rename = "conversation.read")]
     ConversationRead(ConversationRead),
     #[serde(rename = "conversation.settings_changed")]
@@ -248,6 +250,13 @@ pub struct MessageSent {
     pub mention_all: bool,
     pub client_msg_id: Option<String>,
     pub sent_at: i64,
+    /// A reply: the quote of the message it answers, as it was when sent (a recall of
+    /// that message erases the preview here too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<crate::message::Quote>,
+    /// A forwarded message: where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<crate::message::Forwarded>,
     /// Sent to a large group (read diffusion): its members' conversation rows are computed
     /// when read, so no per-member row changes and no `conversation.updated` follows.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -315,6 +324,22 @@ pub struct MessageReaction {
     pub read_diffusion: bool,
 }
 
+/// A message was pinned in its channel (`pinned`), or unpinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePinned {
+    pub message_id: MessageId,
+    pub channel_id: ChannelId,
+    pub seq: i64,
+    pub pinned: bool,
+    /// Who pinned or unpinned it.
+    pub by: UserId,
+    pub at: i64,
+    /// A large group's: pushed to members online, not put in every member's inbox.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_diffusion: bool,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -368,6 +393,7 @@ impl DomainEvent {
             MessageEdited(_) => "message.edited",
             MessageHidden(_) => "message.hidden",
             MessageReaction(_) => "message.reaction",
+            MessagePinned(_) => "message.pinned",
             ConversationRead(_) => "conversation.read",
             ConversationSettingsChanged(_) => "conversation.settings_changed",
         }
@@ -403,6 +429,7 @@ impl DomainEvent {
             MessageEdited(e) => ("channel", e.channel_id.to_string()),
             MessageHidden(e) => ("channel", e.channel_id.to_string()),
             MessageReaction(e) => ("channel", e.channel_id.to_string()),
+            MessagePinned(e) => ("channel", e.channel_id.to_string()),
             ConversationRead(e) => ("channel", e.channel_id.to_string()),
             ConversationSettingsChanged(e) => ("user", e.user_id.to_string()),
         }

@@ -109,6 +109,76 @@ pub struct Message {
     /// When it was last edited, and how many times (docs/API.md "Edit").
     pub edited_at: Option<i64>,
     pub edit_count: i32,
+    /// The message this one replies to (docs/API.md "Replies"): its quote is read from it.
+    pub reply_to: Option<MessageId>,
+    /// Where a forwarded message came from (docs/API.md "Forward").
+    pub forwarded_from: Option<Forwarded>,
+}
+
+/// Longest preview in a reply's quote.
+pub const QUOTE_PREVIEW_MAX: usize = 100;
+/// Most messages one forward takes, and most channels it goes to.
+pub const FORWARD_MESSAGES_MAX: usize = 20;
+pub const FORWARD_CHANNELS_MAX: usize = 20;
+/// Most pinned messages in one channel.
+pub const PINS_MAX: i64 = 50;
+
+/// The quote a reply carries of the message it answers: who sent it, its type and a
+/// short preview, as that message is now (a recalled one reads `recalled`, no preview).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quote {
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    pub msg_type: MessageType,
+    pub preview: String,
+}
+
+impl Quote {
+    pub fn of(m: &Message) -> Self {
+        let preview = match m.msg_type {
+            MessageType::Recalled => String::new(),
+            t => preview(t, &m.content).chars().take(QUOTE_PREVIEW_MAX).collect(),
+        };
+        Self {
+            message_id: m.id,
+            sender_id: m.sender_id,
+            sender_name: m.sender_name.clone(),
+            msg_type: m.msg_type,
+            preview,
+        }
+    }
+}
+
+/// A forwarded message's origin: the first message of a chain of forwards (forwarding a
+/// forwarded message keeps its origin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Forwarded {
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    pub sent_at: i64,
+}
+
+impl Forwarded {
+    pub fn of(m: &Message) -> Self {
+        m.forwarded_from.clone().unwrap_or_else(|| Self {
+            message_id: m.id,
+            sender_id: m.sender_id,
+            sender_name: m.sender_name.clone(),
+            sent_at: m.created_at,
+        })
+    }
+}
+
+/// A pinned message of a channel: who pinned it and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pin {
+    pub message: Message,
+    pub pinned_by: UserId,
+    pub pinned_at: i64,
 }
 
 /// Most reactions one member may put on one message.

@@ -142,8 +142,10 @@ pub fn project(event: &DomainEvent) -> Refresh {
             r.message_conversations.extend(e.peer_id.map(|p| (p, e.channel_id)));
         }
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
-        // Roles, group nicknames, applications and reactions are not part of any read model.
+        // Roles, group nicknames, applications, reactions and pins are not part of any read
+        // model.
         MessageReaction(_)
+        | MessagePinned(_)
         | MemberRoleChanged(_)
         | MemberUpdated(_)
         | ContactApplicationCreated(_)
@@ -212,6 +214,8 @@ mod tests {
             mention_all: false,
             client_msg_id: None,
             sent_at: 1,
+            reply_to: None,
+            forwarded_from: None,
             read_diffusion,
         })
     }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::rows::{
     CHANNEL_APPLICATION_COLUMNS, CHANNEL_COLUMNS, CONTACT_APPLICATION_COLUMNS, FRIENDSHIP_COLUMNS, MEMBER_COLUMNS,
-    MESSAGE_COLUMNS, MESSAGE_VERSION_COLUMNS, SETTING_COLUMNS,
+    MESSAGE_COLUMNS, MESSAGE_VERSION_COLUMNS, PIN_COLUMNS, SETTING_COLUMNS,
 };
 use std::sync::LazyLock;
 
@@ -156,6 +156,21 @@ sql!(MESSAGE_IN_CHANNEL, "SELECT {MESSAGE_COLUMNS} FROM message WHERE id = $2 AN
 /// A recall's write: the row keeps its seq and type; see `MessageWrites::recall_message`.
 pub(crate) const RECALL_MESSAGE: &str = "UPDATE message SET content = '{}', preview = '', mentions = '[]',
        mention_all = FALSE, recalled_at = $2, recalled_by = $3, edited_at = NULL, edit_count = 0 WHERE id = $1";
+/// A recalled message leaves its channel's pins.
+pub(crate) const DELETE_PINS_OF: &str = "DELETE FROM channel_pin WHERE message_id = $1";
+pub(crate) const PIN: &str = "INSERT INTO channel_pin (channel_id, message_id, seq, pinned_by, pinned_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub(crate) const UNPIN: &str = "DELETE FROM channel_pin WHERE channel_id = $1 AND message_id = $2";
+/// How many messages of channel `$1` are pinned, and whether `$2` is one of them.
+pub(crate) const PIN_COUNT: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN message_id = $2 THEN 1 ELSE 0 END), 0)
+     FROM channel_pin WHERE channel_id = $1";
+// A channel's pins sent after seq `$2` (the reader's join), newest pin first.
+sql!(
+    PINS,
+    "SELECT {MESSAGE_COLUMNS}, {PIN_COLUMNS} FROM (SELECT m.*, p.pinned_by, p.pinned_at
+       FROM channel_pin p JOIN message m ON m.id = p.message_id WHERE p.channel_id = $1 AND p.seq > $2) AS pinned
+     ORDER BY pinned_at DESC, id DESC"
+);
 pub(crate) const DELETE_MENTIONS_OF: &str = "DELETE FROM message_mention WHERE message_id = $1";
 pub(crate) const DELETE_VERSIONS_OF: &str = "DELETE FROM message_version WHERE message_id = $1";
 sql!(MESSAGE_VERSIONS, "SELECT {MESSAGE_VERSION_COLUMNS} FROM message_version WHERE message_id = $1 ORDER BY version");
@@ -235,8 +250,9 @@ pub(crate) const ARCHIVE_CHANNEL: &str =
     "UPDATE channel SET status = 'archived', archived_at = $2, updated_at = $2 WHERE id = $1";
 pub(crate) const SET_LAST_SEQ: &str =
     "UPDATE channel SET last_seq = $2, last_message_at = $3, updated_at = $3 WHERE id = $1";
-pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, preview, client_msg_id, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, preview, client_msg_id, created_at,
+       reply_to, forwarded_from)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 pub(crate) const ADVANCE_READ: &str =
     "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (user_id, channel_id) DO UPDATE

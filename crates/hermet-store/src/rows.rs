@@ -4,7 +4,7 @@
 use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
 use hermet_domain::contact::{ApplicationStatus, ContactApplication, FriendSource, Friendship};
 use hermet_domain::id::{ApplicationId, ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageType, MessageVersion, Recall};
+use hermet_domain::message::{Message, MessageType, MessageVersion, Pin, Recall};
 
 use hermet_domain::user::UserStatus;
 
@@ -67,7 +67,7 @@ pub(crate) fn member_from<R: Cols>(r: &R) -> Result<Member, R::Err> {
 
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id, channel_id, seq, sender_id, sender_name, msg_type, content, mentions, mention_all, client_msg_id, created_at,
-     recalled_at, recalled_by, edited_at, edit_count";
+     recalled_at, recalled_by, edited_at, edit_count, reply_to, COALESCE(forwarded_from, 'null')";
 
 pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
     let mentions: Vec<UserId> = serde_json::from_value(r.json(7)?).map_err(|e| r.bad(7, e.to_string()))?;
@@ -91,7 +91,19 @@ pub(crate) fn message_from<R: Cols>(r: &R) -> Result<Message, R::Err> {
         },
         edited_at: r.opt_int(13)?,
         edit_count: r.int(14)? as i32,
+        reply_to: r.opt_int(15)?.map(MessageId),
+        forwarded_from: match r.json(16)? {
+            serde_json::Value::Null => None,
+            v => Some(serde_json::from_value(v).map_err(|e| r.bad(16, e.to_string()))?),
+        },
     })
+}
+
+/// A pin: its message ([`MESSAGE_COLUMNS`]), who pinned it and when.
+pub(crate) const PIN_COLUMNS: &str = "pinned_by, pinned_at";
+
+pub(crate) fn pin_from<R: Cols>(r: &R) -> Result<Pin, R::Err> {
+    Ok(Pin { message: message_from(r)?, pinned_by: UserId(r.int(17)?), pinned_at: r.int(18)? })
 }
 
 pub(crate) const MESSAGE_VERSION_COLUMNS: &str = "version, content, mentions, mention_all, written_at";

@@ -155,6 +155,7 @@ pub(crate) async fn run<D: Database>(
                     content: serde_json::json!({"text": format!("bench message {i}")}),
                     mentions: Mentions::None,
                     client_msg_id: None,
+                    reply_to: None,
                 };
                 app.send_message(who, channel, req).await?;
                 i += concurrency.max(1);

@@ -222,6 +222,8 @@ pub struct SendMessageRequest {
     pub mentions: MentionsDto,
     /// Makes retries idempotent: the same clientMsgId returns the same message.
     pub client_msg_id: Option<String>,
+    /// A reply: the id of the message of this channel it answers.
+    pub reply_to: Option<MessageId>,
 }
 
 /// A `text` message's `content` has `text`: something besides whitespace, no ASCII control
@@ -236,6 +238,7 @@ impl utoipa::PartialSchema for SendMessageRequest {
                 ("content", content.into(), true),
                 ("mentions", schemas::mentions(), false),
                 ("clientMsgId", schemas::client_msg_id().into(), false),
+                ("replyTo", <MessageId as utoipa::PartialSchema>::schema(), false),
             ])
         };
         let any_object = schemas::content_object;
@@ -298,6 +301,62 @@ pub struct MessageDto {
     /// Each reaction with how many members gave it and whether I did, in the order they
     /// were first given.
     pub reactions: Vec<ReactionDto>,
+    /// A reply: the message it answers as that message is now (`null`: not a reply).
+    pub reply_to: Option<QuoteDto>,
+    /// A forwarded message: where it came from (`null`: not forwarded).
+    pub forwarded_from: Option<ForwardedDto>,
+}
+
+/// The quote a reply carries: the answered message's sender, type and a preview of at
+/// most 100 characters, as it is now (edited: the edit; recalled: type `recalled`, no
+/// preview).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteDto {
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    #[serde(rename = "type")]
+    pub msg_type: MessageType,
+    pub preview: String,
+}
+
+impl From<message::Quote> for QuoteDto {
+    fn from(q: message::Quote) -> Self {
+        Self {
+            message_id: q.message_id,
+            sender_id: q.sender_id,
+            sender_name: q.sender_name,
+            msg_type: q.msg_type,
+            preview: q.preview,
+        }
+    }
+}
+
+/// Where a forwarded message came from: the original message (the first of a chain of
+/// forwards), its sender and when it was sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardedDto {
+    pub message_id: MessageId,
+    pub sender_id: UserId,
+    pub sender_name: String,
+    pub sent_at: i64,
+}
+
+impl MessageDto {
+    /// A message as history shows it: with its reactions and, for a reply, its quote.
+    pub fn shown(
+        m: Message,
+        reactions: &mut std::collections::HashMap<MessageId, Vec<ReactionCount>>,
+        quotes: &std::collections::HashMap<MessageId, message::Quote>,
+    ) -> Self {
+        let reply = m.reply_to.and_then(|id| quotes.get(&id)).cloned();
+        let mut dto = MessageDto::from(m);
+        dto.reactions = reactions.remove(&dto.id).unwrap_or_default().into_iter().map(Into::into).collect();
+        dto.reply_to = reply.map(Into::into);
+        dto
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -358,6 +417,13 @@ impl From<Message> for MessageDto {
             edited_at: m.edited_at,
             edit_count: m.edit_count,
             reactions: Vec::new(),
+            reply_to: None,
+            forwarded_from: m.forwarded_from.map(|f| ForwardedDto {
+                message_id: f.message_id,
+                sender_id: f.sender_id,
+                sender_name: f.sender_name,
+                sent_at: f.sent_at,
+            }),
         }
     }
 }
@@ -611,7 +677,8 @@ pub async fn reject_application<D: Database>(
 /// POST /api/v1/channels/{id}/messages — send a message.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = SendMessageRequest,
     responses((status = 201, body = SendMessageResponse), (status = 403, description = "not a member, or the peer blocked the sender", body = ErrorBody),
-        (status = 409, description = "`channel_archived`, `client_msg_id_reused`", body = ErrorBody), (status = 422, description = "`not_friends`", body = ErrorBody),
+        (status = 409, description = "`channel_archived`, `client_msg_id_reused`, `message_recalled` (`replyTo`)", body = ErrorBody),
+        (status = 422, description = "`not_friends`, `recipient_inactive`, `unknown_message` (`replyTo`)", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`sends_per_user`, `sends_per_channel`)", body = ErrorBody)))]
 pub async fn send<D: Database>(
     State(st): State<AppState<D>>,
@@ -629,6 +696,7 @@ pub async fn send<D: Database>(
                 content: req.content,
                 mentions: req.mentions.0,
                 client_msg_id: req.client_msg_id,
+                reply_to: req.reply_to,
             },
         )
         .await?;
@@ -648,16 +716,7 @@ pub async fn messages<D: Database>(
     Query(q): Query<MessagesQuery>,
 ) -> ApiResult<Json<MessagePage>> {
     let mut h = st.app.messages(who, id, q.before_seq, q.after_seq, q.limit).await?;
-    let items = h
-        .items
-        .into_iter()
-        .map(|m| {
-            let reactions = h.reactions.remove(&m.id).unwrap_or_default();
-            let mut dto = MessageDto::from(m);
-            dto.reactions = reactions.into_iter().map(Into::into).collect();
-            dto
-        })
-        .collect();
+    let items = h.items.into_iter().map(|m| MessageDto::shown(m, &mut h.reactions, &h.quotes)).collect();
     Ok(Json(MessagePage { items, has_more: h.has_more, peer_read_seq: h.peer_read_seq }))
 }
 
@@ -808,6 +867,138 @@ pub async fn versions<D: Database>(
             })
             .collect(),
     }))
+}
+
+/// `POST /messages/forward`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForwardRequest {
+    /// Messages the caller can read, 1 to 20, distinct; sent on in the order they were sent.
+    #[schema(value_type = BTreeSet<MessageId>, min_items = 1, max_items = 20)]
+    pub message_ids: Vec<MessageId>,
+    /// Channels the caller is a member of, 1 to 20, distinct.
+    #[schema(value_type = BTreeSet<ChannelId>, min_items = 1, max_items = 20)]
+    pub channel_ids: Vec<ChannelId>,
+}
+
+/// What a forward did in one target channel.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardResult {
+    pub channel_id: ChannelId,
+    /// The new messages, in order.
+    pub messages: Vec<SendMessageResponse>,
+    /// Why the rest were not sent there (the peer blocked the caller, the group was
+    /// dismissed meanwhile…); `null` when all were.
+    pub error: Option<crate::error::ErrorDetail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardResults {
+    /// One per target channel, in the order asked.
+    pub items: Vec<ForwardResult>,
+}
+
+/// POST /api/v1/messages/forward — forward messages to channels.
+#[utoipa::path(post, path = "/api/v1/messages/forward", tag = "messages", security(("bearer" = [])), request_body = ForwardRequest,
+    responses((status = 200, description = "each target channel's new messages, and the refusal that stopped one, if any", body = ForwardResults),
+        (status = 400, description = "`validation_failed`: an empty, too long or repeating list", body = ErrorBody),
+        (status = 403, description = "not a member of a target channel", body = ErrorBody),
+        (status = 404, description = "no such target channel", body = ErrorBody),
+        (status = 409, description = "`message_recalled`", body = ErrorBody),
+        (status = 422, description = "`unknown_message`: messages the caller cannot read, listed in `details`", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`sends_per_user`, `sends_per_channel`)", body = ErrorBody)))]
+pub async fn forward<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Json(req): Json<ForwardRequest>,
+) -> ApiResult<Json<ForwardResults>> {
+    let done = st.app.forward(who, req.message_ids, req.channel_ids).await?;
+    let items = done
+        .into_iter()
+        .map(|f| ForwardResult {
+            channel_id: f.channel_id,
+            messages: f
+                .sent
+                .into_iter()
+                .map(|s| SendMessageResponse { message_id: s.message_id, seq: s.seq, sent_at: s.sent_at })
+                .collect(),
+            error: f.error.as_ref().map(crate::error::detail),
+        })
+        .collect();
+    Ok(Json(ForwardResults { items }))
+}
+
+/// A pinned message.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinDto {
+    pub message: MessageDto,
+    pub pinned_by: UserId,
+    pub pinned_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pins {
+    /// Newest pin first; at most 50, so one page.
+    pub items: Vec<PinDto>,
+}
+
+/// PUT /api/v1/channels/{id}/pins/{messageId} — pin a message in its channel.
+#[utoipa::path(put, path = "/api/v1/channels/{id}/pins/{messageId}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    responses((status = 204, description = "pinned (also when it already was)"),
+        (status = 403, description = "not a member; in a group, not its owner or an admin", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`message_recalled`, `channel_archived`", body = ErrorBody),
+        (status = 422, description = "`too_many_pins`", body = ErrorBody)))]
+pub async fn pin<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+) -> ApiResult<StatusCode> {
+    st.app.pin_message(who, id, message, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /api/v1/channels/{id}/pins/{messageId} — unpin a message.
+#[utoipa::path(delete, path = "/api/v1/channels/{id}/pins/{messageId}", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("messageId" = inline(MessageId), Path, description = "message id")),
+    responses((status = 204, description = "not pinned (also when it was not)"),
+        (status = 403, description = "not a member; in a group, not its owner or an admin", body = ErrorBody),
+        (status = 404, description = "no such message in the channel, or before the caller joined", body = ErrorBody),
+        (status = 409, description = "`channel_archived`", body = ErrorBody)))]
+pub async fn unpin<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, message)): IdPath<(ChannelId, MessageId)>,
+) -> ApiResult<StatusCode> {
+    st.app.pin_message(who, id, message, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /api/v1/channels/{id}/pins — the channel's pinned messages.
+#[utoipa::path(get, path = "/api/v1/channels/{id}/pins", tag = "messages", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id")),
+    responses((status = 200, body = Pins), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
+pub async fn pins<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+) -> ApiResult<Json<Pins>> {
+    let mut pins = st.app.pins(who, id).await?;
+    let items = pins
+        .items
+        .into_iter()
+        .map(|p| PinDto {
+            message: MessageDto::shown(p.message, &mut pins.reactions, &pins.quotes),
+            pinned_by: p.pinned_by,
+            pinned_at: p.pinned_at,
+        })
+        .collect();
+    Ok(Json(Pins { items }))
 }
 
 /// POST /api/v1/channels/{id}/read — I have read up to `seq`.

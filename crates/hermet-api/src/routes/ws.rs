@@ -58,6 +58,8 @@ enum ClientFrame {
         #[serde(default)]
         mentions: MentionsDto,
         client_msg_id: Option<String>,
+        /// A reply: the message of the channel it answers.
+        reply_to: Option<hermet_domain::id::MessageId>,
     },
     #[serde(rename_all = "camelCase")]
     Read { channel_id: ChannelId, seq: i64 },
@@ -390,8 +392,8 @@ impl<D: Database> Connection<'_, D> {
                 json!({"type": "pong", "id": id, "serverTime": now_ms(), "cursor": self.sent})
             }
             ClientFrame::Auth { .. } => error_frame(&Error::invalid("frame", "already authenticated"), None),
-            ClientFrame::Send { channel_id, msg_type, content, mentions, client_msg_id } => {
-                let req = SendMessage { msg_type, content, mentions: mentions.0, client_msg_id };
+            ClientFrame::Send { channel_id, msg_type, content, mentions, client_msg_id, reply_to: answers } => {
+                let req = SendMessage { msg_type, content, mentions: mentions.0, client_msg_id, reply_to: answers };
                 send_message(self.st, self.who, channel_id, req, reply_to.as_ref()).await
             }
             ClientFrame::Read { channel_id, seq } => read(self.st, self.who, channel_id, seq, reply_to.as_ref()).await,

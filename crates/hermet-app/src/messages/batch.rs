@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use hermet_domain::channel::{ChannelStatus, Member};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ChannelId, IdGenerator, UserId};
-use hermet_domain::message::{Mentions, Message};
+use hermet_domain::message::{Forwarded, Mentions, Message, Quote};
 use hermet_domain::user::UserStatus;
 use hermet_domain::{Error, ErrorCode, Result};
 use hermet_store::{SendBatchLocked, SendBatchLocks, UserBrief};
@@ -21,6 +21,29 @@ pub(super) struct Outgoing {
     pub who: Principal,
     pub channel: ChannelId,
     pub req: SendMessage,
+    /// A reply's quote of the message it answers, read when the send was validated, or
+    /// why it may not be answered (refused after a retry's check: a retried reply answers
+    /// as before even when its message was recalled since).
+    pub quote: Option<std::result::Result<Quote, Unquotable>>,
+    /// A forward's origin.
+    pub forwarded: Option<Forwarded>,
+}
+
+/// Why a message may not be answered.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Unquotable {
+    /// Not one the sender can see in the channel.
+    Unknown(hermet_domain::id::MessageId),
+    Recalled(hermet_domain::id::MessageId),
+}
+
+impl Unquotable {
+    fn error(self) -> Error {
+        match self {
+            Unquotable::Unknown(id) => super::unknown_message("replyTo", &[id]),
+            Unquotable::Recalled(id) => super::recalled_at(Some("replyTo"), Some(id)),
+        }
+    }
 }
 
 /// What validating one send of a batch decided.
@@ -137,6 +160,11 @@ impl<'a> Batch<'a> {
                 return Ok(d);
             }
         }
+        let quote = match &s.quote {
+            None => None,
+            Some(Ok(q)) => Some(q.clone()),
+            Some(Err(why)) => return Err(why.error()),
+        };
         if channel.status != ChannelStatus::Active {
             return Err(Error::Refused {
                 code: ErrorCode::ChannelArchived,
@@ -210,6 +238,8 @@ impl<'a> Batch<'a> {
             recalled: None,
             edited_at: None,
             edit_count: 0,
+            reply_to: quote.as_ref().map(|q| q.message_id),
+            forwarded_from: s.forwarded.clone(),
         };
         self.events.push(DomainEvent::MessageSent(event::MessageSent {
             message_id: msg.id,
@@ -224,6 +254,8 @@ impl<'a> Batch<'a> {
             mention_all,
             client_msg_id: msg.client_msg_id.clone(),
             sent_at: now,
+            reply_to: quote,
+            forwarded_from: msg.forwarded_from.clone(),
             read_diffusion: channel.read_diffusion,
         }));
         if let Some(cmid) = &msg.client_msg_id {
@@ -397,6 +429,8 @@ mod tests {
                 recalled: None,
                 edited_at: None,
                 edit_count: 0,
+                reply_to: None,
+                forwarded_from: None,
             });
             self
         }
@@ -428,7 +462,10 @@ mod tests {
                 content: serde_json::json!({"text": "hi"}),
                 mentions: Mentions::None,
                 client_msg_id: None,
+                reply_to: None,
             },
+            quote: None,
+            forwarded: None,
         }
     }
 

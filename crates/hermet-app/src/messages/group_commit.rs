@@ -17,17 +17,16 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hermet_domain::id::ChannelId;
 use hermet_domain::time::now_ms;
 use hermet_domain::{Error, Result};
 use hermet_store::{Database, Locks, MessageWrites, StoreError};
 use tokio::sync::{Semaphore, oneshot};
 
+use super::SentMessage;
 use super::batch::{Batch, Decision, Outgoing, batch_locks};
-use super::{SendMessage, SentMessage};
+use crate::App;
 use crate::cache::ChannelKind;
 use crate::commit::Committed;
-use crate::{App, Principal};
 
 /// The `[group_commit]` settings: how concurrent message sends share transactions.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
@@ -137,9 +136,9 @@ type BatchOutcome = (Vec<Result<SentMessage>>, Committed);
 impl<D: Database> App<D> {
     /// Writes a validated send with the sends that arrive meanwhile, and answers it once
     /// its batch committed and (async mode) was projected.
-    pub(crate) async fn write_send(&self, who: Principal, channel: ChannelId, req: SendMessage) -> Result<SentMessage> {
+    pub(super) async fn write_send(&self, send: Outgoing) -> Result<SentMessage> {
         let (reply, answer) = oneshot::channel();
-        self.sends.push(Job { send: Outgoing { who, channel, req }, reply });
+        self.sends.push(Job { send, reply });
         self.dispatch_sends();
         // The batch runs in its own task, so a caller that goes away (a closed
         // connection) cancels nothing half-way; only a panic drops the answer.

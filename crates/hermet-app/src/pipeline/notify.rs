@@ -52,6 +52,7 @@ fn audience(e: &DomainEvent) -> Audience {
         E::MessageEdited(x) => Channel(x.channel_id, vec![]),
         E::MessageHidden(x) => Users(vec![x.user_id]),
         E::MessageReaction(x) => Channel(x.channel_id, vec![]),
+        E::MessagePinned(x) => Channel(x.channel_id, vec![]),
         E::ConversationRead(x) => Users([x.user_id].into_iter().chain(x.peer_id).collect()),
         E::ConversationSettingsChanged(x) => Users(vec![x.user_id]),
     }
@@ -147,7 +148,8 @@ impl<D: Database> App<D> {
                 occurred_at: stored.created_at,
             });
             let numbered = !matches!(event, DomainEvent::MessageSent(m) if m.read_diffusion)
-                && !matches!(event, DomainEvent::MessageReaction(r) if r.read_diffusion);
+                && !matches!(event, DomainEvent::MessageReaction(r) if r.read_diffusion)
+                && !matches!(event, DomainEvent::MessagePinned(p) if p.read_diffusion);
             plan.push(Planned {
                 notification,
                 users: to.into_iter().collect(),

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion, ReactionCount};
+use hermet_domain::message::{Message, MessageVersion, Pin, ReactionCount};
 
 use super::StoreResult;
 
@@ -42,6 +42,10 @@ pub trait MessageReads {
         sender: UserId,
         list: Option<(UserId, u32)>,
     ) -> impl Future<Output = StoreResult<(i64, Vec<UserId>)>> + Send;
+    /// The messages `ids`, of any channel, in no order; ids of no message are left out.
+    fn messages_by_ids(&self, ids: &[MessageId]) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
+    /// The pinned messages of `channel` sent after `after_seq`, newest pin first.
+    fn pins(&self, channel: ChannelId, after_seq: i64) -> impl Future<Output = StoreResult<Vec<Pin>>> + Send;
     /// The earlier versions of an edited message, oldest first (the current one is the
     /// message itself).
     fn message_versions(&self, id: MessageId) -> impl Future<Output = StoreResult<Vec<MessageVersion>>> + Send;
@@ -86,8 +90,9 @@ pub trait MessageWrites {
     /// deleted, `@all` cleared), who and when recorded; and the content of its
     /// `message.sent` event in the outbox erased the same way (found by its `event_id`,
     /// which is the message's id). The row keeps its seq and original type.
-    /// Its earlier versions and its reactions are deleted and its edit events in the
-    /// outbox erased too.
+    /// Its earlier versions, its reactions and its pins are deleted, its edit events in
+    /// the outbox erased too, and so is its quote in the `message.sent` events of replies
+    /// to it.
     fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> impl Future<Output = StoreResult<()>> + Send;
     /// Adds (`add`) or takes back `user`'s reaction; returns whether it changed anything.
     fn react(
@@ -104,6 +109,20 @@ pub trait MessageWrites {
         message: MessageId,
         user: UserId,
         emoji: &str,
+    ) -> impl Future<Output = StoreResult<(i64, bool)>> + Send;
+    /// Pins (`add`) or unpins `message` in its channel; returns whether it changed anything.
+    fn pin(
+        &mut self,
+        message: &Message,
+        by: UserId,
+        add: bool,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// How many messages of `channel` are pinned, and whether `message` is one of them.
+    fn pin_count(
+        &mut self,
+        channel: ChannelId,
+        message: MessageId,
     ) -> impl Future<Output = StoreResult<(i64, bool)>> + Send;
     /// Deletes a message for `user` only: left out of their history, and of their
     /// conversation's preview. Returns whether it was not already.

@@ -2,7 +2,7 @@
 //! table), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion, ReactionCount};
+use hermet_domain::message::{Message, MessageVersion, Pin, ReactionCount};
 use tokio_postgres::types::ToSql;
 
 use super::statements::{exec, query_map, query_opt};
@@ -16,9 +16,9 @@ use crate::rows::*;
 const SET_LAST_SEQS: &str = "UPDATE channel SET last_seq = k.seq, last_message_at = $3, updated_at = $3
      FROM UNNEST($1::bigint[], $2::bigint[]) AS k(id, seq) WHERE channel.id = k.id";
 const INSERT_MESSAGES: &str = "INSERT INTO message (id, channel_id, seq, sender_id, sender_name, msg_type, content,
-       mentions, mention_all, preview, client_msg_id, created_at)
+       mentions, mention_all, preview, client_msg_id, created_at, reply_to, forwarded_from)
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::jsonb[],
-       $8::jsonb[], $9::boolean[], $10::text[], $11::text[], $12::bigint[])";
+       $8::jsonb[], $9::boolean[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::jsonb[])";
 const INSERT_MENTIONS: &str = "INSERT INTO message_mention (user_id, channel_id, seq, message_id)
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING";
 const ADVANCE_READS: &str = "INSERT INTO channel_read_record (user_id, channel_id, last_read_seq, updated_at)
@@ -86,6 +86,24 @@ impl MessageReads for PgDatabase {
         Ok((count, readers))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.messages_by_ids", skip_all)]
+    async fn messages_by_ids(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!("SELECT {MESSAGE_COLUMNS} FROM message WHERE id = ANY($1::bigint[])"));
+        let c = self.read_conn().await?;
+        let ids: Vec<i64> = ids.iter().map(|m| m.get()).collect();
+        query_map(&c, &SQL, &[&ids], message_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.pins", skip_all)]
+    async fn pins(&self, channel: ChannelId, after_seq: i64) -> Result<Vec<Pin>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(&c, &q::PINS, &[&channel.get(), &after_seq], pin_from).await
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.message_versions", skip_all)]
     async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
         let c = self.read_conn().await?;
@@ -104,7 +122,7 @@ impl MessageWrites for PgTx {
         let mention = c.prep(INSERT_MENTIONS).await.map_err(pg_err)?;
         let read = c.prep(ADVANCE_READS).await.map_err(pg_err)?;
         let rows = MessageColumns::of(messages)?;
-        let params: [&(dyn ToSql + Sync); 12] = [
+        let params: [&(dyn ToSql + Sync); 14] = [
             &rows.id,
             &rows.channel,
             &rows.seq,
@@ -117,6 +135,8 @@ impl MessageWrites for PgTx {
             &rows.preview,
             &rows.client_msg_id,
             &rows.created_at,
+            &rows.reply_to,
+            &rows.forwarded_from,
         ];
         let (lc, ls): (Vec<i64>, Vec<i64>) = crate::last_seqs(messages, |m| m.channel_id.get()).into_iter().unzip();
         let mut reads: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
@@ -168,7 +188,7 @@ impl MessageWrites for PgTx {
         query_opt(self.conn()?, &LOCK_MESSAGE, &[&channel.get(), &id.get()], message_from).await
     }
 
-    /// Three statements in one round trip.
+    /// Eight statements in one round trip.
     #[tracing::instrument(level = "debug", name = "postgres.recall_message", skip_all)]
     async fn recall_message(&mut self, id: MessageId, by: UserId, at: i64) -> Result<(), StoreError> {
         let c = self.conn()?;
@@ -178,19 +198,23 @@ impl MessageWrites for PgTx {
         let event = c.prep(RECALL_EVENT).await.map_err(pg_err)?;
         let edits = c.prep(RECALL_EDIT_EVENTS).await.map_err(pg_err)?;
         let reactions = c.prep(q::DELETE_REACTIONS_OF).await.map_err(pg_err)?;
+        let pins = c.prep(q::DELETE_PINS_OF).await.map_err(pg_err)?;
+        let quotes = c.prep(RECALL_QUOTES).await.map_err(pg_err)?;
         let (key, id, by) = (id.to_string(), id.get(), by.get());
         let recall_params: [&(dyn ToSql + Sync); 3] = [&id, &at, &by];
         let id_param: [&(dyn ToSql + Sync); 1] = [&id];
         let key_param: [&(dyn ToSql + Sync); 1] = [&key];
-        let (recalled, unmentioned, unversioned, erased, edits_erased, unreacted) = tokio::join!(
+        let (recalled, unmentioned, unversioned, erased, edits_erased, unreacted, unpinned, unquoted) = tokio::join!(
             c.execute(&recall, &recall_params),
             c.execute(&mentions, &id_param),
             c.execute(&versions, &id_param),
             c.execute(&event, &id_param),
             c.execute(&edits, &key_param),
             c.execute(&reactions, &id_param),
+            c.execute(&pins, &id_param),
+            c.execute(&quotes, &key_param),
         );
-        for r in [recalled, unmentioned, unversioned, erased, edits_erased, unreacted] {
+        for r in [recalled, unmentioned, unversioned, erased, edits_erased, unreacted, unpinned, unquoted] {
             r.map_err(pg_err)?;
         }
         Ok(())
@@ -217,6 +241,26 @@ impl MessageWrites for PgTx {
     #[tracing::instrument(level = "debug", name = "postgres.reactions_by", skip_all)]
     async fn reactions_by(&mut self, message: MessageId, user: UserId, emoji: &str) -> Result<(i64, bool), StoreError> {
         let row = query_opt(self.conn()?, q::REACTIONS_BY, &[&message.get(), &user.get(), &emoji], |r| {
+            Ok((r.int(0)?, r.int(1)? > 0))
+        })
+        .await?;
+        Ok(row.unwrap_or((0, false)))
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.pin", skip_all)]
+    async fn pin(&mut self, m: &Message, by: UserId, add: bool, at: i64) -> Result<bool, StoreError> {
+        let (ch, id) = (m.channel_id.get(), m.id.get());
+        let n = if add {
+            exec(self.conn()?, q::PIN, &[&ch, &id, &m.seq, &by.get(), &at]).await?
+        } else {
+            exec(self.conn()?, q::UNPIN, &[&ch, &id]).await?
+        };
+        Ok(n == 1)
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.pin_count", skip_all)]
+    async fn pin_count(&mut self, channel: ChannelId, message: MessageId) -> Result<(i64, bool), StoreError> {
+        let row = query_opt(self.conn()?, q::PIN_COUNT, &[&channel.get(), &message.get()], |r| {
             Ok((r.int(0)?, r.int(1)? > 0))
         })
         .await?;
@@ -274,6 +318,10 @@ const RECALL_EVENT: &str = "UPDATE outbox SET payload = payload || jsonb_build_o
 const RECALL_EDIT_EVENTS: &str = "UPDATE outbox SET payload = payload || jsonb_build_object('msgType', 'recalled',
        'content', '{}'::jsonb, 'mentions', '[]'::jsonb, 'mentionAll', FALSE)
      WHERE (payload ->> 'messageId') = $1 AND event_type = 'message.edited'";
+/// The erased form of its quote in replies' `message.sent` events (`outbox_message_reply`).
+const RECALL_QUOTES: &str = "UPDATE outbox
+     SET payload = jsonb_set(payload, '{replyTo}', (payload -> 'replyTo') || '{\"msgType\": \"recalled\", \"preview\": \"\"}'::jsonb)
+     WHERE (payload -> 'replyTo' ->> 'messageId') = $1 AND event_type = 'message.sent' AND payload ? 'replyTo'";
 static LOCK_MESSAGE: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE", &*q::MESSAGE_IN_CHANNEL));
 
@@ -291,6 +339,8 @@ struct MessageColumns<'a> {
     preview: Vec<String>,
     client_msg_id: Vec<Option<&'a str>>,
     created_at: Vec<i64>,
+    reply_to: Vec<Option<i64>>,
+    forwarded_from: Vec<Option<serde_json::Value>>,
 }
 
 impl<'a> MessageColumns<'a> {
@@ -298,6 +348,11 @@ impl<'a> MessageColumns<'a> {
         let mentions = messages
             .iter()
             .map(|m| serde_json::to_value(&m.mentions))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::other)?;
+        let forwarded_from = messages
+            .iter()
+            .map(|m| m.forwarded_from.as_ref().map(serde_json::to_value).transpose())
             .collect::<Result<_, _>>()
             .map_err(StoreError::other)?;
         Ok(Self {
@@ -313,6 +368,8 @@ impl<'a> MessageColumns<'a> {
             preview: messages.iter().map(|m| hermet_domain::message::preview(m.msg_type, &m.content)).collect(),
             client_msg_id: messages.iter().map(|m| m.client_msg_id.as_deref()).collect(),
             created_at: messages.iter().map(|m| m.created_at).collect(),
+            reply_to: messages.iter().map(|m| m.reply_to.map(|r| r.get())).collect(),
+            forwarded_from,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! process), read positions.
 
 use hermet_domain::id::{ChannelId, MessageId, UserId};
-use hermet_domain::message::{Message, MessageVersion, ReactionCount};
+use hermet_domain::message::{Message, MessageVersion, Pin, ReactionCount};
 
 use rusqlite::params;
 
@@ -77,6 +77,23 @@ impl MessageReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.messages_by_ids", skip_all)]
+    async fn messages_by_ids(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("SELECT {MESSAGE_COLUMNS} FROM message WHERE id IN (SELECT value FROM json_each(?1))")
+        });
+        let ids = super::statements::json_ids(ids);
+        self.read(move |c| qmap(c, &SQL, params![ids], |r| message_from(r))).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.pins", skip_all)]
+    async fn pins(&self, channel: ChannelId, after_seq: i64) -> Result<Vec<Pin>, StoreError> {
+        self.read(move |c| qmap(c, &q::PINS, params![channel.get(), after_seq], |r| pin_from(r))).await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.message_versions", skip_all)]
     async fn message_versions(&self, id: MessageId) -> Result<Vec<MessageVersion>, StoreError> {
         self.read(move |c| qmap(c, &q::MESSAGE_VERSIONS, [id.get()], |r| message_version_from(r))).await
@@ -106,7 +123,9 @@ impl MessageWrites for SqliteTx {
                         m.mention_all,
                         hermet_domain::message::preview(m.msg_type, &m.content),
                         m.client_msg_id,
-                        m.created_at
+                        m.created_at,
+                        m.reply_to.map(|r| r.get()),
+                        m.forwarded_from.as_ref().and_then(|f| serde_json::to_string(f).ok())
                     ],
                 )?;
                 let mut stmt = c.prepare_cached(
@@ -176,6 +195,31 @@ impl MessageWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.pin", skip_all)]
+    async fn pin(&mut self, m: &Message, by: UserId, add: bool, at: i64) -> Result<bool, StoreError> {
+        let (ch, id, seq) = (m.channel_id.get(), m.id.get(), m.seq);
+        self.run(move |c| {
+            let n = if add {
+                exec(c, q::PIN, params![ch, id, seq, by.get(), at])?
+            } else {
+                exec(c, q::UNPIN, params![ch, id])?
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.pin_count", skip_all)]
+    async fn pin_count(&mut self, channel: ChannelId, message: MessageId) -> Result<(i64, bool), StoreError> {
+        self.run(move |c| {
+            let row = qopt(c, q::PIN_COUNT, params![channel.get(), message.get()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? > 0))
+            })?;
+            Ok(row.unwrap_or((0, false)))
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.hide_message", skip_all)]
     async fn hide_message(&mut self, user: UserId, m: &Message, at: i64) -> Result<bool, StoreError> {
         let (channel, seq, id) = (m.channel_id.get(), m.seq, m.id.get());
@@ -227,12 +271,20 @@ impl MessageWrites for SqliteTx {
             exec(c, q::DELETE_MENTIONS_OF, params![id.get()])?;
             exec(c, q::DELETE_VERSIONS_OF, params![id.get()])?;
             exec(c, q::DELETE_REACTIONS_OF, params![id.get()])?;
+            exec(c, q::DELETE_PINS_OF, params![id.get()])?;
             const ERASED: &str = "UPDATE outbox SET payload = json_set(payload, '$.msgType', 'recalled',
                    '$.content', json('{}'), '$.mentions', json('[]'), '$.mentionAll', json('false'))";
             exec(c, &format!("{ERASED} WHERE event_id = $1 AND event_type = 'message.sent'"), params![id.get()])?;
             exec(
                 c,
                 &format!("{ERASED} WHERE json_extract(payload, '$.messageId') = $1 AND event_type = 'message.edited'"),
+                params![id.to_string()],
+            )?;
+            exec(
+                c,
+                "UPDATE outbox SET payload = json_set(payload, '$.replyTo.msgType', 'recalled', '$.replyTo.preview', '')
+                 WHERE json_extract(payload, '$.replyTo.messageId') = $1 AND event_type = 'message.sent'
+                   AND json_extract(payload, '$.replyTo') IS NOT NULL",
                 params![id.to_string()],
             )?;
             Ok(())

@@ -15,6 +15,7 @@ mod helpers;
 mod im;
 mod large_groups;
 mod limits;
+mod message_features;
 mod ops;
 mod pipeline;
 mod realtime;
