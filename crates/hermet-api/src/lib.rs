@@ -182,6 +182,8 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
         .route("/api/v1/channels/{id}/pins", get(channels::pins::<D>))
+        .route("/api/v1/channels/{id}/bans", get(channels::bans::<D>))
+        .route("/api/v1/channels/{id}/bans/{userId}", post(channels::ban::<D>).delete(channels::unban::<D>))
         .route("/api/v1/channels/{id}/pins/{messageId}", put(channels::pin::<D>).delete(channels::unpin::<D>))
         .route("/api/v1/messages/forward", post(channels::forward::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/receipts", get(channels::receipts::<D>))

@@ -38,7 +38,7 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
         admin::bulk_create, admin::disable, admin::enable, admin::delete,
         contacts::apply, contacts::applications, contacts::accept, contacts::reject, contacts::list, contacts::update, contacts::delete,
         channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
-        channels::remove_member, channels::update_member, channels::leave, channels::apply, channels::applications,
+        channels::remove_member, channels::update_member, channels::ban, channels::unban, channels::bans, channels::leave, channels::apply, channels::applications,
         channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::edit, channels::delete_for_me, channels::recall, channels::versions, channels::receipts, channels::react, channels::unreact, channels::forward, channels::pin, channels::unpin, channels::pins, channels::read,
         conversations::list, conversations::get_one, conversations::update, conversations::close,
     ),

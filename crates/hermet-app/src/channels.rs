@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole};
+use hermet_domain::channel::{Channel, ChannelStatus, ChannelType, Member, MemberRole, SLOW_MODE_MAX_SECS};
 use hermet_domain::contact::{APPLICATION_MESSAGE_MAX, ApplicationStatus};
 use hermet_domain::event::{self, DomainEvent};
 use hermet_domain::id::{ApplicationId, ChannelId, UserId};
@@ -24,6 +24,28 @@ pub const CHANNEL_NAME_MAX: usize = 64;
 
 pub(crate) fn not_member() -> Error {
     Error::forbidden("you are not a member of this channel")
+}
+
+/// `PATCH /channels/{id}`: what to change (`None`: keep).
+#[derive(Debug, Default)]
+pub struct ChannelPatch {
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub mute_all: Option<bool>,
+    pub slow_mode_secs: Option<i32>,
+}
+
+/// Latest `mutedUntil` accepted: the last millisecond of year 9999.
+const MUTED_UNTIL_MAX: i64 = 253_402_300_799_999;
+
+/// Whether a member of role `me` may remove, mute or ban one of role `target`: the owner
+/// anyone else, an admin plain members.
+fn outranks(me: MemberRole, target: MemberRole) -> bool {
+    match me {
+        MemberRole::Owner => target != MemberRole::Owner,
+        MemberRole::Admin => target == MemberRole::Member,
+        MemberRole::Member => false,
+    }
 }
 
 fn must_manage() -> Error {
@@ -210,6 +232,8 @@ impl<D: Database> App<D> {
             single_pair: None,
             created_at: now,
             updated_at: now,
+            mute_all: false,
+            slow_mode_secs: 0,
         })
     }
 
@@ -242,37 +266,58 @@ impl<D: Database> App<D> {
     /// `PATCH /channels/{id}`: owner/admin; bumps `channel_info_ver`; every member's
     /// conversation shows the new name and avatar.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
-    pub async fn update_channel(
-        &self,
-        who: Principal,
-        id: ChannelId,
-        name: Option<String>,
-        avatar: Option<String>,
-    ) -> Result<Channel> {
+    pub async fn update_channel(&self, who: Principal, id: ChannelId, patch: ChannelPatch) -> Result<Channel> {
         timed("channel.update", async {
+            let ChannelPatch { name, avatar, mute_all, slow_mode_secs } = patch;
             let name = name.map(|n| validate::display_name("name", &n, CHANNEL_NAME_MAX, false)).transpose()?;
             let avatar = avatar.map(|a| validate::avatar("avatar", &a)).transpose()?;
+            if slow_mode_secs.is_some_and(|s| !(0..=SLOW_MODE_MAX_SECS).contains(&s)) {
+                return Err(Error::invalid(
+                    "slowModeSecs",
+                    format!("slowModeSecs must be 0 (off) to {SLOW_MODE_MAX_SECS}"),
+                ));
+            }
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let (mut channel, me) = self.lock_group(&mut tx, who, id).await?;
             if !me.role.can_manage() {
                 return Err(must_manage());
             }
+            let mute_all = mute_all.unwrap_or(channel.mute_all);
+            let slow_mode_secs = slow_mode_secs.unwrap_or(channel.slow_mode_secs);
+            let mut events = Vec::new();
+            if (mute_all, slow_mode_secs) != (channel.mute_all, channel.slow_mode_secs) {
+                tx.set_moderation(id, mute_all, slow_mode_secs, now).await?;
+                channel.mute_all = mute_all;
+                channel.slow_mode_secs = slow_mode_secs;
+                channel.updated_at = now;
+                events.push(DomainEvent::ChannelModerationChanged(event::ChannelModerationChanged {
+                    channel_id: id,
+                    mute_all,
+                    slow_mode_secs,
+                    changed_by: who.user_id,
+                    changed_at: now,
+                }));
+            }
             let new_name = name.unwrap_or_else(|| channel.name.clone());
             let new_avatar = avatar.unwrap_or_else(|| channel.avatar.clone());
             if new_name == channel.name && new_avatar == channel.avatar {
+                if !events.is_empty() {
+                    self.record(&mut tx, &events, now).await?;
+                    self.commit(tx).await?;
+                }
                 return Ok(channel);
             }
             let ver = tx.update_channel_info(id, &new_name, &new_avatar, now).await?;
-            let ev = DomainEvent::ChannelUpdated(event::ChannelUpdated {
+            events.push(DomainEvent::ChannelUpdated(event::ChannelUpdated {
                 channel_id: id,
                 name: new_name.clone(),
                 avatar: new_avatar.clone(),
                 channel_info_ver: ver,
                 updated_by: who.user_id,
                 updated_at: now,
-            });
-            self.record(&mut tx, &[ev], now).await?;
+            }));
+            self.record(&mut tx, &events, now).await?;
             self.commit(tx).await?;
             channel.name = new_name;
             channel.avatar = new_avatar;
@@ -327,6 +372,16 @@ impl<D: Database> App<D> {
         now: i64,
     ) -> Result<i32> {
         self.require_active_users(tx, "userIds", users).await?;
+        let banned = tx.banned(channel.id, users).await?;
+        if !banned.is_empty() {
+            let ids: Vec<String> = banned.iter().map(|u| u.to_string()).collect();
+            return Err(Error::Refused {
+                code: ErrorCode::BannedUsers,
+                message: format!("banned from this group: {}", preview_ids(&ids)),
+                field: Some("userIds"),
+                details: Some(Box::new(serde_json::json!({ "bannedUsers": ids }))),
+            });
+        }
         let already = tx.active_members(channel.id, users).await?;
         if !already.is_empty() {
             let ids: Vec<String> = already.iter().map(|u| u.to_string()).collect();
@@ -487,7 +542,7 @@ impl<D: Database> App<D> {
                 return Err(must_manage());
             }
             let target = tx.lock_member(id, user).await?.filter(Member::is_active).ok_or(Error::NotFound("member"))?;
-            if target.role == MemberRole::Owner || (target.role == MemberRole::Admin && me.role != MemberRole::Owner) {
+            if !outranks(me.role, target.role) {
                 return Err(Error::forbidden("you may not remove this member"));
             }
             self.remove_locked(&mut tx, who, &channel, user, "removed", now).await?;
@@ -534,8 +589,17 @@ impl<D: Database> App<D> {
         user: UserId,
         role: Option<MemberRole>,
         nickname: Option<String>,
+        muted_until: Option<Option<i64>>,
     ) -> Result<Member> {
         timed("channel.update_member", async {
+            if let Some(Some(t)) = muted_until
+                && !(0..=MUTED_UNTIL_MAX).contains(&t)
+            {
+                return Err(Error::invalid(
+                    "mutedUntil",
+                    "mutedUntil must be a time in milliseconds since 1970, or null",
+                ));
+            }
             let nickname = nickname
                 .map(|n| validate::display_name("groupNickname", &n, validate::NICKNAME_MAX, true))
                 .transpose()?;
@@ -547,11 +611,30 @@ impl<D: Database> App<D> {
             } else {
                 tx.lock_member(id, user).await?.filter(Member::is_active).ok_or(Error::NotFound("member"))?
             };
-            if role.is_none() && nickname.is_none() {
+            if role.is_none() && nickname.is_none() && muted_until.is_none() {
                 // an empty patch: the member as it is, nothing written
                 return Ok(target);
             }
             let mut events = Vec::new();
+            if let Some(until) = muted_until {
+                if !outranks(me.role, target.role) || user == who.user_id {
+                    return Err(Error::forbidden(
+                        "the owner mutes admins and members, an admin mutes members; nobody mutes themselves",
+                    ));
+                }
+                let until = until.filter(|t| *t > now);
+                if until != target.muted_until.filter(|t| *t > now) {
+                    tx.set_muted_until(id, user, until, now).await?;
+                    target.muted_until = until;
+                    events.push(DomainEvent::MemberMuted(event::MemberMuted {
+                        channel_id: id,
+                        user_id: user,
+                        muted_until: until,
+                        by: who.user_id,
+                        at: now,
+                    }));
+                }
+            }
             if let Some(n) = nickname {
                 if user != who.user_id {
                     return Err(Error::forbidden("members set their own group nickname"));
@@ -604,6 +687,70 @@ impl<D: Database> App<D> {
         .await
     }
 
+    /// `POST` (`ban`) and `DELETE /channels/{id}/bans/{userId}`: the owner bans anyone but
+    /// themselves, an admin plain members and users who are not members. A member banned
+    /// is removed (reason `banned`); a banned user cannot be added, apply or be accepted
+    /// until unbanned. Banning a banned user (or unbanning one who is not) changes nothing.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id, target = %user, ban))]
+    pub async fn ban(&self, who: Principal, id: ChannelId, user: UserId, ban: bool) -> Result<()> {
+        timed("channel.ban", async {
+            if user == who.user_id {
+                return Err(Error::forbidden("you may not ban yourself"));
+            }
+            let now = now_ms();
+            let mut tx = self.db.begin().await?;
+            let (channel, me) = self.lock_group(&mut tx, who, id).await?;
+            if !me.role.can_manage() {
+                return Err(must_manage());
+            }
+            if ban {
+                if tx.lock_users(&[user], false).await?.is_empty() {
+                    return Err(Error::NotFound("user"));
+                }
+                if let Some(target) = tx.lock_member(id, user).await?.filter(Member::is_active) {
+                    if !outranks(me.role, target.role) {
+                        return Err(Error::forbidden("you may not ban this member"));
+                    }
+                    self.remove_locked(&mut tx, who, &channel, user, "banned", now).await?;
+                }
+            }
+            if tx.ban(id, user, who.user_id, ban, now).await? {
+                let ev = DomainEvent::MemberBanned(event::MemberBanned {
+                    channel_id: id,
+                    user_id: user,
+                    banned: ban,
+                    by: who.user_id,
+                    at: now,
+                });
+                self.record(&mut tx, &[ev], now).await?;
+            }
+            self.commit(tx).await
+        })
+        .await
+    }
+
+    /// `GET /channels/{id}/bans`: owner/admin; by user id.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
+    pub async fn bans(
+        &self,
+        who: Principal,
+        id: ChannelId,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<hermet_store::ChannelBan>> {
+        let limit = validate::limit(limit)?;
+        let (channel, me) = self.membership(who, id).await?;
+        if channel.channel_type != ChannelType::Group {
+            return Err(not_group());
+        }
+        if !me.role.can_manage() {
+            return Err(must_manage());
+        }
+        let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+        let items = self.db.bans_page(id, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |b| b.user_id.get()))
+    }
+
     /// `POST /channels/{id}/applications`: ask to join a group; a repeat refreshes it.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn apply_to_channel(&self, who: Principal, id: ChannelId, message: &str) -> Result<ChannelApplication> {
@@ -618,6 +765,14 @@ impl<D: Database> App<D> {
             }
             if channel.status != ChannelStatus::Active {
                 return Err(archived());
+            }
+            if !tx.banned(id, &[who.user_id]).await?.is_empty() {
+                return Err(Error::Refused {
+                    code: ErrorCode::Banned,
+                    message: "you are banned from this group".into(),
+                    field: None,
+                    details: None,
+                });
             }
             if tx.lock_member(id, who.user_id).await?.is_some_and(|m| m.is_active()) {
                 return Err(Error::Refused {

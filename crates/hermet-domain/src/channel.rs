@@ -64,6 +64,10 @@ pub struct Channel {
     pub single_pair: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Only the owner and admins may send (docs/API.md "Moderation").
+    pub mute_all: bool,
+    /// Slow mode: a plain member sends at most one message per this many seconds; 0 off.
+    pub slow_mode_secs: i32,
 }
 
 impl Channel {
@@ -91,13 +95,25 @@ pub struct Member {
     pub left_at: Option<i64>,
     pub join_seq: i64,
     pub left_seq: Option<i64>,
+    /// Muted by a manager: may not send before this time.
+    pub muted_until: Option<i64>,
+    /// When the member last sent while the group was in slow mode.
+    pub slow_sent_at: Option<i64>,
 }
 
 impl Member {
     pub fn is_active(&self) -> bool {
         self.left_at.is_none()
     }
+
+    /// Muted at `now`.
+    pub fn is_muted(&self, now: i64) -> bool {
+        self.muted_until.is_some_and(|t| t > now)
+    }
 }
+
+/// Longest slow-mode interval: one message a day.
+pub const SLOW_MODE_MAX_SECS: i32 = 86_400;
 
 /// The key that makes a pair of users share one single channel, whatever their order.
 pub fn single_pair(a: UserId, b: UserId) -> String {

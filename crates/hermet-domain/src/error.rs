@@ -53,6 +53,9 @@ catalogue! {
     RefreshTokenReused => "refresh_token_reused", 401, "a retired refresh token came back; its session is now revoked";
     AccountDisabled => "account_disabled", 401, "the account was disabled by an administrator";
     Forbidden => "forbidden", 403, "authenticated but not allowed (not a member, not an admin, not the owner)";
+    Banned => "banned", 403, "the caller is banned from this group";
+    MemberMuted => "member_muted", 403, "the sender is muted in this group until `details.mutedUntil`";
+    ChannelMuted => "channel_muted", 403, "everyone is muted in this group but its owner and admins";
     NotFound => "not_found", 404, "no such resource, or not visible to the caller; also an unknown route";
     AccountTaken => "account_taken", 409, "an account with this e-mail or mobile number already exists";
     AlreadyFriends => "already_friends", 409, "the user is already a friend";
@@ -73,6 +76,7 @@ catalogue! {
     DuplicateMembers => "duplicate_members", 422, "the request repeats user ids (listed in `details`)";
     InvalidMembers => "invalid_members", 422, "unknown, deleted or disabled users (listed in `details`)";
     AlreadyMembers => "already_members", 422, "some users are already members (listed in `details`)";
+    BannedUsers => "banned_users", 422, "some users are banned from the group (listed in `details`)";
     GroupFull => "group_full", 422, "the group would exceed `limits.max_group_members`";
     UseLeave => "use_leave", 422, "removing oneself from a group; leave it instead";
     CannotChangeOwnRole => "cannot_change_own_role", 422, "the owner hands over ownership by making another member owner";
@@ -84,6 +88,7 @@ catalogue! {
     UnknownMessage => "unknown_message", 422, "`replyTo` or `messageIds` names a message the caller cannot read (listed in `details`)";
     TooManyPins => "too_many_pins", 422, "a channel may have at most 50 pinned messages";
     RateLimited => "rate_limited", 429, "too many requests";
+    SlowMode => "slow_mode", 429, "the group is in slow mode; the sender may send again after `details.retryAfterSecs`";
     InternalError => "internal_error", 500, "a bug; the message is opaque, the cause is logged under the request id";
     ServiceUnavailable => "service_unavailable", 503, "a dependency or the request timed out; try again";
     DatabaseUnavailable => "database_unavailable", 503, "the database is unreachable or does not answer; try again after `Retry-After` seconds";

@@ -36,6 +36,12 @@ pub enum DomainEvent {
     MemberRoleChanged(MemberRoleChanged),
     #[serde(rename = "channel.member_updated")]
     MemberUpdated(MemberUpdated),
+    #[serde(rename = "channel.moderation_changed")]
+    ChannelModerationChanged(ChannelModerationChanged),
+    #[serde(rename = "channel.member_muted")]
+    MemberMuted(MemberMuted),
+    #[serde(rename = "channel.member_banned")]
+    MemberBanned(MemberBanned),
     #[serde(rename = "channel.application_created")]
     ChannelApplicationCreated(ChannelApplicationCreated),
     #[serde(rename = "channel.application_reviewed")]
@@ -324,6 +330,40 @@ pub struct MessageReaction {
     pub read_diffusion: bool,
 }
 
+/// A group's mute-all or slow mode changed (docs/API.md "Moderation").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelModerationChanged {
+    pub channel_id: ChannelId,
+    pub mute_all: bool,
+    pub slow_mode_secs: i32,
+    pub changed_by: UserId,
+    pub changed_at: i64,
+}
+
+/// A member was muted until a time, or unmuted (`mutedUntil` null).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberMuted {
+    pub channel_id: ChannelId,
+    pub user_id: UserId,
+    pub muted_until: Option<i64>,
+    pub by: UserId,
+    pub at: i64,
+}
+
+/// A user was banned from a group (`banned`), or unbanned. A ban of a member is
+/// preceded by their removal (`channel.member_removed`, reason `banned`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberBanned {
+    pub channel_id: ChannelId,
+    pub user_id: UserId,
+    pub banned: bool,
+    pub by: UserId,
+    pub at: i64,
+}
+
 /// A message was pinned in its channel (`pinned`), or unpinned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -386,6 +426,9 @@ impl DomainEvent {
             MemberRemoved(_) => "channel.member_removed",
             MemberRoleChanged(_) => "channel.member_role_changed",
             MemberUpdated(_) => "channel.member_updated",
+            ChannelModerationChanged(_) => "channel.moderation_changed",
+            MemberMuted(_) => "channel.member_muted",
+            MemberBanned(_) => "channel.member_banned",
             ChannelApplicationCreated(_) => "channel.application_created",
             ChannelApplicationReviewed(_) => "channel.application_reviewed",
             MessageSent(_) => "message.sent",
@@ -422,6 +465,9 @@ impl DomainEvent {
             MemberRemoved(e) => ("channel", e.channel_id.to_string()),
             MemberRoleChanged(e) => ("channel", e.channel_id.to_string()),
             MemberUpdated(e) => ("channel", e.channel_id.to_string()),
+            ChannelModerationChanged(e) => ("channel", e.channel_id.to_string()),
+            MemberMuted(e) => ("channel", e.channel_id.to_string()),
+            MemberBanned(e) => ("channel", e.channel_id.to_string()),
             ChannelApplicationCreated(e) => ("channel", e.channel_id.to_string()),
             ChannelApplicationReviewed(e) => ("channel", e.channel_id.to_string()),
             MessageSent(e) => ("channel", e.channel_id.to_string()),

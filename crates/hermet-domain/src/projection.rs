@@ -142,10 +142,13 @@ pub fn project(event: &DomainEvent) -> Refresh {
             r.message_conversations.extend(e.peer_id.map(|p| (p, e.channel_id)));
         }
         ConversationSettingsChanged(e) => r.conversations.push((e.user_id, e.channel_id)),
-        // Roles, group nicknames, applications, reactions and pins are not part of any read
-        // model.
+        // Roles, group nicknames, applications, reactions, pins and moderation are not part
+        // of any read model.
         MessageReaction(_)
         | MessagePinned(_)
+        | ChannelModerationChanged(_)
+        | MemberMuted(_)
+        | MemberBanned(_)
         | MemberRoleChanged(_)
         | MemberUpdated(_)
         | ContactApplicationCreated(_)

@@ -224,6 +224,15 @@ pub(crate) const REMOVE_MEMBER: &str = concat!(
 );
 pub(crate) const SET_ROLE: &str =
     "UPDATE channel_member SET role = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const SET_MODERATION: &str =
+    "UPDATE channel SET mute_all = $2, slow_mode_secs = $3, updated_at = $4 WHERE id = $1";
+pub(crate) const SET_MUTED_UNTIL: &str =
+    "UPDATE channel_member SET muted_until = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const BAN: &str = "INSERT INTO channel_ban (channel_id, user_id, banned_by, banned_at)
+     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+pub(crate) const UNBAN: &str = "DELETE FROM channel_ban WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const BANS_PAGE: &str = "SELECT user_id, banned_by, banned_at FROM channel_ban
+     WHERE channel_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3";
 pub(crate) const SET_GROUP_NICKNAME: &str =
     "UPDATE channel_member SET group_nickname = $3, updated_at = $4 WHERE channel_id = $1 AND user_id = $2";
 pub(crate) const RECOUNT_MEMBERS: &str = "UPDATE channel SET member_count = k.n,

@@ -28,7 +28,7 @@ macro_rules! parse {
     }};
 }
 
-pub(crate) const CHANNEL_COLUMNS: &str = "id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, last_message_at, creator_id, created_at, updated_at, single_pair, read_diffusion";
+pub(crate) const CHANNEL_COLUMNS: &str = "id, channel_type, name, avatar, status, channel_info_ver, member_count, last_seq, last_message_at, creator_id, created_at, updated_at, single_pair, read_diffusion, mute_all, slow_mode_secs";
 
 pub(crate) fn channel_from<R: Cols>(r: &R) -> Result<Channel, R::Err> {
     Ok(Channel {
@@ -46,11 +46,13 @@ pub(crate) fn channel_from<R: Cols>(r: &R) -> Result<Channel, R::Err> {
         updated_at: r.int(11)?,
         single_pair: r.opt_text(12)?,
         read_diffusion: r.boolean(13)?,
+        mute_all: r.boolean(14)?,
+        slow_mode_secs: r.int(15)? as i32,
     })
 }
 
 pub(crate) const MEMBER_COLUMNS: &str =
-    "channel_id, user_id, role, group_nickname, joined_at, left_at, join_seq, left_seq";
+    "channel_id, user_id, role, group_nickname, joined_at, left_at, join_seq, left_seq, muted_until, slow_sent_at";
 
 pub(crate) fn member_from<R: Cols>(r: &R) -> Result<Member, R::Err> {
     Ok(Member {
@@ -62,6 +64,8 @@ pub(crate) fn member_from<R: Cols>(r: &R) -> Result<Member, R::Err> {
         left_at: r.opt_int(5)?,
         join_seq: r.int(6)?,
         left_seq: r.opt_int(7)?,
+        muted_until: r.opt_int(8)?,
+        slow_sent_at: r.opt_int(9)?,
     })
 }
 

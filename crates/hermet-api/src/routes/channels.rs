@@ -39,6 +39,10 @@ pub struct ChannelDto {
     pub large_group: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Only the owner and admins may send (docs/API.md "Moderation").
+    pub mute_all: bool,
+    /// Slow mode: a plain member sends at most one message per this many seconds (0: off).
+    pub slow_mode_secs: i32,
 }
 
 impl From<Channel> for ChannelDto {
@@ -56,6 +60,8 @@ impl From<Channel> for ChannelDto {
             large_group: c.read_diffusion,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            mute_all: c.mute_all,
+            slow_mode_secs: c.slow_mode_secs,
         }
     }
 }
@@ -79,6 +85,11 @@ pub struct UpdateChannelRequest {
     pub name: Option<String>,
     #[schema(schema_with = schemas::avatar)]
     pub avatar: Option<String>,
+    /// Everyone muted but the owner and admins.
+    pub mute_all: Option<bool>,
+    /// Slow mode, 0 (off) to 86,400 seconds.
+    #[schema(minimum = 0, maximum = 86400)]
+    pub slow_mode_secs: Option<i32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,11 +99,14 @@ pub struct MemberDto {
     pub role: MemberRole,
     pub group_nickname: String,
     pub joined_at: i64,
+    /// Muted by a manager until this time (`null`: not muted).
+    pub muted_until: Option<i64>,
 }
 
 impl From<Member> for MemberDto {
     fn from(m: Member) -> Self {
-        Self { user_id: m.user_id, role: m.role, group_nickname: m.group_nickname, joined_at: m.joined_at }
+        let muted_until = m.muted_until.filter(|t| *t > hermet_domain::time::now_ms());
+        Self { user_id: m.user_id, role: m.role, group_nickname: m.group_nickname, joined_at: m.joined_at, muted_until }
     }
 }
 
@@ -134,6 +148,16 @@ pub struct UpdateMemberRequest {
     /// The member's own nickname in this group (empty: none).
     #[schema(schema_with = schemas::group_nickname)]
     pub group_nickname: Option<String>,
+    /// Mute the member until this time (milliseconds since 1970; `null`: unmute). The
+    /// owner mutes admins and members, an admin members.
+    #[serde(default, deserialize_with = "present_time")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 253402300799999_i64)]
+    pub muted_until: Option<Option<i64>>,
+}
+
+/// A field that is present (even `null`) is `Some`.
+fn present_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -543,7 +567,13 @@ pub async fn update<D: Database>(
     IdPath(id): IdPath<ChannelId>,
     Json(req): Json<UpdateChannelRequest>,
 ) -> ApiResult<Json<ChannelDto>> {
-    Ok(Json(st.app.update_channel(who, id, req.name, req.avatar).await?.into()))
+    let patch = hermet_app::channels::ChannelPatch {
+        name: req.name,
+        avatar: req.avatar,
+        mute_all: req.mute_all,
+        slow_mode_secs: req.slow_mode_secs,
+    };
+    Ok(Json(st.app.update_channel(who, id, patch).await?.into()))
 }
 
 /// DELETE /api/v1/channels/{id} — the owner dismisses the group.
@@ -574,7 +604,7 @@ pub async fn members<D: Database>(
 /// POST /api/v1/channels/{id}/members — add members (owner/admin).
 #[utoipa::path(post, path = "/api/v1/channels/{id}/members", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = AddMembersRequest,
     responses((status = 200, body = MemberCount), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody),
-        (status = 422, description = "`not_a_group`, `duplicate_members`, `invalid_members`, `already_members`, `group_full`", body = ErrorBody)))]
+        (status = 422, description = "`not_a_group`, `duplicate_members`, `invalid_members`, `already_members`, `banned_users`, `group_full`", body = ErrorBody)))]
 pub async fn add_members<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
@@ -599,7 +629,7 @@ pub async fn remove_member<D: Database>(
 /// PATCH /api/v1/channels/{id}/members/{userId} — role (owner) or own group nickname.
 #[utoipa::path(patch, path = "/api/v1/channels/{id}/members/{userId}", tag = "channels", security(("bearer" = [])),
     params(("id" = inline(ChannelId), Path, description = "channel id"), ("userId" = inline(UserId), Path, description = "the member's user id")), request_body = UpdateMemberRequest,
-    responses((status = 200, body = MemberDto), (status = 403, description = "roles: not the owner; nickname: not the member", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody),
+    responses((status = 200, body = MemberDto), (status = 403, description = "roles: not the owner; nickname: not the member; mutedUntil: not outranking the member", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody),
         (status = 422, description = "`not_a_group`, `cannot_change_own_role`", body = ErrorBody)))]
 pub async fn update_member<D: Database>(
     State(st): State<AppState<D>>,
@@ -607,7 +637,76 @@ pub async fn update_member<D: Database>(
     IdPath((id, user)): IdPath<(ChannelId, UserId)>,
     Json(req): Json<UpdateMemberRequest>,
 ) -> ApiResult<Json<MemberDto>> {
-    Ok(Json(st.app.update_member(who, id, user, req.role, req.group_nickname).await?.into()))
+    Ok(Json(st.app.update_member(who, id, user, req.role, req.group_nickname, req.muted_until).await?.into()))
+}
+
+/// A user banned from a group.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BanDto {
+    pub user_id: UserId,
+    pub banned_by: UserId,
+    pub banned_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BanPage {
+    pub items: Vec<BanDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// POST /api/v1/channels/{id}/bans/{userId} — ban a user from a group (owner/admin).
+#[utoipa::path(post, path = "/api/v1/channels/{id}/bans/{userId}", tag = "channels", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("userId" = inline(UserId), Path, description = "the user's id")),
+    responses((status = 204, description = "banned (a member is removed first); also when already banned"),
+        (status = 403, description = "not the owner or an admin; an admin banning an admin or the owner; oneself", body = ErrorBody),
+        (status = 404, description = "no such user", body = ErrorBody),
+        (status = 409, description = "`channel_archived`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`", body = ErrorBody)))]
+pub async fn ban<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, user)): IdPath<(ChannelId, UserId)>,
+) -> ApiResult<StatusCode> {
+    st.app.ban(who, id, user, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /api/v1/channels/{id}/bans/{userId} — lift a ban (owner/admin).
+#[utoipa::path(delete, path = "/api/v1/channels/{id}/bans/{userId}", tag = "channels", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), ("userId" = inline(UserId), Path, description = "the user's id")),
+    responses((status = 204, description = "not banned (also when they were not)"),
+        (status = 403, description = "not the owner or an admin; oneself", body = ErrorBody),
+        (status = 409, description = "`channel_archived`", body = ErrorBody),
+        (status = 422, description = "`not_a_group`", body = ErrorBody)))]
+pub async fn unban<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath((id, user)): IdPath<(ChannelId, UserId)>,
+) -> ApiResult<StatusCode> {
+    st.app.ban(who, id, user, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// GET /api/v1/channels/{id}/bans — users banned from a group (owner/admin).
+#[utoipa::path(get, path = "/api/v1/channels/{id}/bans", tag = "channels", security(("bearer" = [])),
+    params(("id" = inline(ChannelId), Path, description = "channel id"), PageQuery),
+    responses((status = 200, body = BanPage), (status = 403, description = "not the owner or an admin of the group", body = ErrorBody),
+        (status = 422, description = "`not_a_group`", body = ErrorBody)))]
+pub async fn bans<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    IdPath(id): IdPath<ChannelId>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<BanPage>> {
+    let page = st.app.bans(who, id, q.cursor.as_deref(), q.limit).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|b| BanDto { user_id: b.user_id, banned_by: b.banned_by, banned_at: b.banned_at })
+        .collect();
+    Ok(Json(BanPage { items, next_cursor: page.next_cursor }))
 }
 
 /// POST /api/v1/channels/{id}/leave — leave a group.
@@ -624,7 +723,7 @@ pub async fn leave<D: Database>(
 
 /// POST /api/v1/channels/{id}/applications — ask to join a group.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/applications", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = JoinRequest,
-    responses((status = 201, body = JoinApplicationDto), (status = 409, description = "`already_member`, `application_pending`, `channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody),
+    responses((status = 201, body = JoinApplicationDto), (status = 403, description = "`banned`", body = ErrorBody), (status = 409, description = "`already_member`, `application_pending`, `channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody),
         (status = 429, description = "`rate_limited` (`applications_per_user`)", body = ErrorBody)))]
 pub async fn apply<D: Database>(
     State(st): State<AppState<D>>,
@@ -676,10 +775,10 @@ pub async fn reject_application<D: Database>(
 
 /// POST /api/v1/channels/{id}/messages — send a message.
 #[utoipa::path(post, path = "/api/v1/channels/{id}/messages", tag = "messages", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")), request_body = SendMessageRequest,
-    responses((status = 201, body = SendMessageResponse), (status = 403, description = "not a member, or the peer blocked the sender", body = ErrorBody),
+    responses((status = 201, body = SendMessageResponse), (status = 403, description = "not a member, or the peer blocked the sender; `member_muted`, `channel_muted`", body = ErrorBody),
         (status = 409, description = "`channel_archived`, `client_msg_id_reused`, `message_recalled` (`replyTo`)", body = ErrorBody),
         (status = 422, description = "`not_friends`, `recipient_inactive`, `unknown_message` (`replyTo`)", body = ErrorBody),
-        (status = 429, description = "`rate_limited` (`sends_per_user`, `sends_per_channel`)", body = ErrorBody)))]
+        (status = 429, description = "`rate_limited` (`sends_per_user`, `sends_per_channel`), `slow_mode`", body = ErrorBody)))]
 pub async fn send<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,

@@ -107,6 +107,10 @@ pub(super) struct Batch<'a> {
     seqs: HashMap<ChannelId, i64>,
     /// (sender, clientMsgId) → index of the accepted message.
     accepted: HashMap<(UserId, String), usize>,
+    /// Sends accepted in slow mode, by (channel, sender): when.
+    slow_sent: HashMap<(ChannelId, UserId), i64>,
+    /// Their pairs, to record on the member rows.
+    pub slow_sends: Vec<(ChannelId, UserId)>,
     pub messages: Vec<Message>,
     pub events: Vec<DomainEvent>,
 }
@@ -123,6 +127,8 @@ impl<'a> Batch<'a> {
             mentioned: l.mentioned.iter().copied().collect(),
             seqs: l.channels.iter().map(|c| (c.id, c.last_seq)).collect(),
             accepted: HashMap::new(),
+            slow_sent: HashMap::new(),
+            slow_sends: Vec::new(),
             messages: Vec::new(),
             events: Vec::new(),
         }
@@ -203,6 +209,39 @@ impl<'a> Batch<'a> {
                 }
             }
         }
+        let managing = member.role.can_manage();
+        if member.is_muted(now) {
+            return Err(Error::Refused {
+                code: ErrorCode::MemberMuted,
+                message: "you are muted in this group".into(),
+                field: None,
+                details: Some(Box::new(serde_json::json!({ "mutedUntil": member.muted_until }))),
+            });
+        }
+        if channel.mute_all && !managing {
+            return Err(Error::Refused {
+                code: ErrorCode::ChannelMuted,
+                message: "everyone is muted in this group but its owner and admins".into(),
+                field: None,
+                details: None,
+            });
+        }
+        let slow = channel.slow_mode_secs > 0 && !managing;
+        if slow {
+            let interval = i64::from(channel.slow_mode_secs) * 1000;
+            let last = self.slow_sent.get(&(s.channel, me)).copied().or(member.slow_sent_at);
+            if let Some(last) = last
+                && now - last < interval
+            {
+                let wait = (last + interval - now + 999) / 1000;
+                return Err(Error::Refused {
+                    code: ErrorCode::SlowMode,
+                    message: format!("slow mode: one message per {} s; send again in {wait} s", channel.slow_mode_secs),
+                    field: None,
+                    details: Some(Box::new(serde_json::json!({ "retryAfterSecs": wait }))),
+                });
+            }
+        }
         let (mentions, mention_all) = match &s.req.mentions {
             Mentions::None => (Vec::new(), false),
             Mentions::All => {
@@ -221,6 +260,9 @@ impl<'a> Batch<'a> {
             "" => self.users.get(&me).map(|u| u.nickname.clone()).unwrap_or_default(),
             nickname => nickname.to_owned(),
         };
+        if slow && self.slow_sent.insert((s.channel, me), now).is_none() {
+            self.slow_sends.push((s.channel, me));
+        }
         let seq = self.seqs.entry(s.channel).or_insert(channel.last_seq);
         *seq += 1;
         let msg = Message {
@@ -319,6 +361,8 @@ mod tests {
             single_pair,
             created_at: 0,
             updated_at: 0,
+            mute_all: false,
+            slow_mode_secs: 0,
         }
     }
 
@@ -332,6 +376,8 @@ mod tests {
             left_at: None,
             join_seq: 0,
             left_seq: None,
+            muted_until: None,
+            slow_sent_at: None,
         }
     }
 
@@ -400,6 +446,18 @@ mod tests {
             self
         }
 
+        /// A change to the group's member `user`'s row.
+        fn member_of_group(mut self, user: UserId, change: impl Fn(&mut Member)) -> Self {
+            self.0.members.iter_mut().filter(|m| m.channel_id == GROUP && m.user_id == user).for_each(change);
+            self
+        }
+
+        /// A change to the group's row.
+        fn group_is(mut self, change: impl Fn(&mut Channel)) -> Self {
+            self.0.channels.iter_mut().filter(|c| c.id == GROUP).for_each(change);
+            self
+        }
+
         /// `by`'s side of the friendship blocks the other.
         fn blocked_by(mut self, by: UserId) -> Self {
             self.0.friendships.iter_mut().filter(|f| f.user_id == by).for_each(|f| f.is_blocked = true);
@@ -449,7 +507,7 @@ mod tests {
                     batch.decide(s, peer, NOW, &ids)
                 })
                 .collect();
-            Decided { decisions, messages: batch.messages, events: batch.events }
+            Decided { decisions, messages: batch.messages, events: batch.events, slow_sends: batch.slow_sends }
         }
     }
 
@@ -497,6 +555,7 @@ mod tests {
         decisions: Vec<Result<Decision>>,
         messages: Vec<Message>,
         events: Vec<DomainEvent>,
+        slow_sends: Vec<(ChannelId, UserId)>,
     }
 
     impl Decided {
@@ -668,5 +727,37 @@ mod tests {
                 .when(vec![send(ALICE, CHAT)])
                 .then_expect(&[Refused(422, "recipient_inactive")]);
         }
+    }
+
+    #[test]
+    fn a_muted_member_is_refused_until_the_time_passes() {
+        given()
+            .group(1, &[ALICE, BOB])
+            .member_of_group(BOB, |m| m.muted_until = Some(NOW + 1))
+            .member_of_group(ALICE, |m| m.muted_until = Some(NOW))
+            .when(vec![send(BOB, GROUP), send(ALICE, GROUP)])
+            .then_expect(&[Refused(403, "member_muted"), InBatch(0)]);
+    }
+
+    #[test]
+    fn mute_all_leaves_the_managers_their_voice() {
+        given()
+            .group(1, &[ALICE, BOB])
+            .group_is(|c| c.mute_all = true)
+            .member_of_group(ALICE, |m| m.role = MemberRole::Admin)
+            .when(vec![send(BOB, GROUP), send(ALICE, GROUP)])
+            .then_expect(&[Refused(403, "channel_muted"), InBatch(0)]);
+    }
+
+    #[test]
+    fn slow_mode_counts_the_sends_of_the_batch_and_the_last_recorded() {
+        let d = given()
+            .group(1, &[ALICE, BOB, CAROL])
+            .group_is(|c| c.slow_mode_secs = 10)
+            .member_of_group(CAROL, |m| m.slow_sent_at = Some(NOW - 9_999))
+            .member_of_group(BOB, |m| m.slow_sent_at = Some(NOW - 10_000))
+            .when(vec![send(ALICE, GROUP), send(ALICE, GROUP), send(BOB, GROUP), send(CAROL, GROUP)])
+            .then_expect(&[InBatch(0), Refused(429, "slow_mode"), InBatch(1), Refused(429, "slow_mode")]);
+        assert_eq!(d.slow_sends, [(GROUP, ALICE), (GROUP, BOB)], "recorded for the accepted sends");
     }
 }

@@ -247,6 +247,9 @@ impl<D: Database> App<D> {
         let mut committed = Committed::NOTHING;
         if !batch.messages.is_empty() {
             tx.append_messages(&batch.messages, now).await?;
+            if !batch.slow_sends.is_empty() {
+                tx.note_slow_sends(&batch.slow_sends, now).await?;
+            }
             self.record(&mut tx, &batch.events, now).await?;
             committed = self.commit_without_waiting(tx).await?;
         }

@@ -75,6 +75,14 @@ pub struct ChannelApplication {
     pub reviewed_at: Option<i64>,
 }
 
+/// A user banned from a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelBan {
+    pub user_id: UserId,
+    pub banned_by: UserId,
+    pub banned_at: i64,
+}
+
 pub trait ChannelReads {
     fn channel(&self, id: ChannelId) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
     fn member(&self, channel: ChannelId, user: UserId) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
@@ -85,6 +93,13 @@ pub trait ChannelReads {
         after_user: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Member>>> + Send;
+    /// Users banned from `channel`, by user id, after `after_user`.
+    fn bans_page(
+        &self,
+        channel: ChannelId,
+        after_user: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ChannelBan>>> + Send;
     fn channel_applications(
         &self,
         channel: ChannelId,
@@ -95,6 +110,34 @@ pub trait ChannelReads {
 }
 
 pub trait ChannelWrites {
+    /// Sets a group's mute-all and slow mode.
+    fn set_moderation(
+        &mut self,
+        channel: ChannelId,
+        mute_all: bool,
+        slow_mode_secs: i32,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Mutes a member until a time (`None`: not muted).
+    fn set_muted_until(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        until: Option<i64>,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Bans (`add`) or unbans `user`; returns whether it changed anything.
+    fn ban(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        by: UserId,
+        add: bool,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Those of `users` banned from `channel`.
+    fn banned(&mut self, channel: ChannelId, users: &[UserId])
+    -> impl Future<Output = StoreResult<Vec<UserId>>> + Send;
     fn single_channel(&mut self, pair: &str) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
     /// Those of `users` who are active members of `channel`.
     fn active_members(

@@ -110,6 +110,12 @@ pub trait MessageWrites {
         user: UserId,
         emoji: &str,
     ) -> impl Future<Output = StoreResult<(i64, bool)>> + Send;
+    /// Records that these (channel, member) pairs sent at `now` in slow mode.
+    fn note_slow_sends(
+        &mut self,
+        pairs: &[(ChannelId, UserId)],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Pins (`add`) or unpins `message` in its channel; returns whether it changed anything.
     fn pin(
         &mut self,

@@ -14,6 +14,15 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl ChannelReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.bans_page", skip_all)]
+    async fn bans_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<ChannelBan>, StoreError> {
+        let c = self.read_conn().await?;
+        query_map(&c, q::BANS_PAGE, &[&channel.get(), &after_user, &(limit as i64)], |r| {
+            Ok(ChannelBan { user_id: UserId(r.int(0)?), banned_by: UserId(r.int(1)?), banned_at: r.int(2)? })
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.channel", skip_all)]
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         let c = self.write_conn().await?;
@@ -52,6 +61,56 @@ impl ChannelReads for PgDatabase {
 }
 
 impl ChannelWrites for PgTx {
+    #[tracing::instrument(level = "debug", name = "postgres.set_moderation", skip_all)]
+    async fn set_moderation(
+        &mut self,
+        channel: ChannelId,
+        mute_all: bool,
+        slow: i32,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(self.conn()?, q::SET_MODERATION, &[&channel.get(), &mute_all, &slow, &now]).await.map(|_| ())
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.set_muted_until", skip_all)]
+    async fn set_muted_until(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        exec(self.conn()?, q::SET_MUTED_UNTIL, &[&channel.get(), &user.get(), &until, &now]).await.map(|_| ())
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.ban", skip_all)]
+    async fn ban(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        by: UserId,
+        add: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let n = if add {
+            exec(self.conn()?, q::BAN, &[&channel.get(), &user.get(), &by.get(), &at]).await?
+        } else {
+            exec(self.conn()?, q::UNBAN, &[&channel.get(), &user.get()]).await?
+        };
+        Ok(n == 1)
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.banned", skip_all)]
+    async fn banned(&mut self, channel: ChannelId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        query_map(
+            self.conn()?,
+            "SELECT user_id FROM channel_ban WHERE channel_id = $1 AND user_id = ANY($2::bigint[]) ORDER BY user_id",
+            &[&channel.get(), &ids(users)],
+            user_id_from,
+        )
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.single_channel", skip_all)]
     async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
         let sql = format!("{} FOR UPDATE", &*q::CHANNEL_BY_PAIR);

@@ -247,6 +247,19 @@ impl MessageWrites for PgTx {
         Ok(row.unwrap_or((0, false)))
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.note_slow_sends", skip_all)]
+    async fn note_slow_sends(&mut self, pairs: &[(ChannelId, UserId)], now: i64) -> Result<(), StoreError> {
+        let (c, u): (Vec<i64>, Vec<i64>) = pairs.iter().map(|(c, u)| (c.get(), u.get())).unzip();
+        exec(
+            self.conn()?,
+            "UPDATE channel_member m SET slow_sent_at = $3 FROM UNNEST($1::bigint[], $2::bigint[]) AS k(c, u)
+             WHERE m.channel_id = k.c AND m.user_id = k.u",
+            &[&c, &u, &now],
+        )
+        .await
+        .map(|_| ())
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.pin", skip_all)]
     async fn pin(&mut self, m: &Message, by: UserId, add: bool, at: i64) -> Result<bool, StoreError> {
         let (ch, id) = (m.channel_id.get(), m.id.get());

@@ -14,6 +14,16 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl ChannelReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.bans_page", skip_all)]
+    async fn bans_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<ChannelBan>, StoreError> {
+        self.read(move |c| {
+            qmap(c, q::BANS_PAGE, [channel.get(), after_user, limit as i64], |r| {
+                Ok(ChannelBan { user_id: UserId(r.get(0)?), banned_by: UserId(r.get(1)?), banned_at: r.get(2)? })
+            })
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.channel", skip_all)]
     async fn channel(&self, id: ChannelId) -> Result<Option<Channel>, StoreError> {
         self.read(move |c| qopt(c, &q::CHANNEL_BY_ID, [id.get()], |r| channel_from(r))).await
@@ -48,6 +58,62 @@ impl ChannelReads for SqliteDatabase {
 }
 
 impl ChannelWrites for SqliteTx {
+    #[tracing::instrument(level = "debug", name = "sqlite.set_moderation", skip_all)]
+    async fn set_moderation(
+        &mut self,
+        channel: ChannelId,
+        mute_all: bool,
+        slow: i32,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| exec(c, q::SET_MODERATION, params![channel.get(), mute_all, slow, now]).map(|_| ())).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.set_muted_until", skip_all)]
+    async fn set_muted_until(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        until: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| exec(c, q::SET_MUTED_UNTIL, params![channel.get(), user.get(), until, now]).map(|_| ())).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.ban", skip_all)]
+    async fn ban(
+        &mut self,
+        channel: ChannelId,
+        user: UserId,
+        by: UserId,
+        add: bool,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let n = if add {
+                exec(c, q::BAN, params![channel.get(), user.get(), by.get(), at])?
+            } else {
+                exec(c, q::UNBAN, params![channel.get(), user.get()])?
+            };
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.banned", skip_all)]
+    async fn banned(&mut self, channel: ChannelId, users: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        let u = json_ids(users);
+        self.run(move |c| {
+            qmap(
+                c,
+                "SELECT user_id FROM channel_ban WHERE channel_id = ?1 AND user_id IN (SELECT value FROM json_each(?2)) ORDER BY user_id",
+                params![channel.get(), u],
+                |r| user_id_from(r),
+            )
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.single_channel", skip_all)]
     async fn single_channel(&mut self, pair: &str) -> Result<Option<Channel>, StoreError> {
         let pair = pair.to_owned();

@@ -195,6 +195,22 @@ impl MessageWrites for SqliteTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.note_slow_sends", skip_all)]
+    async fn note_slow_sends(&mut self, pairs: &[(ChannelId, UserId)], now: i64) -> Result<(), StoreError> {
+        let pairs = pairs.to_vec();
+        self.run(move |c| {
+            for (ch, u) in &pairs {
+                exec(
+                    c,
+                    "UPDATE channel_member SET slow_sent_at = $3 WHERE channel_id = $1 AND user_id = $2",
+                    params![ch.get(), u.get(), now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.pin", skip_all)]
     async fn pin(&mut self, m: &Message, by: UserId, add: bool, at: i64) -> Result<bool, StoreError> {
         let (ch, id, seq) = (m.channel_id.get(), m.id.get(), m.seq);

@@ -16,6 +16,7 @@ mod im;
 mod large_groups;
 mod limits;
 mod message_features;
+mod moderation;
 mod ops;
 mod pipeline;
 mod realtime;

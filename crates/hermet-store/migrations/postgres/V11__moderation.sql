@@ -1,0 +1,19 @@
+-- Moderation (docs/API.md "Moderation"): everyone muted but the managers, slow mode,
+-- members muted until a time, bans.
+ALTER TABLE channel ADD COLUMN mute_all BOOLEAN NOT NULL DEFAULT FALSE,
+    ADD COLUMN slow_mode_secs INTEGER NOT NULL DEFAULT 0;
+
+-- `muted_until`: the member may not send before then. `slow_sent_at`: when the member
+-- last sent while the group was in slow mode (written only then, so other sends pay
+-- nothing for it).
+ALTER TABLE channel_member ADD COLUMN muted_until BIGINT, ADD COLUMN slow_sent_at BIGINT;
+
+-- Users banned from a group: removed, and refused as members and applicants until
+-- unbanned.
+CREATE TABLE channel_ban (
+    channel_id BIGINT NOT NULL,
+    user_id    BIGINT NOT NULL,
+    banned_by  BIGINT NOT NULL,
+    banned_at  BIGINT NOT NULL,
+    PRIMARY KEY (channel_id, user_id)
+);
