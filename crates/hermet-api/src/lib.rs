@@ -186,6 +186,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/channels/{id}/bans/{userId}", post(channels::ban::<D>).delete(channels::unban::<D>))
         .route("/api/v1/channels/{id}/pins/{messageId}", put(channels::pin::<D>).delete(channels::unpin::<D>))
         .route("/api/v1/messages/forward", post(channels::forward::<D>))
+        .route("/api/v1/messages/search", get(channels::search::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/receipts", get(channels::receipts::<D>))
         .route(
             "/api/v1/channels/{id}/messages/{messageId}/reactions/{emoji}",

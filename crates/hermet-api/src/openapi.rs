@@ -39,7 +39,7 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
         contacts::apply, contacts::applications, contacts::accept, contacts::reject, contacts::list, contacts::update, contacts::delete,
         channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
         channels::remove_member, channels::update_member, channels::ban, channels::unban, channels::bans, channels::leave, channels::apply, channels::applications,
-        channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::edit, channels::delete_for_me, channels::recall, channels::versions, channels::receipts, channels::react, channels::unreact, channels::forward, channels::pin, channels::unpin, channels::pins, channels::read,
+        channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::edit, channels::delete_for_me, channels::recall, channels::versions, channels::receipts, channels::react, channels::unreact, channels::forward, channels::search, channels::pin, channels::unpin, channels::pins, channels::read,
         conversations::list, conversations::get_one, conversations::update, conversations::close,
     ),
     components(schemas(crate::error::ErrorBody)),

@@ -83,6 +83,28 @@ pub struct Pins {
     pub quotes: std::collections::HashMap<MessageId, Quote>,
 }
 
+/// `GET /messages/search`: what to find and where.
+#[derive(Debug, Default)]
+pub struct Search {
+    pub q: String,
+    pub channel: Option<ChannelId>,
+    pub sender: Option<UserId>,
+    /// Sent strictly before / after these times (ms).
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One search result: the message and where the text occurs in its `content.text`.
+pub struct Found {
+    pub message: Message,
+    /// A reply's quote, as the answered message is now.
+    pub quote: Option<Quote>,
+    /// `[start, end)` in characters.
+    pub highlights: Vec<(usize, usize)>,
+}
+
 /// A page of history: `items` in the order asked for, with their reactions.
 pub struct History {
     pub items: Vec<Message>,
@@ -341,6 +363,48 @@ impl<D: Database> App<D> {
             reactions.entry(id).or_default().push(r);
         }
         Ok(reactions)
+    }
+
+    /// `GET /messages/search`: text messages I can see (channels I am an active member
+    /// of, sent after I joined, not recalled, not deleted for me) that contain `q`,
+    /// ignoring case, newest first, a page at a time.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
+    pub async fn search(&self, who: Principal, s: Search) -> Result<crate::page::Page<Found>> {
+        let limit = hermet_domain::validate::limit(s.limit)?;
+        let q = hermet_domain::validate::text("q", &s.q, message::SEARCH_MAX_CHARS, false)?;
+        let q = q.as_str();
+        for (field, v) in [("before", s.before), ("after", s.after)] {
+            if v.is_some_and(|t| t < 0) {
+                return Err(Error::invalid(field, format!("{field} must not be negative")));
+            }
+        }
+        self.rate_limits(&[(Limit::SearchesPerUser, Key::Id(who.user_id.get()))]).await?;
+        if let Some(c) = s.channel {
+            self.membership(who, c).await?;
+        }
+        let before_id: i64 = s.cursor.as_deref().map(crate::page::decode_cursor).transpose()?.unwrap_or(i64::MAX);
+        let query = hermet_store::SearchQuery {
+            viewer: who.user_id,
+            text: q.to_owned(),
+            channel: s.channel,
+            sender: s.sender,
+            sent_after: s.after.unwrap_or(-1),
+            sent_before: s.before.unwrap_or(i64::MAX),
+            before_id,
+            limit: limit + 1,
+        };
+        let found = timed("message.search", async { Ok(self.db.search(&query).await?) }).await?;
+        let quotes = self.quotes(found.iter()).await?;
+        let items = found
+            .into_iter()
+            .map(|m| {
+                let text = m.content.get("text").and_then(|t| t.as_str()).unwrap_or("");
+                let highlights = message::highlights(text, q);
+                let quote = m.reply_to.and_then(|id| quotes.get(&id)).cloned();
+                Found { message: m, quote, highlights }
+            })
+            .collect();
+        Ok(crate::page::Page::from_overfetch(items, limit, |f| f.message.id.get()))
     }
 
     /// The quotes of the messages `page`'s replies answer, as they are now.

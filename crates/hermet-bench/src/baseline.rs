@@ -53,6 +53,12 @@ where
     .await
 }
 
+/// `ANALYZE`s the database at `url`: the statistics autovacuum would have gathered.
+pub async fn analyze(url: &str) -> anyhow::Result<()> {
+    connect(url).await?.batch_execute("ANALYZE").await?;
+    Ok(())
+}
+
 /// Single-row INSERT transactions (autocommit, durable as configured) per second on
 /// `concurrency` connections: the database's own ceiling for small writes.
 pub async fn insert_tps(url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Throughput> {

@@ -173,6 +173,33 @@ impl Forwarded {
     }
 }
 
+/// Longest search text, in characters.
+pub const SEARCH_MAX_CHARS: usize = 100;
+
+/// Where `needle` occurs in `text`, ignoring case: `[start, end)` offsets in characters
+/// (Unicode scalar values), left to right, not overlapping.
+pub fn highlights(text: &str, needle: &str) -> Vec<(usize, usize)> {
+    fn fold(c: char) -> char {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+    let hay: Vec<char> = text.chars().map(fold).collect();
+    let pin: Vec<char> = needle.chars().map(fold).collect();
+    let mut out = Vec::new();
+    if pin.is_empty() {
+        return out;
+    }
+    let mut i = 0;
+    while i + pin.len() <= hay.len() {
+        if hay[i..i + pin.len()] == pin[..] {
+            out.push((i, i + pin.len()));
+            i += pin.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
 /// A pinned message of a channel: who pinned it and when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pin {
@@ -215,6 +242,15 @@ pub struct Recall {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn highlights_ignore_case_in_any_script() {
+        assert_eq!(highlights("Hello hello HELLO", "hello"), [(0, 5), (6, 11), (12, 17)]);
+        assert_eq!(highlights("今天天气很好，天气", "天气"), [(2, 4), (7, 9)]);
+        assert_eq!(highlights("aaaa", "aa"), [(0, 2), (2, 4)]);
+        assert!(highlights("abc", "").is_empty());
+        assert!(highlights("ab", "abc").is_empty());
+    }
 
     #[test]
     fn previews() {

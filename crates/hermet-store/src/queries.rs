@@ -100,6 +100,31 @@ macro_rules! sql {
     };
 }
 
+/// `%text%` for `LIKE`/`ILIKE` with `\\` as the escape: the text's own `%`, `_` and `\\`
+/// match themselves.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out.push('%');
+    out
+}
+
+/// A search's conditions besides the text: `$1` the reader, `$3` channel (0: any), `$4`
+/// sender (0: any), `$5`/`$6` sent after/before, `$7` ids below (`$8` is the limit).
+pub(crate) const SEARCH_VISIBLE: &str = "recalled_at IS NULL
+       AND EXISTS (SELECT 1 FROM channel_member cm WHERE cm.channel_id = message.channel_id AND cm.user_id = $1
+                     AND cm.left_at IS NULL AND cm.join_seq < message.seq)
+       AND (CAST($3 AS BIGINT) = 0 OR channel_id = $3) AND (CAST($4 AS BIGINT) = 0 OR sender_id = $4)
+       AND created_at > $5 AND created_at < $6 AND id < $7
+       AND NOT EXISTS (SELECT 1 FROM message_hidden h
+                       WHERE h.user_id = $1 AND h.channel_id = message.channel_id AND h.seq = message.seq)";
+
 /// History leaves out what the reader (`$5`) deleted for themselves.
 const NOT_HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM message_hidden h
        WHERE h.user_id = $5 AND h.channel_id = message.channel_id AND h.seq = message.seq)";

@@ -126,6 +126,23 @@ pub enum BenchScenario {
         #[arg(long, default_value_t = 0)]
         hold_secs: u64,
     },
+    /// Message search on a large history, in-process on the configured database (a fresh
+    /// one): groups and `--messages` text messages in four scripts written through the
+    /// store's batch append, then each kind of query timed. Takes no --server.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 1_000)]
+        groups: usize,
+        #[arg(long, default_value_t = 20)]
+        members_per_group: usize,
+        /// Groups the searcher is a member of.
+        #[arg(long, default_value_t = 100)]
+        member_of: usize,
+        /// Times each query runs.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+    },
     /// The pipeline's own throughput, in-process on the configured database (a fresh one)
     /// and transport: the Kafka relay publishing a backlog, the conversation projector
     /// draining it. Takes no --server.

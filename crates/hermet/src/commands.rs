@@ -139,6 +139,29 @@ pub async fn bench_pipeline(
     with_database!(config, |db| crate::bench::run(db, config, messages, groups, concurrency, progress).await)
 }
 
+/// `hermet bench search` on the configured database.
+pub async fn bench_search(
+    config: &Config,
+    messages: usize,
+    groups: usize,
+    members_per_group: usize,
+    member_of: usize,
+    runs: usize,
+    progress: impl Fn(String),
+) -> anyhow::Result<crate::search_bench::SearchReport> {
+    with_database!(config, |db| crate::search_bench::run(
+        db,
+        config,
+        messages,
+        groups,
+        members_per_group,
+        member_of,
+        runs,
+        progress
+    )
+    .await)
+}
+
 /// After `hermet replay`: reports how many events `consumer` still has to apply (every
 /// 500 ms, through `progress`) until it has caught up. The consumer runs elsewhere
 /// (`hermet serve` or `hermet project`); this only watches its offsets.

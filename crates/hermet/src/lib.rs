@@ -7,5 +7,6 @@ pub mod commands;
 pub mod config;
 #[cfg(test)]
 mod doc_paths;
+pub mod search_bench;
 pub mod startup;
 pub mod telemetry;

@@ -187,6 +187,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             write_json(json, &serde_json::to_value(&rows)?)
         }
+        Command::Bench {
+            scenario: BenchScenario::Search { messages, groups, members_per_group, member_of, runs },
+            json,
+            ..
+        } => {
+            let r = commands::bench_search(&config, messages, groups, members_per_group, member_of, runs, |m| {
+                eprintln!("  {m}")
+            })
+            .await?;
+            println!("{:>44} {:>12} {:>10} {:>10} {:>6}", "query", "scope", "p50 ms", "p99 ms", "found");
+            for t in &r.queries {
+                let scope = if t.one_channel { "one channel" } else { "all mine" };
+                println!("{:>44} {:>12} {:>10.2} {:>10.2} {:>6}", t.kind, scope, t.p50_ms, t.p99_ms, t.first_page);
+            }
+            write_json(json, &serde_json::to_value(&r)?)
+        }
         Command::Bench { scenario: BenchScenario::Pipeline { messages, groups, concurrency }, json, .. } => {
             let r = commands::bench_pipeline(&config, messages, groups, concurrency, |m| eprintln!("  {m}")).await?;
             println!(
@@ -416,7 +432,10 @@ async fn bench(
             );
             serde_json::to_value(&r)?
         }
-        BenchScenario::Pipeline { .. } | BenchScenario::Baseline { .. } | BenchScenario::Faults { .. } => {
+        BenchScenario::Pipeline { .. }
+        | BenchScenario::Search { .. }
+        | BenchScenario::Baseline { .. }
+        | BenchScenario::Faults { .. } => {
             unreachable!("runs without a server")
         }
     };

@@ -150,14 +150,9 @@ pub struct UpdateMemberRequest {
     pub group_nickname: Option<String>,
     /// Mute the member until this time (milliseconds since 1970; `null`: unmute). The
     /// owner mutes admins and members, an admin members.
-    #[serde(default, deserialize_with = "present_time")]
+    #[serde(default, deserialize_with = "crate::routes::users::present")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 253402300799999_i64)]
     pub muted_until: Option<Option<i64>>,
-}
-
-/// A field that is present (even `null`) is `Some`.
-fn present_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -1027,6 +1022,113 @@ pub async fn forward<D: Database>(
         })
         .collect();
     Ok(Json(ForwardResults { items }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MessageSearchParams {
+    pub q: String,
+    pub channel_id: Option<ChannelId>,
+    pub sender_id: Option<UserId>,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Written out: `q` is required and has the text schema.
+impl IntoParams for MessageSearchParams {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::Required;
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        let param = |name: &str, required: Required, description: &str, schema: RefOr<Schema>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(parameter_in().unwrap_or(ParameterIn::Query))
+                .required(required)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let string = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).into();
+        let time = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(0)).into();
+        let limit =
+            ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(1)).maximum(Some(200));
+        let q = hermet_domain::validate::schema::text(message::SEARCH_MAX_CHARS, false, false).build();
+        vec![
+            param("q", Required::True, "The text to find (1 to 100 characters; case is ignored).", q.into()),
+            param(
+                "channelId",
+                Required::False,
+                "Only this channel (one I am a member of).",
+                <ChannelId as utoipa::PartialSchema>::schema(),
+            ),
+            param(
+                "senderId",
+                Required::False,
+                "Only messages of this sender.",
+                <UserId as utoipa::PartialSchema>::schema(),
+            ),
+            param("before", Required::False, "Only messages sent before this time (ms).", time()),
+            param("after", Required::False, "Only messages sent after this time (ms).", time()),
+            param("cursor", Required::False, "`nextCursor` of the previous page (opaque).", string()),
+            param("limit", Required::False, "Page size, 1 to 200; default 50.", limit.into()),
+        ]
+    }
+}
+
+/// A search result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHit {
+    /// The message (its quote if a reply; no reactions: history has them).
+    pub message: MessageDto,
+    /// Where the text occurs in `message.content.text`: `[start, end)` offsets in
+    /// characters (Unicode code points), left to right.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchPage {
+    /// Newest first.
+    pub items: Vec<SearchHit>,
+    pub next_cursor: Option<String>,
+}
+
+/// GET /api/v1/messages/search — find text messages I can read.
+#[utoipa::path(get, path = "/api/v1/messages/search", tag = "messages", security(("bearer" = [])), params(MessageSearchParams),
+    responses((status = 200, body = SearchPage),
+        (status = 403, description = "`channelId` names a channel the caller is not a member of", body = ErrorBody),
+        (status = 404, description = "`channelId` names no channel", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (`searches_per_user`)", body = ErrorBody)))]
+pub async fn search<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Query(p): Query<MessageSearchParams>,
+) -> ApiResult<Json<SearchPage>> {
+    let search = hermet_app::messages::Search {
+        q: p.q,
+        channel: p.channel_id,
+        sender: p.sender_id,
+        before: p.before,
+        after: p.after,
+        cursor: p.cursor,
+        limit: p.limit,
+    };
+    let page = st.app.search(who, search).await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|f| {
+            let mut message = MessageDto::from(f.message);
+            message.reply_to = f.quote.map(Into::into);
+            SearchHit { message, highlights: f.highlights.into_iter().map(|(a, b)| [a, b]).collect() }
+        })
+        .collect();
+    Ok(Json(SearchPage { items, next_cursor: page.next_cursor }))
 }
 
 /// A pinned message.

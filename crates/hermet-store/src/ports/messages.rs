@@ -21,7 +21,30 @@ pub struct MessageQuery {
     pub limit: u32,
 }
 
+/// `GET /messages/search`: text messages containing `text` (case-insensitive) that
+/// `viewer` can see, newest first (by id), below `before_id`.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub viewer: UserId,
+    /// What to find: 1 to 100 characters.
+    pub text: String,
+    pub channel: Option<ChannelId>,
+    pub sender: Option<UserId>,
+    /// Sent strictly between these times (ms).
+    pub sent_after: i64,
+    pub sent_before: i64,
+    /// Exclusive upper bound of message ids (the keyset).
+    pub before_id: i64,
+    pub limit: u32,
+}
+
+/// Characters a search needs before an index of trigrams can narrow it down.
+pub const TRIGRAM: usize = 3;
+
 pub trait MessageReads {
+    /// Messages `q.viewer` can see (an active member of their channel, sent after they
+    /// joined, not recalled, not deleted for them) whose text contains `q.text`.
+    fn search(&self, q: &SearchQuery) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
     fn messages(&self, q: &MessageQuery) -> impl Future<Output = StoreResult<Vec<Message>>> + Send;
     /// The message `id` of `channel`.
     fn message(&self, channel: ChannelId, id: MessageId) -> impl Future<Output = StoreResult<Option<Message>>> + Send;

@@ -28,6 +28,49 @@ const ADVANCE_READS: &str = "INSERT INTO channel_read_record (user_id, channel_i
            updated_at = excluded.updated_at";
 
 impl MessageReads for PgDatabase {
+    /// `ILIKE` on the indexed expression: the trigram index narrows patterns of three
+    /// characters or more. In one channel the channel's equality is spelled out, so the
+    /// channel's index is a choice the planner has.
+    #[tracing::instrument(level = "debug", name = "postgres.search", skip_all)]
+    async fn search(&self, s: &SearchQuery) -> Result<Vec<Message>, StoreError> {
+        static ANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message WHERE (content ->> 'text') ILIKE $2 AND {}
+                 ORDER BY id DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $3 AND (content ->> 'text') ILIKE $2 AND {}
+                 ORDER BY id DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        let sql = if s.channel.is_some() { &*ONE } else { &*ANY };
+        let c = self.read_conn().await?;
+        let pattern = q::like_pattern(&s.text);
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &s.viewer.get(),
+            &pattern,
+            &s.channel.map_or(0, |c| c.get()),
+            &s.sender.map_or(0, |u| u.get()),
+            &s.sent_after,
+            &s.sent_before,
+            &s.before_id,
+            &(s.limit as i64),
+        ];
+        // The read pool plans generically; a search's plan depends on its text (a rare
+        // word: the trigram index; a common one: the newest messages first), so it is
+        // planned for its values, in a transaction of its own.
+        c.batch_execute("BEGIN READ ONLY; SET LOCAL plan_cache_mode = force_custom_plan").await.map_err(pg_err)?;
+        let found = query_map(&c, sql, &params, message_from).await;
+        let end = c.batch_execute(if found.is_ok() { "COMMIT" } else { "ROLLBACK" }).await.map_err(pg_err);
+        let found = found?;
+        end?;
+        Ok(found)
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.messages", skip_all)]
     async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         let c = self.read_conn().await?;

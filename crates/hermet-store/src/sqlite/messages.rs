@@ -14,6 +14,66 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl MessageReads for SqliteDatabase {
+    /// Three characters or more: a phrase `MATCH` of the trigram index (a substring
+    /// match, case-insensitive), walked newest first (its rowid is the message id) up to
+    /// the page's last visible message; in one channel, the channel's messages among the
+    /// matches. Shorter text has no trigram to narrow by: the reader's messages are read
+    /// newest first (in one channel by the channel's index) and their text tested.
+    #[tracing::instrument(level = "debug", name = "sqlite.search", skip_all)]
+    async fn search(&self, s: &SearchQuery) -> Result<Vec<Message>, StoreError> {
+        static WALK_MATCHES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message_search JOIN message ON message.id = message_search.rowid
+                 WHERE message_search MATCH $2 AND message_search.rowid < $7 AND {}
+                 ORDER BY message_search.rowid DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        static CHANNEL_MATCHES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $3
+                   AND id IN (SELECT rowid FROM message_search WHERE message_search MATCH $2) AND {}
+                 ORDER BY id DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        const SHORT: &str = "instr(lower(json_extract(content, '$.text')), lower($2)) > 0";
+        static SCAN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message WHERE {SHORT} AND {} ORDER BY id DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        static CHANNEL_SCAN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM message WHERE channel_id = $3 AND {SHORT} AND {} ORDER BY id DESC LIMIT $8",
+                q::SEARCH_VISIBLE
+            )
+        });
+        let (sql, pattern) = match (s.text.chars().count() >= TRIGRAM, s.channel.is_some()) {
+            (true, channel) => {
+                let phrase = format!("\"{}\"", s.text.replace('"', "\"\""));
+                (if channel { &*CHANNEL_MATCHES } else { &*WALK_MATCHES }, phrase)
+            }
+            (false, channel) => (if channel { &*CHANNEL_SCAN } else { &*SCAN }, s.text.clone()),
+        };
+        let s = s.clone();
+        self.read(move |c| {
+            let params = params![
+                s.viewer.get(),
+                pattern,
+                s.channel.map_or(0, |c| c.get()),
+                s.sender.map_or(0, |u| u.get()),
+                s.sent_after,
+                s.sent_before,
+                s.before_id,
+                s.limit as i64
+            ];
+            qmap(c, sql, params, |r| message_from(r))
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.messages", skip_all)]
     async fn messages(&self, m: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         let m = m.clone();

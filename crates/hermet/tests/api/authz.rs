@@ -93,6 +93,7 @@ fn matrix() -> Vec<Row> {
         row("PUT",    "/api/v1/channels/{id}/pins/{messageId}", "/api/v1/channels/{group}/pins/{memberMsg}", None,   [401, 403, 403, 403, 204, 204]),
         row("DELETE", "/api/v1/channels/{id}/pins/{messageId}", "/api/v1/channels/{group}/pins/{memberMsg}", None,   [401, 403, 403, 403, 204, 204]),
         row("GET",    "/api/v1/channels/{id}/pins", "/api/v1/channels/{group}/pins", None,                             [401, 403, 403, 200, 200, 200]),
+        row("GET",    "/api/v1/messages/search", "/api/v1/messages/search?q=welcome", None,                          [401, 200, 200, 200, 200, 200]),
         row("POST",   "/api/v1/messages/forward", "/api/v1/messages/forward", Some(r#"{"messageIds": ["{memberMsg}"], "channelIds": ["{group}"]}"#), [401, 422, 422, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/read", "/api/v1/channels/{group}/read", Some(r#"{"seq": 1}"#),            [401, 404, 404, 200, 200, 200]),
         row("GET",    "/api/v1/conversations", "/api/v1/conversations", None,                                          [401, 200, 200, 200, 200, 200]),

@@ -320,7 +320,107 @@ async fn pins_by_managers_and_both_sides_of_a_chat(db: Db) {
     app.stop().await;
 }
 
+/// Search: substring, case ignored, in any script; only what the caller can read (their
+/// channels, after they joined, not recalled, not deleted for them); edits followed;
+/// filters and keyset pages.
+async fn search_finds_what_i_can_read_in_any_script(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "s", 4).await;
+    let (owner, bob, cat, dan) = (&u[0], &u[1], &u[2], &u[3]);
+    let g = app.create_group(owner, "Searchable", &[bob, cat]).await;
+    let g2 = app.create_group(owner, "Private", &[]).await;
+    let search = |who: &TestUser, query: &str| {
+        let (app, token, path) = (&app, who.access.clone(), format!("/api/v1/messages/search?{query}"));
+        async move { app.get(&path, &token).await }
+    };
+    let q = |text: &str| format!("q={}", urlencode(text));
+    let ids = |r: &crate::helpers::Resp| -> Vec<String> {
+        r.body["items"].as_array().unwrap().iter().map(|h| h["message"]["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let hello = send(&app, bob, &g, json!({"type": "text", "content": {"text": "Hello World from Bob"}})).await;
+    let weather = send(&app, bob, &g, json!({"type": "text", "content": {"text": "今天天气很好"}})).await;
+    let japanese = send(&app, bob, &g, json!({"type": "text", "content": {"text": "日本語のテキスト"}})).await;
+    let korean = send(&app, cat, &g, json!({"type": "text", "content": {"text": "안녕하세요 여러분"}})).await;
+    let percent = send(&app, cat, &g, json!({"type": "text", "content": {"text": "100% sure_thing"}})).await;
+    let secret =
+        send(&app, owner, &g2, json!({"type": "text", "content": {"text": "hello from the private group"}})).await;
+
+    let r = search(cat, &q("HELLO")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(ids(&r), vec![hello.clone()], "not the group cat is not in");
+    assert_eq!(r.body["items"][0]["highlights"], json!([[0, 5]]));
+    assert_eq!(ids(&search(owner, &q("hello")).await), vec![secret.clone(), hello.clone()], "newest first");
+    for (text, id, at) in [
+        ("天气", &weather, json!([[2, 4]])),
+        ("天气很好", &weather, json!([[2, 6]])),
+        ("テキスト", &japanese, json!([[4, 8]])),
+        ("여러분", &korean, json!([[6, 9]])),
+        ("100%", &percent, json!([[0, 4]])),
+        ("%", &percent, json!([[3, 4]])),
+        ("e_t", &percent, json!([[8, 11]])),
+    ] {
+        let r = search(cat, &q(text)).await;
+        assert_eq!(ids(&r), vec![id.clone()], "{text}: {}", r.body);
+        assert_eq!(r.body["items"][0]["highlights"], at, "{text}");
+    }
+    assert!(ids(&search(cat, &q("nowhere to be found")).await).is_empty());
+
+    // filters
+    let r = search(cat, &format!("{}&channelId={g2}", q("hello"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = search(owner, &format!("{}&senderId={}", q("hello"), owner.id)).await;
+    assert_eq!(ids(&r), vec![secret.clone()]);
+    let r = search(owner, &format!("{}&channelId={g}", q("hello"))).await;
+    assert_eq!(ids(&r), vec![hello.clone()]);
+    let now = hermet_domain::time::now_ms();
+    assert!(ids(&search(owner, &format!("{}&after={now}", q("hello"))).await).is_empty());
+    assert_eq!(ids(&search(owner, &format!("{}&before={}", q("hello"), now + 1)).await).len(), 2);
+    let first = search(owner, &format!("{}&limit=1", q("hello"))).await;
+    assert_eq!(ids(&first), vec![secret.clone()]);
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_owned();
+    let second = search(owner, &format!("{}&limit=1&cursor={cursor}", q("hello"))).await;
+    assert_eq!((ids(&second), second.body["nextCursor"].clone()), (vec![hello.clone()], Value::Null));
+    for bad in [q("   "), q(&"x".repeat(101)), "q=x&limit=0".to_owned(), "q=x&cursor=nope".to_owned()] {
+        let r = search(cat, &bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+    }
+
+    // edits, recalls, deletions for me, late joiners
+    let r = app
+        .patch(&format!("/api/v1/channels/{g}/messages/{hello}"), &bob.access, json!({"content": {"text": "Goodbye"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(ids(&search(cat, &q("hello")).await).is_empty(), "the edit replaced the text");
+    assert_eq!(ids(&search(cat, &q("goodbye")).await), vec![hello.clone()]);
+    let r = app.post(&format!("/api/v1/channels/{g}/messages/{weather}/recall"), Some(&bob.access), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(ids(&search(cat, &q("天气")).await).is_empty(), "recalled");
+    let r =
+        app.call(Method::DELETE, &format!("/api/v1/channels/{g}/messages/{japanese}"), Some(&cat.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert!(ids(&search(cat, &q("テキスト")).await).is_empty(), "deleted for cat");
+    assert_eq!(ids(&search(bob, &q("テキスト")).await), vec![japanese.clone()], "not for bob");
+    let r = app.post(&format!("/api/v1/channels/{g}/members"), Some(&owner.access), json!({"userIds": [dan.id]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(ids(&search(dan, &q("여러분")).await).is_empty(), "from before dan joined");
+    let later = send(&app, cat, &g, json!({"type": "text", "content": {"text": "여러분 welcome dan"}})).await;
+    assert_eq!(ids(&search(dan, &q("여러분")).await), [later]);
+    app.stop().await;
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 crate::both_backends!(
+    search_finds_what_i_can_read_in_any_script,
     replies_quote_the_answered_message_as_it_is_now,
     forward_copies_messages_to_several_channels,
     pins_by_managers_and_both_sides_of_a_chat,
