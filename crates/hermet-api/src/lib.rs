@@ -151,6 +151,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/auth/sign-in", post(auth::sign_in::<D>))
         .route("/api/v1/auth/refresh-token", post(auth::refresh_token::<D>))
         .route("/api/v1/auth/sign-out", post(auth::sign_out::<D>))
+        .route("/api/v1/users", get(users::profiles::<D>))
         .route("/api/v1/users/me", get(users::me::<D>).patch(users::update_me::<D>))
         .route("/api/v1/users/search", get(users::search::<D>))
         .route("/api/v1/users/{id}", get(users::get_user::<D>))
@@ -160,6 +161,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/contacts/applications/{id}/reject", post(contacts::reject::<D>))
         .route("/api/v1/contacts", get(contacts::list::<D>))
         .route("/api/v1/contacts/{id}", patch(contacts::update::<D>).delete(contacts::delete::<D>))
+        .route("/api/v1/channels", get(channels::mine::<D>))
         .route("/api/v1/channels/groups", post(channels::create_group::<D>))
         .route(
             "/api/v1/channels/{id}",

@@ -34,10 +34,10 @@ use crate::routes::{admin, auth, channels, contacts, conversations, users};
     info(title = "hermet", description = "Instant-messaging backend. JSON is camelCase; ids are strings; errors are {\"error\": {code, message, field?, details?}}. docs/API.md has the conventions."),
     paths(
         auth::sign_up, auth::sign_in, auth::refresh_token, auth::sign_out,
-        users::me, users::update_me, users::search, users::get_user, users::presence,
+        users::me, users::update_me, users::search, users::profiles, users::get_user, users::presence,
         admin::bulk_create, admin::disable, admin::enable, admin::delete,
         contacts::apply, contacts::applications, contacts::accept, contacts::reject, contacts::list, contacts::update, contacts::delete,
-        channels::create_group, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
+        channels::create_group, channels::mine, channels::get, channels::update, channels::dismiss, channels::members, channels::add_members,
         channels::remove_member, channels::update_member, channels::ban, channels::unban, channels::bans, channels::leave, channels::apply, channels::applications,
         channels::accept_application, channels::reject_application, channels::send, channels::messages, channels::edit, channels::delete_for_me, channels::recall, channels::versions, channels::receipts, channels::react, channels::unreact, channels::forward, channels::search, channels::pin, channels::unpin, channels::pins, channels::read,
         conversations::list, conversations::get_one, conversations::update, conversations::close,

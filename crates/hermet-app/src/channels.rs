@@ -26,6 +26,25 @@ pub(crate) fn not_member() -> Error {
     Error::forbidden("you are not a member of this channel")
 }
 
+/// A channel as a member sees it (`GET /channels/{id}`).
+#[derive(Debug, Clone)]
+pub struct ChannelView {
+    pub channel: Channel,
+    pub my_role: MemberRole,
+    /// A group's owner.
+    pub owner_id: Option<UserId>,
+    /// A one-to-one chat's other member.
+    pub peer: Option<hermet_domain::user::User>,
+}
+
+/// A member with their profile's nickname and avatar (`GET /channels/{id}/members`).
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub member: Member,
+    pub nickname: String,
+    pub avatar: String,
+}
+
 /// `PATCH /channels/{id}`: what to change (`None`: keep).
 #[derive(Debug, Default)]
 pub struct ChannelPatch {
@@ -244,10 +263,32 @@ impl<D: Database> App<D> {
         Ok((channel, member))
     }
 
-    /// `GET /channels/{id}`: members only.
+    /// `GET /channels?type=`: the groups (or one-to-one chats) I am an active member of,
+    /// whatever their conversations show (hidden, closed) and dismissed groups too, by id.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
+    pub async fn my_channels(
+        &self,
+        who: Principal,
+        kind: ChannelType,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<Channel>> {
+        let limit = validate::limit(limit)?;
+        let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+        let items = self.db.channels_of(who.user_id, kind, after, limit + 1).await?;
+        Ok(Page::from_overfetch(items, limit, |c| c.id.get()))
+    }
+
+    /// `GET /channels/{id}`: members only; with my role, the group's owner, or the peer of
+    /// a one-to-one chat.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
-    pub async fn channel(&self, who: Principal, id: ChannelId) -> Result<Channel> {
-        Ok(self.membership(who, id).await?.0)
+    pub async fn channel(&self, who: Principal, id: ChannelId) -> Result<ChannelView> {
+        let (channel, me) = self.membership(who, id).await?;
+        let (owner_id, peer) = match channel.peer_of(who.user_id) {
+            Some(peer) => (None, self.db.users_by_ids(&[peer]).await?.into_iter().next()),
+            None => (self.db.owner_of(id).await?, None),
+        };
+        Ok(ChannelView { channel, my_role: me.role, owner_id, peer })
     }
 
     /// Locks a group for a change by a manager (owner or admin).
@@ -354,12 +395,23 @@ impl<D: Database> App<D> {
         id: ChannelId,
         cursor: Option<&str>,
         limit: Option<u32>,
-    ) -> Result<Page<Member>> {
+    ) -> Result<Page<MemberView>> {
         let limit = validate::limit(limit)?;
         self.membership(who, id).await?;
         let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
-        let items = self.db.members_page(id, after, limit + 1).await?;
-        Ok(Page::from_overfetch(items, limit, |m| m.user_id.get()))
+        let members = self.db.members_page(id, after, limit + 1).await?;
+        let ids: Vec<UserId> = members.iter().map(|m| m.user_id).collect();
+        let users: std::collections::HashMap<UserId, hermet_domain::user::User> =
+            self.db.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u)).collect();
+        let items = members
+            .into_iter()
+            .map(|member| {
+                let (nickname, avatar) =
+                    users.get(&member.user_id).map(|u| (u.nickname.clone(), u.avatar.clone())).unwrap_or_default();
+                MemberView { member, nickname, avatar }
+            })
+            .collect();
+        Ok(Page::from_overfetch(items, limit, |m: &MemberView| m.member.user_id.get()))
     }
 
     /// Adds members to a locked group (shared by add and join-request acceptance).

@@ -54,6 +54,9 @@ fn changed_fields(old: &User, new: &User) -> Vec<String> {
     out
 }
 
+/// Most users one `GET /users?ids=` reads.
+pub const USERS_BY_IDS_MAX: usize = 100;
+
 impl<D: Database> App<D> {
     /// `GET /users/me`.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id))]
@@ -136,6 +139,38 @@ impl<D: Database> App<D> {
             Some(u) if u.status != UserStatus::Deleted => Ok(u),
             _ => Err(Error::NotFound("user")),
         }
+    }
+
+    /// The users `ids` by id (deleted ones too: a list that names them still shows them).
+    pub async fn profiles_by_id(&self, ids: &[UserId]) -> Result<std::collections::HashMap<UserId, User>> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(self.db.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u)).collect())
+    }
+
+    /// `GET /users?ids=`: the public profiles of `ids` (at most 100; repeats count once),
+    /// in the order asked; unknown and deleted users are left out.
+    #[tracing::instrument(level = "debug", skip_all, fields(user_id = %_who.user_id, n = ids.len()))]
+    pub async fn user_profiles(&self, _who: Principal, ids: &[UserId]) -> Result<Vec<User>> {
+        let mut distinct: Vec<UserId> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !distinct.contains(id) {
+                distinct.push(*id);
+            }
+        }
+        if distinct.is_empty() || distinct.len() > USERS_BY_IDS_MAX {
+            return Err(Error::invalid("ids", format!("ids must name 1 to {USERS_BY_IDS_MAX} users")));
+        }
+        let mut found: std::collections::HashMap<UserId, User> = self
+            .db
+            .users_by_ids(&distinct)
+            .await?
+            .into_iter()
+            .filter(|u| u.status != UserStatus::Deleted)
+            .map(|u| (u.id, u))
+            .collect();
+        Ok(distinct.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// Whether `who` may see `id`'s presence: themselves, or a live friend (the friendship

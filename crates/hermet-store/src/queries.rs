@@ -160,6 +160,12 @@ pub(crate) const NOTE_DELETED: &str =
      ON CONFLICT (user_id, channel_id) DO UPDATE
        SET max_deleted_seq = greatest(conversation_setting.max_deleted_seq, excluded.max_deleted_seq)";
 
+sql!(
+    CHANNELS_OF,
+    "SELECT {CHANNEL_COLUMNS} FROM channel WHERE channel_type = $2 AND id > $3
+       AND id IN (SELECT channel_id FROM channel_member WHERE user_id = $1 AND left_at IS NULL)
+     ORDER BY id LIMIT $4"
+);
 sql!(CHANNEL_BY_ID, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE id = $1");
 sql!(CHANNEL_BY_PAIR, "SELECT {CHANNEL_COLUMNS} FROM channel WHERE single_pair = $1");
 sql!(MEMBER, "SELECT {MEMBER_COLUMNS} FROM channel_member WHERE channel_id = $1 AND user_id = $2");
@@ -256,6 +262,8 @@ pub(crate) const SET_MUTED_UNTIL: &str =
 pub(crate) const BAN: &str = "INSERT INTO channel_ban (channel_id, user_id, banned_by, banned_at)
      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 pub(crate) const UNBAN: &str = "DELETE FROM channel_ban WHERE channel_id = $1 AND user_id = $2";
+pub(crate) const OWNER_OF: &str =
+    "SELECT user_id FROM channel_member WHERE channel_id = $1 AND role = 'owner' AND left_at IS NULL LIMIT 1";
 pub(crate) const BANS_PAGE: &str = "SELECT user_id, banned_by, banned_at FROM channel_ban
      WHERE channel_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3";
 pub(crate) const SET_GROUP_NICKNAME: &str =

@@ -110,10 +110,21 @@ impl From<Member> for MemberDto {
     }
 }
 
+/// A member in the members list: with their profile's nickname and avatar (the name to
+/// show is `groupNickname` when set, else `nickname`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberListItem {
+    #[serde(flatten)]
+    pub member: MemberDto,
+    pub nickname: String,
+    pub avatar: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberPage {
-    pub items: Vec<MemberDto>,
+    pub items: Vec<MemberListItem>,
     pub next_cursor: Option<String>,
 }
 
@@ -544,13 +555,67 @@ pub async fn create_group<D: Database>(
 
 /// GET /api/v1/channels/{id} — members only.
 #[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
-    responses((status = 200, body = ChannelDto), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
+    responses((status = 200, body = ChannelDetails), (status = 403, description = "not a member of the channel", body = ErrorBody)))]
 pub async fn get<D: Database>(
     State(st): State<AppState<D>>,
     Auth(who): Auth,
     IdPath(id): IdPath<ChannelId>,
-) -> ApiResult<Json<ChannelDto>> {
-    Ok(Json(st.app.channel(who, id).await?.into()))
+) -> ApiResult<Json<ChannelDetails>> {
+    let v = st.app.channel(who, id).await?;
+    Ok(Json(ChannelDetails {
+        channel: v.channel.into(),
+        owner_id: v.owner_id,
+        my_role: v.my_role,
+        peer: v.peer.map(Into::into),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MyChannelsQuery {
+    /// `group` (the default) or `single`.
+    #[serde(rename = "type")]
+    #[param(rename = "type", inline)]
+    pub channel_type: Option<ChannelType>,
+    /// `nextCursor` of the previous page (opaque).
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelPage {
+    pub items: Vec<ChannelDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// GET /api/v1/channels — my groups (or one-to-one chats), hidden and closed ones too.
+#[utoipa::path(get, path = "/api/v1/channels", tag = "channels", security(("bearer" = [])), params(MyChannelsQuery),
+    responses((status = 200, body = ChannelPage)))]
+pub async fn mine<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Query(q): Query<MyChannelsQuery>,
+) -> ApiResult<Json<ChannelPage>> {
+    let kind = q.channel_type.unwrap_or(ChannelType::Group);
+    let page = st.app.my_channels(who, kind, q.cursor.as_deref(), q.limit).await?;
+    Ok(Json(ChannelPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+}
+
+/// A channel as one of its members sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelDetails {
+    #[serde(flatten)]
+    pub channel: ChannelDto,
+    /// A group's owner (`creatorId` stays its creator); `null` for a one-to-one chat.
+    pub owner_id: Option<UserId>,
+    /// The caller's role (`member` in a one-to-one chat).
+    pub my_role: MemberRole,
+    /// A one-to-one chat's other member; `null` in a group.
+    pub peer: Option<crate::routes::users::PublicUser>,
 }
 
 /// PATCH /api/v1/channels/{id} — rename or change the avatar (owner/admin).
@@ -593,7 +658,12 @@ pub async fn members<D: Database>(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<MemberPage>> {
     let page = st.app.members(who, id, q.cursor.as_deref(), q.limit).await?;
-    Ok(Json(MemberPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    let items = page
+        .items
+        .into_iter()
+        .map(|v| MemberListItem { member: v.member.into(), nickname: v.nickname, avatar: v.avatar })
+        .collect();
+    Ok(Json(MemberPage { items, next_cursor: page.next_cursor }))
 }
 
 /// POST /api/v1/channels/{id}/members — add members (owner/admin).

@@ -82,10 +82,22 @@ pub struct ApplicationsQuery {
     pub limit: Option<u32>,
 }
 
+/// An application in the list, with both users' nicknames and avatars as they are now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationListItem {
+    #[serde(flatten)]
+    pub application: ApplicationDto,
+    pub applicant_nickname: String,
+    pub applicant_avatar: String,
+    pub target_nickname: String,
+    pub target_avatar: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationPage {
-    pub items: Vec<ApplicationDto>,
+    pub items: Vec<ApplicationListItem>,
     pub next_cursor: Option<String>,
 }
 
@@ -200,7 +212,25 @@ pub async fn applications<D: Database>(
 ) -> ApiResult<Json<ApplicationPage>> {
     let incoming = matches!(q.direction.unwrap_or_default(), Direction::Incoming);
     let page = st.app.contact_applications(who, incoming, q.status, q.cursor.as_deref(), q.limit).await?;
-    Ok(Json(ApplicationPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    let ids: Vec<UserId> = page.items.iter().flat_map(|a| [a.applicant_id, a.target_id]).collect();
+    let users = st.app.profiles_by_id(&ids).await?;
+    let of = |id: UserId| users.get(&id).map(|u| (u.nickname.clone(), u.avatar.clone())).unwrap_or_default();
+    let items = page
+        .items
+        .into_iter()
+        .map(|a| {
+            let ((applicant_nickname, applicant_avatar), (target_nickname, target_avatar)) =
+                (of(a.applicant_id), of(a.target_id));
+            ApplicationListItem {
+                application: a.into(),
+                applicant_nickname,
+                applicant_avatar,
+                target_nickname,
+                target_avatar,
+            }
+        })
+        .collect();
+    Ok(Json(ApplicationPage { items, next_cursor: page.next_cursor }))
 }
 
 /// POST /api/v1/contacts/applications/{id}/accept — become friends (target only).

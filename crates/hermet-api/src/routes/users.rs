@@ -189,6 +189,60 @@ pub async fn search<D: Database>(
     Ok(Json(UserPage { items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsParams {
+    pub ids: String,
+}
+
+/// Written out: `ids` is a comma-separated list of 1 to 100 user ids.
+impl IntoParams for IdsParams {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::Required;
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        let ids = ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .pattern(Some("^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$"));
+        vec![
+            ParameterBuilder::new()
+                .name("ids")
+                .parameter_in(parameter_in().unwrap_or(ParameterIn::Query))
+                .required(Required::True)
+                .description(Some("User ids, comma-separated: 1 to 100 (a repeat counts once)."))
+                .schema(Some(ids.build()))
+                .build(),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Profiles {
+    /// In the order asked; unknown and deleted users are left out.
+    pub items: Vec<PublicUser>,
+}
+
+/// GET /api/v1/users?ids= — public profiles of several users at once.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(IdsParams),
+    responses((status = 200, body = Profiles), (status = 400, description = "`ids` is not a list of 1 to 100 user ids", body = ErrorBody)))]
+pub async fn profiles<D: Database>(
+    State(st): State<AppState<D>>,
+    Auth(who): Auth,
+    Query(p): Query<IdsParams>,
+) -> ApiResult<Json<Profiles>> {
+    let ids = p
+        .ids
+        .split(',')
+        .map(|s| s.trim().parse::<UserId>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| hermet_domain::Error::invalid("ids", "ids must be user ids separated by commas"))?;
+    let users = st.app.user_profiles(who, &ids).await?;
+    Ok(Json(Profiles { items: users.into_iter().map(Into::into).collect() }))
+}
+
 /// GET /api/v1/users/{id} — a user's public profile.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = inline(UserId), Path, description = "user id")),
     responses((status = 200, body = PublicUser)))]

@@ -86,6 +86,15 @@ pub struct ChannelBan {
 pub trait ChannelReads {
     fn channel(&self, id: ChannelId) -> impl Future<Output = StoreResult<Option<Channel>>> + Send;
     fn member(&self, channel: ChannelId, user: UserId) -> impl Future<Output = StoreResult<Option<Member>>> + Send;
+    /// The channels of `kind` `user` is an active member of (hidden and closed
+    /// conversations and dismissed groups included), by id, after `after_channel`.
+    fn channels_of(
+        &self,
+        user: UserId,
+        kind: hermet_domain::channel::ChannelType,
+        after_channel: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Channel>>> + Send;
     /// Active members ordered by user id, after `after_user`.
     fn members_page(
         &self,
@@ -93,6 +102,9 @@ pub trait ChannelReads {
         after_user: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Member>>> + Send;
+    /// The owner of a group (`None` for a one-to-one channel, or a dismissed group's
+    /// owner who left).
+    fn owner_of(&self, channel: ChannelId) -> impl Future<Output = StoreResult<Option<UserId>>> + Send;
     /// Users banned from `channel`, by user id, after `after_user`.
     fn bans_page(
         &self,

@@ -21,6 +21,8 @@ pub struct UserSearch {
 
 pub trait UserReads {
     fn user_by_id(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// The users `ids` that exist (deleted ones too), in no order.
+    fn users_by_ids(&self, ids: &[UserId]) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
     /// The user holding a live account and their password hash (`None` when the account
     /// cannot sign in with a password).
     fn user_by_account(

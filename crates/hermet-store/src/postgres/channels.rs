@@ -14,6 +14,25 @@ use crate::queries as q;
 use crate::rows::*;
 
 impl ChannelReads for PgDatabase {
+    #[tracing::instrument(level = "debug", name = "postgres.channels_of", skip_all)]
+    async fn channels_of(
+        &self,
+        user: UserId,
+        kind: hermet_domain::channel::ChannelType,
+        after_channel: i64,
+        limit: u32,
+    ) -> Result<Vec<Channel>, StoreError> {
+        let c = self.read_conn().await?;
+        let params: [&(dyn ToSql + Sync); 4] = [&user.get(), &kind.as_str(), &after_channel, &(limit as i64)];
+        query_map(&c, &q::CHANNELS_OF, &params, channel_from).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "postgres.owner_of", skip_all)]
+    async fn owner_of(&self, channel: ChannelId) -> Result<Option<UserId>, StoreError> {
+        let c = self.read_conn().await?;
+        query_opt(&c, q::OWNER_OF, &[&channel.get()], user_id_from).await
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.bans_page", skip_all)]
     async fn bans_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<ChannelBan>, StoreError> {
         let c = self.read_conn().await?;

@@ -43,6 +43,20 @@ impl UserReads for PgDatabase {
         conn.query_opt(&stmt, &[&id.get()]).await.map_err(pg_err)?.map(|r| user_from_row(&r, 0)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "postgres.users_by_ids", skip_all)]
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.read_conn().await?;
+        let stmt = conn
+            .prep(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[])"))
+            .await
+            .map_err(pg_err)?;
+        let ids: Vec<i64> = ids.iter().map(|u| u.get()).collect();
+        conn.query(&stmt, &[&ids]).await.map_err(pg_err)?.iter().map(|r| user_from_row(r, 0)).collect()
+    }
+
     #[tracing::instrument(level = "debug", name = "postgres.user_by_account", skip_all)]
     async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {

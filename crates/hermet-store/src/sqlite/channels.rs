@@ -14,6 +14,27 @@ use crate::queries::{self as q, sqlite_placeholders};
 use crate::rows::*;
 
 impl ChannelReads for SqliteDatabase {
+    #[tracing::instrument(level = "debug", name = "sqlite.channels_of", skip_all)]
+    async fn channels_of(
+        &self,
+        user: UserId,
+        kind: hermet_domain::channel::ChannelType,
+        after_channel: i64,
+        limit: u32,
+    ) -> Result<Vec<Channel>, StoreError> {
+        self.read(move |c| {
+            qmap(c, &q::CHANNELS_OF, params![user.get(), kind.as_str(), after_channel, limit as i64], |r| {
+                channel_from(r)
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", name = "sqlite.owner_of", skip_all)]
+    async fn owner_of(&self, channel: ChannelId) -> Result<Option<UserId>, StoreError> {
+        self.read(move |c| qopt(c, q::OWNER_OF, [channel.get()], |r| user_id_from(r))).await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.bans_page", skip_all)]
     async fn bans_page(&self, channel: ChannelId, after_user: i64, limit: u32) -> Result<Vec<ChannelBan>, StoreError> {
         self.read(move |c| {

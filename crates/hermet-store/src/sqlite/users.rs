@@ -52,6 +52,22 @@ impl UserReads for SqliteDatabase {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "sqlite.users_by_ids", skip_all)]
+    async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = super::statements::json_ids(ids);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?1))"
+            ))?;
+            let rows = stmt.query_map([ids], |r| user_from_row(r, 0))?;
+            rows.collect()
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", name = "sqlite.user_by_account", skip_all)]
     async fn user_by_account(&self, account: &Account) -> Result<Option<(User, Option<String>)>, StoreError> {
         let column = match account {

@@ -111,7 +111,103 @@ async fn public_profiles_and_search(db: Db) {
     app.stop().await;
 }
 
+/// Profiles by ids, and the names a channel shows: members with their profiles, the
+/// channel with my role, its owner or the peer, and `senderName` as at sending time.
+async fn profiles_by_ids_and_names_in_channels(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin().await;
+    let u = app.many_users(&admin, "n", 4).await;
+    let (owner, bob, cat, gone) = (&u[0], &u[1], &u[2], &u[3]);
+    let r = app.call(Method::DELETE, &format!("/api/v1/admin/users/{}", gone.id), Some(&admin.access), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let path = format!("/api/v1/users?ids={},123456789,{},{},{}", cat.id, owner.id, gone.id, cat.id);
+    let r = app.get(&path, &bob.access).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ids: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [cat.id.as_str(), owner.id.as_str()], "in order, once, unknown and deleted left out");
+    assert!(r.body["items"][0].get("email").is_none(), "public profiles only");
+    let many = (1..=101).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    for bad in ["", "x", "1,,2", many.as_str()] {
+        let r = app.get(&format!("/api/v1/users?ids={bad}"), &bob.access).await;
+        assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, "ids"), "{bad}: {}", r.body);
+    }
+
+    // applications name both sides
+    let r = app.post("/api/v1/contacts/applications", Some(&bob.access), json!({"contactId": owner.id})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let bob_name = app.get(&format!("/api/v1/users/{}", bob.id), &owner.access).await.body["nickname"].clone();
+    let owner_name = app.get(&format!("/api/v1/users/{}", owner.id), &owner.access).await.body["nickname"].clone();
+    let r = app.get("/api/v1/contacts/applications", &owner.access).await;
+    assert_eq!(r.body["items"][0]["applicantId"], bob.id.as_str(), "incoming by default: {}", r.body);
+    assert_eq!(
+        (r.body["items"][0]["applicantNickname"].clone(), r.body["items"][0]["targetNickname"].clone()),
+        (bob_name, owner_name)
+    );
+
+    // a group: my role and its owner, through a transfer
+    let g = app.create_group(owner, "Names", &[bob, cat]).await;
+    let r = app.get(&format!("/api/v1/channels/{g}"), &bob.access).await;
+    assert_eq!((r.body["myRole"].as_str(), r.body["ownerId"].as_str()), (Some("member"), Some(owner.id.as_str())));
+    assert_eq!((r.body["peer"].clone(), r.body["name"].as_str()), (serde_json::Value::Null, Some("Names")));
+    let r =
+        app.patch(&format!("/api/v1/channels/{g}/members/{}", bob.id), &owner.access, json!({"role": "owner"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.get(&format!("/api/v1/channels/{g}"), &cat.access).await;
+    assert_eq!(r.body["ownerId"], bob.id.as_str(), "ownership moved");
+    assert_eq!(r.body["creatorId"], owner.id.as_str(), "the creator stays");
+    // members with their profiles
+    let r =
+        app.patch("/api/v1/users/me", &cat.access, json!({"nickname": "Cat Now", "avatar": "https://x/cat.png"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.get(&format!("/api/v1/channels/{g}/members"), &bob.access).await;
+    let cat_row = r.body["items"].as_array().unwrap().iter().find(|m| m["userId"] == cat.id.as_str()).unwrap().clone();
+    assert_eq!(
+        (cat_row["nickname"].as_str(), cat_row["avatar"].as_str()),
+        (Some("Cat Now"), Some("https://x/cat.png"))
+    );
+    assert_eq!(cat_row["role"], "member");
+
+    // senderName is the name at sending time
+    let seq = app.send_text(cat, &g, "before the rename", serde_json::Value::Null).await;
+    let r = app.patch("/api/v1/users/me", &cat.access, json!({"nickname": "Cat Later"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    app.send_text(cat, &g, "after the rename", serde_json::Value::Null).await;
+    let r = app.get(&format!("/api/v1/channels/{g}/messages?afterSeq={}", seq - 1), &bob.access).await;
+    let names: Vec<&str> =
+        r.body["items"].as_array().unwrap().iter().map(|m| m["senderName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Cat Now", "Cat Later"]);
+
+    // my groups, a hidden one too
+    let other = app.create_group(cat, "Other", &[]).await;
+    let r = app.patch(&format!("/api/v1/conversations/{other}"), &cat.access, json!({"isHidden": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.get("/api/v1/channels?type=group", &cat.access).await;
+    let mut mine: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    mine.sort_unstable();
+    let mut expected = [g.as_str(), other.as_str()];
+    expected.sort_unstable();
+    assert_eq!(mine, expected, "{}", r.body);
+    let r = app.get("/api/v1/channels?limit=1", &cat.access).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let next = r.body["nextCursor"].as_str().unwrap().to_owned();
+    let r = app.get(&format!("/api/v1/channels?limit=1&cursor={next}"), &cat.access).await;
+    assert_eq!((r.body["items"].as_array().unwrap().len(), r.body["nextCursor"].clone()), (1, serde_json::Value::Null));
+
+    // a one-to-one chat: the peer
+    let chat = app.make_friends(bob, cat).await;
+    let r = app.get(&format!("/api/v1/channels/{chat}"), &bob.access).await;
+    assert_eq!((r.body["myRole"].as_str(), r.body["ownerId"].clone()), (Some("member"), serde_json::Value::Null));
+    assert_eq!(
+        (r.body["peer"]["id"].as_str(), r.body["peer"]["nickname"].as_str()),
+        (Some(cat.id.as_str()), Some("Cat Later"))
+    );
+    let r = app.get("/api/v1/channels?type=single", &bob.access).await;
+    assert_eq!(r.body["items"][0]["id"], chat.as_str(), "{}", r.body);
+    app.stop().await;
+}
+
 crate::both_backends!(
+    profiles_by_ids_and_names_in_channels,
     profile_update_bumps_version_and_records_an_event,
     a_user_cannot_change_another_user,
     public_profiles_and_search
