@@ -163,10 +163,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/contacts/{id}", patch(contacts::update::<D>).delete(contacts::delete::<D>))
         .route("/api/v1/channels", get(channels::mine::<D>))
         .route("/api/v1/channels/groups", post(channels::create_group::<D>))
-        .route(
-            "/api/v1/channels/{id}",
-            get(channels::get::<D>).patch(channels::update::<D>).delete(channels::dismiss::<D>),
-        )
+        .route("/api/v1/channels/{id}", get(channels::get::<D>).patch(channels::update::<D>))
         .route("/api/v1/channels/{id}/members", get(channels::members::<D>).post(channels::add_members::<D>))
         .route(
             "/api/v1/channels/{id}/members/{user}",
@@ -184,6 +181,7 @@ pub fn router<D: Database>(state: AppState<D>, http: &HttpSettings) -> Router {
         .route("/api/v1/channels/{id}/messages/{messageId}/recall", post(channels::recall::<D>))
         .route("/api/v1/channels/{id}/messages/{messageId}/versions", get(channels::versions::<D>))
         .route("/api/v1/channels/{id}/pins", get(channels::pins::<D>))
+        .route("/api/v1/channels/{id}/dismiss", post(channels::dismiss::<D>))
         .route("/api/v1/channels/{id}/bans", get(channels::bans::<D>))
         .route("/api/v1/channels/{id}/bans/{userId}", post(channels::ban::<D>).delete(channels::unban::<D>))
         .route("/api/v1/channels/{id}/pins/{messageId}", put(channels::pin::<D>).delete(channels::unpin::<D>))

@@ -369,7 +369,7 @@ impl<D: Database> App<D> {
         .await
     }
 
-    /// `DELETE /channels/{id}`: the owner dismisses the group: archived, every
+    /// `POST /channels/{id}/dismiss`: the owner dismisses the group: archived, every
     /// conversation closed, no further messages.
     #[tracing::instrument(level = "debug", skip_all, fields(user_id = %who.user_id, channel_id = %id))]
     pub async fn dismiss_channel(&self, who: Principal, id: ChannelId) -> Result<()> {

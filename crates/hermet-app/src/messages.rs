@@ -135,7 +135,7 @@ fn unknown_message(field: &'static str, ids: &[MessageId]) -> Error {
         code: ErrorCode::UnknownMessage,
         message: format!("{field} names no message you can read"),
         field: Some(field),
-        details: Some(Box::new(serde_json::json!(ids))),
+        details: Some(Box::new(serde_json::json!({ "messageIds": ids }))),
     }
 }
 
@@ -149,7 +149,7 @@ fn recalled_at(field: Option<&'static str>, id: Option<MessageId>) -> Error {
         code: ErrorCode::MessageRecalled,
         message: "the message was recalled".into(),
         field,
-        details: id.map(|id| Box::new(serde_json::json!([id]))),
+        details: id.map(|id| Box::new(serde_json::json!({ "messageId": id }))),
     }
 }
 
@@ -208,7 +208,7 @@ impl<D: Database> App<D> {
         })
     }
 
-    /// `POST /messages/forward`: each of `message_ids` (messages the caller can read, not
+    /// `POST /messages/forward`: each of `message_ids` (once each; messages the caller can read, not
     /// recalled) to each of `channel_ids` (channels the caller is an active member of), as
     /// new messages marked with their origin, in the order they were sent. Checked whole
     /// before anything is sent; then each target channel gets its messages in order, and
@@ -220,20 +220,17 @@ impl<D: Database> App<D> {
         message_ids: Vec<MessageId>,
         channel_ids: Vec<ChannelId>,
     ) -> Result<Vec<Forwarded>> {
-        fn distinct<T: Ord + Copy>(field: &'static str, v: &[T], max: usize) -> Result<()> {
-            if v.is_empty() || v.len() > max {
+        /// The ids once each, in the order first given: 1 to `max`.
+        fn distinct<T: Eq + std::hash::Hash + Copy>(field: &'static str, v: Vec<T>, max: usize) -> Result<Vec<T>> {
+            let mut seen = std::collections::HashSet::new();
+            let once: Vec<T> = v.into_iter().filter(|x| seen.insert(*x)).collect();
+            if once.is_empty() || once.len() > max {
                 return Err(Error::invalid(field, format!("{field} must list 1 to {max} ids")));
             }
-            let mut sorted = v.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            if sorted.len() != v.len() {
-                return Err(Error::invalid(field, format!("{field} must not repeat an id")));
-            }
-            Ok(())
+            Ok(once)
         }
-        distinct("messageIds", &message_ids, FORWARD_MESSAGES_MAX)?;
-        distinct("channelIds", &channel_ids, FORWARD_CHANNELS_MAX)?;
+        let message_ids = distinct("messageIds", message_ids, FORWARD_MESSAGES_MAX)?;
+        let channel_ids = distinct("channelIds", channel_ids, FORWARD_CHANNELS_MAX)?;
         let mut budgets = vec![(Limit::SendsPerUser, Key::Id(who.user_id.get()))];
         budgets.extend(channel_ids.iter().map(|c| (Limit::SendsPerChannel, Key::Id(c.get()))));
         self.rate_limits(&budgets).await?;

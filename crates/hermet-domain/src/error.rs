@@ -85,7 +85,7 @@ catalogue! {
     TooManyReactions => "too_many_reactions", 422, "a member may put at most 20 reactions on one message";
     EditWindowPassed => "edit_window_passed", 422, "the sender's time to edit the message (`limits.edit_window_secs`) has passed";
     ContentNotOfType => "content_not_of_type", 422, "an edit's content does not suit the message's type (a text message needs a non-empty `content.text`)";
-    UnknownMessage => "unknown_message", 422, "`replyTo` or `messageIds` names a message the caller cannot read (listed in `details`)";
+    UnknownMessage => "unknown_message", 422, "`replyTo` or `messageIds` names a message the caller cannot read (listed in `details.messageIds`)";
     TooManyPins => "too_many_pins", 422, "a channel may have at most 50 pinned messages";
     RateLimited => "rate_limited", 429, "too many requests";
     SlowMode => "slow_mode", 429, "the group is in slow mode; the sender may send again after `details.retryAfterSecs`";

@@ -23,6 +23,20 @@ pub fn whole_number(v: f64) -> Option<i64> {
 }
 
 /// Deserializes an `i64` from a JSON integer or a whole number written as a float.
+/// [`deserialize_whole`] of an optional field (absent or `null`: `None`).
+pub fn deserialize_whole_opt<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct W(#[serde(deserialize_with = "deserialize_whole")] i64);
+    Ok(<Option<W> as serde::Deserialize>::deserialize(d)?.map(|w| w.0))
+}
+
+/// [`deserialize_whole_opt`] of a field whose presence counts (`null`: `Some(None)`).
+pub fn deserialize_whole_present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<i64>>, D::Error> {
+    deserialize_whole_opt(d).map(Some)
+}
+
 pub fn deserialize_whole<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
     struct Whole;
     impl serde::de::Visitor<'_> for Whole {

@@ -88,8 +88,9 @@ pub struct UpdateChannelRequest {
     /// Everyone muted but the owner and admins.
     pub mute_all: Option<bool>,
     /// Slow mode, 0 (off) to 86,400 seconds.
-    #[schema(minimum = 0, maximum = 86400)]
-    pub slow_mode_secs: Option<i32>,
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 86400)]
+    #[serde(default, deserialize_with = "hermet_domain::deserialize_whole_opt")]
+    pub slow_mode_secs: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -161,7 +162,7 @@ pub struct UpdateMemberRequest {
     pub group_nickname: Option<String>,
     /// Mute the member until this time (milliseconds since 1970; `null`: unmute). The
     /// owner mutes admins and members, an admin members.
-    #[serde(default, deserialize_with = "crate::routes::users::present")]
+    #[serde(default, deserialize_with = "hermet_domain::deserialize_whole_present")]
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 253402300799999_i64)]
     pub muted_until: Option<Option<i64>>,
 }
@@ -268,7 +269,14 @@ impl utoipa::PartialSchema for SendMessageRequest {
                 ("content", content.into(), true),
                 ("mentions", schemas::mentions(), false),
                 ("clientMsgId", schemas::client_msg_id().into(), false),
-                ("replyTo", <MessageId as utoipa::PartialSchema>::schema(), false),
+                (
+                    "replyTo",
+                    OneOfBuilder::new()
+                        .item(<MessageId as utoipa::PartialSchema>::schema())
+                        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+                        .into(),
+                    false,
+                ),
             ])
         };
         let any_object = schemas::content_object;
@@ -631,13 +639,15 @@ pub async fn update<D: Database>(
         name: req.name,
         avatar: req.avatar,
         mute_all: req.mute_all,
-        slow_mode_secs: req.slow_mode_secs,
+        // the document bounds it, and 0–86,400 is checked again before it is used
+        slow_mode_secs: req.slow_mode_secs.map(|s| s.clamp(-1, i64::from(i32::MAX)) as i32),
     };
     Ok(Json(st.app.update_channel(who, id, patch).await?.into()))
 }
 
-/// DELETE /api/v1/channels/{id} — the owner dismisses the group.
-#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
+/// POST /api/v1/channels/{id}/dismiss — the owner dismisses the group (it stays, archived:
+/// members keep its history).
+#[utoipa::path(post, path = "/api/v1/channels/{id}/dismiss", tag = "channels", security(("bearer" = [])), params(("id" = inline(ChannelId), Path, description = "channel id")),
     responses((status = 204), (status = 403, description = "not the owner of the group", body = ErrorBody), (status = 409, description = "`channel_archived`", body = ErrorBody), (status = 422, description = "`not_a_group`", body = ErrorBody)))]
 pub async fn dismiss<D: Database>(
     State(st): State<AppState<D>>,
@@ -1037,11 +1047,12 @@ pub async fn versions<D: Database>(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ForwardRequest {
-    /// Messages the caller can read, 1 to 20, distinct; sent on in the order they were sent.
-    #[schema(value_type = BTreeSet<MessageId>, min_items = 1, max_items = 20)]
+    /// Messages the caller can read, 1 to 20 (a repeat counts once); sent on in the order
+    /// they were sent.
+    #[schema(min_items = 1, max_items = 20)]
     pub message_ids: Vec<MessageId>,
-    /// Channels the caller is a member of, 1 to 20, distinct.
-    #[schema(value_type = BTreeSet<ChannelId>, min_items = 1, max_items = 20)]
+    /// Channels the caller is a member of, 1 to 20 (a repeat counts once).
+    #[schema(min_items = 1, max_items = 20)]
     pub channel_ids: Vec<ChannelId>,
 }
 
@@ -1067,7 +1078,7 @@ pub struct ForwardResults {
 /// POST /api/v1/messages/forward — forward messages to channels.
 #[utoipa::path(post, path = "/api/v1/messages/forward", tag = "messages", security(("bearer" = [])), request_body = ForwardRequest,
     responses((status = 200, description = "each target channel's new messages, and the refusal that stopped one, if any", body = ForwardResults),
-        (status = 400, description = "`validation_failed`: an empty, too long or repeating list", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: an empty or too long list", body = ErrorBody),
         (status = 403, description = "not a member of a target channel", body = ErrorBody),
         (status = 404, description = "no such target channel", body = ErrorBody),
         (status = 409, description = "`message_recalled`", body = ErrorBody),

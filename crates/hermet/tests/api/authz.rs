@@ -70,7 +70,7 @@ fn matrix() -> Vec<Row> {
         row("POST",   "/api/v1/channels/groups", "/api/v1/channels/groups", Some(r#"{"name": "Another", "memberIds": []}"#), [401, 201, 201, 201, 201, 201]),
         row("GET",    "/api/v1/channels/{id}", "/api/v1/channels/{group}", None,                                       [401, 403, 403, 200, 200, 200]),
         row("PATCH",  "/api/v1/channels/{id}", "/api/v1/channels/{group}", Some(r#"{"name": "Renamed"}"#),            [401, 403, 403, 403, 200, 200]),
-        row("DELETE", "/api/v1/channels/{id}", "/api/v1/channels/{group}", None,                                       [401, 403, 403, 403, 403, 204]),
+        row("POST",   "/api/v1/channels/{id}/dismiss", "/api/v1/channels/{group}/dismiss", None,                       [401, 403, 403, 403, 403, 204]),
         row("GET",    "/api/v1/channels/{id}/members", "/api/v1/channels/{group}/members", None,                       [401, 403, 403, 200, 200, 200]),
         row("POST",   "/api/v1/channels/{id}/members", "/api/v1/channels/{group}/members", Some(r#"{"userIds": ["{extra}"]}"#), [401, 403, 403, 403, 200, 422]),
         row("DELETE", "/api/v1/channels/{id}/members/{userId}", "/api/v1/channels/{group}/members/{member}", None,     [401, 403, 403, 422, 204, 404]),

@@ -109,7 +109,7 @@ async fn one_batch_answers_each_send_on_its_own(db: Db) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let g = app.create_group(ann, "Team", &[bob, cat]).await;
     let gone = app.create_group(ann, "Gone", &[bob]).await;
-    let r = app.call(reqwest::Method::DELETE, &format!("/api/v1/channels/{gone}"), Some(&ann.access), None).await;
+    let r = app.call(reqwest::Method::POST, &format!("/api/v1/channels/{gone}/dismiss"), Some(&ann.access), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 
     // The first send takes the only slot and waits on the lock; everything sent

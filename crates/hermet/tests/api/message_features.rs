@@ -65,7 +65,7 @@ async fn replies_quote_the_answered_message_as_it_is_now(db: Db) {
         let body = json!({"type": "text", "content": {"text": "x"}, "replyTo": bad});
         let r = app.post(&format!("/api/v1/channels/{g}/messages"), Some(&cat.access), body).await;
         assert_eq!((r.status, r.code(), r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_message", "replyTo"));
-        assert_eq!(r.body["error"]["details"], json!([bad]));
+        assert_eq!(r.body["error"]["details"]["messageIds"], json!([bad]));
     }
     let r = app
         .post(
@@ -143,24 +143,25 @@ async fn forward_copies_messages_to_several_channels(db: Db) {
     let messages = app.scalar("SELECT COUNT(*) FROM message").await;
     let r = forward(outsider, json!({"messageIds": [one], "channelIds": [g2]})).await;
     assert_eq!((r.status, r.code(), r.field()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_message", "messageIds"));
-    assert_eq!(r.body["error"]["details"], json!([one]));
+    assert_eq!(r.body["error"]["details"]["messageIds"], json!([one]));
     let r = forward(dan, json!({"messageIds": [one, "123456789"], "channelIds": [g2]})).await;
-    assert_eq!(r.body["error"]["details"], json!([one, "123456789"]), "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["messageIds"], json!([one, "123456789"]), "{}", r.body);
     let not_bobs = app.make_friends(owner, dan).await;
     let r = forward(bob, json!({"messageIds": [one], "channelIds": [g2, not_bobs]})).await;
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"), "not a member of a target: {}", r.body);
+    let too_many: Vec<String> = (1..=21).map(|i| i.to_string()).collect();
     for (body, field) in [
         (json!({"messageIds": [], "channelIds": [g2]}), "messageIds"),
-        (json!({"messageIds": [one, one], "channelIds": [g2]}), "messageIds"),
-        (json!({"messageIds": [one], "channelIds": [g2, g2]}), "channelIds"),
+        (json!({"messageIds": [one], "channelIds": []}), "channelIds"),
+        (json!({"messageIds": too_many, "channelIds": [g2]}), "messageIds"),
     ] {
         let r = forward(bob, body).await;
         assert_eq!((r.status, r.field()), (StatusCode::BAD_REQUEST, field), "{}", r.body);
     }
     assert_eq!(app.scalar("SELECT COUNT(*) FROM message").await, messages);
 
-    // two messages to two channels, in the order they were sent
-    let r = forward(bob, json!({"messageIds": [two, one], "channelIds": [g2, chat]})).await;
+    // two messages to two channels, in the order they were sent (a repeat counts once)
+    let r = forward(bob, json!({"messageIds": [two, one, two], "channelIds": [g2, chat, g2]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let items = r.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
