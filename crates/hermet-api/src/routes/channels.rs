@@ -1134,7 +1134,14 @@ impl IntoParams for MessageSearchParams {
                 .build()
         };
         let string = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).into();
-        let time = || ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(0)).into();
+        let time = || {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Integer))
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+                .minimum(Some(0))
+                .maximum(Some(i64::MAX))
+                .into()
+        };
         let limit =
             ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).minimum(Some(1)).maximum(Some(200));
         let q = hermet_domain::validate::schema::text(message::SEARCH_MAX_CHARS, false, false).build();
