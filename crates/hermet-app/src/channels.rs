@@ -51,7 +51,8 @@ pub struct ChannelPatch {
     pub name: Option<String>,
     pub avatar: Option<String>,
     pub mute_all: Option<bool>,
-    pub slow_mode_secs: Option<i32>,
+    /// As sent; 0 to [`SLOW_MODE_MAX_SECS`].
+    pub slow_mode_secs: Option<i64>,
 }
 
 /// Latest `mutedUntil` accepted: the last millisecond of year 9999.
@@ -312,12 +313,13 @@ impl<D: Database> App<D> {
             let ChannelPatch { name, avatar, mute_all, slow_mode_secs } = patch;
             let name = name.map(|n| validate::display_name("name", &n, CHANNEL_NAME_MAX, false)).transpose()?;
             let avatar = avatar.map(|a| validate::avatar("avatar", &a)).transpose()?;
-            if slow_mode_secs.is_some_and(|s| !(0..=SLOW_MODE_MAX_SECS).contains(&s)) {
-                return Err(Error::invalid(
-                    "slowModeSecs",
-                    format!("slowModeSecs must be 0 (off) to {SLOW_MODE_MAX_SECS}"),
-                ));
-            }
+            let slow_mode_secs = slow_mode_secs
+                .map(|s| {
+                    i32::try_from(s).ok().filter(|s| (0..=SLOW_MODE_MAX_SECS).contains(s)).ok_or_else(|| {
+                        Error::invalid("slowModeSecs", format!("slowModeSecs must be 0 (off) to {SLOW_MODE_MAX_SECS}"))
+                    })
+                })
+                .transpose()?;
             let now = now_ms();
             let mut tx = self.db.begin().await?;
             let (mut channel, me) = self.lock_group(&mut tx, who, id).await?;
@@ -401,8 +403,7 @@ impl<D: Database> App<D> {
         let after: i64 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
         let members = self.db.members_page(id, after, limit + 1).await?;
         let ids: Vec<UserId> = members.iter().map(|m| m.user_id).collect();
-        let users: std::collections::HashMap<UserId, hermet_domain::user::User> =
-            self.db.users_by_ids(&ids).await?.into_iter().map(|u| (u.id, u)).collect();
+        let users = self.profiles_by_id(&ids).await?;
         let items = members
             .into_iter()
             .map(|member| {

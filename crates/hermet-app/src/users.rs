@@ -162,15 +162,8 @@ impl<D: Database> App<D> {
         if distinct.is_empty() || distinct.len() > USERS_BY_IDS_MAX {
             return Err(Error::invalid("ids", format!("ids must name 1 to {USERS_BY_IDS_MAX} users")));
         }
-        let mut found: std::collections::HashMap<UserId, User> = self
-            .db
-            .users_by_ids(&distinct)
-            .await?
-            .into_iter()
-            .filter(|u| u.status != UserStatus::Deleted)
-            .map(|u| (u.id, u))
-            .collect();
-        Ok(distinct.iter().filter_map(|id| found.remove(id)).collect())
+        let mut found = self.profiles_by_id(&distinct).await?;
+        Ok(distinct.iter().filter_map(|id| found.remove(id)).filter(|u| u.status != UserStatus::Deleted).collect())
     }
 
     /// Whether `who` may see `id`'s presence: themselves, or a live friend (the friendship

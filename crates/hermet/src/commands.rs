@@ -142,24 +142,10 @@ pub async fn bench_pipeline(
 /// `hermet bench search` on the configured database.
 pub async fn bench_search(
     config: &Config,
-    messages: usize,
-    groups: usize,
-    members_per_group: usize,
-    member_of: usize,
-    runs: usize,
+    bench: crate::search_bench::SearchBench,
     progress: impl Fn(String),
 ) -> anyhow::Result<crate::search_bench::SearchReport> {
-    with_database!(config, |db| crate::search_bench::run(
-        db,
-        config,
-        messages,
-        groups,
-        members_per_group,
-        member_of,
-        runs,
-        progress
-    )
-    .await)
+    with_database!(config, |db| crate::search_bench::run(db, config, bench, progress).await)
 }
 
 /// After `hermet replay`: reports how many events `consumer` still has to apply (every

@@ -192,10 +192,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             json,
             ..
         } => {
-            let r = commands::bench_search(&config, messages, groups, members_per_group, member_of, runs, |m| {
-                eprintln!("  {m}")
-            })
-            .await?;
+            let bench = hermet::search_bench::SearchBench { messages, groups, members_per_group, member_of, runs };
+            let r = commands::bench_search(&config, bench, |m| eprintln!("  {m}")).await?;
             println!("{:>44} {:>12} {:>10} {:>10} {:>6}", "query", "scope", "p50 ms", "p99 ms", "found");
             for t in &r.queries {
                 let scope = if t.one_channel { "one channel" } else { "all mine" };

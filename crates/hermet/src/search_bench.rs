@@ -159,17 +159,25 @@ fn text(rng: &mut Rng) -> String {
     s
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `hermet bench search` writes and runs (its command-line options).
+#[derive(Debug, Clone, Copy)]
+pub struct SearchBench {
+    pub messages: usize,
+    pub groups: usize,
+    pub members_per_group: usize,
+    /// Groups the searcher is a member of.
+    pub member_of: usize,
+    /// Times each query runs.
+    pub runs: usize,
+}
+
 pub(crate) async fn run<D: Database>(
     db: D,
     config: &Config,
-    messages: usize,
-    groups: usize,
-    members_per_group: usize,
-    member_of: usize,
-    runs: usize,
+    b: SearchBench,
     progress: impl Fn(String),
 ) -> anyhow::Result<SearchReport> {
+    let SearchBench { messages, groups, members_per_group, member_of, runs } = b;
     if member_of > groups || members_per_group < 2 {
         bail!("--member-of must be at most --groups, and groups need 2 members or more");
     }

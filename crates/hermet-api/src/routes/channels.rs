@@ -312,6 +312,12 @@ pub struct SendMessageResponse {
     pub sent_at: i64,
 }
 
+impl From<hermet_app::messages::SentMessage> for SendMessageResponse {
+    fn from(s: hermet_app::messages::SentMessage) -> Self {
+        Self { message_id: s.message_id, seq: s.seq, sent_at: s.sent_at }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageDto {
@@ -639,8 +645,7 @@ pub async fn update<D: Database>(
         name: req.name,
         avatar: req.avatar,
         mute_all: req.mute_all,
-        // the document bounds it, and 0–86,400 is checked again before it is used
-        slow_mode_secs: req.slow_mode_secs.map(|s| s.clamp(-1, i64::from(i32::MAX)) as i32),
+        slow_mode_secs: req.slow_mode_secs,
     };
     Ok(Json(st.app.update_channel(who, id, patch).await?.into()))
 }
@@ -874,10 +879,7 @@ pub async fn send<D: Database>(
             },
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SendMessageResponse { message_id: sent.message_id, seq: sent.seq, sent_at: sent.sent_at }),
-    ))
+    Ok((StatusCode::CREATED, Json(sent.into())))
 }
 
 /// GET /api/v1/channels/{id}/messages — history visible to me (from my join on).
@@ -1094,11 +1096,7 @@ pub async fn forward<D: Database>(
         .into_iter()
         .map(|f| ForwardResult {
             channel_id: f.channel_id,
-            messages: f
-                .sent
-                .into_iter()
-                .map(|s| SendMessageResponse { message_id: s.message_id, seq: s.seq, sent_at: s.sent_at })
-                .collect(),
+            messages: f.sent.into_iter().map(Into::into).collect(),
             error: f.error.as_ref().map(crate::error::detail),
         })
         .collect();

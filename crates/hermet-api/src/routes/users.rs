@@ -101,7 +101,7 @@ pub struct UpdateProfileRequest {
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
